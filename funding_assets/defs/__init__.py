@@ -1,0 +1,1 @@
+"""Dagster definitions of funding_assets: assets, checks, jobs, sensors and schedules."""

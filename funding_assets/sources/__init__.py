@@ -1,0 +1,46 @@
+"""Where prints come from: one setting (``FUNDING_ASSETS_SOURCE``) picks the source.
+
+- ``sim``: the deterministic funding model of :mod:`funding_assets.sim`, offline.
+- ``replay:<dir>``: the user's own files, ``<dir>/<venue>/*.csv|*.parquet``.
+
+A source answers one question: every print of ``venue`` for ``coins`` whose ``ts`` falls on
+the UTC days ``start..end`` (inclusive), in the print model of :mod:`funding_assets.prints`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Protocol
+
+import polars as pl
+
+from ..errors import FundingInputError
+
+
+class Source(Protocol):
+    name: str
+
+    def fetch(self, venue: str, coins: tuple[str, ...], start: dt.date, end: dt.date) -> pl.DataFrame:
+        """Prints of ``venue`` for ``coins`` with ``ts`` on the days ``start..end`` inclusive."""
+        ...
+
+
+def open_source(spec: str) -> Source:
+    """Build the source named by a ``FUNDING_ASSETS_SOURCE`` value."""
+    if spec == "sim":
+        from .sim import SimSource
+
+        return SimSource()
+    if spec.startswith("replay:"):
+        from .replay import ReplaySource
+
+        return ReplaySource(Path(spec.removeprefix("replay:")))
+    raise FundingInputError(f"FUNDING_ASSETS_SOURCE={spec!r}: expected 'sim' or 'replay:<dir>'")
+
+
+def day_bounds(start: dt.date, end: dt.date) -> tuple[dt.datetime, dt.datetime]:
+    """``[start 00:00, end + 1 day 00:00)`` as naive UTC datetimes."""
+    if end < start:
+        raise FundingInputError(f"end date {end} is before start date {start}")
+    return dt.datetime.combine(start, dt.time()), dt.datetime.combine(end, dt.time()) + dt.timedelta(days=1)
