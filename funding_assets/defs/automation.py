@@ -100,12 +100,20 @@ def daily_completion_schedule(context: dg.ScheduleEvaluationContext):
     ]
 
 
-daily_spreads_schedule = dg.build_schedule_from_partitioned_job(
-    spreads_job,
-    hour_of_day=1,
-    minute_of_hour=0,
+@dg.schedule(
+    job=spreads_job,
+    cron_schedule="0 1 * * *",
+    execution_timezone="UTC",
     default_status=dg.DefaultScheduleStatus.RUNNING,
 )
+def daily_spreads_schedule(context: dg.ScheduleEvaluationContext):
+    """Yesterday's spreads, after the venues' partitions were completed at 00:30.
+
+    (Dagster's partitioned-job schedule would pick today's still-open partition, because
+    the date dimension has ``end_offset=1``.)
+    """
+    day = context.scheduled_execution_time.astimezone(dt.UTC).date() - dt.timedelta(days=1)
+    return dg.RunRequest(run_key=f"spreads|{day}", partition_key=day.isoformat())
 
 SENSORS = [funding_roll_sensor]
 SCHEDULES = [pca_refit_schedule, daily_completion_schedule, daily_spreads_schedule]

@@ -3,25 +3,21 @@
 
 import dagster as dg
 
-from ..partitions import daily, date_venue
 from .assets import curve_features, curve_snapshots, pca_factors, raw_prints, spread_signals
 
 roll_job = dg.define_asset_job(
     "roll_job",
     selection=dg.AssetSelection.assets(raw_prints, curve_snapshots, curve_features, pca_factors),
-    partitions_def=date_venue,
     description="Prints -> strip -> features -> PCA scores for (date, venue) partitions.",
 )
 pca_refit_job = dg.define_asset_job(
     "pca_refit_job",
     selection=dg.AssetSelection.assets(pca_factors),
-    partitions_def=date_venue,
     description="Refit the walk-forward PCA and rescore the day.",
 )
 spreads_job = dg.define_asset_job(
     "spreads_job",
     selection=dg.AssetSelection.assets(spread_signals),
-    partitions_def=daily,
     description="Cross-venue spread signals for a UTC day.",
 )
 
