@@ -79,6 +79,8 @@ def curve_features(
         right_on="stats_ts",
         by=KEYS,
         strategy="backward",
+        # statistics from a roll older than the window would reach past a data gap
+        tolerance=z_window,
         check_sortedness=False,
     )
     z = [

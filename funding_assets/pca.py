@@ -168,7 +168,7 @@ def fit_walk_forward(
     return fits
 
 
-def fits_frame(fits: list[Fit], window_days: int = DEFAULT_WINDOW_DAYS) -> pl.DataFrame:
+def fits_frame(fits: list[Fit]) -> pl.DataFrame:
     """The ``pca_fits`` table rows for ``fits``."""
     return pl.DataFrame(
         {
@@ -187,11 +187,18 @@ def fits_frame(fits: list[Fit], window_days: int = DEFAULT_WINDOW_DAYS) -> pl.Da
     )
 
 
-def score(snapshots: pl.DataFrame, fits: list[Fit], n_components: int = DEFAULT_COMPONENTS) -> pl.DataFrame:
+def score(
+    snapshots: pl.DataFrame,
+    fits: list[Fit],
+    n_components: int = DEFAULT_COMPONENTS,
+    max_age: dt.timedelta | None = None,
+) -> pl.DataFrame:
     """Scores ``pc1..pcN`` of every snapshot with the latest fit strictly before its ts.
 
-    Rows with no earlier fit are dropped. Columns: venue, symbol, kind, ts, funding_time,
-    fit_id, fitted_at, pc1..pcN.
+    With ``max_age`` (the assets pass one refit cadence), a fit older than that is not used:
+    when a refit was impossible (too few snapshots) the snapshots go unscored rather than
+    being scored with a stale fit. Rows with no usable fit are dropped. Columns: venue,
+    symbol, kind, ts, funding_time, fit_id, fitted_at, pc1..pcN.
     """
     pcs = [f"pc{c + 1}" for c in range(n_components)]
     if not fits:
@@ -215,6 +222,7 @@ def score(snapshots: pl.DataFrame, fits: list[Fit], n_components: int = DEFAULT_
             by=KEYS,
             strategy="backward",
             allow_exact_matches=False,
+            tolerance=max_age,
             check_sortedness=False,
         )
         .filter(pl.col("fit_id").is_not_null())

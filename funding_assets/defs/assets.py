@@ -225,7 +225,8 @@ def pca_factors(
         "pca_fits", table, "fit_id IN (SELECT fit_id FROM _fits)", relations={"_fits": table.select("fit_id")}
     )
     in_range = curve_snapshots.filter((pl.col("ts") >= start) & (pl.col("ts") < end))
-    scores = keep_partitions(pca.score(in_range, fits, funding.pca_components), keys)
+    max_age = dt.timedelta(days=funding.pca_refit_days)
+    scores = keep_partitions(pca.score(in_range, fits, funding.pca_components, max_age), keys)
     if "pc2" not in scores.columns:
         scores = scores.with_columns(pc2=pl.lit(None, pl.Float64))
     context.add_output_metadata(

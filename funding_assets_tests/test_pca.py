@@ -1,0 +1,462 @@
+"""Walk-forward PCA of the strip (DESIGN sections 2 and 4), one rule per test.
+
+- fits are made on a ``refit_days`` cadence aligned to 2020-01-01, each on the roll
+  snapshots in ``[fitted_at - window_days, fitted_at)``;
+- a snapshot is scored with the latest fit strictly before its ts (walk-forward);
+- scores = (x - mean) @ loadings.T;
+- PC1 loadings sum positive, later components keep a positive dot product with the previous
+  fit's same component;
+- too few roll snapshots: no fit, and no score from it.
+
+The synthetic strips are exactly rank 2 (mean + t1*u1 + t2*u2 with orthonormal u1, u2 and
+sample-uncorrelated t1, t2), so the principal axes are known by construction.
+"""
+
+from __future__ import annotations
+
+import random
+from datetime import datetime, timedelta
+
+import numpy as np
+import polars as pl
+import pytest
+from polars.testing import assert_frame_equal
+from sklearn.decomposition import PCA
+
+from funding_assets.pca import Fit, fit_times, fit_walk_forward, fits_frame, score
+
+H8 = timedelta(hours=8)
+DAY = timedelta(days=1)
+#: 2024-01-10 is 1470 = 7 * 210 days after 2020-01-01: on the weekly (and 3-day) cadence.
+T0 = datetime(2024, 1, 10)
+BUCKETS = [f"b{k}" for k in range(8)]
+SNAPSHOT_SCHEMA = {
+    "venue": pl.String,
+    "symbol": pl.String,
+    "kind": pl.String,
+    "ts": pl.Datetime("ms"),
+    "funding_time": pl.Datetime("ms"),
+    "interval_hours": pl.Float64,
+    "annualisation": pl.String,
+    **{b: pl.Float64 for b in BUCKETS},
+    "n_filled": pl.Int32,
+}
+LEVEL = np.full(8, 1 / np.sqrt(8))  # a parallel shift of the whole strip
+
+
+def snap(ts: datetime, buckets, *, kind: str = "roll", venue: str = "binance", symbol: str = "BTC") -> dict:
+    funding_time = ts if kind == "roll" else T0 + ((ts - T0) // H8 + 1) * H8
+    return {
+        "venue": venue,
+        "symbol": symbol,
+        "kind": kind,
+        "ts": ts,
+        "funding_time": funding_time,
+        "interval_hours": 8.0,
+        "annualisation": "apr",
+        **dict(zip(BUCKETS, map(float, buckets))),
+        "n_filled": 0,
+    }
+
+
+def frame(rows: list[dict]) -> pl.DataFrame:
+    return pl.DataFrame(rows, schema=SNAPSHOT_SCHEMA)
+
+
+def unit(v) -> np.ndarray:
+    v = np.asarray(v, dtype=float)
+    return v / np.linalg.norm(v)
+
+
+def factor_scores(n: int, seed: int, sd1: float = 0.05, sd2: float = 0.01) -> tuple[np.ndarray, np.ndarray]:
+    """Two zero-mean, exactly uncorrelated score series with std sd1 >> sd2."""
+    rng = np.random.default_rng(seed)
+    t1, t2 = rng.normal(size=(2, n))
+    t1 -= t1.mean()
+    t2 -= t2.mean()
+    t2 -= (t2 @ t1) / (t1 @ t1) * t1
+    return t1 / t1.std() * sd1, t2 / t2.std() * sd2
+
+
+def rank2_rows(start: datetime, n: int, u1, u2, *, seed: int, mean: float = 0.1, **kw) -> list[dict]:
+    """n roll snapshots 8h apart from ``start``: mean + t1*u1 + t2*u2."""
+    t1, t2 = factor_scores(n, seed)
+    x = mean + np.outer(t1, u1) + np.outer(t2, u2)
+    return [snap(start + i * H8, x[i], **kw) for i in range(n)]
+
+
+def make_fit(fitted_at: datetime, mean, loadings, *, venue="binance", symbol="BTC", window_days=7) -> Fit:
+    loadings = np.asarray(loadings, dtype=float)
+    return Fit(
+        venue=venue,
+        symbol=symbol,
+        fitted_at=fitted_at,
+        window_start=fitted_at - timedelta(days=window_days),
+        n_obs=21,
+        loadings=loadings,
+        explained_variance=np.array([0.9, 0.1])[: loadings.shape[0]],
+        mean=np.asarray(mean, dtype=float),
+    )
+
+
+# --- fit cadence -------------------------------------------------------------------------
+
+
+def test_fit_times_are_on_the_cadence_aligned_to_2020_01_01_plus_the_last_before_start():
+    # weekly instants ... 2024-01-03, 01-10, 01-17, 01-24 ...; start 01-11 needs 01-10 too
+    assert fit_times(datetime(2024, 1, 11), datetime(2024, 1, 25), 7) == [
+        datetime(2024, 1, 10),
+        datetime(2024, 1, 17),
+        datetime(2024, 1, 24),
+    ]
+
+
+def test_fit_times_do_not_depend_on_where_start_falls_within_a_cadence_step():
+    for day in (11, 12, 13, 14, 15, 16):
+        assert fit_times(datetime(2024, 1, day, 5), datetime(2024, 1, 17), 7) == [datetime(2024, 1, 10)]
+
+
+def test_fit_times_start_on_a_fit_instant_also_gets_the_previous_fit():
+    # a snapshot at exactly 01-10 00:00 must be scored by the 01-03 fit (strictly before)
+    assert fit_times(datetime(2024, 1, 10), datetime(2024, 1, 18), 7) == [
+        datetime(2024, 1, 3),
+        datetime(2024, 1, 10),
+        datetime(2024, 1, 17),
+    ]
+
+
+def test_fit_times_end_is_exclusive():
+    assert fit_times(datetime(2024, 1, 11), datetime(2024, 1, 17), 7) == [datetime(2024, 1, 10)]
+
+
+def test_fit_times_other_cadence():
+    # 3-day cadence: 2024-01-10 (day 1470 = 3 * 490) and 2024-01-13 are instants
+    assert fit_times(datetime(2024, 1, 11), datetime(2024, 1, 14), 3) == [
+        datetime(2024, 1, 10),
+        datetime(2024, 1, 13),
+    ]
+    # daily cadence at the epoch itself: the instant before is 2019-12-31
+    assert fit_times(datetime(2020, 1, 1), datetime(2020, 1, 3), 1) == [
+        datetime(2019, 12, 31),
+        datetime(2020, 1, 1),
+        datetime(2020, 1, 2),
+    ]
+
+
+# --- the fit window ----------------------------------------------------------------------
+
+
+def test_a_fit_uses_the_roll_snapshots_of_its_trailing_window_only():
+    fitted_at = T0 + 14 * DAY
+    first = fitted_at - 7 * DAY - 2 * H8
+    # rows j = 0..25 at first + j*8h, level j/100; the window [fitted_at - 7d, fitted_at)
+    # holds j = 2..22 (21 rows, mean level 0.12); rows at/after fitted_at are excluded.
+    rows = [snap(first + j * H8, [j / 100] * 7 + [j / 100 + (0.05 if j % 2 else -0.05)]) for j in range(26)]
+    rows.append(snap(fitted_at - timedelta(hours=3), [9.0] * 8, kind="intraday"))  # not a roll: ignored
+    (fit,) = fit_walk_forward(frame(rows), [fitted_at], window_days=7)
+    assert fit.n_obs == 21
+    assert fit.window_start == fitted_at - 7 * DAY
+    assert fit.fitted_at == fitted_at
+    assert fit.mean[:7] == pytest.approx([0.12] * 7, abs=1e-12)
+    # slopes +-0.05 over j = 2..22: eleven even (-0.05), ten odd (+0.05) -> mean -0.05/21
+    assert fit.mean[7] == pytest.approx(0.12 - 0.05 / 21, abs=1e-12)
+
+
+def test_too_few_roll_snapshots_make_no_fit_and_no_score():
+    fitted_at = T0 + 7 * DAY
+    u2 = unit([1, -1, 0, 0, 0, 0, 0, 0])
+    # 19 rolls inside the window, plus rolls outside it and intraday rows inside it
+    inside = rank2_rows(fitted_at - 19 * H8, 19, LEVEL, u2, seed=1)
+    outside = rank2_rows(fitted_at - 7 * DAY - 10 * H8, 10, LEVEL, u2, seed=2)
+    intraday = [snap(fitted_at - timedelta(hours=h), [0.1] * 8, kind="intraday") for h in (1, 2, 3, 4, 5)]
+    later = [snap(fitted_at + timedelta(hours=h), [0.1] * 8, kind=k) for h, k in ((3, "intraday"), (8, "roll"))]
+    snaps = frame(inside + outside + intraday + later)
+    fits = fit_walk_forward(snaps, [fitted_at], window_days=7)
+    assert fits == []
+    scores = score(snaps, fits)
+    assert scores.height == 0
+    assert scores.columns == ["venue", "symbol", "kind", "ts", "funding_time", "fit_id", "fitted_at", "pc1", "pc2"]
+
+
+def test_twenty_roll_snapshots_are_enough_for_a_fit():
+    fitted_at = T0 + 7 * DAY
+    rows = rank2_rows(fitted_at - 20 * H8, 20, LEVEL, unit([1, -1, 0, 0, 0, 0, 0, 0]), seed=1)
+    (fit,) = fit_walk_forward(frame(rows), [fitted_at], window_days=7)
+    assert fit.n_obs == 20
+
+
+def test_snapshots_before_the_first_successful_fit_get_no_score():
+    # first window (fit at T0+7d) has 10 rolls -> no fit; second (T0+14d) has 21 -> fit
+    u2 = unit([1, -1, 0, 0, 0, 0, 0, 0])
+    early = rank2_rows(T0 + 7 * DAY - 10 * H8, 10, LEVEL, u2, seed=3)
+    week2 = rank2_rows(T0 + 7 * DAY, 21, LEVEL, u2, seed=4)
+    week3 = rank2_rows(T0 + 14 * DAY, 3, LEVEL, u2, seed=5)
+    snaps = frame(early + week2 + week3)
+    fits = fit_walk_forward(snaps, [T0 + 7 * DAY, T0 + 14 * DAY], window_days=7)
+    assert [f.fitted_at for f in fits] == [T0 + 14 * DAY]
+    scores = score(snaps, fits)
+    assert scores["ts"].to_list() == [T0 + 14 * DAY + i * H8 for i in (1, 2)]
+
+
+# --- scoring -----------------------------------------------------------------------------
+
+
+def test_scores_are_the_centred_snapshot_times_the_loadings():
+    fit = make_fit(T0, [0.1] * 8, [[0.5, 0.5, 0.5, 0.5, 0, 0, 0, 0], [0, 0, 0, 0, 0, 0, 0, 1]])
+    x = [0.3, 0.5, 0.1, 0.1, 0.2, 0.2, 0.2, 0.7]
+    out = score(frame([snap(T0 + H8, x)]), [fit])
+    row = out.row(0, named=True)
+    # pc1 = 0.5 * (0.2 + 0.4 + 0 + 0) = 0.3 ; pc2 = 0.7 - 0.1 = 0.6
+    assert row["pc1"] == pytest.approx(0.3, abs=1e-12)
+    assert row["pc2"] == pytest.approx(0.6, abs=1e-12)
+    assert row["fit_id"] == fit.fit_id
+    assert row["fitted_at"] == T0
+
+
+def test_n_components_one_scores_pc1_only():
+    fit = make_fit(T0, [0.1] * 8, [[0.5, 0.5, 0.5, 0.5, 0, 0, 0, 0], [0, 0, 0, 0, 0, 0, 0, 1]])
+    out = score(frame([snap(T0 + H8, [0.3, 0.5, 0.1, 0.1, 0.2, 0.2, 0.2, 0.7])]), [fit], n_components=1)
+    assert "pc2" not in out.columns
+    assert out["pc1"].to_list() == pytest.approx([0.3], abs=1e-12)
+
+
+def test_a_snapshot_exactly_at_fitted_at_uses_the_previous_fit():
+    f1 = make_fit(T0, [0.0] * 8, [[1, 0, 0, 0, 0, 0, 0, 0], [0, 1, 0, 0, 0, 0, 0, 0]])
+    f2 = make_fit(T0 + 7 * DAY, [0.0] * 8, [[0, 0, 0, 0, 0, 0, 1, 0], [0, 0, 0, 0, 0, 0, 0, 1]])
+    x = [1, 2, 3, 4, 5, 6, 7, 8]
+    snaps = frame(
+        [
+            snap(T0, x),  # at f1: nothing strictly before -> unscored
+            snap(T0 + 7 * DAY, x),  # exactly at f2 -> f1
+            snap(T0 + 7 * DAY + timedelta(minutes=10), x, kind="intraday"),  # just after -> f2
+            snap(T0 + 7 * DAY + H8, x),  # -> f2
+        ]
+    )
+    out = score(snaps, [f2, f1])
+    assert out.sort("ts").select("ts", "fit_id", "pc1", "pc2").rows() == [
+        (T0 + 7 * DAY, f1.fit_id, 1.0, 2.0),
+        (T0 + 7 * DAY + timedelta(minutes=10), f2.fit_id, 7.0, 8.0),
+        (T0 + 7 * DAY + H8, f2.fit_id, 7.0, 8.0),
+    ]
+
+
+def test_scores_use_the_fit_of_the_same_venue_and_symbol():
+    a = make_fit(T0, [0.0] * 8, [[1, 0, 0, 0, 0, 0, 0, 0], [0, 1, 0, 0, 0, 0, 0, 0]], venue="binance")
+    b = make_fit(T0 + DAY, [0.0] * 8, [[0, 0, 0, 0, 0, 0, 1, 0], [0, 0, 0, 0, 0, 0, 0, 1]], venue="okx")
+    x = [1, 2, 3, 4, 5, 6, 7, 8]
+    out = score(frame([snap(T0 + 2 * DAY, x, venue="binance"), snap(T0 + 2 * DAY, x, venue="okx")]), [a, b])
+    assert out.select("venue", "fit_id", "pc1").rows() == [("binance", a.fit_id, 1.0), ("okx", b.fit_id, 7.0)]
+
+
+def test_walk_forward_scores_recover_the_generating_factors():
+    # exact rank-2 data: pc1 = t1 (minus its window mean, zero here), pc2 = t2, up to sign
+    u1, u2 = LEVEL, unit([1, -1, 0, 0, 0, 0, 0, 0])
+    t1, t2 = factor_scores(21, seed=7)
+    x = 0.1 + np.outer(t1, u1) + np.outer(t2, u2)
+    rows = [snap(T0 + i * H8, x[i]) for i in range(21)]
+    fitted_at = T0 + 7 * DAY
+    fits = fit_walk_forward(frame(rows), [fitted_at], window_days=7)
+    # score the same strips again, re-stamped after the fit
+    again = frame([snap(fitted_at + i * H8 + timedelta(hours=1), x[i], kind="intraday") for i in range(21)])
+    out = score(again, fits)
+    assert np.abs(out["pc1"].to_numpy()) == pytest.approx(np.abs(t1), abs=1e-10)
+    assert np.abs(out["pc2"].to_numpy()) == pytest.approx(np.abs(t2), abs=1e-10)
+    assert fits[0].explained_variance == pytest.approx([25 / 26, 1 / 26], abs=1e-10)
+
+
+# --- sign convention ---------------------------------------------------------------------
+
+
+def test_pc1_loadings_sum_positive():
+    # PC1 along v = (-0.3 x7, 0.8): sklearn makes the largest entry (0.8) positive, so the
+    # raw loadings sum to a negative number; the stored ones must sum positive.
+    v = unit([-0.3] * 7 + [0.8])
+    u2 = unit([1, -1, 0, 0, 0, 0, 0, 0])
+    rows = rank2_rows(T0, 21, v, u2, seed=11)
+    raw = PCA(2, svd_solver="full").fit(frame(rows).select(BUCKETS).to_numpy()).components_[0]
+    assert raw.sum() < 0  # precondition: the raw sign would break the rule
+    (fit,) = fit_walk_forward(frame(rows), [T0 + 7 * DAY], window_days=7)
+    assert fit.loadings[0].sum() > 0
+    assert fit.loadings[0] == pytest.approx(-v, abs=1e-9)
+
+
+def test_first_pc2_with_no_previous_fit_has_the_long_end_outweighing_the_short_end():
+    # u2 = (0.7, -0.75, 0, 0, 0.05, 0, 0, 0): sklearn returns -u2 (largest entry positive),
+    # whose long end b4..b7 sums to -0.05; the module docstring's rule gives +u2.
+    u2 = unit([0.7, -0.75, 0, 0, 0.05, 0, 0, 0])
+    rows = rank2_rows(T0, 21, LEVEL, u2, seed=12)
+    (fit,) = fit_walk_forward(frame(rows), [T0 + 7 * DAY], window_days=7)
+    assert fit.loadings[1][4:].sum() > fit.loadings[1][:4].sum()
+    assert fit.loadings[1] == pytest.approx(u2, abs=1e-9)
+
+
+def _flipping_pc2() -> tuple[pl.DataFrame, np.ndarray, np.ndarray]:
+    """Two weekly windows whose raw sklearn PC2 flips sign between them.
+
+    Week 1: u2 = (0.7, -0.75, 0, 0, 0.05, ...), week 2: u2' = (0.75, -0.7, 0, 0, -0.05, ...).
+    u2 . u2' > 0 (the same factor), but sklearn returns -u2 and +u2' (largest entry made
+    positive), so raw PC2 flips. The long end of u2' is negative, so a "long end up" rule
+    would also flip it: only alignment with the previous fit keeps it.
+    """
+    u2 = unit([0.7, -0.75, 0, 0, 0.05, 0, 0, 0])
+    u2b = unit([0.75, -0.7, 0, 0, -0.05, 0, 0, 0])
+    rows = rank2_rows(T0, 21, LEVEL, u2, seed=21) + rank2_rows(T0 + 7 * DAY, 21, LEVEL, u2b, seed=22)
+    return frame(rows), u2, u2b
+
+
+def test_later_components_keep_the_sign_of_the_previous_fit():
+    snaps, u2, u2b = _flipping_pc2()
+    x = snaps.select(BUCKETS).to_numpy()
+    raw1 = PCA(2, svd_solver="full").fit(x[:21]).components_[1]
+    raw2 = PCA(2, svd_solver="full").fit(x[21:]).components_[1]
+    assert raw1 @ raw2 < 0  # precondition: the raw PC2 flips between the two windows
+
+    f1, f2 = fit_walk_forward(snaps, [T0 + 7 * DAY, T0 + 14 * DAY], window_days=7)
+    assert f2.loadings[1] @ f1.loadings[1] > 0
+    assert f1.loadings[1] == pytest.approx(u2, abs=1e-9)
+    assert f2.loadings[1] == pytest.approx(u2b, abs=1e-9)
+    for f in (f1, f2):
+        assert f.loadings[0].sum() > 0
+
+
+def test_previous_loadings_carry_the_sign_across_runs():
+    # Fitting week 2 alone, handed week 1's stored loadings, gives the same orientation as
+    # the continuous run (this is how the asset continues from the warehouse).
+    snaps, _, u2b = _flipping_pc2()
+    f1, f2 = fit_walk_forward(snaps, [T0 + 7 * DAY, T0 + 14 * DAY], window_days=7)
+    (alone,) = fit_walk_forward(
+        snaps, [T0 + 14 * DAY], window_days=7, previous={("binance", "BTC"): f1.loadings}
+    )
+    assert alone.loadings == pytest.approx(f2.loadings, abs=1e-12)
+    assert alone.loadings[1] == pytest.approx(u2b, abs=1e-9)
+
+
+# --- the fits table ----------------------------------------------------------------------
+
+FITS_COLUMNS = {
+    "fit_id": pl.String,
+    "venue": pl.String,
+    "symbol": pl.String,
+    "fitted_at": pl.Datetime("ms"),
+    "window_start": pl.Datetime("ms"),
+    "window_end": pl.Datetime("ms"),
+    "n_obs": pl.Int32,
+    "loadings": pl.List(pl.List(pl.Float64)),
+    "explained_variance": pl.List(pl.Float64),
+    "mean": pl.List(pl.Float64),
+}
+
+
+def test_fits_frame_schema_and_content():
+    snaps, _, _ = _flipping_pc2()
+    fits = fit_walk_forward(snaps, [T0 + 7 * DAY, T0 + 14 * DAY], window_days=7)
+    table = fits_frame(fits)
+    assert dict(table.schema) == FITS_COLUMNS
+    assert table.height == 2
+    assert table["fit_id"].n_unique() == 2
+    assert table["fit_id"].to_list() == ["binance:BTC:2024-01-17T00:00Z", "binance:BTC:2024-01-24T00:00Z"]
+    assert table["fitted_at"].to_list() == [T0 + 7 * DAY, T0 + 14 * DAY]
+    assert table["window_end"].to_list() == table["fitted_at"].to_list()
+    assert table["window_start"].to_list() == [T0, T0 + 7 * DAY]
+    assert table["n_obs"].to_list() == [21, 21]
+    for row, fit in zip(table.iter_rows(named=True), fits):
+        assert len(row["loadings"]) == 2 and all(len(c) == 8 for c in row["loadings"])
+        assert np.array(row["loadings"]) == pytest.approx(fit.loadings, abs=0)
+        ev = row["explained_variance"]
+        assert len(ev) == 2 and 1 >= ev[0] >= ev[1] >= 0 and sum(ev) <= 1 + 1e-12
+        assert len(row["mean"]) == 8
+
+
+def test_fits_frame_of_no_fits_is_empty_with_the_same_schema():
+    table = fits_frame([])
+    assert table.height == 0
+    assert dict(table.schema) == FITS_COLUMNS
+
+
+# --- walk-forward property and determinism -----------------------------------------------
+
+
+def _random_snapshots(seed: int) -> pl.DataFrame:
+    rng = random.Random(seed)
+    rows = []
+    start = T0 - 20 * DAY
+    for venue, symbol in (("binance", "BTC"), ("okx", "BTC"), ("binance", "ETH")):
+        t = start + timedelta(minutes=rng.randrange(0, 600))
+        level = 0.1
+        while t < T0 + 25 * DAY:
+            level += rng.gauss(0, 0.02)
+            buckets = [level + rng.gauss(0, 0.01) * (k + 1) for k in range(8)]
+            kind = "roll" if rng.random() < 0.7 else "intraday"
+            rows.append(snap(t, buckets, kind=kind, venue=venue, symbol=symbol))
+            # mostly a few hours apart, sometimes a multi-day hole
+            step = rng.choices([1, 60, 240, 480, 3 * 1440], weights=[5, 20, 30, 44, 1])[0]
+            t += timedelta(minutes=step)
+    return frame(rows)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_no_score_uses_a_fit_at_or_after_its_snapshot(seed):
+    rng = random.Random(1000 + seed)
+    snaps = _random_snapshots(seed)
+    refit, window = rng.choice([1, 3, 7]), rng.choice([5, 10, 30])
+    start, end = T0 - 5 * DAY, T0 + 25 * DAY
+    fits = fit_walk_forward(snaps, fit_times(start, end, refit), window_days=window)
+    assert fits  # the property must have something to bite on
+    out = score(snaps, fits)
+    assert out.height > 0
+    assert (out["fitted_at"] < out["ts"]).all()
+    # ... and it is the latest such fit of that series
+    by_key: dict[tuple[str, str], list[datetime]] = {}
+    for f in fits:
+        by_key.setdefault((f.venue, f.symbol), []).append(f.fitted_at)
+    for row in out.iter_rows(named=True):
+        earlier = [t for t in by_key[(row["venue"], row["symbol"])] if t < row["ts"]]
+        assert row["fitted_at"] == max(earlier)
+    # every snapshot with an earlier fit is scored, none without
+    expected = sum(
+        any(t < row["ts"] for t in by_key.get((row["venue"], row["symbol"]), []))
+        for row in snaps.iter_rows(named=True)
+    )
+    assert out.height == expected
+    # each fit saw only roll snapshots in [fitted_at - window, fitted_at)
+    roll = snaps.filter(pl.col("kind") == "roll")
+    for f in fits:
+        seen = roll.filter(
+            (pl.col("venue") == f.venue)
+            & (pl.col("symbol") == f.symbol)
+            & (pl.col("ts") >= f.fitted_at - timedelta(days=window))
+            & (pl.col("ts") < f.fitted_at)
+        )
+        assert f.n_obs == seen.height >= 20
+
+
+def _run(snaps: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    fits = fit_walk_forward(snaps, fit_times(T0 - 5 * DAY, T0 + 25 * DAY, 7), window_days=10)
+    return fits_frame(fits), score(snaps, fits)
+
+
+def test_same_input_gives_identical_output():
+    snaps = _random_snapshots(42)
+    fits_a, scores_a = _run(snaps)
+    fits_b, scores_b = _run(snaps.clone())
+    assert fits_a.height > 0 and scores_a.height > 0
+    assert_frame_equal(fits_a, fits_b, check_exact=True)
+    assert_frame_equal(scores_a, scores_b, check_exact=True)
+
+
+def test_input_row_order_does_not_change_the_output():
+    snaps = _random_snapshots(43)
+    fits_a, scores_a = _run(snaps)
+    fits_b, scores_b = _run(snaps.sample(fraction=1.0, shuffle=True, seed=5))
+    assert_frame_equal(fits_a, fits_b, check_exact=True)
+    assert_frame_equal(scores_a, scores_b, check_exact=True)
+
+
+def test_a_fit_older_than_max_age_is_not_used():
+    # a fit at T0+7d, no refit possible afterwards: snapshots 53 days later go unscored
+    u2 = unit([1, -1, 0, 0, 0, 0, 0, 0])
+    snaps = frame(rank2_rows(T0 + 7 * DAY - 21 * H8, 21, LEVEL, u2, seed=6) + [snap(T0 + 60 * DAY, [0.1] * 8)])
+    fits = fit_walk_forward(snaps, [T0 + 7 * DAY + i * 7 * DAY for i in range(8)], window_days=7)
+    assert [f.fitted_at for f in fits] == [T0 + 7 * DAY]
+    assert score(snaps, fits).filter(pl.col("ts") == T0 + 60 * DAY).height == 1
+    assert score(snaps, fits, max_age=timedelta(days=7)).filter(pl.col("ts") == T0 + 60 * DAY).height == 0

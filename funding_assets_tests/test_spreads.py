@@ -1,0 +1,245 @@
+"""Cross-venue spread signals (DESIGN sections 2 and 4), one rule per test.
+
+For each coin and venue pair (venue_a < venue_b alphabetically) at each 8h window where both
+venues have a roll snapshot:
+
+- spread = b0_a - b0_b
+- mean, std (sample) of the PREVIOUS spreads in the 10-day window (the current one
+  excluded), null until 20 of them
+- z = (spread - mean) / std, upper/lower = mean +- 1.5 * std
+- signal +1 above upper, -1 below lower, else 0 (0 as well while the window is short)
+- dispersion = sample std (ddof 1) of b0 across the venues at that window, with n_venues.
+
+Most tests put venue_b at b0 = 0 so that the spread is b0_a itself.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime, timedelta
+
+import polars as pl
+import pytest
+
+from funding_assets.spreads import spread_signals
+
+T0 = datetime(2024, 3, 1)
+H8 = timedelta(hours=8)
+B0_SCHEMA = {"venue": pl.String, "symbol": pl.String, "funding_time": pl.Datetime("ms"), "b0": pl.Float64}
+
+#: 20 previous spreads, ten 0.1 and ten 0.3: mean 0.2, sample std 0.1*sqrt(20/19).
+HISTORY_20 = [0.1, 0.3] * 10
+MEAN_20 = 0.2
+STD_20 = 0.1 * math.sqrt(20 / 19)
+
+
+def b0_frame(rows: list[tuple[str, str, datetime, float]]) -> pl.DataFrame:
+    return pl.DataFrame(rows, schema=B0_SCHEMA, orient="row")
+
+
+def pair_rows(spreads, *, a="binance", b="okx", symbol="BTC", start=T0, step=H8) -> list[tuple]:
+    """venue a at b0 = spread, venue b at 0, one window per spread."""
+    rows = []
+    for i, s in enumerate(spreads):
+        t = start + i * step
+        rows += [(a, symbol, t, s), (b, symbol, t, 0.0)]
+    return rows
+
+
+def last(out: pl.DataFrame) -> dict:
+    return out.sort("funding_time").row(-1, named=True)
+
+
+# --- pairs and spread --------------------------------------------------------------------
+
+
+def test_every_venue_pair_once_with_venue_a_before_venue_b_alphabetically():
+    out = spread_signals(b0_frame([("okx", "BTC", T0, 0.3), ("binance", "BTC", T0, 0.1), ("bybit", "BTC", T0, 0.25)]))
+    assert out.select("venue_a", "venue_b").rows() == [("binance", "bybit"), ("binance", "okx"), ("bybit", "okx")]
+
+
+def test_spread_is_b0_of_venue_a_minus_b0_of_venue_b():
+    out = spread_signals(b0_frame([("okx", "BTC", T0, 0.3), ("binance", "BTC", T0, 0.1), ("bybit", "BTC", T0, 0.25)]))
+    got = {(r["venue_a"], r["venue_b"]): r["spread"] for r in out.iter_rows(named=True)}
+    assert got == pytest.approx({("binance", "bybit"): -0.15, ("binance", "okx"): -0.2, ("bybit", "okx"): -0.05})
+    row = out.filter(pl.col("venue_a") == "bybit").row(0, named=True)
+    assert (row["b0_a"], row["b0_b"]) == (0.25, 0.3)
+
+
+def test_pairs_exist_only_where_both_venues_have_the_window():
+    t1, t2 = T0, T0 + H8
+    rows = [
+        ("binance", "BTC", t1, 0.1), ("bybit", "BTC", t1, 0.2), ("okx", "BTC", t1, 0.4),
+        ("binance", "BTC", t2, 0.1), ("bybit", "BTC", t2, 0.2),  # okx has no t2 window
+        ("okx", "BTC", T0 + 2 * H8, 0.4),  # alone at t3
+    ]  # fmt: skip
+    out = spread_signals(b0_frame(rows))
+    assert out.select("venue_a", "venue_b", "funding_time").rows() == [
+        ("binance", "bybit", t1),
+        ("binance", "bybit", t2),
+        ("binance", "okx", t1),
+        ("bybit", "okx", t1),
+    ]
+
+
+def test_coins_are_never_paired_with_each_other():
+    rows = [("binance", "BTC", T0, 0.1), ("okx", "ETH", T0, 0.3), ("okx", "BTC", T0, 0.2), ("binance", "ETH", T0, 0.5)]
+    out = spread_signals(b0_frame(rows))
+    assert out.select("symbol", "spread").rows() == [("BTC", pytest.approx(-0.1)), ("ETH", pytest.approx(0.2))]
+
+
+# --- rolling statistics ------------------------------------------------------------------
+
+
+def test_mean_and_std_are_null_until_20_previous_spreads():
+    out = spread_signals(b0_frame(pair_rows(HISTORY_20 + [0.5])))
+    assert out.height == 21
+    for col in ("mean", "std", "z", "upper", "lower"):
+        assert out[col].head(20).null_count() == 20, col
+        assert out[col][20] is not None, col
+
+
+def test_mean_and_std_are_of_the_previous_spreads_excluding_the_current_one():
+    out = spread_signals(b0_frame(pair_rows(HISTORY_20 + [0.5])))
+    row = last(out)
+    # including the current 0.5 would give a mean of (4.0 + 0.5) / 21 = 0.214...
+    assert row["mean"] == pytest.approx(MEAN_20, rel=1e-9)
+    assert row["std"] == pytest.approx(STD_20, rel=1e-9)
+
+
+def test_z_is_the_spread_against_the_previous_mean_and_std():
+    row = last(spread_signals(b0_frame(pair_rows(HISTORY_20 + [0.5]))))
+    # (0.5 - 0.2) / (0.1 * sqrt(20/19)) = 3 * sqrt(19/20)
+    assert row["z"] == pytest.approx(3 * math.sqrt(19 / 20), rel=1e-9)
+
+
+def test_bands_are_mean_plus_and_minus_1_5_std():
+    row = last(spread_signals(b0_frame(pair_rows(HISTORY_20 + [0.5]))))
+    assert row["upper"] == pytest.approx(MEAN_20 + 1.5 * STD_20, rel=1e-9)  # 0.35390
+    assert row["lower"] == pytest.approx(MEAN_20 - 1.5 * STD_20, rel=1e-9)  # 0.04610
+
+
+def test_window_holds_the_30_previous_windows_of_10_days():
+    # 32 windows 8h apart. The current one is the last; the previous 10 days [t - 240h, t)
+    # are windows 1..30 (fifteen 0.1, fifteen 0.3 -> mean 0.2, std 0.1*sqrt(30/29));
+    # window 0 (an outlier, 248h back) is outside.
+    out = spread_signals(b0_frame(pair_rows([5.0] + [0.1, 0.3] * 15 + [0.2])))
+    row = last(out)
+    assert row["mean"] == pytest.approx(0.2, rel=1e-9)
+    assert row["std"] == pytest.approx(0.1 * math.sqrt(30 / 29), rel=1e-9)
+
+
+def test_window_is_measured_in_time_so_a_gap_shortens_it():
+    # 20 spreads, then a 5-day hole: only the last 16 previous spreads are within 10 days
+    rows = pair_rows(HISTORY_20) + pair_rows([0.5], start=T0 + 19 * H8 + timedelta(days=5))
+    out = spread_signals(b0_frame(rows))
+    assert out.height == 21
+    assert last(out)["mean"] is None
+    assert last(out)["signal"] == 0
+
+
+def test_the_window_counts_joint_observations_of_the_pair_only():
+    # okx misses windows 3 and 4: the pair has 23 observations out of 25 windows, so its
+    # first statistics come at its 21st joint observation (window 22), not at window 20.
+    rows = []
+    for i in range(25):
+        t = T0 + i * H8
+        rows.append(("binance", "BTC", t, [0.1, 0.3][i % 2]))
+        if i not in (3, 4):
+            rows.append(("okx", "BTC", t, 0.0))
+    out = spread_signals(b0_frame(rows))
+    assert out.height == 23
+    first = out.filter(pl.col("mean").is_not_null())["funding_time"].min()
+    assert first == T0 + 22 * H8
+
+
+def test_statistics_are_per_symbol_and_pair():
+    # BTC history as HISTORY_20; ETH and the (binance, bybit) pair are wildly different
+    rows = pair_rows(HISTORY_20 + [0.5])
+    rows += pair_rows([9.0, -9.0] * 10 + [0.5], symbol="ETH")
+    rows += [("bybit", "BTC", T0 + i * H8, 7.0 * (-1) ** i) for i in range(21)]
+    out = spread_signals(b0_frame(rows))
+    btc = out.filter((pl.col("symbol") == "BTC") & (pl.col("venue_a") == "binance") & (pl.col("venue_b") == "okx"))
+    assert last(btc)["mean"] == pytest.approx(MEAN_20, rel=1e-9)
+    assert last(btc)["std"] == pytest.approx(STD_20, rel=1e-9)
+
+
+# --- signal ------------------------------------------------------------------------------
+
+
+def test_signal_is_plus_one_above_the_upper_band():
+    row = last(spread_signals(b0_frame(pair_rows(HISTORY_20 + [0.5]))))  # upper 0.3539
+    assert row["signal"] == 1
+
+
+def test_signal_is_minus_one_below_the_lower_band():
+    row = last(spread_signals(b0_frame(pair_rows(HISTORY_20 + [-0.1]))))  # lower 0.0461
+    assert row["signal"] == -1
+    assert row["z"] == pytest.approx(-3 * math.sqrt(19 / 20), rel=1e-9)
+
+
+def test_signal_is_zero_inside_the_bands():
+    for inside in (0.05, 0.2, 0.35):  # lower 0.0461 < x < upper 0.3539, both edges close
+        row = last(spread_signals(b0_frame(pair_rows(HISTORY_20 + [inside]))))
+        assert row["signal"] == 0, inside
+
+
+def test_signal_is_zero_not_null_while_the_window_is_short():
+    # large swings that would be signals with any statistics
+    out = spread_signals(b0_frame(pair_rows([0.0] * 10 + [5.0, -5.0] * 5)))
+    assert out["signal"].to_list() == [0] * 20
+    assert out["signal"].dtype == pl.Int8
+
+
+def test_band_k_is_configurable():
+    # z of 0.35 is 0.15 / 0.1026 = 1.46: inside 1.5 std, above 1.4 std
+    rows = b0_frame(pair_rows(HISTORY_20 + [0.35]))
+    assert last(spread_signals(rows))["signal"] == 0
+    assert last(spread_signals(rows, band_k=1.4))["signal"] == 1
+
+
+# --- dispersion --------------------------------------------------------------------------
+
+
+def test_dispersion_is_the_sample_std_of_b0_across_venues():
+    # b0 0.1, 0.2, 0.3 -> mean 0.2, sum of squares 0.02, ddof 1 -> variance 0.01, std 0.1
+    # (the population std would be 0.0816)
+    out = spread_signals(b0_frame([("binance", "BTC", T0, 0.1), ("bybit", "BTC", T0, 0.2), ("okx", "BTC", T0, 0.3)]))
+    assert out.height == 3
+    assert out["dispersion"].to_list() == pytest.approx([0.1] * 3, rel=1e-9)
+    assert out["n_venues"].to_list() == [3, 3, 3]
+
+
+def test_dispersion_counts_only_the_venues_present_at_the_window():
+    rows = [
+        ("binance", "BTC", T0, 0.1), ("bybit", "BTC", T0, 0.2), ("okx", "BTC", T0, 0.3),
+        ("binance", "BTC", T0 + H8, 0.1), ("okx", "BTC", T0 + H8, 0.5),
+        ("binance", "ETH", T0 + H8, 9.0), ("okx", "ETH", T0 + H8, -9.0),
+    ]  # fmt: skip
+    out = spread_signals(b0_frame(rows)).filter(pl.col("funding_time") == T0 + H8)
+    btc = out.filter(pl.col("symbol") == "BTC").row(0, named=True)
+    # two venues, 0.1 and 0.5: |0.5 - 0.1| / sqrt(2)
+    assert btc["dispersion"] == pytest.approx(0.4 / math.sqrt(2), rel=1e-9)
+    assert btc["n_venues"] == 2
+
+
+def test_output_columns_and_types():
+    out = spread_signals(b0_frame(pair_rows(HISTORY_20 + [0.5])))
+    assert dict(out.schema) == {
+        "symbol": pl.String,
+        "venue_a": pl.String,
+        "venue_b": pl.String,
+        "funding_time": pl.Datetime("ms"),
+        "b0_a": pl.Float64,
+        "b0_b": pl.Float64,
+        "spread": pl.Float64,
+        "mean": pl.Float64,
+        "std": pl.Float64,
+        "z": pl.Float64,
+        "upper": pl.Float64,
+        "lower": pl.Float64,
+        "signal": pl.Int8,
+        "dispersion": pl.Float64,
+        "n_venues": pl.Int32,
+    }
+    assert out.select("symbol", "venue_a", "venue_b", "funding_time").is_unique().all()
