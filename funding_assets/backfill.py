@@ -17,7 +17,6 @@ from dagster._core.events import DagsterEventType
 
 from . import features, pca, spreads, strip
 from .definitions import ASSETS
-from .defs.checks import CHECKS
 from .errors import FundingInputError
 from .partitions import START_DATE, venues as venue_partitions
 from .resources import build_resources
@@ -46,10 +45,6 @@ class Step:
             lo, hi = f"{self.start}|{self.venues[0]}", f"{self.end}|{self.venues[-1]}"
         return {"dagster/asset_partition_range_start": lo, "dagster/asset_partition_range_end": hi}
 
-    @property
-    def expected_steps(self) -> int:
-        checks = sum(1 for c in CHECKS for key in c.check_keys if key.asset_key.path[-1] in self.assets)
-        return len(self.assets) + checks
 
 
 @dataclasses.dataclass
@@ -87,7 +82,10 @@ def plan(start: dt.date, end: dt.date, venues: Sequence[str], today: dt.date) ->
     if end > today:
         raise FundingInputError(f"--end {end} is after today ({today}, UTC)")
     s = Settings.from_env()
-    clamp = lambda d: max(d, FIRST_DAY)  # noqa: E731
+
+    def clamp(day: dt.date) -> dt.date:
+        return max(day, FIRST_DAY)
+
     features_from = clamp(start - dt.timedelta(days=spreads.LOOKBACK_DAYS))
     snaps_from = clamp(
         min(
@@ -109,13 +107,12 @@ def plan(start: dt.date, end: dt.date, venues: Sequence[str], today: dt.date) ->
     return steps
 
 
-def _progress(instance: dg.DagsterInstance, run_id: str, step: Step, show: Callable[[str], None], done: threading.Event) -> None:
-    total = step.expected_steps
+def _ticker(label: str, done_runs: int, total_runs: int, show: Callable[[str], None], stop: threading.Event) -> None:
+    """Redraw the progress line (runs done, the current run and its time) until ``stop``."""
     t0 = time.monotonic()
-    while not done.wait(0.25):
-        finished = len(instance.get_records_for_run(run_id, of_type=DagsterEventType.STEP_SUCCESS).records)
-        filled = int(20 * min(finished, total) / total)
-        show(f"  {step.label:<32} [{'#' * filled}{'.' * (20 - filled)}] {finished}/{total} steps {time.monotonic() - t0:5.1f}s")
+    filled = int(20 * done_runs / total_runs)
+    while not stop.wait(0.25):
+        show(f"  [{'#' * filled}{'.' * (20 - filled)}] {done_runs}/{total_runs} runs  {label:<32} {time.monotonic() - t0:6.1f}s")
 
 
 def _failure(result: dg.ExecuteInProcessResult) -> str:
@@ -128,17 +125,20 @@ def _failure(result: dg.ExecuteInProcessResult) -> str:
     return "run failed"
 
 
-def run_step(step: Step, settings: Settings, instance: dg.DagsterInstance, show: Callable[[str], None]) -> Outcome:
-    import uuid
-
-    run_id = str(uuid.uuid4())
+def run_step(
+    step: Step,
+    settings: Settings,
+    instance: dg.DagsterInstance,
+    show: Callable[[str], None],
+    position: tuple[int, int] = (0, 1),
+) -> Outcome:
     done = threading.Event()
-    ticker = threading.Thread(target=_progress, args=(instance, run_id, step, show, done), daemon=True)
+    ticker = threading.Thread(target=_ticker, args=(step.label, *position, show, done), daemon=True)
     t0 = time.monotonic()
     ticker.start()
     try:
         result = dg.materialize(
-            ASSETS + CHECKS,
+            ASSETS,
             selection=list(step.assets),
             instance=instance,
             resources=build_resources(settings),
@@ -176,10 +176,8 @@ def preflight(settings: Settings, venues: Sequence[str]) -> None:
     """Fail fast, before any run, on a data directory or replay files we cannot use."""
     ensure_writable_home(settings.home)
     source = open_source(settings.source)
-    read = getattr(source, "prints", None)
     for venue in venues:
-        if read is not None:
-            read(venue)
+        source.check(venue)
 
 
 def backfill(
@@ -197,7 +195,7 @@ def backfill(
     preflight(settings, settings.venues)
     outcomes = []
     for i, step in enumerate(steps, 1):
-        outcome = run_step(step, settings, instance, show)
+        outcome = run_step(step, settings, instance, show, (i - 1, len(steps)))
         outcomes.append(outcome)
         written = ", ".join(f"{k} {v:,} rows" for k, v in outcome.rows.items())
         mark = "ok " if outcome.success else "FAILED"

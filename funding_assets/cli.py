@@ -30,9 +30,9 @@ def _date(text: str) -> dt.date:
 class Console:
     """Progress on one rewritten line when attached to a terminal, plain lines otherwise."""
 
-    def __init__(self, stream=sys.stderr) -> None:
-        self.stream = stream
-        self.tty = stream.isatty()
+    def __init__(self, stream=None) -> None:
+        self.stream = stream or sys.stderr  # the stderr of now, not of import time
+        self.tty = self.stream.isatty()
 
     def show(self, text: str) -> None:
         if self.tty:

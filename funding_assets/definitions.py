@@ -11,7 +11,6 @@ from .defs.assets import (
     spread_signals,
 )
 from .defs.automation import SCHEDULES, SENSORS
-from .defs.checks import CHECKS
 from .defs.jobs import JOBS
 from .resources import build_resources
 
@@ -19,7 +18,6 @@ ASSETS = [live_prints, raw_prints, curve_snapshots, curve_features, pca_factors,
 
 defs = dg.Definitions(
     assets=ASSETS,
-    asset_checks=CHECKS,
     jobs=JOBS,
     sensors=SENSORS,
     schedules=SCHEDULES,

@@ -51,7 +51,8 @@ def spread_signals(
     band_k: float = DEFAULT_BAND_K,
 ) -> pl.DataFrame:
     """Spreads from roll snapshots' bucket 0: columns ``venue, symbol, funding_time, b0``."""
-    b0 = roll_b0.select("venue", "symbol", "funding_time", "b0")
+    # venue order fixes the float order of the cross-venue std (same bytes on every run)
+    b0 = roll_b0.select("venue", "symbol", "funding_time", "b0").sort("symbol", "funding_time", "venue")
     pairs = (
         b0.join(b0, on=["symbol", "funding_time"], suffix="_b")
         .filter(pl.col("venue") < pl.col("venue_b"))
@@ -76,7 +77,7 @@ def spread_signals(
         .then(-1)
         .otherwise(0)
     )
-    dispersion = b0.group_by("symbol", "funding_time").agg(
+    dispersion = b0.group_by("symbol", "funding_time", maintain_order=True).agg(
         dispersion=pl.col("b0").std(ddof=1), n_venues=pl.len()
     )
     return (

@@ -109,7 +109,8 @@ def _native_values(p: pl.DataFrame) -> pl.DataFrame:
 
 def _grid_values(native: pl.DataFrame) -> pl.DataFrame:
     """Rule 3 per grid window: r8 and the interval of its latest native window."""
-    return native.group_by([*KEYS, "grid_end"]).agg(
+    # sums in funding_time order: the same float result whatever order the rows came in
+    return native.sort([*KEYS, "funding_time"]).group_by([*KEYS, "grid_end"], maintain_order=True).agg(
         r8=pl.col("rate").sum() * GRID_HOURS / pl.col("interval_hours").sum(),
         interval_hours=pl.col("interval_hours").sort_by("funding_time").last(),
     )

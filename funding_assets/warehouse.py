@@ -54,6 +54,19 @@ TABLES: dict[str, dict[str, pl.DataType]] = {
 }
 
 
+#: Each table's key, also the order every read returns rows in, so that float sums over a
+#: partition's rows see them in the same order on every run (same bytes out).
+TABLE_KEYS: dict[str, list[str]] = {
+    "raw_prints": ["venue", "symbol", "ts", "funding_time"],
+    "live_prints": ["venue", "symbol", "ts", "funding_time"],
+    "curve_snapshots": ["venue", "symbol", "kind", "ts"],
+    "curve_features": ["venue", "symbol", "kind", "ts"],
+    "pca_factors": ["venue", "symbol", "kind", "ts"],
+    "pca_fits": ["fit_id"],
+    "spread_signals": ["symbol", "venue_a", "venue_b", "funding_time"],
+}
+
+
 def duckdb_type(dtype: pl.DataType) -> str:
     if isinstance(dtype, pl.List):
         return f"{duckdb_type(dtype.inner)}[]"
@@ -157,5 +170,7 @@ class Warehouse(DuckDBResource):
         with self.connect() as con:
             for name, rel in (relations or {}).items():
                 con.register(name, rel.to_arrow())
-            frame = con.sql(f"SELECT * FROM {SCHEMA}.{table} WHERE {where}", params=params or None).pl()
+            order = ", ".join(TABLE_KEYS[table])
+            query = f"SELECT * FROM {SCHEMA}.{table} WHERE {where} ORDER BY {order}"
+            frame = con.sql(query, params=params or None).pl()
         return conform(table, frame) if frame.height else empty(table)

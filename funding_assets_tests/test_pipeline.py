@@ -8,7 +8,6 @@ import polars as pl
 import pytest
 
 from funding_assets.definitions import ASSETS, defs
-from funding_assets.defs.checks import CHECKS
 from funding_assets.resources import build_resources
 from funding_assets.settings import Settings
 from funding_assets.warehouse import Warehouse
@@ -28,7 +27,7 @@ def run(instance, selection, start, end, venues=None):
     else:
         tags = {"dagster/asset_partition_range_start": f"{start}|{venues[0]}", "dagster/asset_partition_range_end": f"{end}|{venues[-1]}"}
     result = dg.materialize(
-        ASSETS + CHECKS, selection=selection, instance=instance, resources=build_resources(Settings.from_env()), tags=tags
+        ASSETS, selection=selection, instance=instance, resources=build_resources(Settings.from_env()), tags=tags
     )
     assert result.success
     return result
@@ -36,7 +35,7 @@ def run(instance, selection, start, end, venues=None):
 
 def run_one(instance, selection, key):
     result = dg.materialize(
-        ASSETS + CHECKS, selection=selection, instance=instance, resources=build_resources(Settings.from_env()), partition_key=key
+        ASSETS, selection=selection, instance=instance, resources=build_resources(Settings.from_env()), partition_key=key
     )
     assert result.success
     return result

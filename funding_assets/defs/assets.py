@@ -15,6 +15,7 @@ import polars as pl
 
 from .. import features, pca, spreads, strip
 from ..partitions import daily, date_venue, lookback, split_key
+from . import checks
 from ..resources import FundingConfig
 from ..warehouse import SCHEMA, TABLES, Warehouse, conform
 
@@ -24,8 +25,10 @@ from ..warehouse import SCHEMA, TABLES, Warehouse, conform
 warnings.filterwarnings("ignore", category=dg.BetaWarning)
 warnings.filterwarnings("ignore", category=dg.PreviewWarning)
 SINGLE_RUN = dg.BackfillPolicy.single_run()
+# Assets with check_specs return dg.MaterializeResult(value=frame, check_results=...) and carry
+# no return annotation: annotating MaterializeResult would make Dagster type the output Nothing.
 BY_TS = {"partition_expr": {"date": "ts", "venue": "venue"}}
-PRINT_KEY = ["venue", "symbol", "ts", "funding_time"]
+PRINT_KEY = checks.PRINT_KEY
 
 live_prints = dg.AssetSpec(
     "live_prints",
@@ -55,6 +58,13 @@ def keep_partitions(frame: pl.DataFrame, keys: pl.DataFrame, ts_col: str = "ts")
     return tagged.join(keys.select(on).unique(), on=on, how="semi").drop("day")
 
 
+def scope(keys: pl.DataFrame) -> str:
+    """The partitions of a run in words, e.g. ``2024-01-01..2024-03-31 x okx,hyperliquid``."""
+    days = f"{keys['day'].min()}..{keys['day'].max()}"
+    venues = keys["venue"].drop_nulls().unique(maintain_order=True).to_list()
+    return f"{days} x {','.join(venues)}" if venues else days
+
+
 def day_span(keys: pl.DataFrame) -> tuple[dt.datetime, dt.datetime]:
     """``[first day 00:00, last day + 1 00:00)`` of the run's keys."""
     first, last = keys["day"].min(), keys["day"].max()
@@ -80,8 +90,9 @@ def _runs_of_days(days: list[dt.date]) -> list[tuple[dt.date, dt.date]]:
     group_name="ingest",
     backfill_policy=SINGLE_RUN,
     pool="duckdb",
+    check_specs=checks.RAW_PRINTS,
 )
-def raw_prints(context: dg.AssetExecutionContext, funding: FundingConfig) -> pl.DataFrame:
+def raw_prints(context: dg.AssetExecutionContext, funding: FundingConfig):
     """Every funding print of a venue whose ``ts`` falls on the UTC date, for all coins.
 
     History is one realised print per settlement from the configured source
@@ -97,14 +108,11 @@ def raw_prints(context: dg.AssetExecutionContext, funding: FundingConfig) -> pl.
             frames.append(source.fetch(venue, coins, start, end))
     prints = conform("raw_prints", pl.concat(frames)) if frames else pl.DataFrame(schema=TABLES["raw_prints"])
     prints = prints.unique(subset=PRINT_KEY, keep="last", maintain_order=True).sort(PRINT_KEY)
-    context.add_output_metadata(
-        {
-            "prints": len(prints),
-            "source": source.name,
-            "realised": int((prints["kind"] == "realised").sum()),
-        }
+    return dg.MaterializeResult(
+        value=prints,
+        metadata={"prints": len(prints), "source": source.name, "realised": int((prints["kind"] == "realised").sum())},
+        check_results=checks.raw_prints_checks(prints, scope(keys)),
     )
-    return prints
 
 
 @dg.asset(
@@ -115,10 +123,11 @@ def raw_prints(context: dg.AssetExecutionContext, funding: FundingConfig) -> pl.
     group_name="curves",
     backfill_policy=SINGLE_RUN,
     pool="duckdb",
+    check_specs=checks.CURVE_SNAPSHOTS,
 )
 def curve_snapshots(
-    context: dg.AssetExecutionContext, funding: FundingConfig, raw_prints: pl.DataFrame
-) -> pl.DataFrame:
+    context: dg.AssetExecutionContext, funding: FundingConfig, warehouse: Warehouse, raw_prints: pl.DataFrame
+):
     """The 8-window funding strip: b0 (newest 8h window) .. b7 (oldest), annualised.
 
     ``kind='roll'`` rows at each closed 00/08/16 UTC window (ts = funding_time = window end);
@@ -134,15 +143,22 @@ def curve_snapshots(
     )
     out = keep_partitions(snaps, keys)
     roll = out.filter(pl.col("kind") == "roll")
-    context.add_output_metadata(
-        {
+    start, _ = day_span(keys)
+    earlier = warehouse.read(
+        "curve_snapshots",
+        "kind = 'roll' AND ts >= ? AND ts < ?",
+        [start - dt.timedelta(days=checks.MISSING_WINDOW_DAYS), start],
+    ).filter(pl.col("venue").is_in(keys["venue"].unique().to_list()))
+    return dg.MaterializeResult(
+        value=out,
+        metadata={
             "roll_snapshots": len(roll),
             "intraday_snapshots": len(out) - len(roll),
             "filled_buckets": int(roll["n_filled"].sum() or 0),
             "annualisation": funding.annualisation,
-        }
+        },
+        check_results=checks.curve_snapshots_checks(out, earlier, keys, scope(keys)),
     )
-    return out
 
 
 @dg.asset(
@@ -193,13 +209,14 @@ def _previous_loadings(warehouse: Warehouse, before: dt.datetime) -> dict:
     group_name="factors",
     backfill_policy=SINGLE_RUN,
     pool="duckdb",
+    check_specs=checks.PCA_FACTORS,
 )
 def pca_factors(
     context: dg.AssetExecutionContext,
     funding: FundingConfig,
     warehouse: Warehouse,
     curve_snapshots: pl.DataFrame,
-) -> pl.DataFrame:
+):
     """Walk-forward PCA scores pc1, pc2 of each snapshot's 8 buckets, with the fit used.
 
     Fits every ``pca_refit_days`` on the trailing ``pca_window_days`` of roll snapshots and
@@ -229,16 +246,17 @@ def pca_factors(
     scores = keep_partitions(pca.score(in_range, fits, funding.pca_components, max_age), keys)
     if "pc2" not in scores.columns:
         scores = scores.with_columns(pc2=pl.lit(None, pl.Float64))
-    context.add_output_metadata(
-        {
+    return dg.MaterializeResult(
+        value=scores,
+        metadata={
             "fits": len(fits),
             "scored": len(scores),
             "latest_explained_variance": dg.MetadataValue.json(
                 fits[-1].explained_variance.tolist() if fits else []
             ),
-        }
+        },
+        check_results=checks.pca_factors_checks(scores, table, scope(keys)),
     )
-    return scores
 
 
 @dg.asset(
@@ -253,10 +271,11 @@ def pca_factors(
     group_name="signals",
     backfill_policy=SINGLE_RUN,
     pool="duckdb",
+    check_specs=checks.SPREAD_SIGNALS,
 )
 def spread_signals(
     context: dg.AssetExecutionContext, warehouse: Warehouse, curve_features: pl.DataFrame
-) -> pl.DataFrame:
+):
     """Cross-venue spreads of annualised bucket 0 per coin and venue pair, with rolling
     mean/std over the previous 10 days (30 windows), z-score, 1.5-sigma bands, a signal in
     {-1, 0, +1} and the cross-venue dispersion of b0.
@@ -274,11 +293,12 @@ def spread_signals(
     )
     roll = pl.concat([history, curve_features]).filter(pl.col("kind") == "roll")
     b0 = roll.select("venue", "symbol", funding_time="ts", b0="level").unique(
-        subset=["venue", "symbol", "funding_time"], keep="last"
+        subset=["venue", "symbol", "funding_time"], keep="last", maintain_order=True
     )
     signals = spreads.spread_signals(b0)
     out = keep_partitions(signals, keys, ts_col="funding_time")
-    context.add_output_metadata(
-        {"rows": len(out), "signals": int((out["signal"] != 0).sum()), "pairs": out.select("symbol", "venue_a", "venue_b").n_unique()}
+    return dg.MaterializeResult(
+        value=out,
+        metadata={"signals": int((out["signal"] != 0).sum()), "pairs": out.select("symbol", "venue_a", "venue_b").n_unique()},
+        check_results=checks.spread_signals_checks(out, scope(keys)),
     )
-    return out

@@ -1,77 +1,79 @@
-"""Data-quality asset checks (DESIGN section 7), each scoped to the partitions materialised."""
+"""Data-quality checks (DESIGN section 7), run by each asset on exactly the rows it writes.
 
+Each asset declares its checks as ``check_specs`` and returns their results with its
+output, so a check covers precisely the partitions of that run (listed in the check's
+metadata) and never reloads them. Checks are evaluated once per run rather than per
+partition: Dagster records a planned evaluation per check and partition when a run is
+created, which for a multi-year range costs minutes before any work starts.
+"""
 
 import datetime as dt
 
 import dagster as dg
 import polars as pl
 
-from ..partitions import daily, date_venue
 from ..venues import RATE_CAPS
-from ..warehouse import Warehouse
-from .assets import (
-    PRINT_KEY,
-    curve_snapshots,
-    day_span,
-    partition_keys,
-    pca_factors,
-    raw_prints,
-    spread_signals,
-)
 
 MISSING_SHARE_LIMIT = 0.02
 MISSING_WINDOW_DAYS = 30
+PRINT_KEY = ["venue", "symbol", "ts", "funding_time"]
+SNAPSHOT_KEY = ["venue", "symbol", "kind", "ts"]
+SPREAD_KEY = ["symbol", "venue_a", "venue_b", "funding_time"]
 
 
-def _duplicates(frame: pl.DataFrame, key: list[str]) -> dg.AssetCheckResult:
+def _spec(asset: str, name: str, description: str, blocking: bool = True) -> dg.AssetCheckSpec:
+    return dg.AssetCheckSpec(name, asset=asset, description=description, blocking=blocking)
+
+
+RAW_PRINTS = [
+    _spec("raw_prints", "raw_prints_unique_keys", "No two prints share (venue, symbol, ts, funding_time)."),
+    _spec("raw_prints", "raw_prints_within_caps", "Every rate is within its venue's cap per native interval."),
+    _spec("raw_prints", "raw_prints_on_grid", "Every funding_time is a whole multiple of its interval (00/08/16 UTC for 8h)."),
+]
+CURVE_SNAPSHOTS = [
+    _spec("curve_snapshots", "curve_snapshots_unique_keys", "No two snapshots share (venue, symbol, kind, ts)."),
+    _spec(
+        "curve_snapshots",
+        "curve_snapshots_missing_share",
+        "Under 2 % of 8h windows without a roll snapshot in the 30 days up to each day written.",
+        blocking=False,
+    ),
+]
+PCA_FACTORS = [
+    _spec("pca_factors", "pca_factors_no_lookahead", "Every score used a fit made strictly before it, on data before the fit."),
+]
+SPREAD_SIGNALS = [
+    _spec("spread_signals", "spread_signals_unique_keys", "No two rows share (symbol, venue_a, venue_b, funding_time)."),
+]
+
+
+def _result(spec: dg.AssetCheckSpec, passed: bool, scope: str, **metadata) -> dg.AssetCheckResult:
+    return dg.AssetCheckResult(
+        asset_key=spec.asset_key,
+        check_name=spec.name,
+        passed=bool(passed),
+        severity=dg.AssetCheckSeverity.ERROR if spec.blocking else dg.AssetCheckSeverity.WARN,
+        metadata={"partitions": scope, **metadata},
+    )
+
+
+def _duplicates(spec: dg.AssetCheckSpec, frame: pl.DataFrame, key: list[str], scope: str) -> dg.AssetCheckResult:
     dups = frame.group_by(key).len().filter(pl.col("len") > 1)
-    sample = dups.head(3).drop("len").to_dicts()
-    return dg.AssetCheckResult(
-        passed=dups.height == 0,
-        metadata={"rows": frame.height, "duplicate_keys": dups.height, "examples": dg.MetadataValue.json([{k: str(v) for k, v in r.items()} for r in sample])},
-    )
+    examples = [{k: str(v) for k, v in r.items()} for r in dups.head(3).drop("len").to_dicts()]
+    return _result(spec, dups.height == 0, scope, rows=frame.height, duplicate_keys=dups.height, examples=dg.MetadataValue.json(examples))
 
 
-@dg.asset_check(asset=raw_prints, blocking=True, partitions_def=date_venue)
-def raw_prints_unique_keys(raw_prints: pl.DataFrame) -> dg.AssetCheckResult:
-    """No two prints share (venue, symbol, ts, funding_time)."""
-    return _duplicates(raw_prints, PRINT_KEY)
-
-
-@dg.asset_check(asset=raw_prints, blocking=True, partitions_def=date_venue)
-def raw_prints_within_caps(raw_prints: pl.DataFrame) -> dg.AssetCheckResult:
-    """Every rate is within its venue's cap per native interval (decimal fractions)."""
-    caps = pl.col("venue").replace_strict(RATE_CAPS, return_dtype=pl.Float64)
-    bad = raw_prints.filter(pl.col("rate").abs() > caps)
-    return dg.AssetCheckResult(
-        passed=bad.height == 0,
-        metadata={
-            "rows": raw_prints.height,
-            "beyond_cap": bad.height,
-            "max_abs_rate": float(raw_prints["rate"].abs().max() or 0.0),
-        },
-    )
-
-
-@dg.asset_check(asset=raw_prints, blocking=True, partitions_def=date_venue)
-def raw_prints_on_grid(raw_prints: pl.DataFrame) -> dg.AssetCheckResult:
-    """Every funding_time is a whole multiple of its interval (00/08/16 UTC for 8h windows)."""
+def raw_prints_checks(prints: pl.DataFrame, scope: str) -> list[dg.AssetCheckResult]:
+    unique, caps, grid = RAW_PRINTS
+    cap = pl.col("venue").replace_strict(RATE_CAPS, return_dtype=pl.Float64)
+    beyond = prints.filter(pl.col("rate").abs() > cap)
     interval_ms = (pl.col("interval_hours") * 3_600_000).cast(pl.Int64)
-    off = raw_prints.filter(pl.col("funding_time").dt.epoch("ms") % interval_ms != 0)
-    return dg.AssetCheckResult(
-        passed=off.height == 0,
-        metadata={
-            "rows": raw_prints.height,
-            "off_grid": off.height,
-            "example": str(off["funding_time"][0]) if off.height else "",
-        },
-    )
-
-
-@dg.asset_check(asset=curve_snapshots, blocking=True, partitions_def=date_venue)
-def curve_snapshots_unique_keys(curve_snapshots: pl.DataFrame) -> dg.AssetCheckResult:
-    """No two snapshots share (venue, symbol, kind, ts)."""
-    return _duplicates(curve_snapshots, ["venue", "symbol", "kind", "ts"])
+    off = prints.filter(pl.col("funding_time").dt.epoch("ms") % interval_ms != 0)
+    return [
+        _duplicates(unique, prints, PRINT_KEY, scope),
+        _result(caps, beyond.height == 0, scope, beyond_cap=beyond.height, max_abs_rate=float(prints["rate"].abs().max() or 0.0)),
+        _result(grid, off.height == 0, scope, off_grid=off.height, example=str(off["funding_time"][0]) if off.height else ""),
+    ]
 
 
 def missing_window_share(roll: pl.DataFrame, start: dt.date, end: dt.date) -> pl.DataFrame:
@@ -104,72 +106,42 @@ def missing_window_share(roll: pl.DataFrame, start: dt.date, end: dt.date) -> pl
     )
 
 
-@dg.asset_check(asset=curve_snapshots, partitions_def=date_venue, additional_deps=[raw_prints])
-def curve_snapshots_missing_share(
-    context: dg.AssetCheckExecutionContext, warehouse: Warehouse
-) -> dg.AssetCheckResult:
-    """Under 2 % of 8h windows without a roll snapshot in the 30 days up to each day checked.
-
-    Evaluated for every day of the partitions materialised, per (venue, coin); a window
-    without a roll snapshot had no usable bucket 0 (or a gap too long to fill).
-    """
-    keys = partition_keys(context)
-    start, end = day_span(keys)
-    roll = warehouse.read(
-        "curve_snapshots",
-        "kind = 'roll' AND ts >= ? AND ts < ?",
-        [start - dt.timedelta(days=MISSING_WINDOW_DAYS), end],
-    ).filter(pl.col("venue").is_in(keys["venue"].unique().to_list()))
-    shares = missing_window_share(roll, start.date(), (end - dt.timedelta(days=1)).date())
-    shares = shares.join(keys, on=["day", "venue"], how="semi")
-    worst = shares.sort("missing_share", descending=True).head(5)
+def curve_snapshots_checks(
+    snaps: pl.DataFrame, earlier_roll: pl.DataFrame, keys: pl.DataFrame, scope: str
+) -> list[dg.AssetCheckResult]:
+    """``earlier_roll``: stored roll snapshots of the 30 days before the first day written."""
+    unique, missing = CURVE_SNAPSHOTS
+    roll = pl.concat([earlier_roll.select(snaps.columns), snaps.filter(pl.col("kind") == "roll")])
+    shares = missing_window_share(roll, keys["day"].min(), keys["day"].max()).join(keys, on=["day", "venue"], how="semi")
+    worst = shares.sort("missing_share", "venue", "symbol", "day", descending=[True, False, False, False]).head(5)
     worst_share = float(worst["missing_share"][0]) if worst.height else 0.0
-    return dg.AssetCheckResult(
-        passed=worst_share < MISSING_SHARE_LIMIT,
-        severity=dg.AssetCheckSeverity.WARN,
-        metadata={
-            "worst_missing_share": worst_share,
-            "limit": MISSING_SHARE_LIMIT,
-            "worst_days": dg.MetadataValue.json(
+    return [
+        _duplicates(unique, snaps, SNAPSHOT_KEY, scope),
+        _result(
+            missing,
+            worst_share < MISSING_SHARE_LIMIT,
+            scope,
+            worst_missing_share=worst_share,
+            limit=MISSING_SHARE_LIMIT,
+            worst_days=dg.MetadataValue.json(
                 [
                     {"venue": r["venue"], "symbol": r["symbol"], "day": str(r["day"]), "missing_share": round(r["missing_share"], 4)}
                     for r in worst.to_dicts()
                 ]
             ),
-        },
-    )
+        ),
+    ]
 
 
-@dg.asset_check(asset=pca_factors, blocking=True, partitions_def=date_venue)
-def pca_factors_no_lookahead(pca_factors: pl.DataFrame, warehouse: Warehouse) -> dg.AssetCheckResult:
-    """Every score used a stored fit made strictly before the snapshot, on data before the fit."""
-    fits = warehouse.read(
-        "pca_fits", "fit_id IN (SELECT fit_id FROM _used)", relations={"_used": pca_factors.select("fit_id").unique()}
-    ).select("fit_id", "fitted_at", "window_end")
-    joined = pca_factors.join(fits, on="fit_id", how="left")
+def pca_factors_checks(scores: pl.DataFrame, fits: pl.DataFrame, scope: str) -> list[dg.AssetCheckResult]:
+    """``fits``: the ``pca_fits`` rows the scores name."""
+    (no_lookahead,) = PCA_FACTORS
+    joined = scores.select("ts", "fit_id").join(fits.select("fit_id", "fitted_at", "window_end"), on="fit_id", how="left")
     bad = joined.filter(
-        pl.col("fitted_at").is_null()
-        | (pl.col("fitted_at") >= pl.col("ts"))
-        | (pl.col("window_end") > pl.col("fitted_at"))
+        pl.col("fitted_at").is_null() | (pl.col("fitted_at") >= pl.col("ts")) | (pl.col("window_end") > pl.col("fitted_at"))
     )
-    return dg.AssetCheckResult(
-        passed=bad.height == 0,
-        metadata={"rows": pca_factors.height, "violations": bad.height, "fits_used": fits.height},
-    )
+    return [_result(no_lookahead, bad.height == 0, scope, rows=scores.height, violations=bad.height, fits_used=joined["fit_id"].n_unique())]
 
 
-@dg.asset_check(asset=spread_signals, blocking=True, partitions_def=daily)
-def spread_signals_unique_keys(spread_signals: pl.DataFrame) -> dg.AssetCheckResult:
-    """No two rows share (symbol, venue_a, venue_b, funding_time)."""
-    return _duplicates(spread_signals, ["symbol", "venue_a", "venue_b", "funding_time"])
-
-
-CHECKS = [
-    raw_prints_unique_keys,
-    raw_prints_within_caps,
-    raw_prints_on_grid,
-    curve_snapshots_unique_keys,
-    curve_snapshots_missing_share,
-    pca_factors_no_lookahead,
-    spread_signals_unique_keys,
-]
+def spread_signals_checks(signals: pl.DataFrame, scope: str) -> list[dg.AssetCheckResult]:
+    return [_duplicates(SPREAD_SIGNALS[0], signals, SPREAD_KEY, scope)]

@@ -25,6 +25,10 @@ class Source(Protocol):
         """Prints of ``venue`` for ``coins`` with ``ts`` on the days ``start..end`` inclusive."""
         ...
 
+    def check(self, venue: str) -> None:
+        """Raise :class:`FundingInputError` now if ``venue`` cannot be served (bad files)."""
+        ...
+
 
 def open_source(spec: str) -> Source:
     """Build the source named by a ``FUNDING_ASSETS_SOURCE`` value."""

@@ -6,7 +6,8 @@ rate`` and optionally ``interval_hours`` and ``kind``:
 - ``symbol``: the coin (``BTC``) or the venue's own name (``BTCUSDT``, ``BTC-USDT-SWAP``).
 - ``ts``, ``funding_time``: epoch milliseconds or ISO-8601 (UTC unless an offset is given).
 - ``rate``: decimal fraction per native interval. A rate beyond +-0.05 is refused as
-  "plainly percent": no venue settles 5 % per interval.
+  "plainly percent": no venue settles 5 % per interval; a rate beyond the venue's cap
+  (:data:`funding_assets.venues.RATE_CAPS`) is refused as impossible.
 - ``interval_hours``: when absent, the venue's usual interval (8 h for Binance, Bybit and
   OKX; 1 h for Hyperliquid and Deribit). Files whose interval changes must carry it.
 - ``kind``: ``realised`` (default) or ``predicted``.
@@ -24,7 +25,7 @@ import polars as pl
 
 from ..errors import FundingInputError
 from ..prints import KINDS, PRINT_SCHEMA, REALISED, as_utc_ms, from_epoch_ms, snap_to_minute
-from ..venues import DEFAULT_INTERVAL_HOURS, coin_for_symbol, venue_symbol
+from ..venues import DEFAULT_INTERVAL_HOURS, RATE_CAPS, coin_for_symbol, venue_symbol
 from . import day_bounds
 
 REQUIRED = ("symbol", "ts", "funding_time", "rate")
@@ -91,6 +92,12 @@ def read_file(path: Path, venue: str) -> pl.DataFrame:
             f"{path}: {_line(bad, path)}: rate {rate[bad]} is beyond +-{PERCENT_LIMIT} per interval; "
             "rates must be decimal fractions (0.0001 = 0.01 %), this looks like percent"
         )
+    cap = RATE_CAPS[venue]
+    bad = _first_bad(raw.with_columns(rate.alias("_r")), pl.col("_r").abs() > cap)
+    if bad is not None:
+        raise FundingInputError(
+            f"{path}: {_line(bad, path)}: rate {rate[bad]} is beyond the {venue} cap of +-{cap} per interval"
+        )
     interval = (
         raw["interval_hours"].cast(pl.Float64, strict=False)
         if "interval_hours" in raw.columns
@@ -151,6 +158,10 @@ class ReplaySource:
             cached = (stamp, pl.concat(frames) if frames else pl.DataFrame(schema=PRINT_SCHEMA))
             self._cache[venue] = cached
         return cached[1]
+
+    def check(self, venue: str) -> None:
+        """Parse the venue's files now, so a bad file stops a backfill before any run."""
+        self.prints(venue)
 
     def fetch(self, venue: str, coins: tuple[str, ...], start: dt.date, end: dt.date) -> pl.DataFrame:
         lo, hi = day_bounds(start, end)

@@ -29,6 +29,9 @@ class SimSource:
         self.model = model or FundingModel()
         self.clock = clock
 
+    def check(self, venue: str) -> None:
+        """The model serves every known venue."""
+
     def fetch(self, venue: str, coins: tuple[str, ...], start: dt.date, end: dt.date) -> pl.DataFrame:
         lo, hi = day_bounds(start, end)
         hi = min(hi, self.clock())

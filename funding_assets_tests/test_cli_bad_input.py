@@ -1,0 +1,415 @@
+"""Bad input to `funding-assets backfill`: a clear error, a non-zero exit, nothing written.
+
+Every case runs the CLI in-process (``funding_assets.cli.main``) against a small synthetic
+replay directory in ``tmp_path``. The CLI logs errors to stderr as ``error: ...``; each
+message must name the setting, or the file and its line, at fault. "Nothing written" means
+no warehouse file appears, or, when a good backfill ran before, every table's rows are
+byte-for-byte what they were (a hash of ``SELECT * ... ORDER BY ALL``).
+
+One test runs the installed console script in a subprocess to prove the entry point works.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+import polars as pl
+import pytest
+
+from funding_assets import cli
+
+ENV = (
+    "FUNDING_ASSETS_HOME",
+    "FUNDING_ASSETS_SOURCE",
+    "FUNDING_ASSETS_VENUES",
+    "FUNDING_ASSETS_COINS",
+    "FUNDING_ASSETS_ANNUALISATION",
+    "FUNDING_ASSETS_INTRADAY_EVERY",
+    "FUNDING_ASSETS_PCA_WINDOW_DAYS",
+    "FUNDING_ASSETS_PCA_REFIT_DAYS",
+    "DAGSTER_HOME",
+)
+KNOWN_VENUES = "binance, bybit, okx, hyperliquid, deribit"
+KNOWN_COINS = "BTC, ETH, SOL"
+TABLES = ("raw_prints", "curve_snapshots", "curve_features", "pca_factors", "pca_fits", "spread_signals")
+# A small range well inside the synthetic history (the backfill reads 41 days before --start).
+START, END = "2024-02-20", "2024-02-22"
+FIRST = dt.datetime(2024, 1, 1)
+N_PRINTS = 3 * 56  # 8h settlements 2024-01-01 .. 2024-02-25
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def good_rows(n: int = N_PRINTS) -> list[dict]:
+    """Binance BTCUSDT 8h settlements with Binance-like ms jitter, epoch-ms timestamps."""
+    rows = []
+    for i in range(n):
+        ms = int((FIRST + dt.timedelta(hours=8 * i) - dt.datetime(1970, 1, 1)).total_seconds() * 1000) + i % 17
+        rows.append({"symbol": "BTCUSDT", "ts": str(ms), "funding_time": str(ms), "rate": f"{0.0001 + 0.00001 * (i % 5 - 2):.8f}"})
+    return rows
+
+
+def write_csv(path: Path, rows: list[dict], columns: tuple[str, ...] = ("symbol", "ts", "funding_time", "rate")) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pl.DataFrame([{c: r[c] for c in columns} for r in rows], schema={c: pl.String for c in columns}).write_csv(path)
+    return path
+
+
+def line_of(path: Path, needle: str) -> int:
+    """1-based line number of the only line of ``path`` containing ``needle``."""
+    hits = [i for i, line in enumerate(path.read_text().splitlines(), 1) if needle in line]
+    assert len(hits) == 1, f"{needle!r} on lines {hits}"
+    return hits[0]
+
+
+def row_in_range(rows: list[dict], day: dt.date) -> int:
+    """Index of the first row settling on ``day``."""
+    for i in range(len(rows)):
+        if (FIRST + dt.timedelta(hours=8 * i)).date() == day:
+            return i
+    raise AssertionError(day)
+
+
+def digest(warehouse: Path) -> dict[str, str]:
+    """sha256 of every table's rows in a fixed order (read-only)."""
+    out = {}
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        for t in TABLES:
+            out[t] = hashlib.sha256(repr(con.execute(f"SELECT * FROM funding.{t} ORDER BY ALL").fetchall()).encode()).hexdigest()
+        out["range"] = hashlib.sha256(
+            repr(
+                con.execute(
+                    "SELECT * FROM funding.curve_snapshots WHERE ts >= ? AND ts < ? ORDER BY ALL",
+                    [dt.datetime(2024, 2, 20), dt.datetime(2024, 2, 23)],
+                ).fetchall()
+            ).encode()
+        ).hexdigest()
+    return out
+
+
+def counts(warehouse: Path) -> dict[str, int]:
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        return {t: con.execute(f"SELECT count(*) FROM funding.{t}").fetchone()[0] for t in TABLES}
+
+
+class Cli:
+    """Runs ``funding-assets`` in-process with a clean environment and captures stderr."""
+
+    def __init__(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+        self.tmp = tmp_path
+        self.mp = monkeypatch
+        self.capsys = capsys
+        self.home = tmp_path / "home"
+        self.replay = tmp_path / "replay"
+        self.replay.mkdir()
+        self.replay = self.replay.resolve()  # the source setting is resolved; messages name that path
+        for var in ENV:
+            monkeypatch.delenv(var, raising=False)
+        monkeypatch.setenv("FUNDING_ASSETS_HOME", str(self.home))
+        monkeypatch.setenv("FUNDING_ASSETS_SOURCE", f"replay:{self.replay}")
+
+    @property
+    def warehouse(self) -> Path:
+        return self.home / "warehouse.duckdb"
+
+    def __call__(self, *args: str, start: str = START, end: str = END, venues: str = "binance", coins: str = "BTC") -> tuple[int, str]:
+        self.capsys.readouterr()
+        argv = ["backfill", "--start", start, "--end", end]
+        if venues:
+            argv += ["--venues", venues]
+        if coins:
+            argv += ["--coins", coins]
+        rc = cli.main([*argv, *args])
+        return rc, self.capsys.readouterr().err
+
+    def error_line(self, err: str) -> str:
+        lines = [ln for ln in err.splitlines() if ln.startswith("error: ")]
+        assert lines, f"no 'error: ...' line on stderr:\n{err}"
+        return lines[-1]
+
+
+@pytest.fixture
+def run(tmp_path, monkeypatch, capsys) -> Cli:
+    return Cli(tmp_path, monkeypatch, capsys)
+
+
+def assert_nothing_written(run: Cli) -> None:
+    assert not run.warehouse.exists(), "a failed backfill must not create or touch the warehouse"
+
+
+# --------------------------------------------------------------------------- settings
+
+
+def test_unknown_venue_names_the_setting_and_lists_known_venues(run):
+    write_csv(run.replay / "binance" / "BTCUSDT.csv", good_rows())
+    rc, err = run(venues="kraken")
+    assert rc == 2
+    msg = run.error_line(err)
+    assert "--venues" in msg and "'kraken'" in msg and KNOWN_VENUES in msg
+    assert_nothing_written(run)
+
+
+def test_unknown_venue_in_the_environment_names_the_variable(run, monkeypatch):
+    write_csv(run.replay / "binance" / "BTCUSDT.csv", good_rows())
+    monkeypatch.setenv("FUNDING_ASSETS_VENUES", "binance,kraken")
+    rc, err = run(venues="")
+    assert rc == 2
+    msg = run.error_line(err)
+    assert "FUNDING_ASSETS_VENUES" in msg and "'kraken'" in msg and KNOWN_VENUES in msg
+    assert_nothing_written(run)
+
+
+def test_unknown_coin_names_the_setting_and_lists_known_coins(run):
+    write_csv(run.replay / "binance" / "BTCUSDT.csv", good_rows())
+    rc, err = run(coins="BTC,DOGEX")
+    assert rc == 2
+    msg = run.error_line(err)
+    assert "--coins" in msg and "'DOGEX'" in msg and KNOWN_COINS in msg
+    assert_nothing_written(run)
+
+
+def test_end_before_start_is_refused(run):
+    write_csv(run.replay / "binance" / "BTCUSDT.csv", good_rows())
+    rc, err = run(start="2024-02-22", end="2024-02-20")
+    assert rc == 2
+    msg = run.error_line(err)
+    assert "--end 2024-02-20" in msg and "--start 2024-02-22" in msg and "before" in msg
+    assert_nothing_written(run)
+
+
+def test_end_after_today_is_refused(run):
+    write_csv(run.replay / "binance" / "BTCUSDT.csv", good_rows())
+    tomorrow = (dt.datetime.now(dt.UTC).date() + dt.timedelta(days=2)).isoformat()
+    rc, err = run(start="2024-02-20", end=tomorrow)
+    assert rc == 2
+    assert f"--end {tomorrow}" in run.error_line(err)
+    assert_nothing_written(run)
+
+
+@pytest.mark.parametrize("flag", ["--start", "--end"])
+def test_malformed_date_is_a_usage_error_naming_the_flag(run, flag):
+    args = {"start": START, "end": END, flag.removeprefix("--"): "2024-13-45"}
+    with pytest.raises(SystemExit) as exc:
+        run(**args)
+    assert exc.value.code == 2
+    err = run.capsys.readouterr().err
+    assert flag in err and "2024-13-45" in err and "expected a date like" in err
+    assert_nothing_written(run)
+
+
+@pytest.mark.parametrize("where", ["under_a_file", "is_a_file"])
+def test_data_directory_that_cannot_be_written_names_funding_assets_home(run, monkeypatch, where):
+    # Tests run as root, so chmod would not stop a write: put the data directory under (or
+    # on) a regular file instead, which no user can turn into a directory.
+    write_csv(run.replay / "binance" / "BTCUSDT.csv", good_rows())
+    blocker = run.tmp / "not-a-dir"
+    blocker.write_text("a regular file\n")
+    home = blocker / "data" if where == "under_a_file" else blocker
+    monkeypatch.setenv("FUNDING_ASSETS_HOME", str(home))
+    rc, err = run()
+    assert rc == 2
+    msg = run.error_line(err)
+    assert f"FUNDING_ASSETS_HOME={home}" in msg and "not writable" in msg
+    assert blocker.read_text() == "a regular file\n"
+    assert not (run.tmp / "home").exists()
+
+
+def test_replay_directory_that_does_not_exist_names_the_setting(run, monkeypatch):
+    monkeypatch.setenv("FUNDING_ASSETS_SOURCE", "replay:/does/not/exist")
+    rc, err = run()
+    assert rc == 2
+    msg = run.error_line(err)
+    assert "FUNDING_ASSETS_SOURCE" in msg and "/does/not/exist" in msg and "does not exist" in msg
+    assert_nothing_written(run)
+
+
+def test_replay_directory_without_the_venue_folder_says_so(run):
+    write_csv(run.replay / "binance" / "BTCUSDT.csv", good_rows())
+    rc, err = run(venues="binance,bybit")
+    assert rc == 2
+    msg = run.error_line(err)
+    assert str(run.replay) in msg and "bybit/" in msg and "--venues" in msg
+    assert_nothing_written(run)
+
+
+# --------------------------------------------------------------------------- replay files
+
+
+def _missing_column(replay: Path) -> tuple[Path, list[str]]:
+    path = write_csv(replay / "binance" / "BTCUSDT.csv", good_rows(), columns=("symbol", "ts", "funding_time"))
+    return path, ["missing column", "rate"]
+
+
+def _bad_ts(replay: Path) -> tuple[Path, list[str]]:
+    rows = good_rows()
+    rows[5]["ts"] = "half past nine"
+    path = write_csv(replay / "binance" / "BTCUSDT.csv", rows)
+    return path, [f"line {line_of(path, 'half past nine')}", "ts", "'half past nine'", "cannot parse"]
+
+
+def _bad_funding_time(replay: Path) -> tuple[Path, list[str]]:
+    rows = good_rows()
+    rows[40]["funding_time"] = "2024-02-30T08:00:00Z"  # no such day
+    path = write_csv(replay / "binance" / "BTCUSDT.csv", rows)
+    return path, [f"line {line_of(path, '2024-02-30T08')}", "funding_time", "cannot parse"]
+
+
+def _percent_rate(replay: Path) -> tuple[Path, list[str]]:
+    rows = good_rows()
+    rows[7]["rate"] = "1.5"  # 1.5 % written as a number: plainly percent
+    path = write_csv(replay / "binance" / "BTCUSDT.csv", rows)
+    return path, [f"line {line_of(path, ',1.5')}", "1.5", "percent"]
+
+
+def _percent_rate_parquet(replay: Path) -> tuple[Path, list[str]]:
+    rows = good_rows()
+    path = replay / "binance" / "BTCUSDT.parquet"
+    path.parent.mkdir(parents=True)
+    rates = [float(r["rate"]) for r in rows]
+    rates[9] = -1.5
+    pl.DataFrame(
+        {
+            "symbol": [r["symbol"] for r in rows],
+            "ts": [int(r["ts"]) for r in rows],
+            "funding_time": [int(r["funding_time"]) for r in rows],
+            "rate": rates,
+        }
+    ).write_parquet(path)
+    return path, ["row 10", "-1.5", "percent"]
+
+
+def _non_numeric_rate(replay: Path) -> tuple[Path, list[str]]:
+    rows = good_rows()
+    rows[11]["rate"] = "0.01%"
+    path = write_csv(replay / "binance" / "BTCUSDT.csv", rows)
+    return path, [f"line {line_of(path, '0.01%')}", "'0.01%'", "not a number"]
+
+
+def _unknown_symbol(replay: Path) -> tuple[Path, list[str]]:
+    rows = good_rows()
+    rows[3]["symbol"] = "DOGEUSDT"
+    path = write_csv(replay / "binance" / "BTCUSDT.csv", rows)
+    return path, [f"line {line_of(path, 'DOGEUSDT')}", "'DOGEUSDT'"]
+
+
+BAD_FILES = {
+    "missing_column": _missing_column,
+    "unparsable_ts": _bad_ts,
+    "unparsable_funding_time": _bad_funding_time,
+    "percent_rate": _percent_rate,
+    "percent_rate_parquet": _percent_rate_parquet,
+    "non_numeric_rate": _non_numeric_rate,
+    "unknown_symbol": _unknown_symbol,
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_FILES))
+def test_bad_replay_file_names_file_and_line_and_writes_nothing(run, case):
+    path, fragments = BAD_FILES[case](run.replay)
+    rc, err = run()
+    assert rc == 2
+    msg = run.error_line(err)
+    assert str(path) in msg, msg
+    for fragment in fragments:
+        assert fragment in msg, f"{fragment!r} not in {msg!r}"
+    assert_nothing_written(run)
+
+
+def test_bad_file_of_one_venue_stops_every_venue_before_any_write(run):
+    """bybit's file is bad; binance's is fine: nothing is written for binance either."""
+    write_csv(run.replay / "binance" / "BTCUSDT.csv", good_rows())
+    rows = good_rows()
+    rows[2]["rate"] = "2.5"
+    bad = write_csv(run.replay / "bybit" / "BTCUSDT.csv", rows)
+    rc, err = run(venues="binance,bybit")
+    assert rc == 2
+    msg = run.error_line(err)
+    assert str(bad) in msg and "line 4" in msg and "percent" in msg
+    assert_nothing_written(run)
+
+
+def test_good_partitions_stay_byte_identical_when_a_later_replay_is_bad(run):
+    path = write_csv(run.replay / "binance" / "BTCUSDT.csv", good_rows())
+    rc, err = run()
+    assert rc == 0, err
+    before, rows_before = digest(run.warehouse), counts(run.warehouse)
+    assert rows_before["raw_prints"] > 0 and rows_before["curve_snapshots"] > 0
+    snapshot_stat = run.warehouse.stat().st_size
+
+    i = row_in_range(good_rows(), dt.date(2024, 2, 21))  # a print inside the backfilled range
+    corruptions = {
+        "unparsable ts": ("ts", "2024-02-21 25:61:00", "2024-02-21 25:61:00", "cannot parse"),
+        "percent rate": ("rate", "0.75", ",0.75", "percent"),
+        "not a number": ("rate", "n/a", ",n/a", "not a number"),
+    }
+    for name, (column, value, needle, words) in corruptions.items():
+        rows = good_rows()
+        rows[i][column] = value
+        write_csv(path, rows)
+        rc, err = run()
+        assert rc != 0, name
+        msg = run.error_line(err)
+        assert str(path) in msg and f"line {line_of(path, needle)}" in msg and words in msg, msg
+        assert digest(run.warehouse) == before, f"{name}: the good partitions changed"
+        assert counts(run.warehouse) == rows_before
+
+    # a file the pipeline cannot read at all is refused the same way
+    path.write_bytes(b"\x00\x01 not csv \xff\n")
+    rc, err = run()
+    assert rc != 0
+    assert str(path) in run.error_line(err)
+    assert digest(run.warehouse) == before
+    assert run.warehouse.stat().st_size == snapshot_stat
+
+
+def test_rate_beyond_the_venue_cap_leaves_the_good_partition_intact(run):
+    path = write_csv(run.replay / "binance" / "BTCUSDT.csv", good_rows())
+    assert run()[0] == 0
+    before = digest(run.warehouse)
+    rows = good_rows()
+    rows[row_in_range(rows, dt.date(2024, 2, 21))]["rate"] = "0.01"  # 1 %/8h: beyond Binance's 0.375 % cap
+    write_csv(path, rows)
+    rc, err = run()
+    assert rc != 0
+    assert digest(run.warehouse) == before, "raw_prints of 2024-02-21 were overwritten by a refused file"
+    msg = run.error_line(err)
+    assert str(path) in msg and f"line {line_of(path, ',0.01')}" in msg
+
+
+def test_errors_reach_the_current_stderr(tmp_path, monkeypatch, capsys):
+    for var in ENV:
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("FUNDING_ASSETS_HOME", str(tmp_path / "home"))
+    rc = cli.main(["backfill", "--start", START, "--end", END, "--venues", "kraken"])
+    assert rc == 2
+    assert "error: --venues: unknown venue 'kraken'" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- console script
+
+
+def test_console_script_reports_bad_input_with_exit_code_2(tmp_path):
+    script = Path(sys.executable).parent / "funding-assets"
+    if not script.exists():
+        script = Path(shutil.which("funding-assets") or script)
+    assert script.exists(), "the funding-assets console script is not installed"
+    env = {k: v for k, v in os.environ.items() if k not in ENV}
+    env["FUNDING_ASSETS_HOME"] = str(tmp_path / "home")
+    proc = subprocess.run(
+        [str(script), "backfill", "--start", START, "--end", END, "--venues", "kraken"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert f"error: --venues: unknown venue 'kraken'; known venues are {KNOWN_VENUES}" in proc.stderr
+    assert not (tmp_path / "home" / "warehouse.duckdb").exists()
