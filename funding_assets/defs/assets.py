@@ -15,15 +15,13 @@ import polars as pl
 
 from .. import features, pca, spreads, strip
 from ..partitions import daily, date_venue, lookback, split_key
-from . import checks
 from ..resources import FundingConfig
 from ..warehouse import SCHEMA, TABLES, Warehouse, conform
+from . import checks
 
 # single_run() is the backfill policy this pipeline is built around (one run per range);
-# its beta label (and the preview label of partitioned checks) are known and not worth a
-# warning at every import.
+# its beta label is known and not worth a warning at every import.
 warnings.filterwarnings("ignore", category=dg.BetaWarning)
-warnings.filterwarnings("ignore", category=dg.PreviewWarning)
 SINGLE_RUN = dg.BackfillPolicy.single_run()
 # Assets with check_specs return dg.MaterializeResult(value=frame, check_results=...) and carry
 # no return annotation: annotating MaterializeResult would make Dagster type the output Nothing.
@@ -33,9 +31,10 @@ PRINT_KEY = checks.PRINT_KEY
 live_prints = dg.AssetSpec(
     "live_prints",
     description=(
-        "Live funding prints from the collector's landing area (venue, symbol, ts, "
-        "funding_time, rate per interval, interval_hours, received_at; UTC). Materialised by "
-        "the live sensor as prints land; today's raw_prints merge them."
+        "Live funding prints (venue, symbol, ts, funding_time, rate per interval, "
+        "interval_hours, received_at; UTC) as the live collector lands them. Declared so the "
+        "lineage shows where live data enters raw_prints; this version has no collector yet, "
+        "so nothing feeds it and history comes from the settled-funding source alone."
     ),
     group_name="ingest",
     kinds={"duckdb"},
