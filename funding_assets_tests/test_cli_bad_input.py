@@ -24,18 +24,9 @@ import polars as pl
 import pytest
 
 from funding_assets import cli
+from funding_assets.settings import ENV_VARS
 
-ENV = (
-    "FUNDING_ASSETS_HOME",
-    "FUNDING_ASSETS_SOURCE",
-    "FUNDING_ASSETS_VENUES",
-    "FUNDING_ASSETS_COINS",
-    "FUNDING_ASSETS_ANNUALISATION",
-    "FUNDING_ASSETS_INTRADAY_EVERY",
-    "FUNDING_ASSETS_PCA_WINDOW_DAYS",
-    "FUNDING_ASSETS_PCA_REFIT_DAYS",
-    "DAGSTER_HOME",
-)
+ENV = (*ENV_VARS, "DAGSTER_HOME")
 KNOWN_VENUES = "binance, bybit, okx, hyperliquid, deribit"
 KNOWN_COINS = "BTC, ETH, SOL"
 TABLES = ("raw_prints", "curve_snapshots", "curve_features", "pca_factors", "pca_fits", "spread_signals")

@@ -23,45 +23,10 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from funding_assets.features import curve_features
+from snapshot_rows import frame, snap
 
 T0 = datetime(2024, 3, 1, 0, 0)
 H8 = timedelta(hours=8)
-BUCKETS = [f"b{k}" for k in range(8)]
-SNAPSHOT_SCHEMA = {
-    "venue": pl.String,
-    "symbol": pl.String,
-    "kind": pl.String,
-    "ts": pl.Datetime("ms"),
-    "funding_time": pl.Datetime("ms"),
-    "interval_hours": pl.Float64,
-    "annualisation": pl.String,
-    **{b: pl.Float64 for b in BUCKETS},
-    "n_filled": pl.Int32,
-}
-
-
-def snap(ts: datetime, buckets, *, kind: str = "roll", venue: str = "binance", symbol: str = "BTC") -> dict:
-    """One snapshot row; an intraday row's funding_time is the end of its open 8h window."""
-    assert len(buckets) == 8
-    if kind == "roll":
-        funding_time = ts
-    else:
-        funding_time = T0 + ((ts - T0) // H8 + 1) * H8
-    return {
-        "venue": venue,
-        "symbol": symbol,
-        "kind": kind,
-        "ts": ts,
-        "funding_time": funding_time,
-        "interval_hours": 8.0,
-        "annualisation": "apr",
-        **dict(zip(BUCKETS, map(float, buckets))),
-        "n_filled": 0,
-    }
-
-
-def frame(rows: list[dict]) -> pl.DataFrame:
-    return pl.DataFrame(rows, schema=SNAPSHOT_SCHEMA)
 
 
 def strip(level: float, slope: float = 0.0) -> list[float]:

@@ -24,43 +24,14 @@ from polars.testing import assert_frame_equal
 from sklearn.decomposition import PCA
 
 from funding_assets.pca import Fit, fit_times, fit_walk_forward, fits_frame, score
+from funding_assets.strip import BUCKETS
+from snapshot_rows import frame, snap
 
 H8 = timedelta(hours=8)
 DAY = timedelta(days=1)
 #: 2024-01-10 is 1470 = 7 * 210 days after 2020-01-01: on the weekly (and 3-day) cadence.
 T0 = datetime(2024, 1, 10)
-BUCKETS = [f"b{k}" for k in range(8)]
-SNAPSHOT_SCHEMA = {
-    "venue": pl.String,
-    "symbol": pl.String,
-    "kind": pl.String,
-    "ts": pl.Datetime("ms"),
-    "funding_time": pl.Datetime("ms"),
-    "interval_hours": pl.Float64,
-    "annualisation": pl.String,
-    **{b: pl.Float64 for b in BUCKETS},
-    "n_filled": pl.Int32,
-}
 LEVEL = np.full(8, 1 / np.sqrt(8))  # a parallel shift of the whole strip
-
-
-def snap(ts: datetime, buckets, *, kind: str = "roll", venue: str = "binance", symbol: str = "BTC") -> dict:
-    funding_time = ts if kind == "roll" else T0 + ((ts - T0) // H8 + 1) * H8
-    return {
-        "venue": venue,
-        "symbol": symbol,
-        "kind": kind,
-        "ts": ts,
-        "funding_time": funding_time,
-        "interval_hours": 8.0,
-        "annualisation": "apr",
-        **dict(zip(BUCKETS, map(float, buckets))),
-        "n_filled": 0,
-    }
-
-
-def frame(rows: list[dict]) -> pl.DataFrame:
-    return pl.DataFrame(rows, schema=SNAPSHOT_SCHEMA)
 
 
 def unit(v) -> np.ndarray:

@@ -27,6 +27,7 @@ import polars as pl
 import pytest
 
 from funding_assets import cli
+from funding_assets.settings import ENV_VARS
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 REAL = SHARED / "realdata"
@@ -45,17 +46,7 @@ H8 = dt.timedelta(hours=8)
 SUPERVIK_UTC_OFFSET = dt.timedelta(hours=3)  # supervik's Date is local UTC+3 for binance/bybit
 BUCKETS = [f"b{k}" for k in range(8)]
 TABLES = ("raw_prints", "curve_snapshots", "curve_features", "pca_factors", "pca_fits", "spread_signals")
-ENV = (
-    "FUNDING_ASSETS_HOME",
-    "FUNDING_ASSETS_SOURCE",
-    "FUNDING_ASSETS_VENUES",
-    "FUNDING_ASSETS_COINS",
-    "FUNDING_ASSETS_ANNUALISATION",
-    "FUNDING_ASSETS_INTRADAY_EVERY",
-    "FUNDING_ASSETS_PCA_WINDOW_DAYS",
-    "FUNDING_ASSETS_PCA_REFIT_DAYS",
-    "DAGSTER_HOME",
-)
+ENV = (*ENV_VARS, "DAGSTER_HOME")
 
 
 # --------------------------------------------------------------------------- helpers
