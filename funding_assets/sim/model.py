@@ -145,6 +145,30 @@ class FundingModel:
         block = (when_ms - EPOCH_MS) // (BLOCK_HOURS * HOUR_MS)
         return float(_block_intervals(self.seed, venue, coin)[block])
 
+    def predicted(self, venue: str, coin: str, at: datetime) -> tuple[float, datetime, float]:
+        """The live estimate at ``at`` of the open native window: (rate, funding_time, hours).
+
+        The window is the one ``at`` falls in (an instant on a boundary opens the next one);
+        the rate applies the settlement formula to the mean premium elapsed so far, so it
+        converges to the realised rate as the window closes. Rate is a decimal fraction per
+        ``interval_hours``; ``funding_time`` is the window's end (naive UTC).
+        """
+        venue, coin = check_venue(venue), check_coin(coin)
+        at_ms = _utc_ms(at, "at")
+        if not EPOCH_MS <= at_ms < HORIZON_MS - BLOCK_HOURS * HOUR_MS:
+            raise FundingInputError(f"at: {at} is outside the model span {EPOCH} to {HORIZON}")
+        interval = int(self.interval_hours_at(venue, coin, at))
+        hours_in = (at_ms - EPOCH_MS) / HOUR_MS
+        end_hour = int(hours_in // interval) * interval + interval
+        start_hour = end_hour - interval
+        elapsed = hours_in - start_hour
+        path = _venue_premium(self.seed, venue, coin)
+        whole = int(elapsed)
+        total = float(path[start_hour : start_hour + whole].sum()) + (elapsed - whole) * float(path[start_hour + whole])
+        average = total / elapsed if elapsed > 0 else float(path[start_hour])
+        rate = float(funding_rate(venue, np.array([average]), np.array([float(interval)]))[0])
+        return rate, EPOCH + end_hour * HOUR, float(interval)
+
     def premium(self, venue: str, coin: str, start: datetime, end: datetime) -> pl.DataFrame:
         """Hourly premium path (columns: ts, premium) — later used for live predicted prints.
 

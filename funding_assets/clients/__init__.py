@@ -1,0 +1,152 @@
+"""Venue clients: one module per venue behind one small interface.
+
+Each client speaks its venue's real public protocol (httpx for REST, websockets for
+streams) and parses into the print model of :mod:`funding_assets.prints`:
+
+- :meth:`VenueClient.settled` -- realised settlements of a coin between two instants,
+  complete, ordered, deduplicated, each with its interval;
+- :meth:`VenueClient.current` -- the current predicted funding of several coins, in as few
+  requests as the venue allows;
+- :meth:`VenueClient.stream` -- live predicted prints from the venue's WebSocket.
+
+Clients reach the real venue or the loopback simulator by base URL alone.
+"""
+
+import datetime as dt
+from collections.abc import AsyncIterator, Sequence
+from typing import ClassVar
+
+import polars as pl
+
+from ..prints import PREDICTED, PRINT_SCHEMA, REALISED, from_epoch_ms, snap_to_minute
+from ..venues import DEFAULT_INTERVAL_HOURS, venue_symbol
+from .http import Budget, HttpClient, RateLimiter, VenueError
+
+__all__ = ["Budget", "HttpClient", "RateLimiter", "VenueClient", "VenueError", "client_for", "infer_intervals", "prints_frame"]
+
+HOUR_MS = 3_600_000
+#: Native funding intervals venues use (hours).
+KNOWN_INTERVALS = (1.0, 2.0, 4.0, 6.0, 8.0)
+
+
+def epoch_ms(when: dt.datetime) -> int:
+    """Naive-UTC (or aware) datetime -> epoch milliseconds."""
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.UTC)
+    return int(when.timestamp() * 1000)
+
+
+def snap_ms(ms: int) -> int:
+    """Round epoch ms to the nearest whole minute (settlement jitter)."""
+    return (ms + 30_000) // 60_000 * 60_000
+
+
+def infer_intervals(funding_times_ms: Sequence[int], default_hours: float) -> list[float]:
+    """Interval of each settlement from the gap to the previous one (sorted, snapped times).
+
+    The gap is the native window, except where settlements are missing inside a steady
+    regime: a gap that is a whole multiple of the previous interval, followed by a gap equal
+    to that interval, keeps the previous interval. A gap no venue uses (16 h, 24 h) falls
+    back to the previous interval. The first settlement takes the next gap.
+    """
+    out: list[float] = []
+    n = len(funding_times_ms)
+    for i in range(n):
+        gap = (funding_times_ms[i] - funding_times_ms[i - 1]) / HOUR_MS if i else None
+        nxt = (funding_times_ms[i + 1] - funding_times_ms[i]) / HOUR_MS if i + 1 < n else None
+        prev = out[-1] if out else None
+        if gap is None:
+            value = nxt if nxt in KNOWN_INTERVALS else default_hours
+        elif prev is not None and gap > prev and gap % prev == 0 and nxt == prev:
+            value = prev  # settlements missing in a steady regime
+        elif gap in KNOWN_INTERVALS:
+            value = gap
+        else:
+            value = prev if prev is not None else (nxt if nxt in KNOWN_INTERVALS else default_hours)
+        out.append(float(value))
+    return out
+
+
+def prints_frame(rows: list[dict], venue: str, source: str) -> pl.DataFrame:
+    """Rows ``{coin, ts_ms, funding_time_ms, rate, interval_hours, kind}`` -> print model frame.
+
+    ``funding_time`` is snapped to the minute, ``ts`` keeps the venue's stamp; the frame is
+    sorted and deduplicated on (symbol, ts, funding_time), keeping the last row.
+    """
+    if not rows:
+        return pl.DataFrame(schema=PRINT_SCHEMA)
+    frame = pl.DataFrame(
+        {
+            "venue": [venue] * len(rows),
+            "symbol": [r["coin"] for r in rows],
+            "venue_symbol": [venue_symbol(venue, r["coin"]) for r in rows],
+            "ts": [r["ts_ms"] for r in rows],
+            "funding_time": [r["funding_time_ms"] for r in rows],
+            "rate": [float(r["rate"]) for r in rows],
+            "interval_hours": [float(r["interval_hours"]) for r in rows],
+            "kind": [r["kind"] for r in rows],
+            "source": [source] * len(rows),
+        },
+        schema_overrides={"ts": pl.Int64, "funding_time": pl.Int64},
+    ).with_columns(ts=from_epoch_ms(pl.col("ts")), funding_time=from_epoch_ms(pl.col("funding_time")))
+    frame = frame.with_columns(snap_to_minute(pl.col("funding_time")).alias("funding_time")).select(list(PRINT_SCHEMA))
+    key = ["venue", "symbol", "ts", "funding_time"]
+    return frame.unique(subset=key, keep="last", maintain_order=True).sort(key).cast(PRINT_SCHEMA)
+
+
+def settled_rows(coin: str, points: list[tuple[int, float]], default_hours: float) -> list[dict]:
+    """Realised rows from ``(settlement ts_ms, rate)`` pairs: sorted, one per settlement,
+    intervals inferred from the gaps (see :func:`infer_intervals`)."""
+    by_time: dict[int, tuple[int, float]] = {}
+    for ts_ms, rate in sorted(points):
+        by_time[snap_ms(ts_ms)] = (ts_ms, rate)
+    times = sorted(by_time)
+    hours = infer_intervals(times, default_hours)
+    return [
+        {"coin": coin, "ts_ms": by_time[t][0], "funding_time_ms": t, "rate": by_time[t][1], "interval_hours": h, "kind": REALISED}
+        for t, h in zip(times, hours)
+    ]
+
+
+class VenueClient:
+    """The interface every venue module implements."""
+
+    venue: ClassVar[str]
+    rest_url: ClassVar[str]
+    ws_url: ClassVar[str]
+    budget: ClassVar[Budget]
+
+    def __init__(self, rest_url: str | None = None, ws_url: str | None = None, *, http: HttpClient | None = None) -> None:
+        self.rest_base = rest_url or self.rest_url
+        self.ws_base = ws_url or self.ws_url
+        self.http = http or HttpClient(self.venue, self.rest_base, self.budget)
+        self.default_interval = DEFAULT_INTERVAL_HOURS[self.venue]
+
+    @property
+    def source(self) -> str:
+        return f"{self.venue} REST"
+
+    def close(self) -> None:
+        self.http.close()
+
+    def settled(self, coin: str, start: dt.datetime, end: dt.datetime) -> pl.DataFrame:
+        """Realised prints with ``funding_time`` in ``[start, end]`` (UTC), one per settlement."""
+        raise NotImplementedError
+
+    def current(self, coins: Sequence[str]) -> pl.DataFrame:
+        """Current predicted prints (``kind='predicted'``), one per coin."""
+        raise NotImplementedError
+
+    def stream(self, coins: Sequence[str]) -> AsyncIterator[pl.DataFrame]:
+        """Live predicted prints as they arrive, one small frame per venue message."""
+        raise NotImplementedError
+
+
+def client_for(venue: str, rest_url: str | None = None, ws_url: str | None = None, **kwargs) -> VenueClient:
+    """The client of ``venue``, against the real venue or the given base URLs."""
+    from . import binance, bybit, deribit, hyperliquid, okx
+
+    classes = {m.Client.venue: m.Client for m in (binance, bybit, okx, hyperliquid, deribit)}
+    return classes[venue](rest_url, ws_url, **kwargs)
+
+

@@ -1,0 +1,379 @@
+"""The venue simulator: all five venues' REST and WebSocket protocols on loopback.
+
+A peer of the real venues, not a test helper: the clients cannot tell it from the venue
+except by base URL. It serves the deterministic :class:`~funding_assets.sim.FundingModel`
+(settlements up to the simulated now, live predictions of the open window) through each
+venue's own paths, query semantics, payload shapes and stream protocol, which live in
+:mod:`funding_assets.sim.venues`.
+
+REST is ``http://127.0.0.1:<port>/<venue>/<venue path>`` and streams are
+``ws://127.0.0.1:<ws port>/<venue>/<venue path>``. Faults are injected on request
+(:class:`Faults`); the venues' real request budgets are enforced on request (``limits``).
+Only loopback addresses are ever bound.
+"""
+
+import asyncio
+import dataclasses
+import datetime as dt
+import json
+import random
+import socket
+import threading
+import time
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+from websockets.asyncio.server import ServerConnection, serve
+
+from ..clients.http import Budget
+from .model import FundingModel
+
+LOOPBACK = "127.0.0.1"
+
+
+class SimClock:
+    """The simulator's now: wall-clock UTC, or a chosen start running ``speed`` times faster."""
+
+    def __init__(self, start: dt.datetime | None = None, speed: float = 1.0) -> None:
+        self.start = start
+        self.speed = speed
+        self._t0 = time.monotonic()
+
+    def __call__(self) -> dt.datetime:
+        if self.start is None:
+            return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+        return self.start + dt.timedelta(seconds=(time.monotonic() - self._t0) * self.speed)
+
+
+@dataclasses.dataclass(frozen=True)
+class Faults:
+    """What to break, as shares of requests or frames (0 = never). Deterministic per ``seed``.
+
+    REST: ``error_rate`` of requests get one of ``error_statuses`` (with ``Retry-After:
+    retry_after_s``), ``drop_rate`` have their connection closed without an answer,
+    ``stall_rate`` are held ``stall_s`` before answering (past a client's timeout), and
+    ``malformed_rate`` get a truncated body. WebSocket: ``ws_garbage_rate`` of frames are
+    replaced by malformed or truncated ones, each connection is dropped without a close
+    frame after ``ws_drop_after`` frames or falls silent after ``ws_stall_after`` frames.
+    ``missing`` settlements, as ``(venue, coin, funding_time)``, are never reported.
+    """
+
+    seed: int = 0
+    error_rate: float = 0.0
+    error_statuses: tuple[int, ...] = (429, 418, 403, 500, 502, 503)
+    retry_after_s: float = 0.05
+    drop_rate: float = 0.0
+    stall_rate: float = 0.0
+    stall_s: float = 2.0
+    malformed_rate: float = 0.0
+    ws_garbage_rate: float = 0.0
+    ws_drop_after: int | None = None
+    ws_stall_after: int | None = None
+    missing: frozenset[tuple[str, str, dt.datetime]] = frozenset()
+
+
+@dataclasses.dataclass
+class Request:
+    method: str
+    path: str  # after the /<venue> prefix, e.g. "/fapi/v1/fundingRate"
+    query: dict[str, str]
+    body: bytes
+
+
+@dataclasses.dataclass
+class Response:
+    status: int
+    body: bytes
+    headers: dict[str, str] = dataclasses.field(default_factory=dict)
+
+
+def json_response(obj: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(status, json.dumps(obj, separators=(",", ":")).encode(), {"Content-Type": "application/json", **(headers or {})})
+
+
+class Feed:
+    """What the venues know: settlements up to now (minus the missing ones) and live estimates."""
+
+    def __init__(self, model: FundingModel, clock: Callable[[], dt.datetime], missing: frozenset = frozenset()) -> None:
+        self.model = model
+        self.clock = clock
+        self.missing = missing
+
+    def settlements(self, venue: str, coin: str, start: dt.datetime, end: dt.datetime):
+        """Realised prints with funding_time in [start, end) that have happened by now."""
+        import polars as pl
+
+        end = min(end, self.clock() + dt.timedelta(milliseconds=1))
+        if end <= start:
+            return self.model.settlements(venue, coin, start, start)
+        rows = self.model.settlements(venue, coin, start, end)
+        rows = rows.filter(pl.col("ts") <= self.clock())
+        if self.missing:
+            gone = [t for v, c, t in self.missing if v == venue and c == coin]
+            if gone:
+                rows = rows.filter(~pl.col("funding_time").is_in(gone))
+        return rows
+
+    def predicted(self, venue: str, coin: str) -> tuple[float, dt.datetime, float]:
+        """(rate, funding_time, interval_hours) of the open window at the simulator's now."""
+        return self.model.predicted(venue, coin, self.clock())
+
+
+class WsSession:
+    """One client connection, with the faults of :class:`Faults` applied to what is sent."""
+
+    def __init__(self, connection: ServerConnection, path: str, sim: "VenueSim") -> None:
+        self.connection = connection
+        self.path = path
+        self.sim = sim
+        self.sent = 0
+
+    @property
+    def feed(self) -> Feed:
+        return self.sim.feed
+
+    async def recv(self, timeout_s: float | None = None) -> str | None:
+        """The next text message, or None if none arrives within ``timeout_s``."""
+        try:
+            message = await asyncio.wait_for(self.connection.recv(), timeout_s)
+        except TimeoutError:
+            return None
+        return message if isinstance(message, str) else message.decode()
+
+    async def send(self, payload: Any, *, counts_prints: int = 0) -> None:
+        """Send ``payload`` (JSON-encoded unless already text), subject to the faults."""
+        faults = self.sim.faults
+        text = payload if isinstance(payload, str) else json.dumps(payload, separators=(",", ":"))
+        if faults.ws_stall_after is not None and self.sent >= faults.ws_stall_after:
+            await asyncio.Future()  # silent: no data, no pong, until the client gives up
+        if faults.ws_drop_after is not None and self.sent >= faults.ws_drop_after:
+            self.connection.transport.abort()  # no close frame: a dropped socket
+            raise ConnectionError("dropped by fault injection")
+        if faults.ws_garbage_rate and self.sim.chance(faults.ws_garbage_rate):
+            await self.connection.send(self.sim.garble(text))
+            self.sim.garbage_frames += 1
+        self.sent += 1
+        await self.connection.send(text)
+        self.sim.prints_sent += counts_prints
+
+
+class VenueSim:
+    """One venue's protocol. Subclasses answer REST requests and serve WebSocket sessions."""
+
+    venue: str = ""
+    budget: Budget = Budget(1e9, 1.0)
+    limit_status: int = 429
+
+    def __init__(self, feed: Feed, faults: Faults, push_interval_s: float) -> None:
+        self.feed = feed
+        self.faults = faults
+        self.push_interval_s = push_interval_s
+        self._rng = random.Random(f"{faults.seed}:{self.venue}")
+        self._rng_lock = threading.Lock()
+        self.prints_sent = 0
+        self.garbage_frames = 0
+
+    def chance(self, share: float) -> bool:
+        with self._rng_lock:
+            return self._rng.random() < share
+
+    def garble(self, text: str) -> str:
+        with self._rng_lock:
+            cut = self._rng.randint(1, max(1, len(text) - 1))
+        return text[:cut] if cut % 2 else "\x00not json" + text[cut:]
+
+    def cost(self, request: Request) -> float:
+        """Request units this request uses of the venue's budget."""
+        return 1.0
+
+    def error(self, status: int, message: str) -> Response:
+        """The venue's error envelope for an HTTP error status."""
+        return json_response({"error": message}, status)
+
+    def rest(self, request: Request) -> Response:
+        return json_response({"error": f"unknown path {request.path}"}, 404)
+
+    async def ws(self, session: WsSession) -> None:
+        await session.connection.close(1008, "no stream at this path")
+
+
+class _Bucket:
+    """The server side of a venue budget: refuses (never waits) when it is spent."""
+
+    def __init__(self, budget: Budget) -> None:
+        self.budget = budget
+        self.tokens = budget.requests
+        self.stamp = time.monotonic()
+        self.lock = threading.Lock()
+
+    def take(self, cost: float) -> float:
+        """0 if granted, else the seconds until it would be."""
+        with self.lock:
+            now = time.monotonic()
+            self.tokens = min(self.budget.requests, self.tokens + (now - self.stamp) * self.budget.per_second)
+            self.stamp = now
+            if self.tokens >= cost:
+                self.tokens -= cost
+                return 0.0
+            return (cost - self.tokens) / self.budget.per_second
+
+
+class SimServer:
+    """All five venues on loopback. Use as a context manager or call start()/stop()."""
+
+    def __init__(
+        self,
+        model: FundingModel | None = None,
+        *,
+        clock: Callable[[], dt.datetime] | None = None,
+        faults: Faults | None = None,
+        limits: bool = False,
+        push_interval_s: float = 1.0,
+        port: int = 0,
+        ws_port: int = 0,
+    ) -> None:
+        from .venues import VENUE_SIMS
+
+        self.clock = clock or SimClock()
+        self.faults = faults or Faults()
+        self.feed = Feed(model or FundingModel(), self.clock, self.faults.missing)
+        self.sims: dict[str, VenueSim] = {v: cls(self.feed, self.faults, push_interval_s) for v, cls in VENUE_SIMS.items()}
+        self.buckets = {v: _Bucket(s.budget) for v, s in self.sims.items()} if limits else {}
+        self.requests: dict[str, int] = {v: 0 for v in self.sims}
+        self._counter_lock = threading.Lock()
+        self._rng = random.Random(f"{self.faults.seed}:rest")
+        self._http = ThreadingHTTPServer((LOOPBACK, port), _handler(self))
+        self._http.daemon_threads = True
+        self._ws_port = ws_port
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._ws_ready = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    @property
+    def port(self) -> int:
+        return self._http.server_address[1]
+
+    @property
+    def ws_port(self) -> int:
+        return self._ws_port
+
+    def rest_url(self, venue: str) -> str:
+        return f"http://{LOOPBACK}:{self.port}/{venue}"
+
+    def ws_url(self, venue: str) -> str:
+        return f"ws://{LOOPBACK}:{self.ws_port}/{venue}"
+
+    def start(self) -> "SimServer":
+        rest = threading.Thread(target=self._http.serve_forever, name="sim-rest", daemon=True)
+        ws = threading.Thread(target=self._run_ws, name="sim-ws", daemon=True)
+        self._threads = [rest, ws]
+        rest.start()
+        ws.start()
+        if not self._ws_ready.wait(10):
+            raise RuntimeError("the simulator's WebSocket server did not start")
+        return self
+
+    def stop(self) -> None:
+        self._http.shutdown()
+        self._http.server_close()
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._ws_stop.set)
+        for t in self._threads:
+            t.join(5)
+
+    def __enter__(self) -> "SimServer":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    # --- REST ---------------------------------------------------------------------------
+
+    def _roll(self, share: float) -> bool:
+        with self._counter_lock:
+            return share > 0 and self._rng.random() < share
+
+    def handle(self, method: str, raw_path: str, body: bytes) -> Response | None:
+        """Dispatch one request; None means: drop the connection without answering."""
+        parts = urlsplit(raw_path)
+        venue, _, rest = parts.path.lstrip("/").partition("/")
+        sim = self.sims.get(venue)
+        if sim is None:
+            return json_response({"error": f"unknown venue {venue!r}"}, 404)
+        with self._counter_lock:
+            self.requests[venue] += 1
+        request = Request(method, "/" + rest, dict(parse_qsl(parts.query)), body)
+        faults = self.faults
+        if self._roll(faults.drop_rate):
+            return None
+        if self._roll(faults.stall_rate):
+            time.sleep(faults.stall_s)
+        if self._roll(faults.error_rate):
+            with self._counter_lock:
+                status = self._rng.choice(faults.error_statuses)
+            response = sim.error(status, "injected fault")
+            response.headers["Retry-After"] = f"{faults.retry_after_s:g}"
+            return response
+        if venue in self.buckets:
+            wait = self.buckets[venue].take(sim.cost(request))
+            if wait:
+                response = sim.error(sim.limit_status, "too many requests")
+                response.headers["Retry-After"] = f"{wait:.3f}"
+                return response
+        response = sim.rest(request)
+        if self._roll(faults.malformed_rate):
+            response.body = response.body[: max(1, len(response.body) // 2)]
+        return response
+
+    # --- WebSocket ----------------------------------------------------------------------
+
+    def _run_ws(self) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._loop.run_until_complete(self._serve_ws())
+
+    async def _serve_ws(self) -> None:
+        self._ws_stop = asyncio.Event()
+        async with serve(self._ws_handler, LOOPBACK, self._ws_port, ping_interval=None, max_size=2**22) as server:
+            self._ws_port = next(s.getsockname()[1] for s in server.sockets if s.family == socket.AF_INET)
+            self._ws_ready.set()
+            await self._ws_stop.wait()
+
+    async def _ws_handler(self, connection: ServerConnection) -> None:
+        venue, _, rest = connection.request.path.lstrip("/").partition("/")
+        sim = self.sims.get(venue)
+        if sim is None:
+            await connection.close(1008, f"unknown venue {venue!r}")
+            return
+        try:
+            await sim.ws(WsSession(connection, "/" + rest, sim))
+        except ConnectionError:
+            pass
+
+
+def _handler(server: SimServer) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def _serve(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length) if length else b""
+            response = server.handle(self.command, self.path, body)
+            if response is None:
+                self.close_connection = True
+                self.connection.shutdown(socket.SHUT_RDWR)
+                return
+            self.send_response(response.status)
+            for key, value in response.headers.items():
+                self.send_header(key, value)
+            self.send_header("Content-Length", str(len(response.body)))
+            self.end_headers()
+            self.wfile.write(response.body)
+
+        do_GET = do_POST = _serve
+
+        def log_message(self, *args) -> None:  # quiet: the simulator is used in tests and demos
+            pass
+
+    return Handler
