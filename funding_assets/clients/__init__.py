@@ -18,7 +18,7 @@ from typing import ClassVar
 
 import polars as pl
 
-from ..prints import PREDICTED, PRINT_SCHEMA, REALISED, from_epoch_ms, snap_to_minute
+from ..prints import PRINT_SCHEMA, REALISED, from_epoch_ms, snap_to_minute
 from ..venues import DEFAULT_INTERVAL_HOURS, venue_symbol
 from .http import Budget, HttpClient, RateLimiter, VenueError
 
@@ -124,7 +124,13 @@ class VenueClient:
 
     @property
     def source(self) -> str:
+        """The ``source`` of prints from REST (history, current funding)."""
         return f"{self.venue} REST"
+
+    @property
+    def stream_source(self) -> str:
+        """The ``source`` of prints from the WebSocket stream."""
+        return f"{self.venue} WS"
 
     def close(self) -> None:
         self.http.close()

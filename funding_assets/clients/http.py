@@ -118,8 +118,17 @@ class HttpClient:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def get(self, path: str, params: dict[str, Any] | None = None, *, cost: float = 1.0) -> Any:
-        return self.request("GET", path, params=params, cost=cost, idempotent=True)
+    def get(
+        self,
+        path: str,
+        params: dict[str, Any] | None = None,
+        *,
+        cost: float = 1.0,
+        decode: Callable[[httpx.Response], Any] | None = None,
+    ) -> Any:
+        """GET ``path`` (or an absolute URL); ``decode`` turns the body into a value (JSON by
+        default); a ``ValueError`` from it counts as a malformed body and is retried."""
+        return self.request("GET", path, params=params, cost=cost, idempotent=True, decode=decode)
 
     def post(self, path: str, body: Any, *, cost: float = 1.0, idempotent: bool = False) -> Any:
         """POST ``body`` as JSON; retried only if the caller declares it ``idempotent`` (a read)."""
@@ -137,13 +146,15 @@ class HttpClient:
         json: Any = None,
         cost: float = 1.0,
         idempotent: bool,
+        decode: Callable[[httpx.Response], Any] | None = None,
     ) -> Any:
         where = f"{self.venue} {method} {self.base_url}{path}"
         last = "no attempt"
         for attempt in range(self.max_attempts):
             if attempt:
                 self.retries += 1
-            self.limiter.acquire(cost)
+            if cost:
+                self.limiter.acquire(cost)
             self.requests += 1
             try:
                 response = self._client.request(method, path, params=params, json=json)
@@ -164,9 +175,9 @@ class HttpClient:
             if status >= 400:
                 raise VenueError(f"{where}: HTTP {status} {response.text[:300]!r}")
             try:
-                return response.json()
-            except ValueError:
-                last = f"malformed JSON body {response.text[:120]!r}"
+                return decode(response) if decode else response.json()
+            except ValueError as exc:
+                last = f"malformed body ({exc})"
                 if not idempotent:
                     raise VenueError(f"{where}: {last}") from None
                 self.sleep(self._backoff(attempt))

@@ -26,6 +26,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from websockets.asyncio.server import ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
 
 from ..clients.http import Budget
 from .model import FundingModel
@@ -147,7 +148,7 @@ class WsSession:
         faults = self.sim.faults
         text = payload if isinstance(payload, str) else json.dumps(payload, separators=(",", ":"))
         if faults.ws_stall_after is not None and self.sent >= faults.ws_stall_after:
-            await asyncio.Future()  # silent: no data, no pong, until the client gives up
+            await self.connection.wait_closed()  # silent: no data, no pong, until the client gives up
         if faults.ws_drop_after is not None and self.sent >= faults.ws_drop_after:
             self.connection.transport.abort()  # no close frame: a dropped socket
             raise ConnectionError("dropped by fault injection")
@@ -348,8 +349,8 @@ class SimServer:
             return
         try:
             await sim.ws(WsSession(connection, "/" + rest, sim))
-        except ConnectionError:
-            pass
+        except (ConnectionError, ConnectionClosed):
+            pass  # the client left or a fault dropped it: nothing to report
 
 
 def _handler(server: SimServer) -> type[BaseHTTPRequestHandler]:
