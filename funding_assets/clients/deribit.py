@@ -1,0 +1,237 @@
+"""Deribit perpetuals: hourly funding history, ticker estimates and the ticker stream.
+
+Deribit funding accrues continuously and is quoted as an 8 h rate; its history reports the
+funding realised over each hour, so a Deribit print is hourly (``interval_hours`` = 1):
+
+- settled: ``GET /api/v2/public/get_funding_rate_history`` (JSON-RPC over HTTP GET). Rows
+  ``{timestamp, index_price, prev_index_price, interest_8h, interest_1h}`` ascending, all
+  JSON numbers. The settled rate is ``interest_1h``, the funding of the hour ending at
+  ``timestamp`` (ms); ``interest_8h`` is a trailing 8 h figure and is never used as a rate.
+  One request covers at most about a month, so requests go in windows of 30 days.
+- current: ``GET /api/v2/public/ticker`` per instrument: Deribit has no call returning the
+  funding of all perpetuals (``get_book_summary_by_currency`` is per currency and carries
+  no quote timestamp), so it is one request per coin. The predicted print is the hourly
+  estimate ``funding_8h / 8`` for the hour settling at the next top of the hour after the
+  ticker's ``timestamp``; ``current_funding`` (the instantaneous 8 h-basis rate) is not it.
+- stream: JSON-RPC on ``wss://www.deribit.com/ws/api/v2``, channel
+  ``ticker.{instrument}.100ms``, same mapping as the ticker. Keep-alive is Deribit's
+  heartbeat: ``public/set_heartbeat`` and a ``public/test`` answer to every ``test_request``,
+  without which the server closes the connection.
+
+Rates are decimal fractions per hour; timestamps are epoch ms (UTC). JSON numbers arrive as
+Python floats, which ``json`` parses correctly rounded from the decimal text (no lossy
+intermediate).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import itertools
+import json
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+import polars as pl
+from websockets.asyncio.client import connect
+
+from ..prints import PREDICTED, REALISED
+from ..venues import COINS, venue_symbol
+from . import HOUR_MS, VenueClient, epoch_ms, prints_frame
+from .http import Budget, VenueError
+
+VENUE = "deribit"
+HISTORY_PATH = "/api/v2/public/get_funding_rate_history"
+TICKER_PATH = "/api/v2/public/ticker"
+WS_PATH = "/ws/api/v2"
+#: Deribit truncates a history request to about a month; 30-day windows stay inside it.
+HISTORY_WINDOW_MS = 30 * 24 * HOUR_MS
+INTERVAL_HOURS = 1.0
+#: Heartbeat interval asked of the server, seconds (Deribit accepts 10 or more).
+DEFAULT_HEARTBEAT_S = 30.0
+TICKER_CHANNEL = "ticker.{instrument}.100ms"
+COIN_OF_INSTRUMENT = {venue_symbol(VENUE, coin): coin for coin in COINS}
+
+
+def rpc_result(payload: Any, method: str) -> Any:
+    """The ``result`` of a JSON-RPC answer; a :class:`VenueError` naming Deribit's error code."""
+    if not isinstance(payload, dict):
+        raise VenueError(f"{VENUE} {method}: not a JSON-RPC object: {str(payload)[:200]!r}")
+    if "error" in payload:
+        error = payload["error"] or {}
+        raise VenueError(f"{VENUE} {method}: error {error.get('code')} {error.get('message')!r} {error.get('data', '')}")
+    if "result" not in payload:
+        raise VenueError(f"{VENUE} {method}: answer without a result: {str(payload)[:200]!r}")
+    return payload["result"]
+
+
+def history_rows(coin: str, payload: Any) -> list[dict]:
+    """Realised hourly rows of a ``get_funding_rate_history`` answer.
+
+    ``rate`` is ``interest_1h`` (decimal fraction per hour) settled at ``timestamp`` (ms).
+    """
+    return [
+        {
+            "coin": coin,
+            "ts_ms": int(row["timestamp"]),
+            "funding_time_ms": int(row["timestamp"]),
+            "rate": float(row["interest_1h"]),
+            "interval_hours": INTERVAL_HOURS,
+            "kind": REALISED,
+        }
+        for row in rpc_result(payload, "get_funding_rate_history")
+    ]
+
+
+def next_hour_ms(ts_ms: int) -> int:
+    """The top of the hour after ``ts_ms`` (an instant on the hour opens the next window)."""
+    return (ts_ms // HOUR_MS + 1) * HOUR_MS
+
+
+def ticker_row(coin: str, ticker: dict) -> dict:
+    """Predicted row of a ticker: ``funding_8h / 8`` per hour, settling at the next top of the hour."""
+    ts_ms = int(ticker["timestamp"])
+    return {
+        "coin": coin,
+        "ts_ms": ts_ms,
+        "funding_time_ms": next_hour_ms(ts_ms),
+        "rate": float(ticker["funding_8h"]) / 8,
+        "interval_hours": INTERVAL_HOURS,
+        "kind": PREDICTED,
+    }
+
+
+def notification_row(message: dict) -> dict | None:
+    """Predicted row of a ``ticker.{instrument}.{interval}`` notification; None for other messages
+    or instruments that are not a known coin's perpetual. Raises KeyError/TypeError/ValueError
+    on a notification missing its fields."""
+    if message.get("method") != "subscription":
+        return None
+    params = message["params"]
+    channel, _, _ = params["channel"].rpartition(".")
+    kind, _, instrument = channel.partition(".")
+    coin = COIN_OF_INSTRUMENT.get(instrument)
+    if kind != "ticker" or coin is None:
+        return None
+    return ticker_row(coin, params["data"])
+
+
+def history_windows(start_ms: int, end_ms: int) -> list[tuple[int, int]]:
+    """``(start_timestamp, end_timestamp)`` requests covering settlements in [start_ms, end_ms].
+
+    Each is at most :data:`HISTORY_WINDOW_MS` long. Deribit does not document whether its
+    bounds are inclusive (ccxt asks from ``since - 1``), so the windows reach 1 ms beyond
+    both ends and share their edges: whichever way they are read, no settlement is missed;
+    the caller trims and deduplicates.
+    """
+    if end_ms < start_ms:
+        return []
+    low, high = start_ms - 1, end_ms + 1
+    edges = [*range(low, high, HISTORY_WINDOW_MS), high]
+    return list(zip(edges, edges[1:]))
+
+
+def rpc_request(request_id: int, method: str, params: dict) -> str:
+    return json.dumps({"jsonrpc": "2.0", "id": request_id, "method": method, "params": params})
+
+
+class Client(VenueClient):
+    """Deribit's public API (REST JSON-RPC over GET, WebSocket JSON-RPC)."""
+
+    venue = VENUE
+    rest_url = "https://www.deribit.com"
+    ws_url = "wss://www.deribit.com"
+    # Credit-based: ~500 credits a request from a 50k pool refilled at 10k/s, i.e. about
+    # 20 requests/s sustained for public traffic (VENUES.md section 5.4).
+    budget = Budget(20, 1)
+
+    def __init__(self, rest_url: str | None = None, ws_url: str | None = None, **kwargs) -> None:
+        super().__init__(rest_url, ws_url, **kwargs)
+        self.skipped_frames = 0
+
+    def settled(self, coin: str, start: dt.datetime, end: dt.datetime) -> pl.DataFrame:
+        """Realised hourly prints (``interest_1h``) with ``funding_time`` in [start, end] (UTC)."""
+        instrument = venue_symbol(self.venue, coin)
+        start_ms, end_ms = epoch_ms(start), epoch_ms(end)
+        rows: list[dict] = []
+        for low, high in history_windows(start_ms, end_ms):
+            params = {"instrument_name": instrument, "start_timestamp": low, "end_timestamp": high}
+            rows += history_rows(coin, self.http.get(HISTORY_PATH, params))
+        frame = prints_frame(rows, self.venue, self.source)
+        return frame.filter(pl.col("funding_time").dt.epoch("ms").is_between(start_ms, end_ms))
+
+    def current(self, coins: Sequence[str]) -> pl.DataFrame:
+        """The open hour's predicted print per coin (one ticker request each)."""
+        rows = [ticker_row(coin, self._ticker(coin)) for coin in coins]
+        return prints_frame(rows, self.venue, self.source)
+
+    def _ticker(self, coin: str) -> dict:
+        payload = self.http.get(TICKER_PATH, {"instrument_name": venue_symbol(self.venue, coin)})
+        return rpc_result(payload, "ticker")
+
+    async def stream(self, coins: Sequence[str], *, ping_interval_s: float = DEFAULT_HEARTBEAT_S) -> AsyncIterator[pl.DataFrame]:
+        """Predicted prints from ``ticker.{instrument}.100ms``, one frame per notification.
+
+        Asks for heartbeats every ``ping_interval_s`` seconds and answers each
+        ``test_request``. Raises ConnectionError when the server is silent for two heartbeat
+        intervals, websockets' ConnectionClosed when the connection drops, and VenueError
+        when Deribit refuses a request or a subscription.
+        """
+        wanted = {TICKER_CHANNEL.format(instrument=venue_symbol(self.venue, coin)) for coin in coins}
+        ids = itertools.count(1)
+        methods: dict[int, str] = {}
+        silence_limit_s = 2 * ping_interval_s + 1.0
+        async with connect(self.ws_base.rstrip("/") + WS_PATH, ping_interval=None) as ws:
+
+            async def call(method: str, params: dict) -> None:
+                request_id = next(ids)
+                methods[request_id] = method
+                await ws.send(rpc_request(request_id, method, params))
+
+            await call("public/set_heartbeat", {"interval": ping_interval_s})
+            await call("public/subscribe", {"channels": sorted(wanted)})
+            while True:
+                try:
+                    text = await asyncio.wait_for(ws.recv(), silence_limit_s)
+                except TimeoutError:
+                    raise ConnectionError(f"{self.venue} stream silent for {silence_limit_s:g} s") from None
+                message = self._message(text)
+                if message is None:
+                    continue
+                if message.get("method") == "heartbeat":
+                    if (message.get("params") or {}).get("type") == "test_request":
+                        await call("public/test", {})
+                    continue
+                request_id = message.get("id")
+                method = methods.pop(request_id, None) if isinstance(request_id, int) else None
+                if method is not None or "error" in message:
+                    result = rpc_result(message, method or "request")
+                    if method == "public/subscribe":
+                        self._check_subscribed(result, wanted)
+                    continue
+                row = self._row(message)
+                if row is not None:
+                    yield prints_frame([row], self.venue, f"{self.venue} WS")
+
+    def _message(self, text: str | bytes) -> dict | None:
+        """The frame as a JSON object, or None (counted in ``skipped_frames``) for junk."""
+        try:
+            message = json.loads(text)
+        except ValueError:
+            message = None
+        if not isinstance(message, dict):
+            self.skipped_frames += 1
+            return None
+        return message
+
+    def _row(self, message: dict) -> dict | None:
+        try:
+            return notification_row(message)
+        except (KeyError, TypeError, ValueError, AttributeError):
+            self.skipped_frames += 1
+            return None
+
+    def _check_subscribed(self, channels: Any, wanted: set[str]) -> None:
+        missing = wanted - set(channels if isinstance(channels, list) else [])
+        if missing:
+            raise VenueError(f"{self.venue} subscribe: not subscribed to {sorted(missing)}")

@@ -1,0 +1,314 @@
+"""Hyperliquid: every REST read is ``POST /info`` with a JSON body; live data on ``/ws``.
+
+Venue facts (VENUES.md section 4, DATA.md section 2):
+
+- ``fundingHistory``: rows ``{coin, fundingRate (string), premium (string), time (ms
+  number)}`` stamped ``startTime``..``endTime`` inclusive, ascending, at most 500 per answer;
+  page on with ``startTime = last time + 1``. ``time`` is the settlement block time, from
+  10 ms to ~24 min after the hour it settles, so it is rounded to the hour. ``fundingRate``
+  is per hour since 2023-06-08 01:00 UTC and per 8 h before; no row says which, so the
+  interval comes from the gap to the previous settlement.
+- ``metaAndAssetCtxs``: ``[meta, ctxs]`` where ``ctxs[i]`` belongs to ``meta.universe[i]``
+  (an index join: ctxs carry no name). ``ctx.funding`` is the running hourly estimate
+  that settles at the next top of the hour. The payload has no timestamp.
+- ``predictedFundings``: ``[[coin, [[venue, {fundingRate, nextFundingTime,
+  fundingIntervalHours} | null], ...]], ...]``, each rate per its venue's own interval.
+- WebSocket ``activeAssetCtx``: pushes ``{coin, ctx}`` with no timestamp. The server drops a
+  connection that has sent nothing for 60 s: the client sends ``{"method":"ping"}``.
+- Budget: 1200 weight a minute per IP; an info read weighs 20, ``fundingHistory`` one more
+  per 20 rows returned.
+
+Live quotes (``current``, ``stream``, ``predicted_fundings``) are stamped with the client's
+receive time and assume the hourly regime Hyperliquid has used since 2023-06-08.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any
+
+import polars as pl
+from websockets.asyncio.client import connect
+
+from ..prints import PREDICTED
+from ..venues import DEFAULT_INTERVAL_HOURS, check_coin, coin_for_symbol
+from . import HOUR_MS, Budget, HttpClient, VenueClient, VenueError, epoch_ms, prints_frame, settled_rows
+
+VENUE = "hyperliquid"
+INFO_PATH = "/info"
+WS_PATH = "/ws"
+
+PAGE_ROWS = 500
+INFO_WEIGHT = 20
+ROWS_PER_EXTRA_WEIGHT = 20
+
+#: History fetched before ``start`` so the first settlement's gap (its interval) is known,
+#: with room for a run of missing settlements.
+LOOKBACK = dt.timedelta(hours=24)
+#: Settlement stamps land within this much of their hour (observed: up to ~24 min late).
+SNAP_MS = HOUR_MS // 2
+#: The server closes a connection that has sent nothing for 60 s; ping well before.
+PING_INTERVAL_S = 50.0
+PING = json.dumps({"method": "ping"})
+
+#: predictedFundings venue names -> our venues.
+PREDICTED_VENUES = {"BinPerp": "binance", "BybitPerp": "bybit", "HlPerp": VENUE}
+
+
+def snap_hour(ms: int) -> int:
+    """Epoch ms rounded to the nearest whole hour (Hyperliquid settles on the hour)."""
+    return (ms + SNAP_MS) // HOUR_MS * HOUR_MS
+
+
+def next_hour(ms: int) -> int:
+    """The first top of the hour strictly after ``ms``: when the open hourly window settles."""
+    return (ms // HOUR_MS + 1) * HOUR_MS
+
+
+def history_weight(start_ms: int, end_ms: int) -> float:
+    """Weight of a ``fundingHistory`` read, for the largest page the window can hold."""
+    rows = min(PAGE_ROWS, max(0, (end_ms - start_ms) // HOUR_MS + 1))
+    return INFO_WEIGHT + rows // ROWS_PER_EXTRA_WEIGHT
+
+
+# --- pure parsers: payload -> print rows ------------------------------------------------
+
+
+def parse_funding_history(coin: str, payload: list[dict]) -> list[dict]:
+    """``fundingHistory`` rows -> realised print rows, one per settlement hour.
+
+    ``funding_time_ms`` is ``time`` rounded to the hour, ``ts_ms`` the venue's stamp and
+    ``rate`` the decimal fraction per ``interval_hours`` (1 h, or 8 h before the switch of
+    2023-06-08), inferred from the gap to the previous settlement. A repeated hour keeps
+    the latest stamp.
+    """
+    latest: dict[int, tuple[int, float]] = {}
+    for row in sorted(payload, key=lambda r: int(r["time"])):
+        stamp = int(row["time"])
+        latest[snap_hour(stamp)] = (stamp, float(row["fundingRate"]))
+    # settled_rows snaps to the minute; hand it the hours, then give back the venue's stamps.
+    rows = settled_rows(coin, [(hour, rate) for hour, (_, rate) in latest.items()], DEFAULT_INTERVAL_HOURS[VENUE])
+    for row in rows:
+        row["ts_ms"] = latest[row["funding_time_ms"]][0]
+    return rows
+
+
+def universe_coins(meta: dict) -> list[str | None]:
+    """Our coin for each ``meta.universe`` entry, by position; None if delisted or not ours."""
+    return [
+        None if asset.get("isDelisted") else coin_for_symbol(VENUE, asset["name"])
+        for asset in meta["universe"]
+    ]
+
+
+def predicted_row(coin: str, funding: str, received_ms: int) -> dict:
+    """A live hourly estimate received at ``received_ms``, settling at the next top of the hour."""
+    return {
+        "coin": coin,
+        "ts_ms": received_ms,
+        "funding_time_ms": next_hour(received_ms),
+        "rate": float(funding),
+        "interval_hours": DEFAULT_INTERVAL_HOURS[VENUE],
+        "kind": PREDICTED,
+    }
+
+
+def parse_meta_and_asset_ctxs(payload: list, received_ms: int) -> list[dict]:
+    """``[meta, ctxs]`` -> predicted rows of our listed coins (ctxs joined by index)."""
+    meta, ctxs = payload
+    coins = universe_coins(meta)
+    if len(coins) != len(ctxs):
+        raise ValueError(f"metaAndAssetCtxs: {len(coins)} universe entries but {len(ctxs)} ctxs")
+    return [predicted_row(coin, ctx["funding"], received_ms) for coin, ctx in zip(coins, ctxs) if coin is not None]
+
+
+def parse_predicted_fundings(payload: list, received_ms: int) -> list[dict]:
+    """``predictedFundings`` -> predicted rows of our coins, each tagged with its ``venue``.
+
+    Rates stay per each venue's own interval (``fundingIntervalHours``); entries that are
+    null or lack the interval (seen on some BinPerp coins) are skipped, since their unit is
+    unknown. Venues other than ours are skipped too.
+    """
+    rows = []
+    for name, entries in payload:
+        coin = coin_for_symbol(VENUE, name)
+        if coin is None:
+            continue
+        for venue_name, entry in entries:
+            venue = PREDICTED_VENUES.get(venue_name)
+            if venue is None or not entry or entry.get("fundingIntervalHours") is None:
+                continue
+            rows.append(
+                {
+                    "venue": venue,
+                    "coin": coin,
+                    "ts_ms": received_ms,
+                    "funding_time_ms": int(entry["nextFundingTime"]),
+                    "rate": float(entry["fundingRate"]),
+                    "interval_hours": float(entry["fundingIntervalHours"]),
+                    "kind": PREDICTED,
+                }
+            )
+    return rows
+
+
+def parse_ws_message(message: dict, received_ms: int) -> dict | None:
+    """An ``activeAssetCtx`` push -> a predicted row; None for other channels or coins.
+
+    Raises ``KeyError``/``TypeError``/``ValueError`` on a malformed push.
+    """
+    if message.get("channel") != "activeAssetCtx":
+        return None
+    data = message["data"]
+    coin = coin_for_symbol(VENUE, data["coin"])  # HIP-3 coins such as "xyz:AAPL" are not ours
+    if coin is None:
+        return None
+    return predicted_row(coin, data["ctx"]["funding"], received_ms)
+
+
+def subscription(coin: str) -> dict:
+    return {"method": "subscribe", "subscription": {"type": "activeAssetCtx", "coin": coin}}
+
+
+# --- the client -------------------------------------------------------------------------
+
+
+def utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+
+class Client(VenueClient):
+    """Hyperliquid over ``POST /info`` and ``/ws``.
+
+    ``clock`` (naive UTC) stamps quotes whose payload has no time of its own; pass the
+    simulator's clock when talking to it.
+    """
+
+    venue = VENUE
+    rest_url = "https://api.hyperliquid.xyz"
+    ws_url = "wss://api.hyperliquid.xyz"
+    budget = Budget(1200, 60.0)
+
+    def __init__(
+        self,
+        rest_url: str | None = None,
+        ws_url: str | None = None,
+        *,
+        http: HttpClient | None = None,
+        clock: Callable[[], dt.datetime] = utc_now,
+    ) -> None:
+        super().__init__(rest_url, ws_url, http=http)
+        self.clock = clock
+        self.skipped_frames = 0
+        self.pings_sent = 0
+        self.pongs = 0
+
+    def _info(self, body: dict, weight: float) -> Any:
+        # Info requests are reads: safe to retry.
+        return self.http.post(INFO_PATH, body, cost=weight, idempotent=True)
+
+    def _now_ms(self) -> int:
+        return epoch_ms(self.clock())
+
+    # --- settled ------------------------------------------------------------------------
+
+    def history_pages(self, coin: str, start_ms: int, end_ms: int) -> list[dict]:
+        """Every ``fundingHistory`` row stamped in ``[start_ms, end_ms]``, following the pages."""
+        rows: list[dict] = []
+        cursor = start_ms
+        while cursor <= end_ms:
+            body = {"type": "fundingHistory", "coin": coin, "startTime": cursor, "endTime": end_ms}
+            page = self._info(body, history_weight(cursor, end_ms))
+            if not isinstance(page, list):
+                raise VenueError(f"{VENUE} fundingHistory {coin}: expected a list, got {str(page)[:120]!r}")
+            rows.extend(page)
+            if len(page) < PAGE_ROWS:
+                return rows
+            last = int(page[-1]["time"])
+            if last < cursor:
+                raise VenueError(f"{VENUE} fundingHistory {coin}: page went backwards ({last} < {cursor})")
+            cursor = last + 1
+        return rows
+
+    def settled(self, coin: str, start: dt.datetime, end: dt.datetime) -> pl.DataFrame:
+        """Realised prints with ``funding_time`` in ``[start, end]`` (naive UTC), one per hour
+        settled (per 8 h before 2023-06-08), rates per ``interval_hours``."""
+        coin = check_coin(coin)
+        start_ms, end_ms = epoch_ms(start), epoch_ms(end)
+        # Stamps trail their hour: widen by the snap window on both sides.
+        payload = self.history_pages(coin, epoch_ms(start - LOOKBACK) - SNAP_MS, end_ms + SNAP_MS - 1)
+        rows = [r for r in parse_funding_history(coin, payload) if start_ms <= r["funding_time_ms"] <= end_ms]
+        return prints_frame(rows, VENUE, self.source)
+
+    # --- live ---------------------------------------------------------------------------
+
+    def current(self, coins: Sequence[str]) -> pl.DataFrame:
+        """The running hourly estimate of each coin, from one ``metaAndAssetCtxs`` read."""
+        wanted = {check_coin(c) for c in coins}
+        payload = self._info({"type": "metaAndAssetCtxs"}, INFO_WEIGHT)
+        try:
+            rows = parse_meta_and_asset_ctxs(payload, self._now_ms())
+        except (KeyError, TypeError, ValueError) as exc:
+            raise VenueError(f"{VENUE} metaAndAssetCtxs: unexpected payload ({exc})") from exc
+        return prints_frame([r for r in rows if r["coin"] in wanted], VENUE, self.source)
+
+    def predicted_fundings(self, coins: Sequence[str]) -> pl.DataFrame:
+        """Hyperliquid's view of the next settlement on Binance, Bybit and itself, per coin.
+
+        One frame for all three venues (``venue`` column); rates per each venue's interval.
+        """
+        wanted = {check_coin(c) for c in coins}
+        payload = self._info({"type": "predictedFundings"}, INFO_WEIGHT)
+        rows = [r for r in parse_predicted_fundings(payload, self._now_ms()) if r["coin"] in wanted]
+        source = f"{VENUE} predictedFundings"
+        frames = [prints_frame([r for r in rows if r["venue"] == v], v, source) for v in sorted({r["venue"] for r in rows})]
+        return pl.concat(frames) if frames else prints_frame([], VENUE, source)
+
+    def _stream_frame(self, text: str | bytes) -> pl.DataFrame | None:
+        """One frame of print(s) from a WS message, or None (ack, pong, other coin, junk)."""
+        try:
+            message = json.loads(text)
+            channel = message.get("channel")
+            if channel == "error":
+                raise VenueError(f"{VENUE} stream: {message.get('data')}")
+            if channel == "pong":
+                self.pongs += 1
+            row = parse_ws_message(message, self._now_ms())
+        except (AttributeError, KeyError, TypeError, ValueError):
+            self.skipped_frames += 1
+            return None
+        return None if row is None else prints_frame([row], VENUE, f"{VENUE} WS")
+
+    async def stream(self, coins: Sequence[str], *, ping_interval_s: float = PING_INTERVAL_S) -> AsyncIterator[pl.DataFrame]:
+        """Predicted prints from ``activeAssetCtx``, one frame per push of one of ``coins``.
+
+        Sends ``{"method":"ping"}`` whenever it has sent nothing for ``ping_interval_s``;
+        raises ``ConnectionError`` if a whole ping interval after a ping passes without any
+        message, and the websockets exception when the connection closes.
+        """
+        wanted = list(dict.fromkeys(check_coin(c) for c in coins))
+        loop = asyncio.get_running_loop()
+        async with connect(self.ws_base.rstrip("/") + WS_PATH) as ws:
+            for coin in wanted:
+                await ws.send(json.dumps(subscription(coin)))
+            last_sent, heard = loop.time(), True
+            while True:
+                wait = last_sent + ping_interval_s - loop.time()
+                if wait <= 0:
+                    if not heard:
+                        raise ConnectionError(f"{VENUE} stream: no message for {ping_interval_s}s after a ping")
+                    await ws.send(PING)
+                    self.pings_sent += 1
+                    last_sent, heard = loop.time(), False
+                    continue
+                try:
+                    text = await asyncio.wait_for(ws.recv(), wait)
+                except TimeoutError:
+                    continue
+                heard = True
+                frame = self._stream_frame(text)
+                if frame is not None:
+                    yield frame

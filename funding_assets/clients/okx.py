@@ -1,0 +1,293 @@
+"""OKX v5 USDT-margined perpetual swaps (``BTC-USDT-SWAP``): settled history, predictions, stream.
+
+Rates are decimal fractions per native funding interval (8/6/4/2/1 h, dynamic); times are
+epoch milliseconds sent as strings, UTC. Endpoints (VENUES.md section 3):
+
+- ``GET /api/v5/public/funding-rate-history?instId=&after=&before=&limit=`` -- settled
+  rows, newest first; ``after`` = rows older than a ``fundingTime``, ``before`` = newer;
+  page size 100 in older docs, 400 in 2026 (we ask for :attr:`Client.page_limit` and never
+  read a short page as the end). Only about three months are retrievable. The stored rate
+  is ``realizedRate`` (what was charged), not ``fundingRate``. Rows carry no interval: it
+  is inferred from the gaps between settlements.
+- ``GET /api/v5/public/market-data-history?module=3&instType=SWAP&instFamilyList=BTC-USDT
+  &dateAggrType=monthly&begin=&end=`` -- links (``data[].details[].groupDetails[].url``)
+  to monthly archive files for anything older; month buckets are UTC+8.
+- ``GET /api/v5/public/funding-rate?instId=ANY`` -- every perpetual (plus FUTURES
+  X-Perps, dropped) in one call. Naming trap: ``fundingTime`` is the UPCOMING settlement
+  that ``fundingRate`` predicts; ``nextFundingTime`` is the one after. The open window's
+  interval is ``fundingTime - prevFundingTime`` (``prevFundingTime`` is a newer field;
+  without it ``nextFundingTime - fundingTime``, which is wrong across an interval change).
+- WS ``/ws/v5/public`` channel ``funding-rate``: pushes rows shaped like the REST ones
+  every 30-90 s; the server drops a connection silent for 30 s, so the client sends the
+  text ``ping`` after ``ping_interval_s`` of silence and expects the text ``pong``.
+
+UNVERIFIED archive layout (the public docs do not show it): each archive is a zip of one
+CSV with the header ``instrument_name,contract_type,funding_rate,real_funding_rate,
+funding_time`` (the column list a public OKX download tool documents for ``swaprate``),
+rates as decimal strings and ``funding_time`` the settlement instant in epoch ms, like
+``fundingTime`` on REST (third-party copies of these files are labelled one period late,
+DATA.md section 1b; OKX's own rows are not). Columns are found by header name, and
+``funding_rate`` is used when ``real_funding_rate`` is absent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import datetime as dt
+import io
+import json
+import zipfile
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+from urllib.parse import urljoin
+
+import httpx
+import polars as pl
+from websockets.asyncio.client import connect
+
+from ..prints import PREDICTED
+from ..venues import check_coin, coin_for_symbol, venue_symbol
+from . import HOUR_MS, Budget, VenueClient, VenueError, epoch_ms, prints_frame, settled_rows, snap_ms
+
+HISTORY_PATH = "/api/v5/public/funding-rate-history"
+CURRENT_PATH = "/api/v5/public/funding-rate"
+ARCHIVE_PATH = "/api/v5/public/market-data-history"
+WS_PATH = "/ws/v5/public"
+ALL_PERPETUALS = "ANY"
+SWAP = "SWAP"
+CHANNEL = "funding-rate"
+ARCHIVE_MODULE = "3"  # funding rates
+ARCHIVE_COLUMNS = ("instrument_name", "contract_type", "funding_rate", "real_funding_rate", "funding_time")
+
+#: Settlements fetched beyond each end of a range, so the first and last rows' gaps (their
+#: intervals) are known even after a run of missing settlements; trimmed afterwards.
+CONTEXT = dt.timedelta(days=1)
+#: Silence after which the client pings; OKX drops a connection silent for 30 s.
+PING_INTERVAL_S = 20.0
+
+Point = tuple[int, float]  # (settlement epoch ms, rate per interval)
+
+
+# --- pure parsing: payload -> rows ----------------------------------------------------------
+
+
+def envelope_rows(payload: Any) -> list[dict]:
+    """The ``data`` rows of an OKX envelope (REST ``{"code","msg","data"}`` or WS push).
+
+    Raises :class:`VenueError` when ``code`` is not ``"0"`` (e.g. ``51001`` unknown
+    instrument, ``50011`` rate limit).
+    """
+    if not isinstance(payload, dict) or not isinstance(payload.get("data"), list):
+        raise VenueError(f"okx: not an OKX envelope: {str(payload)[:200]}")
+    code = payload.get("code", "0")
+    if code != "0":
+        raise VenueError(f"okx: error code {code}: {payload.get('msg', '')}")
+    return payload["data"]
+
+
+def parse_history(payload: Any) -> list[tuple[str, int, float]]:
+    """funding-rate-history envelope -> ``(instId, fundingTime ms, realizedRate)``, as sent
+    (newest first). ``realizedRate`` is the charged rate per interval; ``fundingRate``
+    differs from it in late decimals and is not kept."""
+    return [(row["instId"], int(row["fundingTime"]), float(row["realizedRate"])) for row in envelope_rows(payload)]
+
+
+def open_interval_hours(row: dict) -> float:
+    """Length (h) of the window a funding-rate row predicts, which ends at ``fundingTime``."""
+    funding = int(row["fundingTime"])
+    previous = row.get("prevFundingTime")
+    gap = funding - int(previous) if previous else int(row["nextFundingTime"]) - funding
+    return gap / HOUR_MS
+
+
+def parse_funding_rates(payload: Any) -> list[dict]:
+    """funding-rate rows (REST envelope, WS push, or a bare list of rows) -> predicted rows.
+
+    Only ``instType == "SWAP"`` rows are kept (``instId=ANY`` also lists FUTURES X-Perps).
+    Each row: ``inst_id``, ``coin`` (None unless one of our coins' USDT swaps), ``ts_ms``
+    (quote time), ``funding_time_ms`` (the upcoming settlement, OKX ``fundingTime``),
+    ``rate`` (``fundingRate``, per interval), ``interval_hours``, ``kind='predicted'``.
+    """
+    rows = payload if isinstance(payload, list) else envelope_rows(payload)
+    return [
+        {
+            "inst_id": row["instId"],
+            "coin": coin_for_symbol("okx", row["instId"]),
+            "ts_ms": int(row["ts"]),
+            "funding_time_ms": int(row["fundingTime"]),
+            "rate": float(row["fundingRate"]),
+            "interval_hours": open_interval_hours(row),
+            "kind": PREDICTED,
+        }
+        for row in rows
+        if row["instType"] == SWAP
+    ]
+
+
+def parse_archive_links(payload: Any) -> list[str]:
+    """market-data-history envelope -> the download URLs it lists (absolute or root-relative)."""
+    return [
+        group["url"]
+        for entry in envelope_rows(payload)
+        for detail in entry["details"]
+        for group in detail["groupDetails"]
+    ]
+
+
+def _archive_body(response: httpx.Response) -> list[tuple[str, int, float]]:
+    """A downloaded archive's rows; a truncated zip is a malformed body (retried)."""
+    try:
+        return parse_archive(response.content)
+    except zipfile.BadZipFile as exc:
+        raise ValueError(f"truncated archive: {exc}") from None
+
+
+def parse_archive(content: bytes) -> list[tuple[str, int, float]]:
+    """An archive zip (one CSV) -> ``(instrument_name, funding_time ms, real_funding_rate)``.
+
+    Raises ``zipfile.BadZipFile`` for a truncated download (worth retrying) and
+    :class:`VenueError` when the CSV lacks the columns of the assumed layout.
+    """
+    with zipfile.ZipFile(io.BytesIO(content)) as archive:
+        text = archive.read(archive.namelist()[0]).decode("utf-8-sig")
+    reader = csv.DictReader(io.StringIO(text))
+    header = set(reader.fieldnames or ())
+    rate_column = "real_funding_rate" if "real_funding_rate" in header else "funding_rate"
+    if not {"instrument_name", "funding_time", rate_column} <= header:
+        raise VenueError(f"okx: archive CSV header {sorted(header)} lacks the columns of {ARCHIVE_COLUMNS}")
+    return [(row["instrument_name"], int(row["funding_time"]), float(row[rate_column])) for row in reader]
+
+
+# --- the client -----------------------------------------------------------------------------
+
+
+class Client(VenueClient):
+    """OKX v5 public market data for the USDT-margined swaps of our coins."""
+
+    venue = "okx"
+    rest_url = "https://www.okx.com"
+    ws_url = "wss://ws.okx.com:8443"
+    #: 10 requests / 2 s per IP + instId (VENUES.md 3.2-3.3); one bucket for all instIds.
+    budget = Budget(10, 2.0)
+    #: Rows asked per history page: valid under both the old (100) and new (400) maximum.
+    page_limit = 100
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.skipped_frames = 0
+        self.pongs = 0
+
+    # settled ------------------------------------------------------------------------------
+
+    def settled(self, coin: str, start: dt.datetime, end: dt.datetime) -> pl.DataFrame:
+        """Realised prints with ``funding_time`` in ``[start, end]`` (naive UTC): the REST
+        window (about three months) stitched to monthly archives for anything older,
+        deduplicated (REST wins), intervals inferred from gaps, rates per interval."""
+        coin = check_coin(coin)
+        inst = venue_symbol(self.venue, coin)
+        lo, hi = epoch_ms(start - CONTEXT), epoch_ms(end + CONTEXT)
+        recent = self._rest_history(inst, lo, hi)
+        reached = min(recent, default=hi + 1)
+        points = self._archive_history(inst, lo, reached) if reached > lo else {}
+        points.update(recent)
+        rows = settled_rows(coin, [p for t, p in points.items() if lo <= t <= hi], self.default_interval)
+        first, last = epoch_ms(start), epoch_ms(end)
+        return prints_frame([r for r in rows if first <= r["funding_time_ms"] <= last], self.venue, self.source)
+
+    def _rest_history(self, inst: str, lo: int, hi: int) -> dict[int, Point]:
+        """Settlements in ``[lo, hi]`` ms the REST window still holds, keyed by snapped time:
+        pages backwards (``after`` = oldest seen) until past ``lo`` or an empty page."""
+        found: dict[int, Point] = {}
+        after = hi + 1
+        while True:
+            query = {"instId": inst, "after": after, "limit": self.page_limit}
+            page = [(t, rate) for name, t, rate in parse_history(self.http.get(HISTORY_PATH, query)) if name == inst]
+            if not page:
+                return found
+            found.update((snap_ms(t), (t, rate)) for t, rate in page)
+            oldest = min(t for t, _ in page)
+            if oldest <= lo or oldest >= after:  # done, or a venue that ignores `after`
+                return found
+            after = oldest
+
+    def _archive_history(self, inst: str, lo: int, hi: int) -> dict[int, Point]:
+        """Settlements in the monthly archives covering ``[lo, hi)`` ms, keyed by snapped time."""
+        query = {
+            "module": ARCHIVE_MODULE,
+            "instType": SWAP,
+            "instFamilyList": inst.removesuffix(f"-{SWAP}"),
+            "dateAggrType": "monthly",
+            "begin": lo,
+            "end": hi,
+        }
+        found: dict[int, Point] = {}
+        for url in parse_archive_links(self.http.get(ARCHIVE_PATH, query)):
+            for name, t, rate in self._download(urljoin(self.rest_base + "/", url)):
+                if name == inst:
+                    found[snap_ms(t)] = (t, rate)
+        return found
+
+    def _download(self, url: str) -> list[tuple[str, int, float]]:
+        """GET and parse one archive file (a CDN download outside the API budget)."""
+        return self.http.get(url, cost=0, decode=_archive_body)
+
+    # current ------------------------------------------------------------------------------
+
+    def current(self, coins: Sequence[str]) -> pl.DataFrame:
+        """The open window's predicted rate per coin, all from one ``instId=ANY`` request;
+        ``funding_time`` = OKX ``fundingTime`` (the upcoming settlement), ``ts`` = OKX ``ts``."""
+        wanted = {check_coin(c) for c in coins}
+        rows = parse_funding_rates(self.http.get(CURRENT_PATH, {"instId": ALL_PERPETUALS}))
+        return prints_frame([r for r in rows if r["coin"] in wanted], self.venue, self.source)
+
+    # stream -------------------------------------------------------------------------------
+
+    async def stream(self, coins: Sequence[str], *, ping_interval_s: float = PING_INTERVAL_S) -> AsyncIterator[pl.DataFrame]:
+        """Predicted prints from the ``funding-rate`` channel, one frame per push.
+
+        Sends the text ``ping`` after ``ping_interval_s`` without a message and raises
+        ``ConnectionError`` if the next interval brings nothing either (not even ``pong``);
+        a closed connection raises the websockets exception. Reconnecting is the caller's job.
+        """
+        wanted = {check_coin(c) for c in coins}
+        args = [{"channel": CHANNEL, "instId": venue_symbol(self.venue, c)} for c in sorted(wanted)]
+        async with connect(self.ws_base + WS_PATH, ping_interval=None, open_timeout=10) as ws:
+            await ws.send(json.dumps({"op": "subscribe", "args": args}))
+            pinged = False
+            while True:
+                try:
+                    message = await asyncio.wait_for(ws.recv(), ping_interval_s)
+                except TimeoutError:
+                    if pinged:
+                        raise ConnectionError(f"okx: no pong within {ping_interval_s} s of a ping") from None
+                    await ws.send("ping")
+                    pinged = True
+                    continue
+                pinged = False
+                frame = self._stream_frame(message, wanted)
+                if frame is not None:
+                    yield frame
+
+    def _stream_frame(self, message: str | bytes, wanted: set[str]) -> pl.DataFrame | None:
+        """The prints of one WS message, or None for pong, acks and (counted) junk."""
+        if message == "pong":
+            self.pongs += 1
+            return None
+        try:
+            payload = json.loads(message)
+        except ValueError:
+            return self._skip()
+        event = payload.get("event") if isinstance(payload, dict) else None
+        if event == "error":
+            raise VenueError(f"okx WS error {payload.get('code')}: {payload.get('msg')}")
+        if event:
+            return None  # subscribe / unsubscribe acknowledgement
+        try:
+            rows = [r for r in parse_funding_rates(payload) if r["coin"] in wanted]
+        except (VenueError, KeyError, TypeError, ValueError):
+            return self._skip()
+        return prints_frame(rows, self.venue, f"{self.venue} WS") if rows else None
+
+    def _skip(self) -> None:
+        self.skipped_frames += 1

@@ -1,0 +1,348 @@
+"""OKX v5 in the simulator: funding history, archives, current funding and the WS channel.
+
+Serves the model's ``okx`` prints for the USDT swaps of our coins (``BTC-USDT-SWAP``) with
+OKX's shapes: string envelopes ``{"code":"0","msg":"","data":[...]}``, every number and
+epoch-ms time a string, rates with 16 decimals. Paths (under ``/okx``):
+
+- ``GET /api/v5/public/funding-rate-history``: newest first; ``after`` / ``before`` are
+  exclusive bounds on ``fundingTime`` (older than / newer than); with ``before`` alone the
+  newest rows still come first; ``limit`` defaults to and is capped at
+  :attr:`Sim.history_limit_max` (400; 100 in older OKX docs); only the last
+  :data:`REST_HISTORY` (about three months) is served. ``realizedRate`` is the model rate;
+  ``fundingRate`` is the same rate off by a few 1e-11 (OKX's published value differs from
+  the charged one in late decimals).
+- ``GET /api/v5/public/market-data-history?module=3&instType=SWAP&instFamilyList=
+  &dateAggrType=monthly&begin=&end=``: links to the monthly archives (month buckets in
+  UTC+8) overlapping ``[begin, end]`` whose month has ended; the links are root-relative
+  (``/okx/cdn/...``) because the simulator serves the files itself, where OKX answers
+  absolute ``static.okx.com`` URLs. Only ``monthly`` is simulated.
+- ``GET /cdn/okex/traderecords/swaprate/monthly/YYYYMM/<family>-fundingrates-YYYY-MM.zip``:
+  a zip of one CSV in the layout :mod:`funding_assets.clients.okx` assumes (UNVERIFIED):
+  ``instrument_name,contract_type,funding_rate,real_funding_rate,funding_time``.
+- ``GET /api/v5/public/funding-rate?instId=<id>|ANY``: the open window's prediction;
+  ``fundingTime`` is its (upcoming) settlement, ``prevFundingTime`` its start,
+  ``nextFundingTime`` the settlement after it (so ``nextFundingTime - fundingTime`` is the
+  NEXT window's length), ``nextFundingRate`` is ``""``, ``ts`` the simulator's now.
+- WS ``/ws/v5/public``: ``subscribe`` / ``unsubscribe`` to channel ``funding-rate`` (ack
+  ``{"event":"subscribe","arg":..,"connId":..}``, error event ``60018`` for an unknown
+  instrument), a push of the current row per subscribed instrument on subscribing and every
+  ``push_interval_s``, text ``ping`` answered by text ``pong``, and the connection closed
+  (code 4004) after :attr:`Sim.idle_timeout_s` without traffic either way.
+
+Errors use OKX's envelope with HTTP 400 (``51001`` unknown instrument, ``51000`` bad
+parameter); the budget is OKX's 10 requests / 2 s, enforced per venue rather than per
+IP + instId, answered with HTTP 429 and code ``50011``. Archive downloads cost nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import datetime as dt
+import io
+import json
+import re
+import zipfile
+from decimal import Decimal
+
+from websockets.exceptions import ConnectionClosed
+
+from ...clients import epoch_ms
+from ...clients.http import Budget
+from ...clients.okx import (
+    ALL_PERPETUALS,
+    ARCHIVE_COLUMNS,
+    ARCHIVE_MODULE,
+    ARCHIVE_PATH,
+    CHANNEL,
+    CURRENT_PATH,
+    HISTORY_PATH,
+    SWAP,
+    WS_PATH,
+)
+from ...venues import COINS, RATE_CAPS, coin_for_symbol, venue_symbol
+from ..server import Request, Response, VenueSim, WsSession, json_response
+
+REST_HISTORY = dt.timedelta(days=90)
+ARCHIVE_TZ_OFFSET = dt.timedelta(hours=8)  # OKX archives bucket days and months in UTC+8
+CDN_PREFIX = "/cdn/okex/traderecords/swaprate/monthly/"
+CDN_FILE = re.compile(r"^/cdn/okex/traderecords/swaprate/monthly/(\d{4})(\d{2})/([A-Z0-9]+-[A-Z0-9]+)-fundingrates-\1-\2\.zip$")
+UNIX_EPOCH = dt.datetime(1970, 1, 1)
+MS = dt.timedelta(milliseconds=1)
+INTEREST = "0.0001000000000000"
+IDLE_CLOSE_CODE = 4004
+STATUS_CODES = {400: "51000", 404: "404", 429: "50011"}  # anything else: 50001 service unavailable
+
+
+def decimal_string(rate: float) -> str:
+    """A rate as OKX prints it: 16 decimals, exactly the float's shortest decimal, padded."""
+    return format(Decimal(repr(float(rate))), ".16f")
+
+
+def published_rate(rate: float, funding_ms: int) -> float:
+    """OKX's ``fundingRate`` next to a ``realizedRate``: equal but for the 11th decimal."""
+    return rate + ((funding_ms // 3_600_000) % 5 - 2) * 1e-11
+
+
+def at_ms(ms: int) -> dt.datetime:
+    """Epoch ms -> naive UTC datetime."""
+    return UNIX_EPOCH + ms * MS
+
+
+def month_start(year: int, month: int) -> dt.datetime:
+    """Naive UTC start of a UTC+8 calendar month (the archive bucket)."""
+    year, month = year + (month - 1) // 12, (month - 1) % 12 + 1
+    return dt.datetime(year, month, 1) - ARCHIVE_TZ_OFFSET
+
+
+class OkxFailure(Exception):
+    """A request OKX rejects: HTTP status, OKX code and message."""
+
+    def __init__(self, status: int, code: str, msg: str) -> None:
+        super().__init__(msg)
+        self.status, self.code, self.msg = status, code, msg
+
+
+class Sim(VenueSim):
+    """OKX v5 public data for the USDT swaps of our coins (see the module docstring)."""
+
+    venue = "okx"
+    budget = Budget(10, 2.0)
+    limit_status = 429
+    #: Page size default and maximum of funding-rate-history (100 in older OKX docs).
+    history_limit_max = 400
+    #: Seconds without traffic after which the server closes a WS connection (OKX: 30).
+    idle_timeout_s = 30.0
+
+    # --- REST -----------------------------------------------------------------------------
+
+    def cost(self, request: Request) -> float:
+        return 0.0 if request.path.startswith(CDN_PREFIX) else 1.0
+
+    def error(self, status: int, message: str) -> Response:
+        return self._envelope_error(OkxFailure(status, STATUS_CODES.get(status, "50001"), message))
+
+    def _envelope_error(self, failure: OkxFailure) -> Response:
+        return json_response({"code": failure.code, "msg": failure.msg, "data": []}, failure.status)
+
+    def rest(self, request: Request) -> Response:
+        routes = {HISTORY_PATH: self._history, CURRENT_PATH: self._current, ARCHIVE_PATH: self._archive_links}
+        try:
+            if request.path.startswith(CDN_PREFIX) and request.method == "GET":
+                return self._archive_file(request.path)
+            handler = routes.get(request.path)
+            if handler is None or request.method != "GET":
+                raise OkxFailure(404, "404", "Not Found")
+            return json_response({"code": "0", "msg": "", "data": handler(request.query)})
+        except OkxFailure as failure:
+            return self._envelope_error(failure)
+
+    def _known(self, inst_id: str | None) -> str | None:
+        """The coin of one of our swaps' exact instId, else None."""
+        coin = coin_for_symbol(self.venue, inst_id) if inst_id else None
+        return coin if coin is not None and venue_symbol(self.venue, coin) == inst_id else None
+
+    def _coin(self, inst_id: str | None) -> str:
+        if not inst_id:
+            raise OkxFailure(400, "50014", "Parameter instId can not be empty.")
+        coin = self._known(inst_id)
+        if coin is None:
+            raise OkxFailure(400, "51001", "Instrument ID, Instrument ID code, or Spread ID doesn't exist.")
+        return coin
+
+    @staticmethod
+    def _int(query: dict[str, str], name: str, default: int | None = None) -> int | None:
+        value = query.get(name)
+        if value in (None, ""):
+            return default
+        try:
+            return int(value)
+        except ValueError:
+            raise OkxFailure(400, "51000", f"Parameter {name} error") from None
+
+    def _history(self, query: dict[str, str]) -> list[dict]:
+        inst = query.get("instId")
+        coin = self._coin(inst)
+        limit = self._int(query, "limit", self.history_limit_max)
+        if limit < 1:
+            raise OkxFailure(400, "51000", "Parameter limit error")
+        after, before = self._int(query, "after"), self._int(query, "before")
+        now = self.feed.clock()
+        start = now - REST_HISTORY if before is None else max(now - REST_HISTORY, at_ms(before + 1))
+        end = now + MS if after is None else at_ms(after)
+        rows = self.feed.settlements(self.venue, coin, start, end).reverse().head(min(limit, self.history_limit_max))
+        return [self._history_row(inst, epoch_ms(t), rate) for t, rate in rows.select("funding_time", "rate").iter_rows()]
+
+    @staticmethod
+    def _history_row(inst: str, funding_ms: int, rate: float) -> dict:
+        return {
+            "formulaType": "withRate",
+            "fundingRate": decimal_string(published_rate(rate, funding_ms)),
+            "fundingTime": str(funding_ms),
+            "instId": inst,
+            "instType": SWAP,
+            "method": "current_period",
+            "realizedRate": decimal_string(rate),
+        }
+
+    def _current(self, query: dict[str, str]) -> list[dict]:
+        inst = query.get("instId")
+        coins = COINS if inst == ALL_PERPETUALS else (self._coin(inst),)
+        return [self.funding_row(coin) for coin in coins]
+
+    def funding_row(self, coin: str) -> dict:
+        """The REST / WS ``funding-rate`` row of ``coin`` at the simulator's now."""
+        now = self.feed.clock()
+        rate, funding_time, hours = self.feed.predicted(self.venue, coin)
+        following = self.feed.model.interval_hours_at(self.venue, coin, funding_time)
+        hour = now.replace(minute=0, second=0, microsecond=0)
+        premium = self.feed.model.premium(self.venue, coin, hour, hour + dt.timedelta(hours=1))["premium"][0]
+        last = self.feed.settlements(self.venue, coin, funding_time - dt.timedelta(days=2), now + MS)
+        cap = decimal_string(RATE_CAPS[self.venue])
+        return {
+            "formulaType": "withRate",
+            "fundingRate": decimal_string(rate),
+            "fundingTime": str(epoch_ms(funding_time)),
+            "impactValue": "20000.0000000000000000",
+            "instId": venue_symbol(self.venue, coin),
+            "instType": SWAP,
+            "interestRate": INTEREST,
+            "maxFundingRate": cap.rstrip("0"),
+            "method": "current_period",
+            "minFundingRate": "-" + cap.rstrip("0"),
+            "nextFundingRate": "",
+            "nextFundingTime": str(epoch_ms(funding_time + dt.timedelta(hours=following))),
+            "premium": decimal_string(premium),
+            "prevFundingTime": str(epoch_ms(funding_time - dt.timedelta(hours=hours))),
+            "settFundingRate": decimal_string(last["rate"][-1]) if last.height else "",
+            "settState": "settled",
+            "ts": str(epoch_ms(now)),
+        }
+
+    # --- archives -------------------------------------------------------------------------
+
+    def _archive_links(self, query: dict[str, str]) -> list[dict]:
+        if query.get("module") != ARCHIVE_MODULE or query.get("instType") != SWAP:
+            raise OkxFailure(400, "51000", "Parameter module error")
+        if query.get("dateAggrType") != "monthly":
+            raise OkxFailure(400, "51000", "Parameter dateAggrType error (only monthly is simulated)")
+        families = [f for f in query.get("instFamilyList", "").split(",") if f]
+        if not families or any(self._known(f"{f}-{SWAP}") is None for f in families):
+            raise OkxFailure(400, "51000", "Parameter instFamilyList error")
+        begin, end = self._int(query, "begin"), self._int(query, "end")
+        if begin is None or end is None or end < begin:
+            raise OkxFailure(400, "51000", "Parameter begin/end error")
+        months = self._published_months(at_ms(begin), at_ms(end))
+        details = [
+            {"instFamily": family, "instType": SWAP, "groupDetails": [self._archive_link(family, y, m) for y, m in months]}
+            for family in families
+        ]
+        return [{"dateAggrType": "monthly", "details": details, "ts": str(epoch_ms(self.feed.clock()))}]
+
+    def _published_months(self, begin: dt.datetime, end: dt.datetime) -> list[tuple[int, int]]:
+        """UTC+8 months overlapping [begin, end] that have ended by now."""
+        local = begin + ARCHIVE_TZ_OFFSET
+        year, month = local.year, local.month
+        now, months = self.feed.clock(), []
+        while month_start(year, month) <= end and month_start(year, month + 1) <= now:
+            months.append((year, month))
+            year, month = year + month // 12, month % 12 + 1
+        return months
+
+    def _archive_link(self, family: str, year: int, month: int) -> dict:
+        return {
+            "dateRangeStart": str(epoch_ms(month_start(year, month))),
+            "dateRangeEnd": str(epoch_ms(month_start(year, month + 1)) - 1),
+            "filename": f"{family}-fundingrates-{year:04d}-{month:02d}.zip",
+            "url": f"/{self.venue}{CDN_PREFIX}{year:04d}{month:02d}/{family}-fundingrates-{year:04d}-{month:02d}.zip",
+        }
+
+    def _archive_file(self, path: str) -> Response:
+        match = CDN_FILE.match(path)
+        if match is None:
+            return Response(404, b"Not Found", {"Content-Type": "text/plain"})
+        year, month, family = int(match[1]), int(match[2]), match[3]
+        inst = f"{family}-{SWAP}"
+        coin = self._known(inst)
+        start, end = month_start(year, month), month_start(year, month + 1)
+        if coin is None or end > self.feed.clock():
+            return Response(404, b"Not Found", {"Content-Type": "text/plain"})
+        rows = self.feed.settlements(self.venue, coin, start, end).select("funding_time", "rate").iter_rows()
+        text = io.StringIO()
+        writer = csv.writer(text, lineterminator="\n")
+        writer.writerow(ARCHIVE_COLUMNS)
+        for funding_time, rate in rows:
+            ms = epoch_ms(funding_time)
+            writer.writerow((inst, SWAP, decimal_string(published_rate(rate, ms)), decimal_string(rate), ms))
+        name = f"{family}-fundingrates-{year:04d}-{month:02d}"
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+            archive.writestr(zipfile.ZipInfo(f"{name}.csv", date_time=(year, month, 1, 0, 0, 0)), text.getvalue())
+        return Response(200, buffer.getvalue(), {"Content-Type": "application/zip"})
+
+    # --- WebSocket ------------------------------------------------------------------------
+
+    async def ws(self, session: WsSession) -> None:
+        if session.path != WS_PATH:
+            await session.connection.close(1008, f"no stream at {session.path}")
+            return
+        try:
+            await self._serve_stream(session)
+        except ConnectionClosed:
+            pass  # the client went away
+
+    async def _serve_stream(self, session: WsSession) -> None:
+        loop = asyncio.get_running_loop()
+        subscribed: dict[str, str] = {}  # instId -> coin
+        last_traffic = loop.time()
+        next_push = float("inf")
+        while True:
+            now = loop.time()
+            if now - last_traffic >= self.idle_timeout_s:
+                await session.connection.close(IDLE_CLOSE_CODE, "No data received in 30s.")
+                return
+            if now >= next_push:
+                for inst, coin in list(subscribed.items()):
+                    push = {"arg": {"channel": CHANNEL, "instId": inst}, "data": [self.funding_row(coin)]}
+                    await session.send(push, counts_prints=1)
+                last_traffic, next_push = loop.time(), now + self.push_interval_s
+                continue
+            message = await session.recv(min(last_traffic + self.idle_timeout_s, next_push) - now)
+            if message is None:
+                continue
+            replies = self._ws_replies(message, subscribed, session)
+            for reply in replies:
+                await session.send(reply)
+            last_traffic = loop.time()
+            if subscribed and any(isinstance(r, dict) and r.get("event") == "subscribe" for r in replies):
+                next_push = last_traffic  # OKX pushes the current row right after subscribing
+            elif not subscribed:
+                next_push = float("inf")
+
+    def _ws_replies(self, message: str, subscribed: dict[str, str], session: WsSession) -> list:
+        """The answers to one client message; updates ``subscribed`` in place."""
+        if message == "ping":
+            return ["pong"]
+        conn_id = f"{id(session) & 0xFFFFFFFF:08x}"
+        try:
+            request = json.loads(message)
+            op, args = request["op"], list(request["args"])
+        except (ValueError, KeyError, TypeError):
+            op = args = None
+        if op not in ("subscribe", "unsubscribe"):
+            return [{"event": "error", "code": "60012", "msg": f"Invalid request: {message[:100]}", "connId": conn_id}]
+        replies = []
+        for arg in args:
+            arg = arg if isinstance(arg, dict) else {}
+            inst, channel = arg.get("instId"), arg.get("channel")
+            coin = self._known(inst)
+            if channel != CHANNEL or coin is None:
+                msg = f"Wrong URL or channel:{channel},instId:{inst} doesn't exist. Please use the correct URL, channel and parameters referring to API document."
+                replies.append({"event": "error", "code": "60018", "msg": msg, "connId": conn_id})
+                continue
+            if op == "subscribe":
+                subscribed[inst] = coin
+            else:
+                subscribed.pop(inst, None)
+            replies.append({"event": op, "arg": {"channel": CHANNEL, "instId": inst}, "connId": conn_id})
+        return replies
