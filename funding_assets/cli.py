@@ -130,12 +130,50 @@ def cmd_report(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def cmd_sim(args: argparse.Namespace, console: Console) -> int:
+    import signal
+    import threading
+
+    from .sim.server import Faults, SimClock, SimServer
+
+    faults = Faults(
+        seed=args.seed,
+        error_rate=args.error_rate,
+        drop_rate=args.drop_rate,
+        stall_rate=args.stall_rate,
+        malformed_rate=args.malformed_rate,
+        ws_garbage_rate=args.ws_garbage_rate,
+        ws_drop_after=args.ws_drop_after,
+        ws_stall_after=args.ws_stall_after,
+    )
+    start = dt.datetime.fromisoformat(args.start) if args.start else None
+    server = SimServer(
+        clock=SimClock(start, args.speed),
+        faults=faults,
+        limits=args.limits,
+        push_interval_s=args.push_interval,
+        port=args.port,
+        ws_port=args.ws_port,
+    ).start()
+    console.log(f"venue simulator on loopback (time {'now' if start is None else start} x{args.speed:g}, "
+                f"real budgets {'on' if args.limits else 'off'}); Ctrl-C stops it")
+    for venue in server.sims:
+        console.log(f"  {venue:<12} REST {server.rest_url(venue):<34} WS {server.ws_url(venue)}")
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    stop.wait()
+    server.stop()
+    console.log("simulator stopped")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="funding-assets",
         description="Funding strips, features, PCA factors and spreads as Dagster assets in DuckDB. "
         "Settings: FUNDING_ASSETS_HOME (data dir, default ./data), FUNDING_ASSETS_SOURCE "
-        f"(sim | replay:<dir>), {ENV_VENUES}, {ENV_COINS}.",
+        f"(sim | exchanges | replay:<dir>), {ENV_VENUES}, {ENV_COINS}.",
     )
     sub = p.add_subparsers(dest="command", required=True)
     b = sub.add_parser("backfill", help="materialise every asset for a range of UTC days")
@@ -150,6 +188,19 @@ def parser() -> argparse.ArgumentParser:
     d.set_defaults(run=cmd_demo)
     r = sub.add_parser("report", help="rebuild the HTML report from the warehouse")
     r.set_defaults(run=cmd_report)
+    s = sub.add_parser("sim", help="serve the five venues' APIs on loopback from the funding model")
+    s.add_argument("--port", type=int, default=8400, help="REST port (default 8400)")
+    s.add_argument("--ws-port", type=int, default=8401, help="WebSocket port (default 8401)")
+    s.add_argument("--start", help="simulated start instant, ISO UTC (default: now)")
+    s.add_argument("--speed", type=float, default=1.0, help="simulated seconds per real second")
+    s.add_argument("--push-interval", type=float, default=1.0, help="seconds between stream pushes")
+    s.add_argument("--limits", action="store_true", help="enforce the venues' real request budgets")
+    s.add_argument("--seed", type=int, default=0, help="seed of the fault injection")
+    for name in ("error-rate", "drop-rate", "stall-rate", "malformed-rate", "ws-garbage-rate"):
+        s.add_argument(f"--{name}", type=float, default=0.0, help=f"share of requests/frames ({name.replace('-', ' ')})")
+    s.add_argument("--ws-drop-after", type=int, help="drop each stream after this many frames")
+    s.add_argument("--ws-stall-after", type=int, help="silence each stream after this many frames")
+    s.set_defaults(run=cmd_sim)
     return p
 
 

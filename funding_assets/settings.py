@@ -4,7 +4,7 @@
 variable                       meaning                                    default
 =============================  =========================================  ==============
 FUNDING_ASSETS_HOME            data directory (warehouse, report)         ``./data``
-FUNDING_ASSETS_SOURCE          ``sim`` or ``replay:<dir>``                ``sim``
+FUNDING_ASSETS_SOURCE          ``sim``, ``exchanges`` or ``replay:<dir>`` ``sim``
 FUNDING_ASSETS_VENUES          comma list of venues to work on            all five
 FUNDING_ASSETS_COINS           comma list of coins                        ``BTC,ETH``
 FUNDING_ASSETS_ANNUALISATION   ``apr`` (r8*1095) or ``apy`` (compound)    ``apr``
@@ -70,14 +70,14 @@ def parse_every_minutes(value: str, setting: str = ENV_INTRADAY_EVERY) -> int:
 
 def parse_source(value: str, setting: str = ENV_SOURCE) -> str:
     text = value.strip()
-    if text == "sim":
+    if text in ("sim", "exchanges"):
         return text
     if text.startswith("replay:"):
         folder = Path(text.removeprefix("replay:")).expanduser()
         if not folder.is_dir():
             raise FundingInputError(f"{setting}={value}: replay directory {folder} does not exist")
         return f"replay:{folder.resolve()}"
-    raise FundingInputError(f"{setting}={value!r}: expected 'sim' or 'replay:<dir>'")
+    raise FundingInputError(f"{setting}={value!r}: expected 'sim', 'exchanges' or 'replay:<dir>'")
 
 
 def parse_days(value: str, setting: str, lo: int = 1, hi: int = 365) -> int:

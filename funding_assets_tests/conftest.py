@@ -1,5 +1,8 @@
-"""Shared fixtures: a throwaway data directory per test."""
+"""Shared fixtures: a throwaway data directory per test, loopback simulators, and a guard
+that fails any test trying to reach an address outside 127.0.0.0/8."""
 
+import ipaddress
+import socket
 from pathlib import Path
 
 import pytest
@@ -15,3 +18,52 @@ def home(tmp_path, monkeypatch) -> Path:
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("FUNDING_ASSETS_HOME", str(data))
     return data
+
+
+@pytest.fixture
+def simulator():
+    """Start loopback venue simulators: ``simulator(clock=..., faults=...)``; stopped after the test."""
+    from funding_assets.sim.server import SimServer
+
+    servers = []
+
+    def start(**kwargs) -> SimServer:
+        server = SimServer(**kwargs).start()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+def _loopback_only(host) -> None:
+    name = host.decode() if isinstance(host, bytes) else str(host)
+    if name == "localhost":
+        return
+    try:
+        if ipaddress.ip_address(name).is_loopback:
+            return
+    except ValueError:
+        pass
+    raise ConnectionRefusedError(f"tests may only reach loopback addresses, not {name!r}")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def no_network_beyond_loopback():
+    """Every connection and name lookup of the suite stays on this machine."""
+    real_getaddrinfo, real_connect = socket.getaddrinfo, socket.socket.connect
+
+    def getaddrinfo(host, *args, **kwargs):
+        if host is not None:
+            _loopback_only(host)
+        return real_getaddrinfo(host, *args, **kwargs)
+
+    def connect(self, address):
+        if self.family in (socket.AF_INET, socket.AF_INET6):
+            _loopback_only(address[0])
+        return real_connect(self, address)
+
+    socket.getaddrinfo, socket.socket.connect = getaddrinfo, connect
+    yield
+    socket.getaddrinfo, socket.socket.connect = real_getaddrinfo, real_connect

@@ -9,6 +9,7 @@ per range: ``BackfillPolicy.single_run()``) and yields the same rows as day-by-d
 
 import datetime as dt
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 
 import dagster as dg
 import polars as pl
@@ -101,10 +102,14 @@ def raw_prints(context: dg.AssetExecutionContext, funding: FundingConfig):
     keys = partition_keys(context)
     source = funding.open_source()
     coins = tuple(funding.coins)
-    frames = []
-    for (venue,), group in keys.group_by("venue", maintain_order=True):
-        for start, end in _runs_of_days(group["day"].to_list()):
-            frames.append(source.fetch(venue, coins, start, end))
+    tasks = [
+        (venue, start, end)
+        for (venue,), group in keys.group_by("venue", maintain_order=True)
+        for start, end in _runs_of_days(group["day"].to_list())
+    ]
+    # Venues have separate request budgets: fetch them side by side.
+    with ThreadPoolExecutor(max_workers=max(1, len({t[0] for t in tasks}))) as pool:
+        frames = list(pool.map(lambda t: source.fetch(t[0], coins, t[1], t[2]), tasks))
     prints = conform("raw_prints", pl.concat(frames)) if frames else pl.DataFrame(schema=TABLES["raw_prints"])
     prints = prints.unique(subset=PRINT_KEY, keep="last", maintain_order=True).sort(PRINT_KEY)
     return dg.MaterializeResult(

@@ -1,6 +1,7 @@
 """Where prints come from: one setting (``FUNDING_ASSETS_SOURCE``) picks the source.
 
-- ``sim``: the deterministic funding model of :mod:`funding_assets.sim`, offline.
+- ``sim``: the venue clients against the loopback simulator in this process, offline.
+- ``exchanges``: the venue clients against the real venues' public APIs.
 - ``replay:<dir>``: the user's own files, ``<dir>/<venue>/*.csv|*.parquet``.
 
 A source answers one question: every print of ``venue`` for ``coins`` whose ``ts`` falls on
@@ -33,14 +34,18 @@ class Source(Protocol):
 def open_source(spec: str) -> Source:
     """Build the source named by a ``FUNDING_ASSETS_SOURCE`` value."""
     if spec == "sim":
-        from .sim import SimSource
+        from .venues import simulator_source
 
-        return SimSource()
+        return simulator_source()
+    if spec == "exchanges":
+        from .venues import exchanges_source
+
+        return exchanges_source()
     if spec.startswith("replay:"):
         from .replay import ReplaySource
 
         return ReplaySource(Path(spec.removeprefix("replay:")))
-    raise FundingInputError(f"FUNDING_ASSETS_SOURCE={spec!r}: expected 'sim' or 'replay:<dir>'")
+    raise FundingInputError(f"FUNDING_ASSETS_SOURCE={spec!r}: expected 'sim', 'exchanges' or 'replay:<dir>'")
 
 
 def day_bounds(start: dt.date, end: dt.date) -> tuple[dt.datetime, dt.datetime]:

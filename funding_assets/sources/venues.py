@@ -1,0 +1,77 @@
+"""Settled funding through the venue clients: from the real venues or the simulator.
+
+``exchanges`` points the clients at the venues' public APIs; ``sim`` starts the loopback
+simulator in this process (once) and points the same clients at it, so the demo and the
+tests run every line of client code without the internet.
+"""
+
+import datetime as dt
+import threading
+
+import polars as pl
+
+from ..clients import Budget, HttpClient, VenueClient, client_for
+from ..prints import PRINT_SCHEMA
+from . import day_bounds
+
+# A settlement's venue stamp trails its boundary by at most ~1.4 s (Hyperliquid), so a day's
+# prints come from settlements up to a minute before the day starts.
+SETTLEMENT_SLACK = dt.timedelta(minutes=1)
+#: The simulator in this process serves the pipeline unthrottled; budgets are a property of
+#: the real venues (benchmarks enforce them explicitly).
+UNLIMITED = Budget(1e9, 1.0)
+
+_sim_lock = threading.Lock()
+_sim_server = None
+
+
+def in_process_simulator():
+    """The process's loopback simulator (started on first use, wall-clock time, no faults)."""
+    global _sim_server
+    with _sim_lock:
+        if _sim_server is None:
+            from ..sim.server import SimServer
+
+            _sim_server = SimServer().start()
+        return _sim_server
+
+
+class ClientSource:
+    """Each venue's settled history through its client; one client per venue, reused."""
+
+    def __init__(self, name: str, urls: dict[str, tuple[str, str]] | None = None, budget: Budget | None = None) -> None:
+        self.name = name
+        self.urls = urls or {}
+        self.budget = budget
+        self._clients: dict[str, VenueClient] = {}
+        self._lock = threading.Lock()
+
+    def client(self, venue: str) -> VenueClient:
+        with self._lock:
+            if venue not in self._clients:
+                rest, ws = self.urls.get(venue, (None, None))
+                http = None
+                if self.budget is not None:
+                    http = HttpClient(venue, rest, self.budget)
+                self._clients[venue] = client_for(venue, rest, ws, http=http)
+            return self._clients[venue]
+
+    def check(self, venue: str) -> None:
+        """Nothing to validate ahead: a venue's errors surface, named, when it is asked."""
+
+    def fetch(self, venue: str, coins: tuple[str, ...], start: dt.date, end: dt.date) -> pl.DataFrame:
+        lo, hi = day_bounds(start, end)
+        client = self.client(venue)
+        frames = [client.settled(coin, lo - SETTLEMENT_SLACK, hi) for coin in coins]
+        prints = pl.concat(frames) if frames else pl.DataFrame(schema=PRINT_SCHEMA)
+        return prints.filter((pl.col("ts") >= lo) & (pl.col("ts") < hi))
+
+
+def simulator_source() -> ClientSource:
+    server = in_process_simulator()
+    urls = {venue: (server.rest_url(venue), server.ws_url(venue)) for venue in server.sims}
+    return ClientSource("sim", urls, budget=UNLIMITED)
+
+
+def exchanges_source() -> ClientSource:
+    return ClientSource("exchanges")
