@@ -1,0 +1,245 @@
+"""The collector's own strip store: ``$FUNDING_ASSETS_HOME/live/live.duckdb``, never the warehouse.
+
+DuckDB lets one process write a file, and even a reader blocks writers, so the collector
+keeps its live strip in a file of its own, holds one long-lived connection to it and is its
+only writer. Table ``live_strip``: the snapshot columns of :mod:`funding_assets.strip` plus
+``received_at`` (when the venue message that produced the row arrived) and ``stored_at``
+(when the row was committed), both naive UTC ``Datetime("ms")``; key
+``(venue, symbol, kind, ts)``, a later row replacing an earlier one with the same key.
+
+Rows are queued by :meth:`LiveStore.put` and committed by a background thread in batches
+(one transaction per batch, one Arrow insert, no per-row SQL), which is what lets it keep
+up with tens of thousands of rows per second at a latency of tens of milliseconds.
+"""
+
+from __future__ import annotations
+
+import collections
+import datetime as dt
+import threading
+import time
+from pathlib import Path
+
+import duckdb
+import polars as pl
+
+from ..prints import MS, TS
+from ..settings import WAREHOUSE_FILE
+from ..strip import SNAPSHOT_SCHEMA
+
+LIVE_DIR = "live"
+LIVE_FILE = "live.duckdb"
+TABLE = "live_strip"
+KEY = ["venue", "symbol", "kind", "ts"]
+
+#: What :meth:`LiveStore.put` takes: a strip row and when its message arrived.
+PUT_SCHEMA: dict[str, pl.DataType] = {**SNAPSHOT_SCHEMA, "received_at": TS}
+#: Columns of ``live_strip``, in storage order.
+LIVE_STRIP_SCHEMA: dict[str, pl.DataType] = {**PUT_SCHEMA, "stored_at": TS}
+
+DEFAULT_BATCH_S = 0.05
+LATENCY_SAMPLES = 200_000
+
+
+def live_dir(home: Path) -> Path:
+    """The collector's folder under the data directory (store and status file)."""
+    return Path(home) / LIVE_DIR
+
+
+def live_store_path(home: Path) -> Path:
+    """``<home>/live/live.duckdb``."""
+    return live_dir(home) / LIVE_FILE
+
+
+def _utcnow() -> dt.datetime:
+    """Naive UTC now, ms precision (the warehouse's timestamp convention)."""
+    now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)
+
+
+def _conform(rows: pl.DataFrame) -> pl.DataFrame:
+    """Cast to :data:`PUT_SCHEMA`; cheap when the frame already has it (one call per message)."""
+    if list(rows.schema.items()) == list(PUT_SCHEMA.items()):
+        return rows
+    missing = [c for c in PUT_SCHEMA if c not in rows.columns]
+    if missing:
+        raise ValueError(f"{TABLE}: rows lack column(s) {', '.join(missing)}")
+    return rows.select(list(PUT_SCHEMA)).cast(PUT_SCHEMA)
+
+
+class LiveStoreError(RuntimeError):
+    """The store's writer thread failed; queued rows were not committed."""
+
+
+class LiveStore:
+    """The live strip in its own DuckDB file, written by a background thread.
+
+    ``put`` queues rows and returns at once; every ``batch_s`` seconds the writer commits
+    everything queued in one transaction (insert-or-replace on the key), stamping
+    ``stored_at`` with the wall-clock UTC time of that commit. ``latencies_ms()`` gives
+    the last :data:`LATENCY_SAMPLES` per-row latencies in ms, measured when the commit has
+    returned (so they include the commit itself and are never below ``stored_at -
+    received_at``). Thread-safe. If a commit fails the writer stops and every later call
+    raises :class:`LiveStoreError` with the cause.
+    """
+
+    def __init__(self, path: Path, *, batch_s: float = DEFAULT_BATCH_S):
+        self.path = Path(path)
+        if self.path.name == WAREHOUSE_FILE:
+            raise ValueError(f"the live store must not be the warehouse file ({self.path})")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.batch_s = batch_s
+        self._con = duckdb.connect(str(self.path))
+        self._db_lock = threading.Lock()
+        # column types are DuckDB's own mapping of the Arrow schema every batch arrives in
+        # (timestamps become TIMESTAMP_MS), so inserts need no conversion; and no import of
+        # the warehouse module (Dagster, scikit-learn) into the collector
+        shape = self._con.from_arrow(pl.DataFrame(schema=LIVE_STRIP_SCHEMA).to_arrow())
+        cols = ", ".join(f'"{c}" {t}' for c, t in zip(shape.columns, shape.types))
+        key = ", ".join(KEY)
+        self._con.execute(f"CREATE TABLE IF NOT EXISTS {TABLE} ({cols}, PRIMARY KEY ({key}))")
+
+        self._cond = threading.Condition()
+        self._queue: list[pl.DataFrame] = []
+        self._queued = 0  # frames ever queued
+        self._committed = 0  # frames ever committed
+        self._stopping = False
+        self._error: BaseException | None = None
+        self._latencies: collections.deque[float] = collections.deque(maxlen=LATENCY_SAMPLES)
+        self.rows_stored = 0
+        self.batches = 0
+        self._thread = threading.Thread(target=self._run, name=f"live-store-{self.path.name}", daemon=True)
+        self._thread.start()
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def put(self, rows: pl.DataFrame) -> None:
+        """Queue strip rows (:data:`PUT_SCHEMA`: snapshot columns + ``received_at``, naive UTC ms)."""
+        rows = _conform(rows)
+        with self._cond:
+            self._raise_if_failed()
+            if self._stopping:
+                raise LiveStoreError(f"live store {self.path} is closed")
+            if rows.height:
+                self._queue.append(rows)
+                self._queued += 1
+                self._cond.notify_all()
+
+    def flush(self, timeout: float | None = None) -> None:
+        """Block until every row queued before this call is committed."""
+        with self._cond:
+            target = self._queued
+            ok = self._cond.wait_for(
+                lambda: self._committed >= target or self._error is not None or not self._thread.is_alive(),
+                timeout,
+            )
+            self._raise_if_failed()
+            if not ok:
+                raise TimeoutError(f"live store {self.path}: rows still queued after {timeout} s")
+
+    def close(self) -> None:
+        """Commit what is queued, stop the writer and close the file. Safe to call twice."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        self._thread.join()
+        with self._db_lock:
+            if self._con is not None:
+                self._con.close()
+                self._con = None
+        self._raise_if_failed()
+
+    def __enter__(self) -> "LiveStore":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _raise_if_failed(self) -> None:
+        if self._error is not None:
+            raise LiveStoreError(f"live store {self.path}: writer failed: {self._error}") from self._error
+
+    def _run(self) -> None:
+        last_commit = 0.0
+        while True:
+            with self._cond:
+                self._cond.wait_for(lambda: self._queue or self._stopping)
+                if not self._queue and self._stopping:
+                    return
+            # let a batch gather: at most one commit per batch_s, unless closing
+            pause = last_commit + self.batch_s - time.monotonic()
+            if pause > 0 and not self._stopping:
+                with self._cond:
+                    self._cond.wait_for(lambda: self._stopping, pause)
+            with self._cond:
+                frames, self._queue = self._queue, []
+            last_commit = time.monotonic()
+            try:
+                self._commit(frames)
+            except BaseException as exc:  # noqa: BLE001 - kept and re-raised to every caller
+                with self._cond:
+                    self._error = exc
+                    self._cond.notify_all()
+                return
+            with self._cond:
+                self._committed += len(frames)
+                self._cond.notify_all()
+
+    def _commit(self, frames: list[pl.DataFrame]) -> None:
+        # the last row of a key wins, as a later row would replace it in the table
+        batch = pl.concat(frames, rechunk=True).unique(subset=KEY, keep="last", maintain_order=True)
+        cols = ", ".join(f'"{c}"' for c in LIVE_STRIP_SCHEMA)
+        with self._db_lock:
+            stored_at = _utcnow()
+            table = batch.with_columns(stored_at=pl.lit(stored_at, TS)).to_arrow()
+            self._con.register("incoming", table)
+            try:
+                self._con.execute("BEGIN TRANSACTION")
+                try:
+                    self._con.execute(f"INSERT OR REPLACE INTO {TABLE} ({cols}) SELECT {cols} FROM incoming")
+                    self._con.execute("COMMIT")
+                except BaseException:
+                    self._con.execute("ROLLBACK")
+                    raise
+            finally:
+                self._con.unregister("incoming")
+        done_ms = time.time() * 1000.0
+        received_ms = batch["received_at"].dt.epoch(MS).cast(pl.Float64)
+        self._latencies.extend((done_ms - received_ms).to_list())
+        self.rows_stored += batch.height
+        self.batches += 1
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def latencies_ms(self) -> list[float]:
+        """Per-row latency samples in ms (commit returned - ``received_at``), oldest first."""
+        with self._cond:
+            return list(self._latencies)
+
+    def _query(self, sql: str, params: list) -> pl.DataFrame:
+        with self._db_lock:
+            if self._con is None:
+                raise LiveStoreError(f"live store {self.path} is closed")
+            frame = self._con.sql(sql, params=params or None).pl()
+        if not frame.height:
+            return pl.DataFrame(schema=LIVE_STRIP_SCHEMA)
+        return frame.select(list(LIVE_STRIP_SCHEMA)).cast(LIVE_STRIP_SCHEMA)
+
+    def latest(self, venue: str | None = None) -> pl.DataFrame:
+        """The newest intraday row (by ``ts``) of each venue/symbol, sorted by venue, symbol."""
+        where, params = "kind = 'intraday'", []
+        if venue is not None:
+            where, params = f"{where} AND venue = ?", [venue]
+        return self._query(
+            f"SELECT * FROM {TABLE} WHERE {where} "
+            "QUALIFY row_number() OVER (PARTITION BY venue, symbol ORDER BY ts DESC) = 1 "
+            "ORDER BY venue, symbol",
+            params,
+        )
+
+    def rolls(self, venue: str, symbol: str) -> pl.DataFrame:
+        """Roll rows of one venue/symbol ordered by ``ts`` (the window end, UTC)."""
+        return self._query(
+            f"SELECT * FROM {TABLE} WHERE kind = 'roll' AND venue = ? AND symbol = ? ORDER BY ts",
+            [venue, symbol],
+        )
