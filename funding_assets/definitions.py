@@ -2,14 +2,8 @@
 
 import dagster as dg
 
-from .defs.assets import (
-    curve_features,
-    curve_snapshots,
-    live_prints,
-    pca_factors,
-    raw_prints,
-    spread_signals,
-)
+from .defs.assets import curve_features, curve_snapshots, pca_factors, raw_prints, spread_signals
+from .defs.live import live_prints, live_prints_job, live_prints_sensor
 from .defs.automation import SCHEDULES, SENSORS
 from .defs.jobs import JOBS
 from .resources import build_resources
@@ -18,8 +12,8 @@ ASSETS = [live_prints, raw_prints, curve_snapshots, curve_features, pca_factors,
 
 defs = dg.Definitions(
     assets=ASSETS,
-    jobs=JOBS,
-    sensors=SENSORS,
+    jobs=[*JOBS, live_prints_job],
+    sensors=[*SENSORS, live_prints_sensor],
     schedules=SCHEDULES,
     resources=build_resources(),
     # One process per run: steps never fight over DuckDB's single-writer lock, and a run

@@ -25,6 +25,13 @@ def _keys(partition_keys: list[str]) -> pl.DataFrame:
     )
 
 
+def partition_filter(expr: dict[str, str], partition_keys: list[str]) -> tuple[str, list, dict[str, pl.DataFrame]]:
+    """SQL ``where``, its parameters and relations selecting exactly these partitions' rows."""
+    keys = _keys(partition_keys)
+    where, params = _where(expr, keys)
+    return where, params, {"_keys": keys}
+
+
 def _where(expr: dict[str, str], keys: pl.DataFrame) -> tuple[str, list]:
     """SQL selecting the rows of ``keys``: a date-range prefilter plus an exact key join."""
     ts = expr["date"]
@@ -62,10 +69,9 @@ class WarehouseIOManager(dg.ConfigurableIOManager):
             written = self.warehouse.replace(table, obj)
         else:
             expr = self._expr(context)
-            keys = _keys(context.asset_partition_keys)
-            self._check_inside(table, obj, expr, keys)
-            where, params = _where(expr, keys)
-            written = self.warehouse.replace(table, obj, where, params, relations={"_keys": keys})
+            self._check_inside(table, obj, expr, _keys(context.asset_partition_keys))
+            where, params, relations = partition_filter(expr, context.asset_partition_keys)
+            written = self.warehouse.replace(table, obj, where, params, relations=relations)
         context.add_output_metadata(
             {"rows": dg.MetadataValue.int(written), "table": f"{SCHEMA}.{table}"}
         )
@@ -92,7 +98,5 @@ class WarehouseIOManager(dg.ConfigurableIOManager):
         keys = context.asset_partition_keys
         if not keys:
             return empty(table)
-        expr = self._expr(context)
-        key_frame = _keys(list(keys))
-        where, params = _where(expr, key_frame)
-        return self.warehouse.read(table, where, params, relations={"_keys": key_frame})
+        where, params, relations = partition_filter(self._expr(context), list(keys))
+        return self.warehouse.read(table, where, params, relations=relations)

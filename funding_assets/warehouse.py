@@ -34,10 +34,7 @@ _SNAPSHOT_KEY = {"venue": pl.String(), "symbol": pl.String(), "kind": pl.String(
 
 TABLES: dict[str, dict[str, pl.DataType]] = {
     "raw_prints": PRINT_SCHEMA,
-    "live_prints": {
-        **{k: v for k, v in PRINT_SCHEMA.items() if k != "source"},
-        "received_at": TS,
-    },
+    "live_prints": {**PRINT_SCHEMA, "received_at": TS},
     "curve_snapshots": SNAPSHOT_SCHEMA,
     "curve_features": {
         **_SNAPSHOT_KEY,

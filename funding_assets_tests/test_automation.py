@@ -36,22 +36,28 @@ def test_roll_sensor_requests_each_venues_day_once_per_window(instance):
     assert [r.run_key for r in roll] == [f"2024-03-06T08:00:00|{v}" for v in VENUES]
     spreads = [r for r in result.run_requests if r.job_name == "spreads_job"]
     assert [r.partition_key for r in spreads] == ["2024-03-06"]
-    assert result.cursor == "2024-03-06T08:00:00"
-    again = tick(instance, dt.datetime(2024, 3, 6, 15, 59), cursor=result.cursor)
-    assert again.run_requests == [] and "no funding roll" in again.skip_message
+    again = tick(instance, dt.datetime(2024, 3, 6, 8, 59), cursor=result.cursor)
+    assert again.run_requests == [] and "no funding window closed" in again.skip_message
 
 
-def test_roll_sensor_walks_days_of_windows(instance):
+def test_roll_sensor_walks_days_of_windows_once_each(instance):
+    """Two simulated days ticked every 20 minutes: 8h venues fire at each 00/08/16 roll,
+    hourly venues every hour, spreads at each 8h roll, and no window twice."""
     cursor, keys = None, []
-    now = dt.datetime(2024, 3, 5, 23, 0)
+    now = dt.datetime(2024, 3, 5, 23, 30)
     while now < dt.datetime(2024, 3, 8):
         result = tick(instance, now, cursor)
-        keys += [r.run_key for r in result.run_requests if r.job_name == "spreads_job"]
+        keys += [r.run_key for r in result.run_requests]
         cursor = result.cursor or cursor
         now += dt.timedelta(minutes=20)
-    # the first tick catches up on the window that closed at 16:00; then one per window
+    assert len(keys) == len(set(keys))
+    hours = [dt.datetime(2024, 3, 5, 23) + dt.timedelta(hours=h) for h in range(49)]
     rolls = [dt.datetime(2024, 3, 5, 16) + dt.timedelta(hours=8 * i) for i in range(7)]
-    assert keys == [f"{r.isoformat()}|spreads" for r in rolls]
+    for venue in ("hyperliquid", "deribit"):
+        assert [k for k in keys if k.endswith(f"|{venue}")] == [f"{h.isoformat()}|{venue}" for h in hours]
+    for venue in ("binance", "bybit", "okx"):
+        assert [k for k in keys if k.endswith(f"|{venue}")] == [f"{r.isoformat()}|{venue}" for r in rolls]
+    assert [k for k in keys if k.endswith("|spreads")] == [f"{r.isoformat()}|spreads" for r in rolls]
 
 
 def test_todays_partition_exists_at_the_morning_and_afternoon_rolls(instance):
@@ -59,6 +65,7 @@ def test_todays_partition_exists_at_the_morning_and_afternoon_rolls(instance):
     for hour in (8, 16):
         result = tick(instance, today.replace(hour=hour, minute=1))
         assert result.run_requests[0].partition_key == f"{today.date()}|binance"
+        assert result.run_requests[3].partition_key == f"{today.date()}|hyperliquid"
 
 
 def test_roll_sensor_follows_the_configured_venues(instance, monkeypatch):

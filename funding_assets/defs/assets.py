@@ -17,7 +17,8 @@ import polars as pl
 from .. import features, pca, spreads, strip
 from ..partitions import daily, date_venue, lookback, split_key
 from ..resources import FundingConfig
-from ..warehouse import SCHEMA, TABLES, Warehouse, conform
+from ..io_manager import partition_filter
+from ..warehouse import SCHEMA, Warehouse, conform
 from . import checks
 
 # single_run() is the backfill policy this pipeline is built around (one run per range);
@@ -28,19 +29,6 @@ SINGLE_RUN = dg.BackfillPolicy.single_run()
 # no return annotation: annotating MaterializeResult would make Dagster type the output Nothing.
 BY_TS = {"partition_expr": {"date": "ts", "venue": "venue"}}
 PRINT_KEY = checks.PRINT_KEY
-
-live_prints = dg.AssetSpec(
-    "live_prints",
-    description=(
-        "Live funding prints (venue, symbol, ts, funding_time, rate per interval, "
-        "interval_hours, received_at; UTC) as the live collector lands them. Declared so the "
-        "lineage shows where live data enters raw_prints; this version has no collector yet, "
-        "so nothing feeds it and history comes from the settled-funding source alone."
-    ),
-    group_name="ingest",
-    kinds={"duckdb"},
-)
-
 
 def partition_keys(context: dg.AssetExecutionContext) -> pl.DataFrame:
     """The (date, venue) keys of this run as a frame (venue null for daily assets)."""
@@ -84,7 +72,7 @@ def _runs_of_days(days: list[dt.date]) -> list[tuple[dt.date, dt.date]]:
 
 @dg.asset(
     partitions_def=date_venue,
-    deps=[live_prints],
+    deps=["live_prints"],
     metadata=BY_TS,
     kinds={"polars", "duckdb"},
     group_name="ingest",
@@ -92,12 +80,14 @@ def _runs_of_days(days: list[dt.date]) -> list[tuple[dt.date, dt.date]]:
     pool="duckdb",
     check_specs=checks.RAW_PRINTS,
 )
-def raw_prints(context: dg.AssetExecutionContext, funding: FundingConfig):
+def raw_prints(context: dg.AssetExecutionContext, funding: FundingConfig, warehouse: Warehouse):
     """Every funding print of a venue whose ``ts`` falls on the UTC date, for all coins.
 
     History is one realised print per settlement from the configured source
-    (``FUNDING_ASSETS_SOURCE``). Rates are decimal fractions per native interval; duplicate
-    prints (same venue, symbol, ts, funding_time) keep the last one received.
+    (``FUNDING_ASSETS_SOURCE``); the live prints ingested for the same days (today's
+    predictions) are merged in. Rates are decimal fractions per native interval; a print
+    seen twice (same venue, symbol, ts, funding_time) is kept once, the source's version.
+    The strip engine lets a window's realised print supersede its predictions.
     """
     keys = partition_keys(context)
     source = funding.open_source()
@@ -110,7 +100,9 @@ def raw_prints(context: dg.AssetExecutionContext, funding: FundingConfig):
     # Venues have separate request budgets: fetch them side by side.
     with ThreadPoolExecutor(max_workers=max(1, len({t[0] for t in tasks}))) as pool:
         frames = list(pool.map(lambda t: source.fetch(t[0], coins, t[1], t[2]), tasks))
-    prints = conform("raw_prints", pl.concat(frames)) if frames else pl.DataFrame(schema=TABLES["raw_prints"])
+    where, params, relations = partition_filter(BY_TS["partition_expr"], context.partition_keys)
+    live = warehouse.read("live_prints", where, params, relations=relations)
+    prints = conform("raw_prints", pl.concat([conform("raw_prints", live), *frames]))
     prints = prints.unique(subset=PRINT_KEY, keep="last", maintain_order=True).sort(PRINT_KEY)
     return dg.MaterializeResult(
         value=prints,

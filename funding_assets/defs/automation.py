@@ -5,6 +5,7 @@ The clock is :func:`utcnow`, which tests replace to run days of windows in secon
 
 
 import datetime as dt
+import json
 
 import dagster as dg
 
@@ -13,17 +14,21 @@ from ..pca import EPOCH
 from ..settings import Settings
 from .jobs import pca_refit_job, roll_job, spreads_job
 
-GRID = dt.timedelta(hours=8)
-
 
 def utcnow() -> dt.datetime:
     """Naive UTC now (replaced in tests)."""
     return dt.datetime.now(dt.UTC).replace(tzinfo=None)
 
 
-def last_roll(now: dt.datetime) -> dt.datetime:
-    """The latest 00/08/16 UTC grid boundary at or before ``now``."""
-    return now.replace(minute=0, second=0, microsecond=0, hour=now.hour - now.hour % 8)
+#: Hours between a venue's funding settlements: every closed native window changes its
+#: day's partition (hourly venues' intraday strips move each hour; the 8h grid rolls at
+#: 00/08/16 UTC for everyone).
+SETTLEMENT_HOURS = {"binance": 8, "bybit": 8, "okx": 8, "hyperliquid": 1, "deribit": 1}
+
+
+def last_close(now: dt.datetime, hours: int) -> dt.datetime:
+    """The latest settlement boundary of an ``hours`` cadence at or before ``now`` (UTC)."""
+    return now.replace(minute=0, second=0, microsecond=0, hour=now.hour - now.hour % hours)
 
 
 def configured_venues() -> tuple[str, ...]:
@@ -36,34 +41,43 @@ def configured_venues() -> tuple[str, ...]:
     default_status=dg.DefaultSensorStatus.RUNNING,
 )
 def funding_roll_sensor(context: dg.SensorEvaluationContext):
-    """Once per closed 8h window: recompute each venue's day partition, then the day's spreads.
+    """Once per closed funding window per venue: recompute that venue's day partition down
+    the chain; once per 8h grid roll: that day's spreads.
 
-    The window that closes at a roll has ``ts`` = the roll, so it lands in the roll's own UTC
-    date (today's partition exists: the date dimension has ``end_offset=1``). Run keys are
-    per window and venue, so a window is never requested twice.
+    A window closing at T lands in T's own UTC date (today's partition exists: the date
+    dimension has ``end_offset=1``). Run keys are per window and venue, and the cursor keeps
+    each venue's last window, so a window is requested exactly once.
     """
-    roll = last_roll(utcnow())
-    if context.cursor and dt.datetime.fromisoformat(context.cursor) >= roll:
-        return dg.SkipReason(f"no funding roll since {context.cursor}")
-    tag = {"funding_roll": roll.isoformat()}
-    requests = [
-        dg.RunRequest(
-            job_name=roll_job.name,
-            run_key=f"{roll.isoformat()}|{venue}",
-            partition_key=multi_key(roll.date(), venue),
-            tags=tag,
+    now = utcnow()
+    done = json.loads(context.cursor) if context.cursor else {}
+    requests = []
+    for venue in configured_venues():
+        close = last_close(now, SETTLEMENT_HOURS[venue])
+        if venue in done and dt.datetime.fromisoformat(done[venue]) >= close:
+            continue
+        requests.append(
+            dg.RunRequest(
+                job_name=roll_job.name,
+                run_key=f"{close.isoformat()}|{venue}",
+                partition_key=multi_key(close.date(), venue),
+                tags={"funding_roll": close.isoformat()},
+            )
         )
-        for venue in configured_venues()
-    ]
-    requests.append(
-        dg.RunRequest(
-            job_name=spreads_job.name,
-            run_key=f"{roll.isoformat()}|spreads",
-            partition_key=roll.date().isoformat(),
-            tags=tag,
+        done[venue] = close.isoformat()
+    roll = last_close(now, 8)
+    if "spreads" not in done or dt.datetime.fromisoformat(done["spreads"]) < roll:
+        requests.append(
+            dg.RunRequest(
+                job_name=spreads_job.name,
+                run_key=f"{roll.isoformat()}|spreads",
+                partition_key=roll.date().isoformat(),
+                tags={"funding_roll": roll.isoformat()},
+            )
         )
-    )
-    return dg.SensorResult(run_requests=requests, cursor=roll.isoformat())
+        done["spreads"] = roll.isoformat()
+    if not requests:
+        return dg.SkipReason(f"no funding window closed since {context.cursor}")
+    return dg.SensorResult(run_requests=requests, cursor=json.dumps(done, sort_keys=True))
 
 
 @dg.schedule(
