@@ -14,7 +14,7 @@ import sys
 import time
 
 from .errors import FundingInputError
-from .settings import ENV_COINS, ENV_VENUES, Settings, parse_list
+from .settings import ENV_COINS, ENV_VENUES, Settings, ensure_writable_home, parse_list
 from .venues import VENUES, check_coin, check_venue
 
 DEMO_DAYS = 90
@@ -130,6 +130,25 @@ def cmd_report(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def cmd_collect(args: argparse.Namespace, console: Console) -> int:
+    from .live.collector import main_collect
+
+    settings = _settings(args)
+    ensure_writable_home(settings.home)
+    return main_collect(settings)
+
+
+def cmd_status(args: argparse.Namespace, console: Console) -> int:
+    from .live.status import status_table
+
+    try:
+        print(status_table(Settings.from_env().home))
+    except FileNotFoundError as exc:
+        console.log(f"error: {exc}")
+        return 1
+    return 0
+
+
 def cmd_sim(args: argparse.Namespace, console: Console) -> int:
     import signal
     import threading
@@ -188,6 +207,12 @@ def parser() -> argparse.ArgumentParser:
     d.set_defaults(run=cmd_demo)
     r = sub.add_parser("report", help="rebuild the HTML report from the warehouse")
     r.set_defaults(run=cmd_report)
+    c = sub.add_parser("collect", help="hold the venue streams and land live prints (runs until Ctrl-C)")
+    c.add_argument("--venues", help=f"comma list, default {ENV_VENUES} or all")
+    c.add_argument("--coins", help=f"comma list, default {ENV_COINS} or BTC,ETH")
+    c.set_defaults(run=cmd_collect)
+    st = sub.add_parser("status", help="the live collector's state per venue")
+    st.set_defaults(run=cmd_status)
     s = sub.add_parser("sim", help="serve the five venues' APIs on loopback from the funding model")
     s.add_argument("--port", type=int, default=8400, help="REST port (default 8400)")
     s.add_argument("--ws-port", type=int, default=8401, help="WebSocket port (default 8401)")

@@ -1,0 +1,605 @@
+"""The live collector (DESIGN section 5): venue streams -> live strip -> landing + live store.
+
+``funding-assets collect`` runs :func:`main_collect`, which runs :class:`Collector` until
+SIGINT/SIGTERM. Per venue, one asyncio task:
+
+1. **Pre-warm**: realised settlements of the last :data:`PREWARM` (4 days) from REST
+   (``client.settled`` in a worker thread), so the 8-window strip exists within seconds of
+   start, never after 64 hours.
+2. **Stream** ``client.stream(coins, **stream_kwargs)``. Each message (a frame of prints)
+   must arrive within ``watchdog_s`` seconds of the previous one, or the stream is treated
+   as dead and torn down (the venue client answers the venue's own keep-alives: Binance
+   pings, Bybit/OKX/Hyperliquid application pings, Deribit heartbeats; see VENUES.md 8.7).
+3. On any disconnect, error or watchdog expiry: **reconnect** after an exponential back-off
+   with full jitter (``uniform(0, min(backoff_cap_s, backoff_s * 2**n))`` seconds, ``n``
+   reset once a connection stayed up ``healthy_s`` seconds), and **fill the gap from REST**
+   before consuming the new stream: ``client.settled(coin, last realised funding_time seen,
+   now)``; the realised prints it recovers are counted in ``gaps_filled``.
+
+Every print, from the stream or from REST, goes through the in-memory
+:class:`~funding_assets.live.livestrip.LiveStrip` (one task owns it: no locks) and, with
+``received_at`` (wall-clock UTC when the message reached the collector), to the
+:class:`~funding_assets.live.landing.LandingWriter` (``<home>/landing``); the strip rows it
+causes go to the :class:`~funding_assets.live.store.LiveStore` (``<home>/live/live.duckdb``).
+Roll rows (a window closed, or a late settlement revised one) are computed by
+:func:`funding_assets.strip.roll_snapshots` itself in a worker thread, jobs in order, so the
+event loop never waits the tens of milliseconds that takes. Rows are handed over in
+micro-batches every ``flush_interval_s`` (20 ms): strip rows straight to the store's queue,
+prints to a landing worker that writes files in a thread, in arrival order. The same
+housekeeping task writes ``<home>/live/status.json`` every ``status_interval_s`` (1 s) and
+logs each venue's state and lag (``logging``, logger ``funding_assets.live``; lag = the
+venue clock's now minus the newest print's ``ts``, seconds). The collector never opens the
+warehouse file.
+
+Clean shutdown (the stop event, SIGINT or SIGTERM): streams are cancelled (their sockets
+closed), the roll jobs finish, everything pending is handed over, the landing buffer is
+landed as a whole file, the store commits and closes, and a final status with every venue
+``stopped`` is written.
+
+Times: ``clock`` is the venues' "now" (naive UTC; the simulator's clock when talking to a
+simulator running faster than real time) and bounds the REST ranges; ``received_at``, the
+status times and the latencies are wall-clock. Durations are seconds unless named ``_ms``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import datetime as dt
+import inspect
+import logging
+import random
+import signal
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from ..clients import VenueClient, client_for
+from ..prints import REALISED
+from .landing import LANDING_SCHEMA, LandingWriter
+from .livestrip import PRINT_COLUMNS, LiveStrip, compute_jobs
+from .status import VenueStatus, status_path, write_status
+from .store import PUT_SCHEMA, LiveStore, live_store_path
+
+log = logging.getLogger("funding_assets.live")
+
+#: Realised history fetched at start-up: 8 windows of 8 h plus the interpolation reach and
+#: the day a window's prints may be quoted ahead (the batch engine's lookback).
+PREWARM = dt.timedelta(days=4)
+LANDING_DIR = "landing"
+#: Watchdog per venue for the real venues (s): a data message comes at least every second
+#: on Binance, Bybit, Hyperliquid and Deribit, but OKX pushes ``funding-rate`` only every
+#: 30-90 s (its keep-alive pongs are not data), so its stream may be quiet for 90 s.
+VENUE_WATCHDOG_S = {"binance": 60.0, "bybit": 60.0, "okx": 150.0, "hyperliquid": 60.0, "deribit": 60.0}
+_PRINT_COLUMNS = list(PRINT_COLUMNS)
+_TS = PRINT_COLUMNS.index("ts")
+_FT = PRINT_COLUMNS.index("funding_time")
+_KIND = PRINT_COLUMNS.index("kind")
+_SYMBOL = PRINT_COLUMNS.index("symbol")
+
+
+def utcnow() -> dt.datetime:
+    """Wall-clock naive UTC."""
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+
+def _wall_ms() -> dt.datetime:
+    """Wall-clock naive UTC truncated to the millisecond (the stored precision)."""
+    now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)
+
+
+class StreamSilent(ConnectionError):
+    """The watchdog saw no message for ``watchdog_s`` seconds."""
+
+
+@dataclasses.dataclass
+class VenueRuntime:
+    """One venue's live state: its client, counters (the status) and gap-fill record."""
+
+    venue: str
+    client: VenueClient
+    state: str = "connecting"
+    last_message_at: dt.datetime | None = None
+    last_print_ts: dt.datetime | None = None
+    messages: int = 0  # stream messages that carried prints
+    prints: int = 0  # prints received from the stream
+    reconnects: int = 0
+    gaps_filled: int = 0  # realised prints recovered from REST after reconnects
+    prewarmed: int = 0  # realised prints fetched at start-up
+    last_error: str | None = None
+    connections: int = 0
+    watchdog_expiries: int = 0  # streams declared dead for silence
+    #: latest realised funding_time seen per coin (where the next gap fill starts)
+    last_realised: dict[str, dt.datetime] = dataclasses.field(default_factory=dict)
+    #: every REST fill: (kind 'prewarm'|'gap', coin, start, end, new realised prints)
+    fills: list[tuple[str, str, dt.datetime, dt.datetime, int]] = dataclasses.field(default_factory=list)
+
+    def status(self) -> VenueStatus:
+        return VenueStatus(
+            self.venue,
+            self.state,
+            self.last_message_at,
+            self.last_print_ts,
+            self.messages,
+            self.prints,
+            self.reconnects,
+            self.gaps_filled,
+            int(getattr(self.client, "skipped_frames", 0)),
+            self.last_error,
+        )
+
+
+def _error_text(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return f"{type(exc).__name__}: {text}"[:300]
+
+
+class Collector:
+    """Streams ``venues`` x ``coins`` into the live strip, the landing area and the live store.
+
+    - ``home``: the data directory; writes ``<home>/landing/`` and ``<home>/live/``.
+    - ``urls``: venue -> (REST base, WS base); absent venues use the real endpoints.
+    - ``clock``: the venues' now (naive UTC), bounds the REST ranges.
+    - ``http_factory(venue, rest_url)``: the :class:`~funding_assets.clients.HttpClient` of a
+      venue (e.g. another budget), or None for the client's default.
+    - ``stream_kwargs``: venue -> extra keyword arguments of ``client.stream`` (keep-alive
+      intervals such as ``ping_interval_s``).
+    - ``watchdog_s``: a stream silent this long (s) is dead; one value, or per venue (a dict;
+      missing venues get 60 s). :data:`VENUE_WATCHDOG_S` suits the real venues' cadence.
+    - ``backoff_s`` / ``backoff_cap_s``: first and largest reconnect delay (s, before
+      jitter); ``healthy_s``: a connection up this long (s) resets the back-off (default:
+      the longest watchdog, at least 30 s).
+    - ``rotate_s``: the landing writer lands a file once its oldest buffered row is this old.
+    - ``client_factory(venue)``: builds the venue client instead of ``client_for`` (tests,
+      custom clients); ``rng``: the jitter's random source.
+    - ``flush_interval_s``: micro-batch period (s) of the hand-over to landing and store;
+      ``status_interval_s``: status.json period; ``log_interval_s``: period of the lag log.
+    """
+
+    def __init__(
+        self,
+        home: Path,
+        venues: Sequence[str],
+        coins: Sequence[str],
+        *,
+        urls: dict[str, tuple[str | None, str | None]] | None = None,
+        clock: Callable[[], dt.datetime] = utcnow,
+        http_factory: Callable[[str, str | None], Any] | None = None,
+        stream_kwargs: dict[str, dict] | None = None,
+        watchdog_s: float | dict[str, float] = 60.0,
+        backoff_s: float = 1.0,
+        backoff_cap_s: float = 60.0,
+        rotate_s: float = 10.0,
+        healthy_s: float | None = None,
+        prewarm: dt.timedelta = PREWARM,
+        annualisation: str = "apr",
+        max_fill: int = 2,
+        flush_interval_s: float = 0.02,
+        status_interval_s: float = 1.0,
+        log_interval_s: float = 60.0,
+        store_batch_s: float = 0.05,
+        rng: random.Random | None = None,
+        client_factory: Callable[[str], VenueClient] | None = None,
+    ) -> None:
+        self.home = Path(home)
+        self.venues = list(dict.fromkeys(venues))
+        self.coins = list(dict.fromkeys(coins))
+        self.urls = urls or {}
+        self.clock = clock
+        self.http_factory = http_factory
+        self.stream_kwargs = stream_kwargs or {}
+        self.watchdog_s = watchdog_s
+        self.backoff_s = backoff_s
+        self.backoff_cap_s = backoff_cap_s
+        self.healthy_s = healthy_s if healthy_s is not None else max(30.0, *(self.watchdog_for(v) for v in self.venues))
+        self.rotate_s = rotate_s
+        self.prewarm = prewarm
+        self.flush_interval_s = flush_interval_s
+        self.status_interval_s = status_interval_s
+        self.log_interval_s = log_interval_s
+        self.store_batch_s = store_batch_s
+        self.rng = rng or random.Random()
+        self.client_factory = client_factory
+        self.strip = LiveStrip(annualisation=annualisation, max_fill=max_fill)
+        self.landing_dir = self.home / LANDING_DIR
+        self.store_path = live_store_path(self.home)
+        self.status_file = status_path(self.home)
+        self.runtimes: dict[str, VenueRuntime] = {}
+        self.landing: LandingWriter | None = None
+        self.store: LiveStore | None = None
+        self._pending_prints: list[tuple] = []
+        self._pending_rows: list[tuple] = []
+        self._stopping = False  # set at shutdown: stream loops end at their next message
+        self._roll_jobs: asyncio.Queue | None = None
+        self._landing_q: asyncio.Queue | None = None
+        self.prints_handled = 0  # every print handed to the landing writer
+        self.rows_handled = 0  # every strip row handed to the store
+
+    # --- set-up ----------------------------------------------------------------------------
+
+    def _make_client(self, venue: str) -> VenueClient:
+        if self.client_factory is not None:
+            return self.client_factory(venue)
+        rest, ws = self.urls.get(venue, (None, None))
+        kwargs: dict[str, Any] = {}
+        if self.http_factory is not None:
+            http = self.http_factory(venue, rest)
+            if http is not None:
+                kwargs["http"] = http
+        from ..clients import binance, bybit, deribit, hyperliquid, okx
+
+        cls = {m.Client.venue: m.Client for m in (binance, bybit, okx, hyperliquid, deribit)}[venue]
+        if "clock" in inspect.signature(cls.__init__).parameters:
+            kwargs["clock"] = self.clock  # stamps quotes without a venue time (Hyperliquid)
+        return client_for(venue, rest, ws, **kwargs)
+
+    def open(self) -> None:
+        """Create the clients, the landing writer and the live store (idempotent)."""
+        if self.store is not None:
+            return
+        for venue in self.venues:
+            if venue not in self.runtimes:
+                self.runtimes[venue] = VenueRuntime(venue, self._make_client(venue))
+        self._roll_jobs = asyncio.Queue()
+        self._landing_q = asyncio.Queue()
+        self.landing = LandingWriter(self.landing_dir, rotate_s=self.rotate_s)
+        self.store = LiveStore(self.store_path, batch_s=self.store_batch_s)
+
+    # --- the per-print path ----------------------------------------------------------------
+
+    def handle(self, venue: str, frame: pl.DataFrame, *, live: bool = True) -> int:
+        """Feed one message's prints (a print-model frame) to the strip and queue the hand-over.
+
+        ``live``: prints from the stream (emit intraday rows); REST prints only move the state
+        and the roll rows. Intraday rows are queued for the store at once; roll rows (a window
+        closed or changed) are computed by :func:`funding_assets.strip.roll_snapshots` in a
+        worker thread (:meth:`_roll_worker`), in order, so the event loop never waits for
+        them. Returns the number of intraday rows produced. Runs on the event loop.
+        """
+        received_at = _wall_ms()
+        rows = frame.rows() if frame.columns == _PRINT_COLUMNS else frame.select(_PRINT_COLUMNS).rows()
+        if not rows:
+            return 0
+        snaps, jobs = self.strip.update_deferred(rows, intraday=live)
+        rt = self.runtimes.get(venue)
+        if rt is not None:
+            newest = rt.last_print_ts if live else None
+            for r in rows:
+                if live and (newest is None or r[_TS] > newest):
+                    newest = r[_TS]
+                if r[_KIND] == REALISED:
+                    coin, ft = r[_SYMBOL], r[_FT]
+                    seen = rt.last_realised.get(coin)
+                    if seen is None or ft > seen:
+                        rt.last_realised[coin] = ft
+            if live:
+                rt.last_print_ts = newest
+        tail = (received_at,)
+        self._pending_prints.extend(r + tail for r in rows)
+        if snaps:
+            self._pending_rows.extend(s + tail for s in snaps)
+        for job in jobs:
+            self._roll_jobs.put_nowait((job, received_at))
+        return len(snaps)
+
+    async def _roll_worker(self) -> None:
+        """Compute queued roll jobs in a thread and queue the rows they emit. Jobs waiting
+        together (every series closes at the same grid boundary) share one call of the batch
+        engine, one job per series per call; each series' jobs are accepted in queue order."""
+        queue = self._roll_jobs
+        while True:
+            batch = [await queue.get()]
+            while not queue.empty():
+                batch.append(queue.get_nowait())
+            taken = len(batch)
+            try:
+                while batch:
+                    round_, rest, seen = [], [], set()
+                    for item in batch:
+                        key = (item[0].series.venue, item[0].series.symbol)
+                        (rest if key in seen else round_).append(item)
+                        seen.add(key)
+                    batch = rest
+                    try:
+                        computed = await asyncio.to_thread(compute_jobs, [job for job, _ in round_])
+                    except Exception:  # noqa: BLE001 - a strip bug must not stop the landing of prints
+                        log.exception("roll rows not computed for %s", sorted({(j.series.venue, j.series.symbol) for j, _ in round_}))
+                        continue
+                    for (job, received_at), frame in zip(round_, computed):
+                        rows = job.accept(frame)
+                        if rows:
+                            tail = (received_at,)
+                            self._pending_rows.extend(r + tail for r in rows)
+            finally:
+                for _ in range(taken):
+                    queue.task_done()
+
+    def _take_pending(self) -> tuple[list[tuple], list[tuple]]:
+        prints, rows = self._pending_prints, self._pending_rows
+        self._pending_prints, self._pending_rows = [], []
+        return prints, rows
+
+    async def flush_pending(self) -> None:
+        """Hand everything pending over: strip rows to the store (a queue: returns at once),
+        prints to the landing worker (files are written in a thread, in arrival order)."""
+        prints, rows = self._take_pending()
+        if rows:
+            self.store.put(pl.DataFrame(rows, schema=PUT_SCHEMA, orient="row"))
+            self.rows_handled += len(rows)
+        if prints:
+            self._landing_q.put_nowait(pl.DataFrame(prints, schema=LANDING_SCHEMA, orient="row"))
+            self.prints_handled += len(prints)
+
+    async def _landing_worker(self) -> None:
+        """Write queued print frames to the landing writer in a thread, one at a time (a file
+        landing takes a Parquet write and an fsync); tick it when idle so a quiet stream's
+        rows still land within ``rotate_s``."""
+        queue = self._landing_q
+        while True:
+            try:
+                frame = await asyncio.wait_for(queue.get(), self.status_interval_s)
+            except TimeoutError:
+                await asyncio.to_thread(self.landing.tick)
+                continue
+            try:
+                await asyncio.to_thread(self.landing.write, frame)
+            finally:
+                queue.task_done()
+
+    # --- REST: pre-warm and gap fill -------------------------------------------------------
+
+    async def _fill(self, rt: VenueRuntime, kind: str) -> int:
+        """Fetch realised prints from each coin's last realised funding_time (or the pre-warm
+        horizon) to now, feed the new ones; returns how many were new."""
+        total = 0
+        for coin in self.coins:
+            now = self.clock()
+            start = rt.last_realised.get(coin) or (now - self.prewarm)
+            try:
+                frame = await asyncio.to_thread(rt.client.settled, coin, start, now)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - a failed fill is retried after the next reconnect
+                rt.last_error = f"{kind} {coin}: {_error_text(exc)}"
+                log.warning("%s %s fill of %s failed: %s", rt.venue, kind, coin, rt.last_error)
+                continue
+            seen = rt.last_realised.get(coin)
+            frame = frame.filter(pl.col("kind") == REALISED)
+            if seen is not None:
+                frame = frame.filter(pl.col("funding_time") > seen)
+            n = frame.height
+            if n:
+                self.handle(rt.venue, frame, live=False)  # moves rt.last_realised on
+            rt.fills.append((kind, coin, start, now, n))
+            total += n
+        if kind == "gap":
+            rt.gaps_filled += total
+        else:
+            rt.prewarmed += total
+        return total
+
+    # --- one venue --------------------------------------------------------------------------
+
+    def _set_state(self, rt: VenueRuntime, state: str) -> None:
+        if rt.state != state:
+            log.info("%s: %s -> %s%s", rt.venue, rt.state, state, f" ({rt.last_error})" if state == "reconnecting" and rt.last_error else "")
+            rt.state = state
+
+    def watchdog_for(self, venue: str) -> float:
+        """The silence (s) after which ``venue``'s stream is declared dead."""
+        if isinstance(self.watchdog_s, dict):
+            return float(self.watchdog_s.get(venue, 60.0))
+        return float(self.watchdog_s)
+
+    async def _consume(self, rt: VenueRuntime) -> None:
+        """One connection: consume the stream until it fails or falls silent (raises)."""
+        stream = rt.client.stream(self.coins, **self.stream_kwargs.get(rt.venue, {}))
+        watchdog_s = self.watchdog_for(rt.venue)
+        try:
+            while True:
+                try:
+                    async with asyncio.timeout(watchdog_s):
+                        frame = await anext(stream)
+                except TimeoutError:
+                    rt.watchdog_expiries += 1
+                    raise StreamSilent(f"{rt.venue}: no message for {watchdog_s:g} s (watchdog)") from None
+                except StopAsyncIteration:
+                    raise ConnectionError(f"{rt.venue}: stream ended") from None
+                if rt.state != "live":
+                    self._set_state(rt, "live")
+                rt.last_message_at = utcnow()
+                rt.messages += 1
+                rt.prints += frame.height
+                self.handle(rt.venue, frame, live=True)
+                if self._stopping:
+                    return  # a cancellation may have been swallowed (see cancel_and_wait)
+        finally:
+            with contextlib.suppress(Exception):
+                await stream.aclose()
+
+    async def _venue_task(self, rt: VenueRuntime) -> None:
+        self._set_state(rt, "connecting")
+        n = await self._fill(rt, "prewarm")
+        log.info("%s: pre-warmed with %d realised prints", rt.venue, n)
+        failures = 0
+        while not self._stopping:
+            started = time.monotonic()
+            rt.connections += 1
+            try:
+                await self._consume(rt)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - every stream failure means: reconnect
+                rt.last_error = _error_text(exc)
+            if self._stopping:
+                return
+            if time.monotonic() - started >= self.healthy_s:
+                failures = 0
+            self._set_state(rt, "reconnecting")
+            delay = self.rng.uniform(0.0, min(self.backoff_cap_s, self.backoff_s * 2**failures))
+            failures += 1
+            log.debug("%s: reconnecting in %.3f s", rt.venue, delay)
+            await asyncio.sleep(delay)
+            filled = await self._fill(rt, "gap")
+            rt.reconnects += 1  # the gap is filled: the new stream starts now
+            log.info("%s: reconnect %d, %d realised prints recovered from REST", rt.venue, rt.reconnects, filled)
+
+    # --- housekeeping -----------------------------------------------------------------------
+
+    def write_status(self) -> None:
+        write_status(self.status_file, [rt.status() for rt in self.runtimes.values()], utcnow())
+
+    def _log_lag(self) -> None:
+        now = self.clock()
+        for rt in self.runtimes.values():
+            lag = "-" if rt.last_print_ts is None else f"{(now - rt.last_print_ts).total_seconds():.1f} s"
+            log.info(
+                "%s %s: lag %s, %d messages, %d prints, %d reconnects, %d gaps filled, %d skipped",
+                rt.venue, rt.state, lag, rt.messages, rt.prints, rt.reconnects, rt.gaps_filled,
+                int(getattr(rt.client, "skipped_frames", 0)),
+            )
+
+    async def _housekeeping(self) -> None:
+        next_status = next_log = time.monotonic()
+        while True:
+            await asyncio.sleep(self.flush_interval_s)
+            await self.flush_pending()
+            now = time.monotonic()
+            if now >= next_status:
+                self.write_status()
+                next_status = now + self.status_interval_s
+            if now >= next_log:
+                self._log_lag()
+                next_log = now + self.log_interval_s
+
+    # --- the whole --------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Collect until ``stop`` is set, then shut down cleanly (see the module docstring)."""
+        self.open()
+        log.info("collector: %s x %s -> %s, %s", ",".join(self.venues), ",".join(self.coins), self.landing_dir, self.store_path)
+        venue_tasks = [asyncio.create_task(self._venue_task(rt), name=f"collect-{rt.venue}") for rt in self.runtimes.values()]
+        house = asyncio.create_task(self._housekeeping(), name="collect-housekeeping")
+        rolls = asyncio.create_task(self._roll_worker(), name="collect-rolls")
+        landing = asyncio.create_task(self._landing_worker(), name="collect-landing")
+        stopper = asyncio.create_task(stop.wait())
+        try:
+            await asyncio.wait([stopper, house, rolls, landing, *venue_tasks], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            await self.shutdown([*venue_tasks, stopper], [rolls, house, landing])
+
+    async def shutdown(self, tasks: Sequence[asyncio.Task] = (), workers: Sequence[asyncio.Task] = ()) -> None:
+        """Stop the streams, finish the roll jobs, hand over and land everything, close the
+        store, write the final status. Re-raises a failure of a worker or venue task."""
+        self._stopping = True
+        await cancel_and_wait(tasks)
+        results = list(await asyncio.gather(*tasks, return_exceptions=True))
+        failure: BaseException | None = None
+        for worker in workers:
+            if worker.done() and not worker.cancelled() and worker.exception() is not None:
+                failure = failure or worker.exception()
+        if failure is None and self._roll_jobs is not None and any(not w.done() for w in workers):
+            await self._roll_jobs.join()  # the windows the last prints closed
+            await self.flush_pending()
+            await self._landing_q.join()
+        await cancel_and_wait(workers)
+        results += await asyncio.gather(*workers, return_exceptions=True)
+        for r in results:
+            if isinstance(r, BaseException) and not isinstance(r, asyncio.CancelledError):
+                failure = failure or r
+        try:
+            await self.flush_pending()
+            while self._landing_q is not None and not self._landing_q.empty():
+                await asyncio.to_thread(self.landing.write, self._landing_q.get_nowait())
+            if self.landing is not None:
+                await asyncio.to_thread(self.landing.close)
+            if self.store is not None:
+                await asyncio.to_thread(self.store.close)
+        finally:
+            for rt in self.runtimes.values():
+                rt.state = "stopped"
+                with contextlib.suppress(Exception):
+                    rt.client.close()
+            self.write_status()
+            self._log_lag()
+            log.info(
+                "collector stopped: %d prints landed in %d files, %d strip rows stored",
+                self.landing.rows_written if self.landing else 0,
+                self.landing.files_written if self.landing else 0,
+                self.store.rows_stored if self.store else 0,
+            )
+        if failure is not None:
+            raise failure
+
+
+async def cancel_and_wait(tasks: Sequence[asyncio.Task], retry_s: float = 0.1) -> None:
+    """Cancel ``tasks`` and wait until every one has finished, cancelling again every
+    ``retry_s`` seconds: on Python 3.11 ``asyncio.wait_for`` (which every venue client awaits
+    its socket with) swallows a cancellation that lands as its inner read completes
+    (CPython gh-86296, fixed in 3.12): under load (messages already buffered) nearly every
+    ``cancel()`` of a busy stream is lost. The stream loops also stop at their next message
+    once the collector is stopping."""
+    pending = {t for t in tasks if not t.done()}
+    while pending:
+        for task in pending:
+            task.cancel()
+        _, pending = await asyncio.wait(pending, timeout=retry_s)
+
+
+def collect(home: Path, venues: Sequence[str], coins: Sequence[str], **kwargs) -> int:
+    """Run a :class:`Collector` until SIGINT or SIGTERM, then shut it down cleanly. Returns 0."""
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        installed = []
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.add_signal_handler(sig, stop.set)
+                installed.append(sig)
+        try:
+            await Collector(home, venues, coins, **kwargs).run(stop)
+        finally:
+            for sig in installed:
+                loop.remove_signal_handler(sig)
+
+    asyncio.run(main())
+    return 0
+
+
+def main_collect(settings) -> int:
+    """``funding-assets collect``: the collector for ``settings`` (home, source, venues, coins).
+
+    ``sim`` starts the loopback simulator in this process (wall-clock time) and collects from
+    it; ``exchanges`` connects to the real venues; a replay directory has nothing live to
+    collect (raises :class:`~funding_assets.errors.FundingInputError`: the CLI's exit code 2).
+    Logs go to stderr. Returns 0 after a clean shutdown.
+    """
+    from ..errors import FundingInputError
+    from ..settings import ensure_writable_home
+
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        for chatty in ("httpx", "websockets"):  # a line per request / connection otherwise
+            logging.getLogger(chatty).setLevel(logging.WARNING)
+    source = settings.source
+    if source.startswith("replay:"):
+        raise FundingInputError(
+            f"FUNDING_ASSETS_SOURCE={source}: a replay directory has no live stream; "
+            "collect from 'sim' or 'exchanges'"
+        )
+    home = ensure_writable_home(Path(settings.home))
+    kwargs: dict[str, Any] = {"annualisation": settings.annualisation, "watchdog_s": VENUE_WATCHDOG_S}
+    if source == "sim":
+        from ..clients import HttpClient
+        from ..sources.venues import UNLIMITED, in_process_simulator
+
+        server = in_process_simulator()
+        kwargs["urls"] = {v: (server.rest_url(v), server.ws_url(v)) for v in settings.venues}
+        kwargs["http_factory"] = lambda venue, rest: HttpClient(venue, rest, UNLIMITED)
+    return collect(home, settings.venues, settings.coins, **kwargs)

@@ -1,0 +1,383 @@
+"""The live strip: DESIGN section 3 applied one print at a time, in memory.
+
+:class:`LiveStrip` keeps, per (venue, coin) series, the state the batch engine
+(:mod:`funding_assets.strip`) would derive from the same prints, and turns every print into
+the snapshot rows it causes:
+
+- **native window values** (rule 2): per ``funding_time`` the winning print -- realised
+  beats predicted, then the later ``ts``, then the later arrival;
+- **grid window values** (rule 3): per 8h grid window ``r8 = sum(rate) * 8 /
+  sum(interval_hours)`` over its native windows, recomputed (at most 8 terms) when one of
+  them changes;
+- an **intraday row** for each live print (``kind='intraday'``, ``ts`` = the print's ts,
+  ``funding_time`` = end of the grid window open at ``ts``): bucket 0 is that open window so
+  far, buckets 1..7 the closed windows before it, gaps of at most ``max_fill`` windows
+  interpolated in annualised space (rule 5). Rows are only emitted while ``ts`` moves
+  forward (a late REST print updates the state but is not a sample "as of" its old ts);
+- a **roll row** (``kind='roll'``, ``ts = funding_time`` = window end) when a grid window
+  closes: a print of a later grid window arrives, or a realised print settles exactly at
+  its end (rule 4). Roll rows are computed by :func:`funding_assets.strip.roll_snapshots`
+  itself on the series' retained prints, so they equal the batch engine's by construction.
+  A late print that changes a closed window (a realised settlement recovered by a REST gap
+  fill after a disconnect) re-emits every roll row it changes: the store's last row per
+  window is the batch engine's row over everything received.
+
+Memory: only the winning print of each native window is kept (an exact reduction for the
+batch engine: it reads nothing else of a window's prints, see :meth:`SeriesStrip.roll_job`)
+for the last :data:`RETAIN_MS` (7 days: 21 values for an 8h venue, 168 for an hourly one)
+of grid windows; older windows are dropped, and prints for them are ignored by the strip
+(they still land). A roll row is only (re)computed when none of the windows it reads has
+been dropped, so live and batch rows stay equal for prints up to 4 days late.
+
+Units: rates are decimal fractions per native interval, ``interval_hours`` in hours,
+``b0..b7`` annualised decimals (``apr = r8 * 1095``, ``apy = (1 + r8) ** 1095 - 1``), times
+naive UTC ``datetime`` at millisecond precision (epoch ms inside).
+"""
+
+from __future__ import annotations
+
+import bisect
+import dataclasses
+import datetime as dt
+from collections.abc import Iterable, Sequence
+
+import polars as pl
+
+from .. import strip
+from ..prints import MINUTE_MS, PRINT_SCHEMA, REALISED, TS
+from ..strip import DEFAULT_MAX_FILL, GRID_HOURS, GRID_MS, LOOKBACK_DAYS, N_BUCKETS, PERIODS_PER_YEAR, SNAPSHOT_SCHEMA
+
+DAY_MS = 86_400_000
+#: Grid windows kept per series (ms): the batch engine's lookback (4 days) plus the 72 h a
+#: roll row reads back, so a print up to 4 days late still revises every row it changes.
+RETAIN_MS = LOOKBACK_DAYS * DAY_MS + (N_BUCKETS - 1 + DEFAULT_MAX_FILL) * GRID_MS
+EPOCH = dt.datetime(1970, 1, 1)
+ONE_MS = dt.timedelta(milliseconds=1)
+INTRADAY = "intraday"
+ROLL = "roll"
+#: Columns of the print tuples :meth:`LiveStrip.update` takes (PRINT_SCHEMA order).
+PRINT_COLUMNS = tuple(PRINT_SCHEMA)
+SNAPSHOT_COLUMNS = tuple(SNAPSHOT_SCHEMA)
+_I_VENUE, _I_SYMBOL, _I_TS, _I_FT, _I_RATE, _I_HOURS, _I_KIND = (PRINT_COLUMNS.index(c) for c in ("venue", "symbol", "ts", "funding_time", "rate", "interval_hours", "kind"))
+
+Row = tuple  # one SNAPSHOT_SCHEMA row, columns in SNAPSHOT_COLUMNS order
+
+
+def to_ms(when: dt.datetime) -> int:
+    """Naive-UTC datetime -> epoch milliseconds."""
+    if when.tzinfo is not None:
+        when = when.astimezone(dt.UTC).replace(tzinfo=None)
+    return (when - EPOCH) // ONE_MS
+
+
+def from_ms(ms: int) -> dt.datetime:
+    """Epoch milliseconds -> naive-UTC datetime."""
+    return EPOCH + dt.timedelta(milliseconds=ms)
+
+
+def _annualiser(annualisation: str):
+    if annualisation == "apr":
+        return lambda r8: r8 * PERIODS_PER_YEAR
+    if annualisation == "apy":
+        return lambda r8: (1.0 + r8) ** PERIODS_PER_YEAR - 1.0
+    raise ValueError(f"annualisation must be 'apr' or 'apy', got {annualisation!r}")
+
+
+def fill_buckets(a: Sequence[float | None], max_fill: int) -> tuple[list[float], int] | None:
+    """Rule 5 on annualised window values ``a[0..depth-1]`` (newest first, None = missing).
+
+    Bucket 0 is never filled; a missing bucket k is interpolated between the nearest known
+    newer and older windows (the older may lie beyond bucket 7) when the run of missing
+    windows is at most ``max_fill`` long. Returns (b0..b7, n_filled), or None when a bucket
+    stays missing (no snapshot), exactly like the batch engine's ``_fill``.
+    """
+    if a[0] is None:
+        return None
+    out = [a[0]]
+    n_filled = 0
+    depth = len(a)
+    for k in range(1, N_BUCKETS):
+        value = a[k]
+        if value is None:
+            newer = next(j for j in range(k - 1, -1, -1) if a[j] is not None)
+            older = next((j for j in range(k + 1, depth) if a[j] is not None), None)
+            if older is None or older - newer - 1 > max_fill:
+                return None
+            a_new, a_old = a[newer], a[older]
+            value = a_new + (a_old - a_new) * (k - newer) / (older - newer)
+            n_filled += 1
+        out.append(value)
+    return out, n_filled
+
+
+class SeriesStrip:
+    """The strip state of one (venue, symbol) series. See the module docstring."""
+
+    __slots__ = (
+        "venue", "symbol", "annualisation", "max_fill", "depth", "retain_ms", "_ann",
+        "native", "by_grid", "r8", "hours", "newest", "dropped_below", "settled",
+        "emitted", "last_ts", "ignored",
+    )
+
+    def __init__(self, venue: str, symbol: str, *, annualisation: str = "apr", max_fill: int = DEFAULT_MAX_FILL, retain_ms: int = RETAIN_MS) -> None:
+        self.venue, self.symbol = venue, symbol
+        self.annualisation, self.max_fill = annualisation, max_fill
+        self.depth = N_BUCKETS + max_fill
+        self.retain_ms = retain_ms
+        self._ann = _annualiser(annualisation)
+        #: funding_time ms -> [ts ms, rate, interval_hours, realised]: the winning print
+        self.native: dict[int, list] = {}
+        #: grid end ms -> sorted funding_time ms of its native windows
+        self.by_grid: dict[int, list[int]] = {}
+        #: grid end ms -> r8 (8h-equivalent rate, decimal)
+        self.r8: dict[int, float] = {}
+        #: grid end ms -> (ts ms, interval_hours) of its latest print (intraday interval)
+        self.hours: dict[int, tuple[int, float]] = {}
+        self.newest: int | None = None  # newest grid end with a print
+        self.dropped_below: int | None = None  # grid ends <= this are forgotten
+        self.settled: set[int] = set()  # grid ends with a realised print settling at the end
+        self.emitted: dict[int, Row] = {}  # grid end ms -> last roll row emitted
+        self.last_ts = -1  # ts ms of the last intraday sample
+        self.ignored = 0  # prints outside the strip's reach (a day away, or forgotten window)
+
+    # --- state ---------------------------------------------------------------------------
+
+    def add(self, ts: int, funding_time: int, rate: float, hours: float, realised: bool) -> tuple[bool, int | None]:
+        """Fold one print (epoch ms, snapped or not) into the state.
+
+        Returns (accepted, dirty): ``dirty`` is the oldest grid end whose roll row may have
+        changed (None if none).
+        """
+        ft = (funding_time + MINUTE_MS // 2) // MINUTE_MS * MINUTE_MS
+        g = -(-ft // GRID_MS) * GRID_MS
+        day = g // DAY_MS * DAY_MS
+        if not day - DAY_MS <= ts < day + DAY_MS or (self.dropped_below is not None and g <= self.dropped_below):
+            self.ignored += 1
+            return False, None
+        cur = self.native.get(ft)
+        changed = False
+        if cur is None:
+            self.native[ft] = [ts, rate, hours, realised]
+            bisect.insort(self.by_grid.setdefault(g, []), ft)
+            changed = True
+        elif (realised, ts) >= (cur[3], cur[0]):
+            changed = cur[1] != rate or cur[2] != hours or cur[3] != realised
+            cur[0], cur[1], cur[2], cur[3] = ts, rate, hours, realised
+        if changed:
+            fts = self.by_grid[g]
+            natives = self.native
+            total_rate = total_hours = 0.0
+            for f in fts:  # in funding_time order, like the batch engine
+                n = natives[f]
+                total_rate += n[1]
+                total_hours += n[2]
+            self.r8[g] = total_rate * GRID_HOURS / total_hours
+        seen = self.hours.get(g)
+        if seen is None or ts >= seen[0]:
+            n = self.native[ft]
+            self.hours[g] = (ts, n[2] if n[3] else hours)
+        dirty = None
+        newest = self.newest
+        if newest is None or g > newest:
+            if newest is not None:
+                dirty = newest  # the previous newest window is now closed
+            self.newest = g
+            self._forget(g - self.retain_ms)
+        elif changed and (g < newest or g in self.settled):
+            dirty = g  # a closed window's value changed
+        if realised and ft == g and g not in self.settled:
+            self.settled.add(g)
+            dirty = g if dirty is None else min(dirty, g)
+        return True, dirty
+
+    def _forget(self, horizon: int) -> None:
+        """Drop grid windows ending at or before ``horizon`` (ms)."""
+        old = [g for g in self.by_grid if g <= horizon]
+        if not old:
+            return
+        for g in old:
+            for ft in self.by_grid.pop(g):
+                del self.native[ft]
+            self.r8.pop(g, None)
+            self.hours.pop(g, None)
+            self.settled.discard(g)
+        for g in [g for g in self.emitted if g <= horizon]:
+            del self.emitted[g]
+        self.dropped_below = max(horizon, self.dropped_below or horizon)
+
+    # --- rows ----------------------------------------------------------------------------
+
+    def intraday(self, ts: int) -> Row | None:
+        """The intraday row as of ``ts`` (ms) from the current state, or None."""
+        open_end = ts // GRID_MS * GRID_MS + GRID_MS
+        r8, ann = self.r8, self._ann
+        a = []
+        for k in range(self.depth):
+            value = r8.get(open_end - k * GRID_MS)
+            a.append(None if value is None else ann(value))
+        filled = fill_buckets(a, self.max_fill)
+        if filled is None:
+            return None
+        buckets, n_filled = filled
+        return (self.venue, self.symbol, INTRADAY, from_ms(ts), from_ms(open_end), self.hours[open_end][1], self.annualisation, *buckets, n_filled)
+
+    def prints_frame(self, lo: int | None = None) -> pl.DataFrame:
+        """The retained winning prints (grid end >= ``lo`` ms) as a strip input frame."""
+        fts = sorted(ft for g, f in self.by_grid.items() if lo is None or g >= lo for ft in f)
+        rows = [self.native[ft] for ft in fts]
+        return pl.DataFrame(
+            {
+                "venue": [self.venue] * len(rows),
+                "symbol": [self.symbol] * len(rows),
+                "ts": [r[0] for r in rows],
+                "funding_time": fts,
+                "rate": [r[1] for r in rows],
+                "interval_hours": [r[2] for r in rows],
+                "kind": ["realised" if r[3] else "predicted" for r in rows],
+            },
+            schema={"venue": pl.String, "symbol": pl.String, "ts": pl.Int64, "funding_time": pl.Int64, "rate": pl.Float64, "interval_hours": pl.Float64, "kind": pl.String},
+        ).with_columns(pl.col("ts", "funding_time").cast(TS))
+
+    def roll_job(self, lo: int, hi: int) -> "RollJob":
+        """The work to (re)compute the roll rows of closed windows ending in
+        ``[lo, hi + (depth-1)*8h]`` (ms): a change to window ``g`` can move the rows of
+        windows ``g .. g + (depth-1)*8h`` (the buckets and the interpolation reach). The job
+        holds a copy of the retained prints of every window those rows read."""
+        reach = (self.depth - 1) * GRID_MS
+        return RollJob(self, lo, hi, self.prints_frame(lo - reach))
+
+    def accept(self, job: "RollJob", computed: pl.DataFrame) -> list[Row]:
+        """The rows of a computed job that are new or changed since last emitted (and now
+        count as emitted). Rows reading a forgotten window are not (re)emitted."""
+        reach = (self.depth - 1) * GRID_MS
+        out = []
+        for row in computed.iter_rows():
+            g = to_ms(row[3])
+            if g < job.lo or g > job.hi + reach:
+                continue
+            if self.dropped_below is not None and g - reach <= self.dropped_below:
+                continue
+            if self.emitted.get(g) != row:
+                self.emitted[g] = row
+                out.append(row)
+        return out
+
+    def rolls(self, lo: int, hi: int) -> list[Row]:
+        """:meth:`roll_job` computed at once and :meth:`accept`-ed."""
+        job = self.roll_job(lo, hi)
+        return self.accept(job, job.compute())
+
+
+@dataclasses.dataclass
+class RollJob:
+    """Roll rows to recompute for one series: :meth:`compute` is pure (any thread; it is
+    :func:`funding_assets.strip.roll_snapshots` itself, tens of ms of polars), then the
+    strip's owner passes the result to :meth:`SeriesStrip.accept`, jobs of a series in the
+    order they were made."""
+
+    series: SeriesStrip
+    lo: int  # oldest changed grid window end (epoch ms)
+    hi: int  # newest changed grid window end (epoch ms)
+    prints: pl.DataFrame  # the retained winning prints the rows read
+
+    def compute(self) -> pl.DataFrame:
+        s = self.series
+        return strip.roll_snapshots(self.prints, annualisation=s.annualisation, max_fill=s.max_fill)
+
+    def accept(self, computed: pl.DataFrame) -> list[Row]:
+        return self.series.accept(self, computed)
+
+
+class LiveStrip:
+    """Per (venue, symbol) strips fed print by print. Not thread-safe: one owner task.
+
+    ``update(prints)`` takes PRINT_SCHEMA tuples (``venue, symbol, venue_symbol, ts,
+    funding_time, rate, interval_hours, kind, source``; datetimes naive UTC) and returns the
+    SNAPSHOT_SCHEMA row tuples they cause: one intraday row per print with ``intraday=True``
+    (when the open window has a value and the strip is complete), then the roll rows of
+    windows that closed or changed.
+    """
+
+    def __init__(self, *, annualisation: str = "apr", max_fill: int = DEFAULT_MAX_FILL, retain_ms: int = RETAIN_MS) -> None:
+        _annualiser(annualisation)
+        if not 0 <= max_fill <= N_BUCKETS - 2:
+            raise ValueError(f"max_fill must be between 0 and {N_BUCKETS - 2}, got {max_fill}")
+        self.annualisation = annualisation
+        self.max_fill = max_fill
+        self.retain_ms = retain_ms
+        self.series: dict[tuple[str, str], SeriesStrip] = {}
+
+    def _series(self, venue: str, symbol: str) -> SeriesStrip:
+        key = (venue, symbol)
+        s = self.series.get(key)
+        if s is None:
+            s = self.series[key] = SeriesStrip(venue, symbol, annualisation=self.annualisation, max_fill=self.max_fill, retain_ms=self.retain_ms)
+        return s
+
+    def update(self, prints: Iterable[Sequence], *, intraday: bool = True) -> list[Row]:
+        """Fold prints in arrival order; the snapshot rows they cause (see class doc)."""
+        rows, jobs = self.update_deferred(prints, intraday=intraday)
+        for job in jobs:
+            rows.extend(job.accept(job.compute()))
+        return rows
+
+    def update_deferred(self, prints: Iterable[Sequence], *, intraday: bool = True) -> tuple[list[Row], list[RollJob]]:
+        """:meth:`update` without the roll computation: the intraday rows (pure Python,
+        microseconds) and the :class:`RollJob` s to compute elsewhere and accept in order."""
+        rows: list[Row] = []
+        dirty: dict[SeriesStrip, tuple[int, int]] = {}
+        for p in prints:
+            s = self._series(p[_I_VENUE], p[_I_SYMBOL])
+            ts = to_ms(p[_I_TS])
+            accepted, d = s.add(ts, to_ms(p[_I_FT]), p[_I_RATE], p[_I_HOURS], p[_I_KIND] == REALISED)
+            if not accepted:
+                continue
+            if d is not None:
+                lo, hi = dirty.get(s, (d, d))
+                dirty[s] = (min(lo, d), max(hi, d))
+            if intraday and ts >= s.last_ts:
+                s.last_ts = ts
+                row = s.intraday(ts)
+                if row is not None:
+                    rows.append(row)
+        return rows, [s.roll_job(lo, hi) for s, (lo, hi) in dirty.items()]
+
+    def update_frame(self, frame: pl.DataFrame, *, intraday: bool = True) -> list[Row]:
+        """:meth:`update` on a print-model frame (PRINT_SCHEMA columns)."""
+        return self.update(frame.select(PRINT_COLUMNS).iter_rows(), intraday=intraday)
+
+    def current(self, venue: str, symbol: str, ts: dt.datetime) -> Row | None:
+        """The intraday row of a series as of ``ts`` (naive UTC) from the state so far."""
+        s = self.series.get((venue, symbol))
+        return None if s is None else s.intraday(to_ms(ts))
+
+    def last_realised(self, venue: str, symbol: str) -> dt.datetime | None:
+        """The latest realised ``funding_time`` the series holds, or None."""
+        s = self.series.get((venue, symbol))
+        if s is None:
+            return None
+        times = [ft for ft, n in s.native.items() if n[3]]
+        return from_ms(max(times)) if times else None
+
+
+def compute_jobs(jobs: Sequence[RollJob]) -> list[pl.DataFrame]:
+    """:meth:`RollJob.compute` of several jobs of distinct series in one call of the batch
+    engine (its cost is mostly per call, not per row); results in the order of ``jobs``.
+    Pure: any thread."""
+    if not jobs:
+        return []
+    keys = [(j.series.venue, j.series.symbol) for j in jobs]
+    if len(set(keys)) != len(keys):
+        raise ValueError("compute_jobs: one job per series")
+    first = jobs[0].series
+    if len(jobs) == 1:
+        return [jobs[0].compute()]
+    computed = strip.roll_snapshots(pl.concat([j.prints for j in jobs]), annualisation=first.annualisation, max_fill=first.max_fill)
+    parts = {key: part for key, part in computed.partition_by(["venue", "symbol"], as_dict=True, maintain_order=True).items()}
+    empty = computed.clear()
+    return [parts.get(key, empty) for key in keys]
+
+
+def rows_frame(rows: list[Row]) -> pl.DataFrame:
+    """Snapshot row tuples -> a SNAPSHOT_SCHEMA frame."""
+    return pl.DataFrame(rows, schema=SNAPSHOT_SCHEMA, orient="row")
