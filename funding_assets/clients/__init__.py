@@ -18,7 +18,7 @@ from typing import ClassVar
 
 import polars as pl
 
-from ..prints import PRINT_SCHEMA, REALISED, from_epoch_ms, snap_to_minute
+from ..prints import PRINT_SCHEMA, REALISED, TS
 from ..venues import DEFAULT_INTERVAL_HOURS, venue_symbol
 from .http import Budget, HttpClient, RateLimiter, VenueError
 
@@ -73,25 +73,27 @@ def prints_frame(rows: list[dict], venue: str, source: str) -> pl.DataFrame:
     ``funding_time`` is snapped to the minute, ``ts`` keeps the venue's stamp; the frame is
     sorted and deduplicated on (symbol, ts, funding_time), keeping the last row.
     """
-    if not rows:
-        return pl.DataFrame(schema=PRINT_SCHEMA)
-    frame = pl.DataFrame(
+    # Snap, deduplicate (last row wins) and sort in Python, then build the frame once with its
+    # final dtypes: streams call this per message, where a chain of polars steps cost ~1 ms.
+    latest: dict[tuple[str, int, int], dict] = {}
+    for r in rows:
+        latest[(r["coin"], int(r["ts_ms"]), snap_ms(int(r["funding_time_ms"])))] = r
+    keys = sorted(latest)
+    chosen = [latest[k] for k in keys]
+    return pl.DataFrame(
         {
-            "venue": [venue] * len(rows),
-            "symbol": [r["coin"] for r in rows],
-            "venue_symbol": [venue_symbol(venue, r["coin"]) for r in rows],
-            "ts": [r["ts_ms"] for r in rows],
-            "funding_time": [r["funding_time_ms"] for r in rows],
-            "rate": [float(r["rate"]) for r in rows],
-            "interval_hours": [float(r["interval_hours"]) for r in rows],
-            "kind": [r["kind"] for r in rows],
-            "source": [source] * len(rows),
+            "venue": [venue] * len(keys),
+            "symbol": [k[0] for k in keys],
+            "venue_symbol": [venue_symbol(venue, k[0]) for k in keys],
+            "ts": pl.Series([k[1] for k in keys], dtype=pl.Int64).cast(TS),
+            "funding_time": pl.Series([k[2] for k in keys], dtype=pl.Int64).cast(TS),
+            "rate": [float(r["rate"]) for r in chosen],
+            "interval_hours": [float(r["interval_hours"]) for r in chosen],
+            "kind": [r["kind"] for r in chosen],
+            "source": [source] * len(keys),
         },
-        schema_overrides={"ts": pl.Int64, "funding_time": pl.Int64},
-    ).with_columns(ts=from_epoch_ms(pl.col("ts")), funding_time=from_epoch_ms(pl.col("funding_time")))
-    frame = frame.with_columns(snap_to_minute(pl.col("funding_time")).alias("funding_time")).select(list(PRINT_SCHEMA))
-    key = ["venue", "symbol", "ts", "funding_time"]
-    return frame.unique(subset=key, keep="last", maintain_order=True).sort(key).cast(PRINT_SCHEMA)
+        schema=PRINT_SCHEMA,
+    )
 
 
 def settled_rows(coin: str, points: list[tuple[int, float]], default_hours: float) -> list[dict]:
