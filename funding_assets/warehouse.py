@@ -104,14 +104,20 @@ def conform(table: str, frame: pl.DataFrame) -> pl.DataFrame:
     return frame.select(list(schema)).cast(schema)
 
 
+#: Warehouse paths whose directory was proven writable in this process (checked once, not
+#: with a probe file on every connection).
+_WRITABLE: set[str] = set()
+
+
 class Warehouse(DuckDBResource):
     """The warehouse file (a :class:`DuckDBResource` with atomic partition writes)."""
 
     @contextlib.contextmanager
     def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
         """A short-lived connection; waits (with back-off) while another process holds the lock."""
-        if not read_only:
+        if not read_only and self.database not in _WRITABLE:
             ensure_writable_home(Path(self.database).parent)
+            _WRITABLE.add(self.database)
         con = backoff(
             fn=duckdb.connect,
             retry_on=(duckdb.IOException,),

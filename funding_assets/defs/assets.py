@@ -17,6 +17,7 @@ import polars as pl
 from .. import features, pca, spreads, strip
 from ..partitions import daily, date_venue, lookback, split_key
 from ..resources import FundingConfig
+from ..settings import Settings
 from ..io_manager import partition_filter
 from ..warehouse import SCHEMA, Warehouse, conform
 from . import checks
@@ -177,8 +178,6 @@ def curve_features(
 
 
 def _pca_lookback_days() -> int:
-    from ..settings import Settings
-
     s = Settings.from_env()
     return pca.lookback_days(s.pca_window_days, s.pca_refit_days)
 

@@ -17,7 +17,7 @@ from ..live.landing import LandingError, LandingWriter, landed_files, read_lande
 from ..live.status import read_status
 from ..settings import Settings
 from ..sources import open_source
-from ..warehouse import Warehouse, conform
+from ..warehouse import Warehouse, conform, empty
 
 PRINT_KEY = ["venue", "symbol", "ts", "funding_time"]
 #: A collector whose status file is older than this is taken as not running.
@@ -45,10 +45,9 @@ def live_prints(context: dg.AssetExecutionContext, config: LivePrintsConfig, war
         except LandingError as exc:
             skipped.append(str(exc))
             context.log.warning(f"skipped landed file: {exc}")
-    rows = pl.concat(frames) if frames else pl.DataFrame(schema={"venue": pl.String})
-    rows = conform("live_prints", rows) if frames else rows
-    if frames:
-        rows = rows.unique(subset=PRINT_KEY, keep="last", maintain_order=True)
+    rows = conform("live_prints", pl.concat(frames)) if frames else empty("live_prints")
+    rows = rows.unique(subset=PRINT_KEY, keep="last", maintain_order=True)
+    if rows.height:
         match = " AND ".join(f"live_prints.{c} = _k.{c}" for c in PRINT_KEY)
         warehouse.replace(
             "live_prints", rows, f"EXISTS (SELECT 1 FROM _k WHERE {match})", relations={"_k": rows.select(PRINT_KEY)}
@@ -56,9 +55,9 @@ def live_prints(context: dg.AssetExecutionContext, config: LivePrintsConfig, war
     return dg.MaterializeResult(
         metadata={
             "files": len(config.files),
-            "prints": rows.height if frames else 0,
+            "prints": rows.height,
             "skipped_files": dg.MetadataValue.json(skipped),
-            "high_water_mark": str(rows["ts"].max()) if frames and rows.height else "",
+            "high_water_mark": str(rows["ts"].max()) if rows.height else "",
         }
     )
 

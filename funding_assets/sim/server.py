@@ -25,6 +25,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+import polars as pl
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
@@ -104,8 +105,6 @@ class Feed:
 
     def settlements(self, venue: str, coin: str, start: dt.datetime, end: dt.datetime):
         """Realised prints with funding_time in [start, end) that have happened by now."""
-        import polars as pl
-
         end = min(end, self.clock() + dt.timedelta(milliseconds=1))
         if end <= start:
             return self.model.settlements(venue, coin, start, start)
