@@ -65,10 +65,24 @@ def history(now: dt.datetime) -> list[tuple[str, pl.DataFrame]]:
         last -= dt.timedelta(hours=last.hour % hours)
         times = [last - k * dt.timedelta(hours=hours) for k in range(int(96 / hours))][::-1]
         for coin in COINS:
-            out.append((venue, pl.DataFrame(
-                {"venue": venue, "symbol": coin, "venue_symbol": venue_symbol(venue, coin), "ts": times, "funding_time": times,
-                 "rate": 0.0001 * hours / 8, "interval_hours": hours, "kind": "realised", "source": f"{venue} REST"},
-            ).cast(PRINT_SCHEMA)))
+            out.append(
+                (
+                    venue,
+                    pl.DataFrame(
+                        {
+                            "venue": venue,
+                            "symbol": coin,
+                            "venue_symbol": venue_symbol(venue, coin),
+                            "ts": times,
+                            "funding_time": times,
+                            "rate": 0.0001 * hours / 8,
+                            "interval_hours": hours,
+                            "kind": "realised",
+                            "source": f"{venue} REST",
+                        },
+                    ).cast(PRINT_SCHEMA),
+                )
+            )
     return out
 
 
@@ -83,7 +97,19 @@ def quote_frames(n: int, start: dt.datetime, span: dt.timedelta) -> list[tuple[s
         ts = start + i * step
         hours = DEFAULT_INTERVAL_HOURS[venue]
         end = ts.replace(minute=0, second=0, microsecond=0) + dt.timedelta(hours=hours - ts.hour % hours)
-        rows.append((venue, coin, venue_symbol(venue, coin), ts, end, float(1e-4 * hours / 8 + rng.normal(0, 1e-5)), hours, "predicted", f"{venue} WS"))
+        rows.append(
+            (
+                venue,
+                coin,
+                venue_symbol(venue, coin),
+                ts,
+                end,
+                float(1e-4 * hours / 8 + rng.normal(0, 1e-5)),
+                hours,
+                "predicted",
+                f"{venue} WS",
+            )
+        )
     big = pl.DataFrame(rows, schema=PRINT_SCHEMA, orient="row")
     return [(rows[i][0], big.slice(i, 1)) for i in range(n)]
 
@@ -95,7 +121,9 @@ async def settle(collector: Collector) -> None:
     await asyncio.to_thread(collector.store.flush)
 
 
-async def drive(collector: Collector, frames: list[tuple[str, pl.DataFrame]], rate: float | None) -> tuple[float, float]:
+async def drive(
+    collector: Collector, frames: list[tuple[str, pl.DataFrame]], rate: float | None
+) -> tuple[float, float]:
     """Feed frames at ``rate`` per second (None: flat out) while the collector's housekeeping,
     roll and landing workers run; returns (achieved messages/s, worst lag behind schedule, ms)."""
     t0 = time.perf_counter()
@@ -124,17 +152,24 @@ async def per_print_path(rate: float, seconds: float) -> None:
         now = dt.datetime(2025, 3, 10, 6)
         collector = Collector(home, VENUES, COINS, client_factory=lambda venue: _NoClient(venue), log_interval_s=3600)
         collector.open()
-        workers = [asyncio.create_task(w) for w in (collector._housekeeping(), collector._roll_worker(), collector._landing_worker())]
+        workers = [
+            asyncio.create_task(w)
+            for w in (collector._housekeeping(), collector._roll_worker(), collector._landing_worker())
+        ]
         for venue, frame in history(now):
             collector.handle(venue, frame, live=False)
         await settle(collector)  # the pre-warm's roll rows (and the engine's first call) are not measured
         n = int(rate * seconds)
-        frames = quote_frames(n, now + dt.timedelta(minutes=1), dt.timedelta(hours=20))  # crosses rolls at 08:00 and 16:00
+        frames = quote_frames(
+            n, now + dt.timedelta(minutes=1), dt.timedelta(hours=20)
+        )  # crosses rolls at 08:00 and 16:00
         done = len(collector.store.latencies_ms())
         achieved, worst = await drive(collector, frames, rate)
         lat = collector.store.latencies_ms()[done:]
-        print(f"per-print path, paced at {rate:,.0f} msg/s for {seconds:g} s: sustained {achieved:,.0f} msg/s, "
-              f"worst lag behind schedule {worst:.1f} ms")
+        print(
+            f"per-print path, paced at {rate:,.0f} msg/s for {seconds:g} s: sustained {achieved:,.0f} msg/s, "
+            f"worst lag behind schedule {worst:.1f} ms"
+        )
         print(f"  message -> stored strip row: {percentiles(lat)}")
         frames = quote_frames(n, now + dt.timedelta(hours=21), dt.timedelta(hours=20))
         done = len(collector.store.latencies_ms())
@@ -143,8 +178,10 @@ async def per_print_path(rate: float, seconds: float) -> None:
         print(f"per-print path, flat out ({n:,} messages): {achieved:,.0f} msg/s")
         print(f"  message -> stored strip row: {percentiles(lat)}")
         await collector.shutdown([], workers)
-        print(f"  landed {collector.landing.rows_written:,} prints in {collector.landing.files_written} files, "
-              f"stored {collector.store.rows_stored:,} strip rows")
+        print(
+            f"  landed {collector.landing.rows_written:,} prints in {collector.landing.files_written} files, "
+            f"stored {collector.store.rows_stored:,} strip rows"
+        )
     finally:
         shutil.rmtree(home, ignore_errors=True)
 
@@ -169,9 +206,20 @@ def _free_port() -> int:
 async def end_to_end(seconds: float, push_interval_s: float) -> None:
     port, ws_port = _free_port(), _free_port()
     sim = subprocess.Popen(
-        [sys.executable, "-m", "funding_assets.cli", "sim", "--port", str(port), "--ws-port", str(ws_port),
-         "--push-interval", str(push_interval_s)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "funding_assets.cli",
+            "sim",
+            "--port",
+            str(port),
+            "--ws-port",
+            str(ws_port),
+            "--push-interval",
+            str(push_interval_s),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     home = Path(tempfile.mkdtemp(prefix="live-bench-e2e-"))
     try:
@@ -183,7 +231,9 @@ async def end_to_end(seconds: float, push_interval_s: float) -> None:
             except OSError:
                 time.sleep(0.1)
         urls = {v: (f"http://127.0.0.1:{port}/{v}", f"ws://127.0.0.1:{ws_port}/{v}") for v in VENUES}
-        collector = Collector(home, VENUES, COINS, urls=urls, http_factory=lambda v, r: HttpClient(v, r, UNLIMITED), log_interval_s=3600)
+        collector = Collector(
+            home, VENUES, COINS, urls=urls, http_factory=lambda v, r: HttpClient(v, r, UNLIMITED), log_interval_s=3600
+        )
         stop = asyncio.Event()
         task = asyncio.create_task(collector.run(stop))
         while not collector.runtimes or not all(rt.messages for rt in collector.runtimes.values()):
@@ -198,8 +248,10 @@ async def end_to_end(seconds: float, push_interval_s: float) -> None:
         stop.set()
         await task
         reconnects = sum(rt.reconnects for rt in collector.runtimes.values())
-        print(f"end to end, simulator pushing every {push_interval_s:g} s on {len(VENUES) * len(COINS)} streams, {seconds:g} s: "
-              f"{messages / elapsed:,.0f} msg/s received, {reconnects} reconnects")
+        print(
+            f"end to end, simulator pushing every {push_interval_s:g} s on {len(VENUES) * len(COINS)} streams, {seconds:g} s: "
+            f"{messages / elapsed:,.0f} msg/s received, {reconnects} reconnects"
+        )
         print(f"  message -> stored strip row: {percentiles(lat)}")
     finally:
         sim.terminate()

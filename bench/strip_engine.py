@@ -63,7 +63,7 @@ def deque_builder(prints: pl.DataFrame) -> int:
     windows per series; emit the 8-bucket strip (annualised) at every print."""
     state: dict[tuple[str, str], tuple[int, float, collections.deque]] = {}
     emitted = 0
-    for venue, symbol, ts, funding_ms, rate in zip(
+    for venue, symbol, _ts, funding_ms, rate in zip(
         prints["venue"].to_list(),
         prints["symbol"].to_list(),
         prints["ts"].dt.epoch("ms").to_list(),

@@ -18,7 +18,8 @@ from dagster._core.events import DagsterEventType
 from . import features, pca, spreads, strip
 from .definitions import ASSETS
 from .errors import FundingInputError
-from .partitions import START_DATE, venues as venue_partitions
+from .partitions import START_DATE
+from .partitions import venues as venue_partitions
 from .resources import build_resources
 from .settings import Settings, ensure_writable_home
 from .sources import open_source
@@ -44,7 +45,6 @@ class Step:
         else:
             lo, hi = f"{self.start}|{self.venues[0]}", f"{self.end}|{self.venues[-1]}"
         return {"dagster/asset_partition_range_start": lo, "dagster/asset_partition_range_end": hi}
-
 
 
 @dataclasses.dataclass
@@ -112,7 +112,9 @@ def _ticker(label: str, done_runs: int, total_runs: int, show: Callable[[str], N
     t0 = time.monotonic()
     filled = int(20 * done_runs / total_runs)
     while not stop.wait(0.25):
-        show(f"  [{'#' * filled}{'.' * (20 - filled)}] {done_runs}/{total_runs} runs  {label:<32} {time.monotonic() - t0:6.1f}s")
+        show(
+            f"  [{'#' * filled}{'.' * (20 - filled)}] {done_runs}/{total_runs} runs  {label:<32} {time.monotonic() - t0:6.1f}s"
+        )
 
 
 def _failure(result: dg.ExecuteInProcessResult) -> str:

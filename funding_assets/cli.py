@@ -174,8 +174,10 @@ def cmd_sim(args: argparse.Namespace, console: Console) -> int:
         port=args.port,
         ws_port=args.ws_port,
     ).start()
-    console.log(f"venue simulator on loopback (time {'now' if start is None else start} x{args.speed:g}, "
-                f"real budgets {'on' if args.limits else 'off'}); Ctrl-C stops it")
+    console.log(
+        f"venue simulator on loopback (time {'now' if start is None else start} x{args.speed:g}, "
+        f"real budgets {'on' if args.limits else 'off'}); Ctrl-C stops it"
+    )
     for venue in server.sims:
         console.log(f"  {venue:<12} REST {server.rest_url(venue):<34} WS {server.ws_url(venue)}")
     stop = threading.Event()
@@ -222,7 +224,9 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--limits", action="store_true", help="enforce the venues' real request budgets")
     s.add_argument("--seed", type=int, default=0, help="seed of the fault injection")
     for name in ("error-rate", "drop-rate", "stall-rate", "malformed-rate", "ws-garbage-rate"):
-        s.add_argument(f"--{name}", type=float, default=0.0, help=f"share of requests/frames ({name.replace('-', ' ')})")
+        s.add_argument(
+            f"--{name}", type=float, default=0.0, help=f"share of requests/frames ({name.replace('-', ' ')})"
+        )
     s.add_argument("--ws-drop-after", type=int, help="drop each stream after this many frames")
     s.add_argument("--ws-stall-after", type=int, help="silence each stream after this many frames")
     s.set_defaults(run=cmd_sim)

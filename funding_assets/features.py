@@ -37,9 +37,7 @@ FEATURE_COLUMNS = [
 
 def _shape(shock_threshold: float) -> list[pl.Expr]:
     b = [pl.col(name) for name in BUCKETS]
-    decays = [
-        pl.when(b[k - 1] != 0).then(b[k] / b[k - 1]).alias(f"decay{k}") for k in range(1, N_BUCKETS)
-    ]
+    decays = [pl.when(b[k - 1] != 0).then(b[k] / b[k - 1]).alias(f"decay{k}") for k in range(1, N_BUCKETS)]
     shock_age = pl.coalesce(
         [pl.when((b[k] - b[0]).abs() > shock_threshold).then(pl.lit(k)) for k in range(1, N_BUCKETS)]
     ).cast(pl.Int32)
@@ -84,13 +82,9 @@ def curve_features(
         check_sortedness=False,
     )
     z = [
-        pl.when(pl.col(f"{n}_std") > 0)
-        .then((pl.col(n) - pl.col(f"{n}_mean")) / pl.col(f"{n}_std"))
-        .alias(f"{n}_z")
+        pl.when(pl.col(f"{n}_std") > 0).then((pl.col(n) - pl.col(f"{n}_mean")) / pl.col(f"{n}_std")).alias(f"{n}_z")
         for n in ("level", "slope")
     ]
     return (
-        joined.with_columns(z)
-        .select(*KEYS, "kind", "ts", "funding_time", *FEATURE_COLUMNS)
-        .sort([*KEYS, "kind", "ts"])
+        joined.with_columns(z).select(*KEYS, "kind", "ts", "funding_time", *FEATURE_COLUMNS).sort([*KEYS, "kind", "ts"])
     )

@@ -7,7 +7,6 @@ load exactly the mapped upstream partitions. The asset declares how its rows map
 partitions with ``metadata={"partition_expr": {"date": "<timestamp column>", "venue": "venue"}}``.
 """
 
-
 import datetime as dt
 
 import dagster as dg
@@ -72,9 +71,7 @@ class WarehouseIOManager(dg.ConfigurableIOManager):
             self._check_inside(table, obj, expr, _keys(context.asset_partition_keys))
             where, params, relations = partition_filter(expr, context.asset_partition_keys)
             written = self.warehouse.replace(table, obj, where, params, relations=relations)
-        context.add_output_metadata(
-            {"rows": dg.MetadataValue.int(written), "table": f"{SCHEMA}.{table}"}
-        )
+        context.add_output_metadata({"rows": dg.MetadataValue.int(written), "table": f"{SCHEMA}.{table}"})
 
     @staticmethod
     def _check_inside(table: str, obj: pl.DataFrame, expr: dict[str, str], keys: pl.DataFrame) -> None:

@@ -64,9 +64,7 @@ def as_utc_ms(expr: pl.Expr, dtype: pl.DataType, name: str) -> pl.Expr:
         return expr.dt.cast_time_unit(MS)
     if dtype.is_integer():
         return from_epoch_ms(expr)
-    raise FundingInputError(
-        f"column {name!r} must be a datetime or epoch milliseconds, not {dtype}"
-    )
+    raise FundingInputError(f"column {name!r} must be a datetime or epoch milliseconds, not {dtype}")
 
 
 def snap_to_minute(expr: pl.Expr) -> pl.Expr:
@@ -96,9 +94,7 @@ def normalise(prints: pl.DataFrame, *, default_venue: str | None = None) -> pl.D
         raise FundingInputError(f"prints: missing column(s) {', '.join(missing)}")
     frame = frame.with_columns(
         as_utc_ms(pl.col("ts"), frame.schema["ts"], "ts").alias("ts"),
-        as_utc_ms(pl.col("funding_time"), frame.schema["funding_time"], "funding_time").alias(
-            "funding_time"
-        ),
+        as_utc_ms(pl.col("funding_time"), frame.schema["funding_time"], "funding_time").alias("funding_time"),
         pl.col("rate").cast(pl.Float64),
         pl.col("interval_hours").cast(pl.Float64),
         pl.col("venue").cast(pl.String),
@@ -107,12 +103,8 @@ def normalise(prints: pl.DataFrame, *, default_venue: str | None = None) -> pl.D
     ).with_columns(snap_to_minute(pl.col("funding_time")).alias("funding_time"))
     bad_kind = frame.filter(~pl.col("kind").is_in(KINDS))
     if bad_kind.height:
-        raise FundingInputError(
-            f"prints: kind must be one of {KINDS}, got {bad_kind['kind'][0]!r}"
-        )
+        raise FundingInputError(f"prints: kind must be one of {KINDS}, got {bad_kind['kind'][0]!r}")
     bad_interval = frame.filter(~(pl.col("interval_hours") > 0))
     if bad_interval.height:
-        raise FundingInputError(
-            f"prints: interval_hours must be positive, got {bad_interval['interval_hours'][0]}"
-        )
+        raise FundingInputError(f"prints: interval_hours must be positive, got {bad_interval['interval_hours'][0]}")
     return frame

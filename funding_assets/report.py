@@ -38,8 +38,7 @@ SCHEMA = "funding"
 N_BUCKETS = 8
 BUCKETS = tuple(f"b{i}" for i in range(N_BUCKETS))
 BUCKET_LABELS = tuple(
-    f"{b} (newest)" if i == 0 else f"{b} (oldest)" if i == N_BUCKETS - 1 else b
-    for i, b in enumerate(BUCKETS)
+    f"{b} (newest)" if i == 0 else f"{b} (oldest)" if i == N_BUCKETS - 1 else b for i, b in enumerate(BUCKETS)
 )
 PERCENT = 100.0
 
@@ -73,9 +72,7 @@ def _read_only(warehouse: Path, tables: Iterable[str]) -> Iterator[duckdb.DuckDB
         con = duckdb.connect(str(warehouse), read_only=True)
     except duckdb.IOException as exc:
         # Not a DuckDB file, or a writer holds the lock: name the file instead of a traceback.
-        raise FundingInputError(
-            f"{warehouse}: cannot open the warehouse read-only ({exc})"
-        ) from None
+        raise FundingInputError(f"{warehouse}: cannot open the warehouse read-only ({exc})") from None
     with con:
         _require_tables(con, warehouse, tables)
         yield con
@@ -90,9 +87,7 @@ def _require_tables(con: duckdb.DuckDBPyConnection, warehouse: Path, tables: Ite
     }
     missing = [f"{SCHEMA}.{t}" for t in tables if t not in present]
     if missing:
-        raise FundingInputError(
-            f"{warehouse}: missing table(s) {', '.join(missing)}; {RUN_FIRST}"
-        )
+        raise FundingInputError(f"{warehouse}: missing table(s) {', '.join(missing)}; {RUN_FIRST}")
 
 
 def _query(con: duckdb.DuckDBPyConnection, sql: str) -> pl.DataFrame:
@@ -152,7 +147,7 @@ ORDER BY k.venue, k.symbol
 """
 
 STRIPS_SQL = f"""
-SELECT venue, symbol, funding_time, annualisation, {', '.join(BUCKETS)}
+SELECT venue, symbol, funding_time, annualisation, {", ".join(BUCKETS)}
 FROM {SCHEMA}.curve_snapshots WHERE kind = 'roll'
 ORDER BY venue, symbol, funding_time, ts
 """
@@ -212,18 +207,34 @@ def _summary_cells(df: pl.DataFrame) -> tuple[list[str], list[list[str]]]:
     """Header and display strings shared by the text and HTML tables (rates in percent)."""
     ann = _annualisation_label(df["annualisation"])
     header = [
-        "venue", "symbol", "prints", "first funding (UTC)", "last funding (UTC)",
-        "roll snaps", "intraday snaps", "ann", f"b0 % {ann}", f"b7 % {ann}",
-        "mean n_filled", "PCA fits", "latest pc1",
+        "venue",
+        "symbol",
+        "prints",
+        "first funding (UTC)",
+        "last funding (UTC)",
+        "roll snaps",
+        "intraday snaps",
+        "ann",
+        f"b0 % {ann}",
+        f"b7 % {ann}",
+        "mean n_filled",
+        "PCA fits",
+        "latest pc1",
     ]
     rows = [
         [
-            r["venue"], r["symbol"], str(r["prints"]),
-            _fmt_time(r["first_funding_time"]), _fmt_time(r["last_funding_time"]),
-            str(r["roll_snapshots"]), str(r["intraday_snapshots"]),
+            r["venue"],
+            r["symbol"],
+            str(r["prints"]),
+            _fmt_time(r["first_funding_time"]),
+            _fmt_time(r["last_funding_time"]),
+            str(r["roll_snapshots"]),
+            str(r["intraday_snapshots"]),
             (r["annualisation"] or "-").upper(),
-            _fmt_number(r["latest_b0"], 2, PERCENT), _fmt_number(r["latest_b7"], 2, PERCENT),
-            _fmt_number(r["mean_n_filled"], 1), str(r["pca_fits"]),
+            _fmt_number(r["latest_b0"], 2, PERCENT),
+            _fmt_number(r["latest_b7"], 2, PERCENT),
+            _fmt_number(r["mean_n_filled"], 1),
+            str(r["pca_fits"]),
             _fmt_number(r["latest_pc1"], 4),
         ]
         for r in df.iter_rows(named=True)
@@ -242,8 +253,7 @@ def format_summary(df: pl.DataFrame) -> str:
 
     def line(cells: list[str]) -> str:
         return "  ".join(
-            c.ljust(w) if i < TEXT_COLUMNS else c.rjust(w)
-            for i, (c, w) in enumerate(zip(cells, widths))
+            c.ljust(w) if i < TEXT_COLUMNS else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths))
         ).rstrip()
 
     rule = "  ".join("-" * w for w in widths)
@@ -253,9 +263,7 @@ def format_summary(df: pl.DataFrame) -> str:
 def _summary_html(df: pl.DataFrame) -> str:
     header, rows = _summary_cells(df)
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
-    body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows
-    )
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows)
     return f'<table class="summary"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
 
 
@@ -331,8 +339,7 @@ def _loadings(fits: pl.DataFrame, component: int) -> np.ndarray:
     """(fits x 8) loadings of one component; NaN where a fit kept fewer components."""
     return np.array(
         [
-            per_fit[component] if per_fit is not None and len(per_fit) > component else
-            [np.nan] * N_BUCKETS
+            per_fit[component] if per_fit is not None and len(per_fit) > component else [np.nan] * N_BUCKETS
             for per_fit in fits["loadings"].to_list()
         ],
         dtype=float,
@@ -344,32 +351,41 @@ def _pca_figure(venue: str, symbol: str, fits: pl.DataFrame) -> go.Figure:
     fits = _thin(fits, MAX_FITS)
     fitted = _times(fits["fitted_at"])
     fig = make_subplots(
-        rows=1, cols=3, horizontal_spacing=0.12,
+        rows=1,
+        cols=3,
+        horizontal_spacing=0.12,
         subplot_titles=("PC1 loadings", "PC2 loadings", "explained variance"),
     )
     for col, component in ((1, 0), (2, 1)):
         fig.add_trace(
             go.Heatmap(
-                x=list(BUCKET_LABELS), y=fitted, z=_loadings(fits, component),
+                x=list(BUCKET_LABELS),
+                y=fitted,
+                z=_loadings(fits, component),
                 coloraxis="coloraxis",
                 hovertemplate="fit %{y} UTC<br>%{x}: %{z:.3f}<extra></extra>",
             ),
-            row=1, col=col,
+            row=1,
+            col=col,
         )
         fig.add_trace(
             go.Scatter(
                 x=fitted,
-                y=fits["explained_variance"].list.get(component, null_on_oob=True).to_numpy()
-                * PERCENT,
+                y=fits["explained_variance"].list.get(component, null_on_oob=True).to_numpy() * PERCENT,
                 name=f"PC{component + 1} explained variance, %",
                 mode="lines+markers",
             ),
-            row=1, col=3,
+            row=1,
+            col=3,
         )
     # Loadings of a unit eigenvector lie in [-1, 1]; a fixed shared scale compares fits.
     fig.update_layout(
-        coloraxis={"colorscale": "RdBu_r", "cmin": -1, "cmax": 1,
-                   "colorbar": {"title": {"text": "loading"}, "x": 0.635, "thickness": 12}},
+        coloraxis={
+            "colorscale": "RdBu_r",
+            "cmin": -1,
+            "cmax": 1,
+            "colorbar": {"title": {"text": "loading"}, "x": 0.635, "thickness": 12},
+        },
     )
     fig.update_yaxes(title_text="fitted at (UTC)", row=1, col=1)
     fig.update_xaxes(title_text="8h bucket", row=1, col=1)
@@ -382,14 +398,15 @@ def _pca_figure(venue: str, symbol: str, fits: pl.DataFrame) -> go.Figure:
 def _signal_markers(rows: pl.DataFrame, signal: int, symbol: str) -> go.Scatter:
     hits = _thin(rows.filter(pl.col("signal") == signal), MAX_POINTS)
     return go.Scatter(
-        x=_times(hits["funding_time"]), y=_pct(hits["spread"]), mode="markers",
-        name=f"signal {signal:+d}", marker={"symbol": symbol, "size": 8},
+        x=_times(hits["funding_time"]),
+        y=_pct(hits["spread"]),
+        mode="markers",
+        name=f"signal {signal:+d}",
+        marker={"symbol": symbol, "size": 8},
     )
 
 
-def _spread_figure(
-    symbol: str, venue_a: str, venue_b: str, rows: pl.DataFrame, ann: str
-) -> go.Figure:
+def _spread_figure(symbol: str, venue_a: str, venue_b: str, rows: pl.DataFrame, ann: str) -> go.Figure:
     """b0 spread (venue_a minus venue_b, annualised %) with its mean, bands and signals."""
     line = _thin(rows, MAX_POINTS)
     x = _times(line["funding_time"])
@@ -453,8 +470,7 @@ def _groups(frame: pl.DataFrame, keys: list[str]) -> dict[tuple, pl.DataFrame]:
 
 def _sections(data: _ReportData) -> list[_Section]:
     stored = {
-        key: set(rows["annualisation"].drop_nulls())
-        for key, rows in _groups(data.strips, ["venue", "symbol"]).items()
+        key: set(rows["annualisation"].drop_nulls()) for key, rows in _groups(data.strips, ["venue", "symbol"]).items()
     }
 
     def pair_ann(symbol: str, *venues: str) -> str:
@@ -495,9 +511,7 @@ def _sections(data: _ReportData) -> list[_Section]:
             "the upper/lower bands and markers where the signal is non-zero.",
             [
                 (_div_id("spread", s, a, b), _spread_figure(s, a, b, rows, pair_ann(s, a, b)))
-                for (s, a, b), rows in _groups(
-                    data.spreads, ["symbol", "venue_a", "venue_b"]
-                ).items()
+                for (s, a, b), rows in _groups(data.spreads, ["symbol", "venue_a", "venue_b"]).items()
             ],
         ),
     ]
@@ -531,9 +545,7 @@ def _sections_html(sections: list[_Section]) -> str:
             parts.append("<p><em>No rows in the warehouse for this section.</em></p>")
         for div_id, fig in section.figures:
             # plotly.js goes inline once, with the first figure; the report must open offline.
-            parts.append(
-                fig.to_html(full_html=False, include_plotlyjs=not embedded, div_id=div_id)
-            )
+            parts.append(fig.to_html(full_html=False, include_plotlyjs=not embedded, div_id=div_id))
             embedded = True
     return "\n".join(parts)
 

@@ -1,6 +1,5 @@
 """Dagster resources: the warehouse, its IO manager and the pipeline's settings."""
 
-
 import functools
 
 import dagster as dg

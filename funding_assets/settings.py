@@ -108,7 +108,7 @@ class Settings:
         return self.home / WAREHOUSE_FILE
 
     @classmethod
-    def from_env(cls, environ: dict[str, str] | None = None) -> "Settings":
+    def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
         env = os.environ if environ is None else environ
         return cls(
             home=Path(env.get(ENV_HOME) or "data"),
@@ -130,7 +130,5 @@ def ensure_writable_home(home: Path, setting: str = ENV_HOME) -> Path:
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as exc:
-        raise FundingInputError(
-            f"{setting}={home}: data directory is not writable ({exc.strerror or exc})"
-        ) from None
+        raise FundingInputError(f"{setting}={home}: data directory is not writable ({exc.strerror or exc})") from None
     return home

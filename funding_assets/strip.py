@@ -84,9 +84,7 @@ def _ms(col: str) -> pl.Expr:
 
 def _prepare(prints: pl.DataFrame) -> pl.DataFrame:
     """Normalise, tag arrival order and grid window, drop prints a day away from their window."""
-    frame = normalise(prints).select(
-        "venue", "symbol", "ts", "funding_time", "rate", "interval_hours", "kind"
-    )
+    frame = normalise(prints).select("venue", "symbol", "ts", "funding_time", "rate", "interval_hours", "kind")
     grid_ms = (_ms("funding_time") + GRID_MS - 1) // GRID_MS * GRID_MS
     day_ms = grid_ms // DAY_MS * DAY_MS
     ts_ms = _ms("ts")
@@ -110,9 +108,13 @@ def _native_values(p: pl.DataFrame) -> pl.DataFrame:
 def _grid_values(native: pl.DataFrame) -> pl.DataFrame:
     """Rule 3 per grid window: r8 and the interval of its latest native window."""
     # sums in funding_time order: the same float result whatever order the rows came in
-    return native.sort([*KEYS, "funding_time"]).group_by([*KEYS, "grid_end"], maintain_order=True).agg(
-        r8=pl.col("rate").sum() * GRID_HOURS / pl.col("interval_hours").sum(),
-        interval_hours=pl.col("interval_hours").sort_by("funding_time").last(),
+    return (
+        native.sort([*KEYS, "funding_time"])
+        .group_by([*KEYS, "grid_end"], maintain_order=True)
+        .agg(
+            r8=pl.col("rate").sum() * GRID_HOURS / pl.col("interval_hours").sum(),
+            interval_hours=pl.col("interval_hours").sort_by("funding_time").last(),
+        )
     )
 
 
@@ -152,18 +154,14 @@ def _fill(frame: pl.DataFrame, depth: int, max_fill: int) -> pl.DataFrame:
         can_fill = a[k].is_null() & older.is_not_null() & ((older - newer - 1) <= max_fill)
         a_new, a_old = pick(newer), pick(older)
         interpolated = a_new + (a_old - a_new) * (k - newer) / (older - newer)
-        buckets.append(
-            pl.when(a[k].is_not_null()).then(a[k]).when(can_fill).then(interpolated).alias(f"b{k}")
-        )
+        buckets.append(pl.when(a[k].is_not_null()).then(a[k]).when(can_fill).then(interpolated).alias(f"b{k}"))
         filled.append(can_fill.cast(pl.Int32))
     return frame.with_columns(*buckets, n_filled=pl.sum_horizontal(filled).cast(pl.Int32))
 
 
 def _check_options(annualisation: str, max_fill: int) -> None:
     if annualisation not in ANNUALISATIONS:
-        raise FundingInputError(
-            f"annualisation must be one of {ANNUALISATIONS}, got {annualisation!r}"
-        )
+        raise FundingInputError(f"annualisation must be one of {ANNUALISATIONS}, got {annualisation!r}")
     if not 0 <= max_fill <= N_BUCKETS - 2:
         raise FundingInputError(f"max_fill must be between 0 and {N_BUCKETS - 2}, got {max_fill}")
 
@@ -202,11 +200,7 @@ def _roll(p: pl.DataFrame, annualisation: str, max_fill: int) -> pl.DataFrame:
             later=pl.col("first_ts").fill_null(never).shift(-1).cum_min(reverse=True).over(KEYS),
             **{f"a{k}": pl.col("a0").shift(k).over(KEYS) for k in range(1, depth)},
         )
-        .with_columns(
-            closed_at=pl.min_horizontal(
-                "settled", pl.when(pl.col("later") < never).then(pl.col("later"))
-            )
-        )
+        .with_columns(closed_at=pl.min_horizontal("settled", pl.when(pl.col("later") < never).then(pl.col("later"))))
         .filter(pl.col("a0").is_not_null() & pl.col("closed_at").is_not_null())
         .with_columns(ts=pl.col("grid_end"), funding_time=pl.col("grid_end"))
     )
@@ -296,12 +290,8 @@ def _intraday(p: pl.DataFrame, every_minutes: int, annualisation: str, max_fill:
     )
     frame = samples.sort("t")
     for k in range(depth):
-        right = values.rename({"r8": f"r{k}", "interval_hours": f"h{k}"}).rename(
-            {"grid_end": f"g{k}"}
-        )
-        frame = frame.with_columns(
-            (pl.col("open_end") - pl.duration(hours=GRID_HOURS * k)).alias(f"g{k}")
-        ).join_asof(
+        right = values.rename({"r8": f"r{k}", "interval_hours": f"h{k}"}).rename({"grid_end": f"g{k}"})
+        frame = frame.with_columns((pl.col("open_end") - pl.duration(hours=GRID_HOURS * k)).alias(f"g{k}")).join_asof(
             right,
             left_on="t",
             right_on="ts",
@@ -312,9 +302,9 @@ def _intraday(p: pl.DataFrame, every_minutes: int, annualisation: str, max_fill:
         frame = frame.drop([c for c in frame.columns if c.startswith("ts")] + [f"g{k}"])
         if k:
             frame = frame.drop(f"h{k}")
-    frame = frame.with_columns(
-        **{f"a{k}": annualise(pl.col(f"r{k}"), annualisation) for k in range(depth)}
-    ).filter(pl.col("a0").is_not_null())
+    frame = frame.with_columns(**{f"a{k}": annualise(pl.col(f"r{k}"), annualisation) for k in range(depth)}).filter(
+        pl.col("a0").is_not_null()
+    )
     frame = frame.with_columns(ts=pl.col("t"), funding_time=pl.col("open_end"), interval_hours="h0")
     return _finish(_fill(frame, depth, max_fill), "intraday", annualisation)
 
@@ -361,9 +351,7 @@ def partition_snapshots(
     roll = _roll(p, annualisation, max_fill)
     day_end = pl.col("ts").dt.truncate("1d") + pl.duration(days=1)
     roll = roll.filter(pl.col("closed_at") < day_end).drop("closed_at")
-    last_print_of_day = p.group_by(*KEYS, day=pl.col("ts").dt.truncate("1d")).agg(
-        last_print=pl.col("ts").max()
-    )
+    last_print_of_day = p.group_by(*KEYS, day=pl.col("ts").dt.truncate("1d")).agg(last_print=pl.col("ts").max())
     intraday = (
         _intraday(p, every_minutes, annualisation, max_fill)
         .with_columns(day=pl.col("ts").dt.truncate("1d"))

@@ -46,9 +46,7 @@ def check_venue(venue: str, setting: str = "venue") -> str:
     """Return ``venue`` normalised, or raise naming the setting and the known venues."""
     name = venue.strip().lower()
     if name not in VENUES:
-        raise FundingInputError(
-            f"{setting}: unknown venue {venue!r}; known venues are {', '.join(VENUES)}"
-        )
+        raise FundingInputError(f"{setting}: unknown venue {venue!r}; known venues are {', '.join(VENUES)}")
     return name
 
 
@@ -56,9 +54,7 @@ def check_coin(coin: str, setting: str = "coin") -> str:
     """Return ``coin`` normalised, or raise naming the setting and the known coins."""
     name = coin.strip().upper()
     if name not in COINS:
-        raise FundingInputError(
-            f"{setting}: unknown coin {coin!r}; known coins are {', '.join(COINS)}"
-        )
+        raise FundingInputError(f"{setting}: unknown coin {coin!r}; known coins are {', '.join(COINS)}")
     return name
 
 

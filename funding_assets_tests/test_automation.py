@@ -71,7 +71,10 @@ def test_todays_partition_exists_at_the_morning_and_afternoon_rolls(instance):
 def test_roll_sensor_follows_the_configured_venues(instance, monkeypatch):
     monkeypatch.setenv("FUNDING_ASSETS_VENUES", "okx,deribit")
     result = tick(instance, dt.datetime(2024, 3, 6, 0, 1))
-    assert [r.partition_key for r in result.run_requests if r.job_name == "roll_job"] == ["2024-03-06|okx", "2024-03-06|deribit"]
+    assert [r.partition_key for r in result.run_requests if r.job_name == "roll_job"] == [
+        "2024-03-06|okx",
+        "2024-03-06|deribit",
+    ]
 
 
 def schedule_keys(name, when):

@@ -44,11 +44,20 @@ def good_rows(n: int = N_PRINTS) -> list[dict]:
     rows = []
     for i in range(n):
         ms = int((FIRST + dt.timedelta(hours=8 * i) - dt.datetime(1970, 1, 1)).total_seconds() * 1000) + i % 17
-        rows.append({"symbol": "BTCUSDT", "ts": str(ms), "funding_time": str(ms), "rate": f"{0.0001 + 0.00001 * (i % 5 - 2):.8f}"})
+        rows.append(
+            {
+                "symbol": "BTCUSDT",
+                "ts": str(ms),
+                "funding_time": str(ms),
+                "rate": f"{0.0001 + 0.00001 * (i % 5 - 2):.8f}",
+            }
+        )
     return rows
 
 
-def write_csv(path: Path, rows: list[dict], columns: tuple[str, ...] = ("symbol", "ts", "funding_time", "rate")) -> Path:
+def write_csv(
+    path: Path, rows: list[dict], columns: tuple[str, ...] = ("symbol", "ts", "funding_time", "rate")
+) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     pl.DataFrame([{c: r[c] for c in columns} for r in rows], schema={c: pl.String for c in columns}).write_csv(path)
     return path
@@ -74,7 +83,9 @@ def digest(warehouse: Path) -> dict[str, str]:
     out = {}
     with duckdb.connect(str(warehouse), read_only=True) as con:
         for t in TABLES:
-            out[t] = hashlib.sha256(repr(con.execute(f"SELECT * FROM funding.{t} ORDER BY ALL").fetchall()).encode()).hexdigest()
+            out[t] = hashlib.sha256(
+                repr(con.execute(f"SELECT * FROM funding.{t} ORDER BY ALL").fetchall()).encode()
+            ).hexdigest()
         out["range"] = hashlib.sha256(
             repr(
                 con.execute(
@@ -111,7 +122,9 @@ class Cli:
     def warehouse(self) -> Path:
         return self.home / "warehouse.duckdb"
 
-    def __call__(self, *args: str, start: str = START, end: str = END, venues: str = "binance", coins: str = "BTC") -> tuple[int, str]:
+    def __call__(
+        self, *args: str, start: str = START, end: str = END, venues: str = "binance", coins: str = "BTC"
+    ) -> tuple[int, str]:
         self.capsys.readouterr()
         argv = ["backfill", "--start", start, "--end", end]
         if venues:

@@ -21,9 +21,9 @@ from datetime import datetime, timedelta
 import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
+from snapshot_rows import frame, snap
 
 from funding_assets.features import curve_features
-from snapshot_rows import frame, snap
 
 T0 = datetime(2024, 3, 1, 0, 0)
 H8 = timedelta(hours=8)
@@ -213,9 +213,7 @@ def test_z_statistics_are_per_venue_and_symbol():
     ours = rolls(LEVELS_20, slopes=SLOPES_20)
     others = rolls([9.0, -7.0] * 10, venue="okx") + rolls([4.0] * 10 + [-4.0] * 10, symbol="ETH")
     alone = curve_features(frame(ours))
-    mixed = curve_features(frame(others + ours)).filter(
-        (pl.col("venue") == "binance") & (pl.col("symbol") == "BTC")
-    )
+    mixed = curve_features(frame(others + ours)).filter((pl.col("venue") == "binance") & (pl.col("symbol") == "BTC"))
     assert_frame_equal(mixed, alone)
     assert mixed["level_z"][19] == pytest.approx(LEVEL_Z_20, rel=1e-9)
 

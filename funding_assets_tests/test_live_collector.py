@@ -104,7 +104,15 @@ def random_prints(venue: str, hours: float, days: int, seed: int) -> list[tuple]
         t += dt.timedelta(minutes=rng.randint(5, 70), milliseconds=rng.randint(0, 999))
         while t >= ft:
             if rng.random() < 0.8:
-                out.append(p(ft + rng.randint(0, 1400) * MS, ft, round(rng.gauss(1e-4, 8e-5) * hours / 8, 8), hours, venue=venue))
+                out.append(
+                    p(
+                        ft + rng.randint(0, 1400) * MS,
+                        ft,
+                        round(rng.gauss(1e-4, 8e-5) * hours / 8, 8),
+                        hours,
+                        venue=venue,
+                    )
+                )
             ft += step
         if rng.random() < 0.9:
             out.append(p(t, ft, round(rng.gauss(1e-4, 8e-5) * hours / 8, 8), hours, "predicted", venue=venue))
@@ -202,9 +210,18 @@ class ScriptedClient:
     def settled(self, coin, start, end):
         self.events.append(("settled", coin, start, end))
         last = dt.datetime(end.year, end.month, end.day, end.hour // 8 * 8)
-        rows = [{"coin": coin, "ts_ms": int((t - dt.datetime(1970, 1, 1)) / MS), "funding_time_ms": int((t - dt.datetime(1970, 1, 1)) / MS),
-                 "rate": 0.0001, "interval_hours": 8, "kind": "realised"}
-                for t in (last - k * 8 * H for k in range(12)) if start <= t <= end]
+        rows = [
+            {
+                "coin": coin,
+                "ts_ms": int((t - dt.datetime(1970, 1, 1)) / MS),
+                "funding_time_ms": int((t - dt.datetime(1970, 1, 1)) / MS),
+                "rate": 0.0001,
+                "interval_hours": 8,
+                "kind": "realised",
+            }
+            for t in (last - k * 8 * H for k in range(12))
+            if start <= t <= end
+        ]
         return prints_frame(rows, self.venue, "bybit REST")
 
     async def stream(self, coins, **kwargs):
@@ -215,8 +232,21 @@ class ScriptedClient:
             now = self.clock()
             ft = dt.datetime(now.year, now.month, now.day, now.hour // 8 * 8) + 8 * H
             ms = int((now - dt.datetime(1970, 1, 1)) / MS)
-            yield prints_frame([{"coin": c, "ts_ms": ms, "funding_time_ms": int((ft - dt.datetime(1970, 1, 1)) / MS),
-                                 "rate": 0.0001, "interval_hours": 8, "kind": "predicted"} for c in coins], self.venue, "bybit WS")
+            yield prints_frame(
+                [
+                    {
+                        "coin": c,
+                        "ts_ms": ms,
+                        "funding_time_ms": int((ft - dt.datetime(1970, 1, 1)) / MS),
+                        "rate": 0.0001,
+                        "interval_hours": 8,
+                        "kind": "predicted",
+                    }
+                    for c in coins
+                ],
+                self.venue,
+                "bybit WS",
+            )
         if kind == "drop":
             raise ConnectionError("dropped")
         await asyncio.sleep(3600)  # silent: only the watchdog ends it
@@ -236,10 +266,22 @@ class RecordingRng:
 
 @pytest.mark.parametrize("healthy_s", [1000.0, 0.0], ids=["backoff-grows", "backoff-resets"])
 def test_every_reconnect_fills_the_gap_from_rest_before_the_new_stream(tmp_path, healthy_s):
-    client = ScriptedClient(dt.datetime(2025, 3, 10, 7, 30), [("drop", 3), ("silent", 2), ("drop", 0), ("drop", 4), ("drop", 2)])
+    client = ScriptedClient(
+        dt.datetime(2025, 3, 10, 7, 30), [("drop", 3), ("silent", 2), ("drop", 0), ("drop", 4), ("drop", 2)]
+    )
     rng = RecordingRng()
-    collector = Collector(tmp_path, ["bybit"], COINS, clock=client.clock, client_factory=lambda v: client, watchdog_s=0.2,
-                          backoff_s=0.01, backoff_cap_s=0.04, healthy_s=healthy_s, rng=rng)
+    collector = Collector(
+        tmp_path,
+        ["bybit"],
+        COINS,
+        clock=client.clock,
+        client_factory=lambda v: client,
+        watchdog_s=0.2,
+        backoff_s=0.01,
+        backoff_cap_s=0.04,
+        healthy_s=healthy_s,
+        rng=rng,
+    )
 
     async def run():
         stop = asyncio.Event()
@@ -274,10 +316,14 @@ def test_every_reconnect_fills_the_gap_from_rest_before_the_new_stream(tmp_path,
 def sim_collector(server, home, clock, **kw):
     venues = list(server.sims)
     return Collector(
-        home, venues, COINS,
+        home,
+        venues,
+        COINS,
         urls={v: (server.rest_url(v), server.ws_url(v)) for v in venues},
         clock=clock,
-        http_factory=lambda venue, rest: HttpClient(venue, rest, UNLIMITED, timeout_s=2.0, backoff_s=0.01, backoff_cap_s=0.1),
+        http_factory=lambda venue, rest: HttpClient(
+            venue, rest, UNLIMITED, timeout_s=2.0, backoff_s=0.01, backoff_cap_s=0.1
+        ),
         **kw,
     )
 
@@ -296,7 +342,9 @@ def test_collector_across_rolls_with_drops_stalls_and_garbage_loses_nothing(simu
     clock = SimClock(start, speed=7200)
     server = simulator(clock=clock, push_interval_s=0.05, faults=Faults(seed=3, ws_garbage_rate=0.05, ws_drop_after=40))
     venues = list(server.sims)
-    collector = sim_collector(server, home, clock, watchdog_s=0.5, backoff_s=0.02, backoff_cap_s=0.2, healthy_s=0.5, rotate_s=2.0)
+    collector = sim_collector(
+        server, home, clock, watchdog_s=0.5, backoff_s=0.02, backoff_cap_s=0.2, healthy_s=0.5, rotate_s=2.0
+    )
 
     async def run():
         stop = asyncio.Event()
@@ -333,8 +381,12 @@ def test_collector_across_rolls_with_drops_stalls_and_garbage_loses_nothing(simu
             assert fills[0][0] == "prewarm" and set(gaps) == {"gap"}
             assert rt.reconnects <= len(gaps) <= rt.reconnects + 1  # the stop may interrupt a reconnect
             last_fill = fills[-1][3]
-            want = model.settlements(venue, coin, fills[0][2], last_fill).filter(pl.col("ts") <= last_fill - dt.timedelta(minutes=1))
-            got = landed.filter((pl.col("venue") == venue) & (pl.col("symbol") == coin) & (pl.col("kind") == "realised"))
+            want = model.settlements(venue, coin, fills[0][2], last_fill).filter(
+                pl.col("ts") <= last_fill - dt.timedelta(minutes=1)
+            )
+            got = landed.filter(
+                (pl.col("venue") == venue) & (pl.col("symbol") == coin) & (pl.col("kind") == "realised")
+            )
             got = got.filter(pl.col("funding_time") <= want["funding_time"].max())
             cols = ["funding_time", "rate", "interval_hours"]
             assert got.select(cols).sort("funding_time").equals(want.select(cols)), (venue, coin)
@@ -347,7 +399,12 @@ def test_collector_across_rolls_with_drops_stalls_and_garbage_loses_nothing(simu
     rolls = stored.filter(pl.col("kind") == "roll").select(list(strip.SNAPSHOT_SCHEMA)).sort(["venue", "symbol", "ts"])
     batch = strip.roll_snapshots(landed).sort(["venue", "symbol", "ts"])
     assert rolls.equals(batch)
-    closed_live = {dt.datetime(2025, 3, 10, 8), dt.datetime(2025, 3, 10, 16), dt.datetime(2025, 3, 11), dt.datetime(2025, 3, 11, 8)}
+    closed_live = {
+        dt.datetime(2025, 3, 10, 8),
+        dt.datetime(2025, 3, 10, 16),
+        dt.datetime(2025, 3, 11),
+        dt.datetime(2025, 3, 11, 8),
+    }
     for venue in venues:
         for coin in COINS:
             windows = set(rolls.filter((pl.col("venue") == venue) & (pl.col("symbol") == coin))["ts"].to_list())
@@ -357,7 +414,9 @@ def test_collector_across_rolls_with_drops_stalls_and_garbage_loses_nothing(simu
     written_at, statuses = read_status(status_path(home))
     assert {s.venue for s in statuses} == set(venues)
     for s in statuses:
-        assert s.state == "stopped" and s.reconnects >= 6 and s.gaps_filled > 0 and s.skipped_frames > 0 and s.prints > 0
+        assert (
+            s.state == "stopped" and s.reconnects >= 6 and s.gaps_filled > 0 and s.skipped_frames > 0 and s.prints > 0
+        )
         assert s.last_error and s.last_message_at is not None
 
     # (e) clean shutdown: whole files only, every print landed, the last samples stored
@@ -366,7 +425,12 @@ def test_collector_across_rolls_with_drops_stalls_and_garbage_loses_nothing(simu
     assert landed.height == collector.landing.rows_written == collector.prints_handled
     intraday = stored.filter(pl.col("kind") == "intraday")
     last_sample = intraday.group_by("venue", "symbol").agg(pl.col("ts").max()).sort("venue", "symbol")
-    last_quote = landed.filter(pl.col("kind") == "predicted").group_by("venue", "symbol").agg(pl.col("ts").max()).sort("venue", "symbol")
+    last_quote = (
+        landed.filter(pl.col("kind") == "predicted")
+        .group_by("venue", "symbol")
+        .agg(pl.col("ts").max())
+        .sort("venue", "symbol")
+    )
     assert last_sample.equals(last_quote)
     assert (stored["stored_at"] >= stored["received_at"]).all()
 
@@ -410,7 +474,11 @@ def test_sigterm_stops_the_collector_cleanly(simulator, home, tmp_path):
     landed = pl.concat([read_landed(f) for f in landed_files(home / "landing")])
     for s in statuses:
         sent = server.sims[s.venue].prints_sent
-        assert landed.filter((pl.col("venue") == s.venue) & (pl.col("source") == f"{s.venue} WS")).height == sent == s.prints
+        assert (
+            landed.filter((pl.col("venue") == s.venue) & (pl.col("source") == f"{s.venue} WS")).height
+            == sent
+            == s.prints
+        )
     assert not [f for f in os.listdir(home / "landing") if not NAME_RE.fullmatch(f)]
     with duckdb.connect(str(home / "live" / "live.duckdb"), read_only=True) as con:
         assert con.execute("SELECT count(*) FROM live_strip WHERE kind = 'intraday'").fetchone()[0] > 0

@@ -32,7 +32,10 @@ def quotes(n: int, start: dt.datetime, venue: str = "okx") -> pl.DataFrame:
             "symbol": "BTC",
             "venue_symbol": "BTC-USDT-SWAP",
             "ts": ts,
-            "funding_time": [t.replace(minute=0, second=0, microsecond=0, hour=t.hour - t.hour % 8) + dt.timedelta(hours=8) for t in ts],
+            "funding_time": [
+                t.replace(minute=0, second=0, microsecond=0, hour=t.hour - t.hour % 8) + dt.timedelta(hours=8)
+                for t in ts
+            ],
             "rate": [0.0001 + i * 1e-7 for i in range(n)],
             "interval_hours": 8.0,
             "kind": "predicted",
@@ -61,7 +64,9 @@ def tick(instance, cursor=None):
 
 def ingest(instance, request):
     job = defs.resolve_job_def("live_prints_job")
-    result = job.execute_in_process(run_config=request.run_config, instance=instance, resources=build_resources(Settings.from_env()))
+    result = job.execute_in_process(
+        run_config=request.run_config, instance=instance, resources=build_resources(Settings.from_env())
+    )
     assert result.success
     return result
 
@@ -128,7 +133,10 @@ def test_todays_raw_prints_merge_live_predictions_with_settlements(home, instanc
     ingest(instance, tick(instance).run_requests[0])
     for _ in range(2):  # twice: no duplicates
         result = dg.materialize(
-            ASSETS, selection=["raw_prints"], instance=instance, resources=build_resources(Settings.from_env()),
+            ASSETS,
+            selection=["raw_prints"],
+            instance=instance,
+            resources=build_resources(Settings.from_env()),
             partition_key=dg.MultiPartitionKey({"date": str(DAY), "venue": "okx"}),
         )
         assert result.success

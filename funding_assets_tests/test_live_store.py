@@ -10,13 +10,13 @@ import time
 import polars as pl
 import pytest
 
+from funding_assets.live.status import VenueStatus, read_status, status_path, status_table, write_status
 from funding_assets.live.store import (
     LIVE_STRIP_SCHEMA,
     PUT_SCHEMA,
     LiveStore,
     live_store_path,
 )
-from funding_assets.live.status import VenueStatus, read_status, status_path, status_table, write_status
 from funding_assets.settings import Settings
 
 T0 = NOW = dt.datetime(2025, 3, 1, 8, 0)
@@ -26,8 +26,9 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC).replace(tzinfo=None)
 
 
-def strip_rows(n: int, *, kind="intraday", venue="binance", symbols=("BTC",), start_ms=0, b0=0.1,
-               received_at=None) -> pl.DataFrame:
+def strip_rows(
+    n: int, *, kind="intraday", venue="binance", symbols=("BTC",), start_ms=0, b0=0.1, received_at=None
+) -> pl.DataFrame:
     """``n`` strip rows cycling over ``symbols``; row i at ``T0 + start_ms + i`` ms."""
     ts = [T0 + dt.timedelta(milliseconds=start_ms + i) for i in range(n)]
     return pl.DataFrame(
@@ -145,8 +146,10 @@ def test_throughput_100k_rows_at_over_20k_rows_per_second_with_low_latency(store
     elapsed = time.perf_counter() - start
     latencies = sorted(store.latencies_ms())
     p50, p99 = latencies[len(latencies) // 2], latencies[int(len(latencies) * 0.99)]
-    print(f"\nlive store: {total} rows in {elapsed:.2f} s = {total / elapsed:,.0f} rows/s, "
-          f"{store.batches} commits, latency p50 {p50:.0f} ms, p99 {p99:.0f} ms, max {latencies[-1]:.0f} ms")
+    print(
+        f"\nlive store: {total} rows in {elapsed:.2f} s = {total / elapsed:,.0f} rows/s, "
+        f"{store.batches} commits, latency p50 {p50:.0f} ms, p99 {p99:.0f} ms, max {latencies[-1]:.0f} ms"
+    )
     assert len(latencies) == total
     assert total / elapsed > 20_000
     assert p99 < 1000  # the target is 250 ms; the bound is generous for a busy CI machine
@@ -206,11 +209,38 @@ def test_table_shows_message_age_print_lag_and_counters(home):
     lines = table.splitlines()
     assert lines[0] == "collector status written 2025-03-01 08:00:00 UTC (5 s ago)"
     assert "WARNING" not in table
-    assert lines[1].split() == ["venue", "state", "age", "s", "lag", "s", "messages", "prints", "reconnects",
-                                "gaps", "filled", "skipped", "last", "error"]
+    assert lines[1].split() == [
+        "venue",
+        "state",
+        "age",
+        "s",
+        "lag",
+        "s",
+        "messages",
+        "prints",
+        "reconnects",
+        "gaps",
+        "filled",
+        "skipped",
+        "last",
+        "error",
+    ]
     assert lines[2].split() == ["binance", "live", "7.0", "8.5", "1200", "1100", "1", "12", "2", "-"]
-    assert lines[3].split() == ["okx", "reconnecting", "65.0", "-", "0", "0", "4", "0", "0",
-                                "ConnectionClosed:", "1006", "(abnormal", "closure)"]
+    assert lines[3].split() == [
+        "okx",
+        "reconnecting",
+        "65.0",
+        "-",
+        "0",
+        "0",
+        "4",
+        "0",
+        "0",
+        "ConnectionClosed:",
+        "1006",
+        "(abnormal",
+        "closure)",
+    ]
     assert lines[4].split()[:4] == ["deribit", "connecting", "-", "-"]
     # fixed-width columns: numbers right-aligned under their heading
     assert lines[1].index("age s") + len("age s") == lines[2].index("7.0") + len("7.0") == lines[3].index("65.0") + 4

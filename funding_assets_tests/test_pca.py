@@ -22,10 +22,10 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 from sklearn.decomposition import PCA
+from snapshot_rows import frame, snap
 
 from funding_assets.pca import Fit, fit_times, fit_walk_forward, fits_frame, score
 from funding_assets.strip import BUCKETS
-from snapshot_rows import frame, snap
 
 H8 = timedelta(hours=8)
 DAY = timedelta(days=1)
@@ -295,9 +295,7 @@ def test_previous_loadings_carry_the_sign_across_runs():
     # the continuous run (this is how the asset continues from the warehouse).
     snaps, _, u2b = _flipping_pc2()
     f1, f2 = fit_walk_forward(snaps, [T0 + 7 * DAY, T0 + 14 * DAY], window_days=7)
-    (alone,) = fit_walk_forward(
-        snaps, [T0 + 14 * DAY], window_days=7, previous={("binance", "BTC"): f1.loadings}
-    )
+    (alone,) = fit_walk_forward(snaps, [T0 + 14 * DAY], window_days=7, previous={("binance", "BTC"): f1.loadings})
     assert alone.loadings == pytest.approx(f2.loadings, abs=1e-12)
     assert alone.loadings[1] == pytest.approx(u2b, abs=1e-9)
 
@@ -385,8 +383,7 @@ def test_no_score_uses_a_fit_at_or_after_its_snapshot(seed):
         assert row["fitted_at"] == max(earlier)
     # every snapshot with an earlier fit is scored, none without
     expected = sum(
-        any(t < row["ts"] for t in by_key.get((row["venue"], row["symbol"]), []))
-        for row in snaps.iter_rows(named=True)
+        any(t < row["ts"] for t in by_key.get((row["venue"], row["symbol"]), [])) for row in snaps.iter_rows(named=True)
     )
     assert out.height == expected
     # each fit saw only roll snapshots in [fitted_at - window, fitted_at)

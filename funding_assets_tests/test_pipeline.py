@@ -25,7 +25,10 @@ def run(instance, selection, start, end, venues=None):
     if venues is None:
         tags = {"dagster/asset_partition_range_start": start, "dagster/asset_partition_range_end": end}
     else:
-        tags = {"dagster/asset_partition_range_start": f"{start}|{venues[0]}", "dagster/asset_partition_range_end": f"{end}|{venues[-1]}"}
+        tags = {
+            "dagster/asset_partition_range_start": f"{start}|{venues[0]}",
+            "dagster/asset_partition_range_end": f"{end}|{venues[-1]}",
+        }
     result = dg.materialize(
         ASSETS, selection=selection, instance=instance, resources=build_resources(Settings.from_env()), tags=tags
     )
@@ -35,7 +38,11 @@ def run(instance, selection, start, end, venues=None):
 
 def run_one(instance, selection, key):
     result = dg.materialize(
-        ASSETS, selection=selection, instance=instance, resources=build_resources(Settings.from_env()), partition_key=key
+        ASSETS,
+        selection=selection,
+        instance=instance,
+        resources=build_resources(Settings.from_env()),
+        partition_key=key,
     )
     assert result.success
     return result
@@ -89,7 +96,11 @@ def test_a_range_run_and_day_by_day_runs_store_identical_rows(home, tmp_path, mo
             for day in days:
                 run_one(fresh, ["raw_prints"], dg.MultiPartitionKey({"date": str(day), "venue": venue}))
             for day in days[4:]:
-                run_one(fresh, ["curve_snapshots", "curve_features"], dg.MultiPartitionKey({"date": str(day), "venue": venue}))
+                run_one(
+                    fresh,
+                    ["curve_snapshots", "curve_features"],
+                    dg.MultiPartitionKey({"date": str(day), "venue": venue}),
+                )
     for name, frame in ranged.items():
         assert frame.height > 500
         assert table(other, name, "venue, symbol, kind, ts").equals(frame)
@@ -108,8 +119,16 @@ def test_rematerialising_replaces_rows_and_never_duplicates(home, monkeypatch, i
 
 
 def test_whole_chain_with_checks_on_all_venues(home, instance):
-    result = run(instance, ["raw_prints"], "2024-01-01", "2024-03-10", ["binance", "bybit", "okx", "hyperliquid", "deribit"])
-    result = run(instance, ["curve_snapshots", "curve_features", "pca_factors"], "2024-02-01", "2024-03-10", ["binance", "bybit", "okx", "hyperliquid", "deribit"])
+    result = run(
+        instance, ["raw_prints"], "2024-01-01", "2024-03-10", ["binance", "bybit", "okx", "hyperliquid", "deribit"]
+    )
+    result = run(
+        instance,
+        ["curve_snapshots", "curve_features", "pca_factors"],
+        "2024-02-01",
+        "2024-03-10",
+        ["binance", "bybit", "okx", "hyperliquid", "deribit"],
+    )
     evaluations = {e.check_name: e for e in result.get_asset_check_evaluations()}
     assert evaluations["curve_snapshots_unique_keys"].passed
     assert evaluations["pca_factors_no_lookahead"].passed
@@ -129,8 +148,18 @@ def test_whole_chain_with_checks_on_all_venues(home, instance):
 
 def test_a_failed_write_keeps_the_previous_rows(home, monkeypatch):
     warehouse = Warehouse(database=str(home / "warehouse.duckdb"))
-    row = {"fit_id": "x", "venue": "okx", "symbol": "BTC", "fitted_at": dt.datetime(2024, 1, 1), "window_start": dt.datetime(2023, 12, 2),
-           "window_end": dt.datetime(2024, 1, 1), "n_obs": 90, "loadings": [[0.1] * 8], "explained_variance": [0.9], "mean": [0.1] * 8}
+    row = {
+        "fit_id": "x",
+        "venue": "okx",
+        "symbol": "BTC",
+        "fitted_at": dt.datetime(2024, 1, 1),
+        "window_start": dt.datetime(2023, 12, 2),
+        "window_end": dt.datetime(2024, 1, 1),
+        "n_obs": 90,
+        "loadings": [[0.1] * 8],
+        "explained_variance": [0.9],
+        "mean": [0.1] * 8,
+    }
     frame = pl.DataFrame([row])
     warehouse.replace("pca_fits", frame)
     calls = {"n": 0}
@@ -153,6 +182,7 @@ def test_the_io_manager_refuses_rows_outside_the_partitions_it_writes(home, inst
 
     frame = pl.DataFrame({"ts": [dt.datetime(2024, 1, 2, 8)], "venue": ["okx"]})
     with pytest.raises(dg.DagsterInvariantViolationError, match="outside the partitions"):
-        WarehouseIOManager._check_inside("raw_prints", frame, {"date": "ts", "venue": "venue"}, _keys(["2024-01-01|okx"]))
+        WarehouseIOManager._check_inside(
+            "raw_prints", frame, {"date": "ts", "venue": "venue"}, _keys(["2024-01-01|okx"])
+        )
     WarehouseIOManager._check_inside("raw_prints", frame, {"date": "ts", "venue": "venue"}, _keys(["2024-01-02|okx"]))
-

@@ -119,10 +119,14 @@ def read_zushen(venue: str, venue_symbol: str) -> Settled:
     frame = pl.read_csv(ZUSHEN_DERIVED, infer_schema=False).filter(
         (pl.col("venue") == venue) & (pl.col("venue_symbol") == venue_symbol)
     )
-    return Settled([(utc_from_ms(int(ms)), rate) for ms, rate in frame.select("settlement_ts_ms", "rate_raw").iter_rows()])
+    return Settled(
+        [(utc_from_ms(int(ms)), rate) for ms, rate in frame.select("settlement_ts_ms", "rate_raw").iter_rows()]
+    )
 
 
-def write_replay_csv(path: Path, symbol: str, series: Settled, ts_format: str, interval_hours: float | None = None) -> None:
+def write_replay_csv(
+    path: Path, symbol: str, series: Settled, ts_format: str, interval_hours: float | None = None
+) -> None:
     """A replay CSV: ts = the jittered settlement time, funding_time = the same raw value
     (the pipeline snaps it to the minute), rate = the source text unchanged."""
     fmt = {"ms": lambda t: str(epoch_ms(t)), "iso": iso_z}[ts_format]
@@ -409,9 +413,7 @@ def test_hyperliquid_btc_intraday_b0_is_the_open_window_so_far(hyperliquid):
 
 def test_hyperliquid_raw_prints_keep_jitter_and_hourly_interval(hyperliquid):
     wh, hl = hyperliquid
-    got = wh.rows(
-        "SELECT * FROM funding.raw_prints WHERE ts >= '2024-06-07' AND ts < '2024-06-08' ORDER BY ts"
-    )
+    got = wh.rows("SELECT * FROM funding.raw_prints WHERE ts >= '2024-06-07' AND ts < '2024-06-08' ORDER BY ts")
     minutes = hl.between(dt.datetime(2024, 6, 7), dt.datetime(2024, 6, 8))
     assert len(got) == len(minutes) == 24
     for row, minute in zip(got, minutes):
@@ -429,7 +431,16 @@ def test_spread_binance_minus_hyperliquid_matches_snapshots_and_hand_arithmetic(
     wh, binance, hl, _ = overlap
     w = dt.datetime(2025, 10, 10, 16, 0)
     assert binance.text[w] == "1.013e-05"
-    hl_hours = ["1.25e-05", "8.9718e-06", "-1.55185e-05", "6.802e-07", "1.03702e-05", "9.7508e-06", "1.01879e-05", "9.09e-06"]
+    hl_hours = [
+        "1.25e-05",
+        "8.9718e-06",
+        "-1.55185e-05",
+        "6.802e-07",
+        "1.03702e-05",
+        "9.7508e-06",
+        "1.01879e-05",
+        "9.09e-06",
+    ]
     assert [hl.text[h] for h in hl.hours_in_window(w)] == hl_hours
     b0_binance = 1.013e-05 * 1095
     b0_hl = sum(float(r) for r in hl_hours) * 8 / 8 * 1095
@@ -460,9 +471,7 @@ def test_spread_binance_minus_hyperliquid_matches_snapshots_and_hand_arithmetic(
 
 def test_spreads_exist_for_every_shared_window_of_the_range(overlap):
     wh, binance, hl, _ = overlap
-    rows = wh.rows(
-        "SELECT * FROM funding.spread_signals WHERE symbol = 'BTC' ORDER BY funding_time"
-    )
+    rows = wh.rows("SELECT * FROM funding.spread_signals WHERE symbol = 'BTC' ORDER BY funding_time")
     assert [r["funding_time"] for r in rows] == [dt.datetime(2025, 10, 9) + k * H8 for k in range(9)]
     for r in rows:
         w = r["funding_time"]
@@ -482,8 +491,7 @@ def test_rerunning_the_same_backfill_adds_no_rows(overlap):
         assert wh.counts() == before_counts
         assert wh.digest() == before, "recomputing the same partitions must give the same bytes"
     dups = wh.rows(
-        "SELECT venue, symbol, ts, funding_time, count(*) AS n FROM funding.raw_prints "
-        "GROUP BY ALL HAVING count(*) > 1"
+        "SELECT venue, symbol, ts, funding_time, count(*) AS n FROM funding.raw_prints GROUP BY ALL HAVING count(*) > 1"
     )
     assert dups == []
     dups = wh.rows(

@@ -68,8 +68,7 @@ def insert_pair(con: duckdb.DuckDBPyConnection, venue: str, coin: str) -> None:
             [venue, coin, f"{coin}USDT", ft, ft],
         )
         con.execute(
-            "INSERT INTO funding.curve_snapshots VALUES "
-            "(?, ?, 'roll', ?, ?, 8, 'apr', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO funding.curve_snapshots VALUES (?, ?, 'roll', ?, ?, 8, 'apr', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [venue, coin, ft, ft, *roll_strip(venue, coin, k), min(k + 1, 8)],
         )
         con.execute(
@@ -91,8 +90,7 @@ def insert_pair(con: duckdb.DuckDBPyConnection, venue: str, coin: str) -> None:
     for minutes in (10, 20):
         ts = last + timedelta(minutes=minutes)
         con.execute(
-            "INSERT INTO funding.curve_snapshots VALUES "
-            "(?, ?, 'intraday', ?, ?, 8, 'apr', 9, 9, 9, 9, 9, 9, 9, 9, 8)",
+            "INSERT INTO funding.curve_snapshots VALUES (?, ?, 'intraday', ?, ?, 8, 'apr', 9, 9, 9, 9, 9, 9, 9, 9, 8)",
             [venue, coin, ts, last + EIGHT_H],
         )
         con.execute(
@@ -103,7 +101,12 @@ def insert_pair(con: duckdb.DuckDBPyConnection, venue: str, coin: str) -> None:
         con.execute(
             "INSERT INTO funding.pca_fits VALUES (?, ?, ?, ?, ?, ?, 5, ?, [0.8, 0.15], ?)",
             [
-                f"fit-{j}", venue, coin, fitted, T0, fitted,
+                f"fit-{j}",
+                venue,
+                coin,
+                fitted,
+                T0,
+                fitted,
                 [[0.3535] * 8, [0.5, 0.4, 0.2, 0.0, -0.1, -0.2, -0.4, -0.5]],
                 [0.1] * 8,
             ],
@@ -122,10 +125,7 @@ def insert_spreads(con: duckdb.DuckDBPyConnection, coin: str) -> None:
 
 def titles(page: str) -> list[str]:
     """Every plotly title text in the page (figures, axes, colorbars), JSON-unescaped."""
-    return [
-        json.loads(m.group(1))
-        for m in re.finditer(r'"title":\{"text":("(?:[^"\\]|\\.)*")', page)
-    ]
+    return [json.loads(m.group(1)) for m in re.finditer(r'"title":\{"text":("(?:[^"\\]|\\.)*")', page)]
 
 
 def count_titles(page: str, prefix: str) -> int:
@@ -145,8 +145,7 @@ def warehouse(tmp_path: Path) -> Path:
         for coin in COINS:
             insert_spreads(con, coin)
         con.execute(
-            "INSERT INTO funding.raw_prints VALUES "
-            "('bybit', 'SOL', 'SOLUSDT', ?, ?, 0.0001, 8, 'realised', 'test')",
+            "INSERT INTO funding.raw_prints VALUES ('bybit', 'SOL', 'SOLUSDT', ?, ?, 0.0001, 8, 'realised', 'test')",
             [T0, T0],
         )
     return path
@@ -155,7 +154,11 @@ def warehouse(tmp_path: Path) -> Path:
 def test_summary_counts_and_latest_values(warehouse: Path) -> None:
     df = summary(warehouse)
     assert df.select("venue", "symbol").rows() == [
-        ("binance", "BTC"), ("binance", "ETH"), ("bybit", "SOL"), ("okx", "BTC"), ("okx", "ETH"),
+        ("binance", "BTC"),
+        ("binance", "ETH"),
+        ("bybit", "SOL"),
+        ("okx", "BTC"),
+        ("okx", "ETH"),
     ]
     row = df.filter(venue="okx", symbol="ETH").row(0, named=True)
     assert row["prints"] == N_ROLLS + 1

@@ -59,9 +59,7 @@ def test_a_day_is_the_same_whatever_range_is_asked(model, history):
     day_start, day_end = datetime(2024, 3, 1), datetime(2024, 3, 2)
     for venue in VENUES:
         day = model.settlements(venue, "BTC", day_start, day_end)
-        from_span = history[(venue, "BTC")].filter(
-            pl.col("funding_time").is_between(day_start, day_end, closed="left")
-        )
+        from_span = history[(venue, "BTC")].filter(pl.col("funding_time").is_between(day_start, day_end, closed="left"))
         assert day.height > 0
         assert day.equals(from_span), venue
 
@@ -108,9 +106,7 @@ def test_premium_path_is_deterministic_and_hourly(model):
     assert path.height == 48
     assert path["ts"].diff().drop_nulls().unique().to_list() == [timedelta(hours=1)]
     again = FundingModel(7).premium("binance", "BTC", datetime(2023, 12, 31), datetime(2024, 2, 1))
-    assert path.equals(
-        again.filter(pl.col("ts").is_between(datetime(2024, 1, 1), datetime(2024, 1, 3), "left"))
-    )
+    assert path.equals(again.filter(pl.col("ts").is_between(datetime(2024, 1, 1), datetime(2024, 1, 3), "left")))
 
 
 # --- schema -----------------------------------------------------------------------------
@@ -188,9 +184,7 @@ def test_deribit_pays_premium_outside_its_dead_band(history):
 
 def week_around_an_interval_change(frame: pl.DataFrame) -> tuple[datetime, datetime]:
     """A week around the first interval change after 2021 (any week if there is none)."""
-    changes = frame.filter(
-        pl.col("interval_hours").diff() != 0, pl.col("funding_time") > datetime(2021, 1, 1)
-    )
+    changes = frame.filter(pl.col("interval_hours").diff() != 0, pl.col("funding_time") > datetime(2021, 1, 1))
     centre = changes["funding_time"][0] if changes.height else datetime(2024, 2, 1)
     return centre - timedelta(days=3), centre + timedelta(days=4)
 
@@ -238,9 +232,9 @@ def test_cex_settle_every_8h_outside_short_interval_episodes(history):
             assert set(eight["funding_time"].dt.hour().unique()) == {0, 8, 16}
             assert eight.height * 8 > 0.95 * (END - START).total_seconds() / 3600
             # Every 8 h block settles at one interval, so the 00/08/16 grid stays intact.
-            blocks = frame.group_by(
-                (pl.col("funding_time") - pl.duration(milliseconds=1)).dt.truncate("8h")
-            ).agg(pl.col("interval_hours").n_unique().alias("n"))
+            blocks = frame.group_by((pl.col("funding_time") - pl.duration(milliseconds=1)).dt.truncate("8h")).agg(
+                pl.col("interval_hours").n_unique().alias("n")
+            )
             assert blocks["n"].max() == 1, (venue, coin)
 
 
@@ -310,8 +304,7 @@ def test_missing_windows_come_in_runs_of_one_to_three_and_are_rare(history):
 
 
 def test_ts_jitter_stays_within_venue_bounds(history):
-    bounds = {"binance": (1, 20), "hyperliquid": (10, 1400), "bybit": (0, 0), "okx": (0, 0),
-              "deribit": (0, 0)}
+    bounds = {"binance": (1, 20), "hyperliquid": (10, 1400), "bybit": (0, 0), "okx": (0, 0), "deribit": (0, 0)}
     for (venue, coin), frame in history.items():
         delay = (frame["ts"] - frame["funding_time"]).dt.total_milliseconds()
         low, high = bounds[venue]

@@ -15,13 +15,21 @@ START, END = dt.datetime(2024, 1, 1), dt.datetime(2026, 1, 1)
 NOW = dt.datetime(2026, 1, 2)
 COINS = ("BTC", "ETH")
 COLUMNS = ["symbol", "ts", "funding_time", "rate", "interval_hours", "kind"]
-FAULTY = Faults(seed=5, error_rate=0.15, drop_rate=0.03, malformed_rate=0.03, stall_rate=0.005, stall_s=1.2, retry_after_s=0.0)
+FAULTY = Faults(
+    seed=5, error_rate=0.15, drop_rate=0.03, malformed_rate=0.03, stall_rate=0.005, stall_s=1.2, retry_after_s=0.0
+)
 
 
 def fast_client(venue, server):
     """A client with the simulator's budget lifted and quick retries, so faults cost little time."""
     http = HttpClient(
-        venue, server.rest_url(venue), Budget(1e9, 1), timeout_s=1.0, backoff_s=0.002, backoff_cap_s=0.02, max_attempts=40
+        venue,
+        server.rest_url(venue),
+        Budget(1e9, 1),
+        timeout_s=1.0,
+        backoff_s=0.002,
+        backoff_cap_s=0.02,
+        max_attempts=40,
     )
     return client_for(venue, server.rest_url(venue), server.ws_url(venue), http=http)
 

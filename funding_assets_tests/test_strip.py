@@ -20,7 +20,15 @@ def prints(rows: list[tuple], venue: str = "binance", symbol: str = "BTC") -> pl
     """rows: (ts, funding_time, rate, interval_hours, kind)."""
     return pl.DataFrame(
         [
-            {"venue": venue, "symbol": symbol, "ts": r[0], "funding_time": r[1], "rate": r[2], "interval_hours": float(r[3]), "kind": r[4]}
+            {
+                "venue": venue,
+                "symbol": symbol,
+                "ts": r[0],
+                "funding_time": r[1],
+                "rate": r[2],
+                "interval_hours": float(r[3]),
+                "kind": r[4],
+            }
             for r in rows
         ]
     ).with_columns(pl.col("ts", "funding_time").cast(pl.Datetime("ms")))
@@ -53,7 +61,9 @@ def test_grid_puts_8h_4h_1h_and_mixed_intervals_on_one_grid():
     history = settled(end - 7 * 8 * H, [0.0001] * 8)  # 8h windows ending 2024-01-04 00:00
     four_h = pl.concat([history.head(7), settled(end - 4 * H, [0.00005, 0.00005], hours=4)])
     one_h = pl.concat([history.head(7), settled(end - 7 * H, [0.0000125] * 8, hours=1)])
-    mixed = pl.concat([history.head(7), settled(end - 4 * H, [0.00005], hours=4), settled(end - 3 * H, [0.0000125] * 4, hours=1)])
+    mixed = pl.concat(
+        [history.head(7), settled(end - 4 * H, [0.00005], hours=4), settled(end - 3 * H, [0.0000125] * 4, hours=1)]
+    )
     for frame in (history, four_h, one_h, mixed):
         row = last_roll(frame)
         assert row["ts"] == end
@@ -62,7 +72,13 @@ def test_grid_puts_8h_4h_1h_and_mixed_intervals_on_one_grid():
 
 def test_grid_window_value_weights_rates_by_their_hours():
     end = dt.datetime(2024, 1, 4)
-    frame = pl.concat([settled(end - 7 * 8 * H, [0.0001] * 7), settled(end - 4 * H, [0.0002], hours=4), settled(end - 3 * H, [0.00001] * 4, hours=1)])
+    frame = pl.concat(
+        [
+            settled(end - 7 * 8 * H, [0.0001] * 7),
+            settled(end - 4 * H, [0.0002], hours=4),
+            settled(end - 3 * H, [0.00001] * 4, hours=1),
+        ]
+    )
     # r8 = (0.0002 + 4 * 0.00001) * 8 / (4 + 4)
     assert last_roll(frame)["b0"] == pytest.approx((0.0002 + 4 * 0.00001) * 8 / 8 * 1095, abs=1e-12)
 
@@ -83,7 +99,10 @@ def test_ties_go_to_the_print_that_arrived_last():
     open_end = T0 + 8 * 8 * H
     base = settled(T0, WORKED_RATES[:8])
     quote_ts = open_end - 2 * H
-    first, second = prints([(quote_ts, open_end, 0.0003, 8, "predicted")]), prints([(quote_ts, open_end, 0.0001, 8, "predicted")])
+    first, second = (
+        prints([(quote_ts, open_end, 0.0003, 8, "predicted")]),
+        prints([(quote_ts, open_end, 0.0001, 8, "predicted")]),
+    )
     got = strip.intraday_snapshots(pl.concat([base, first, second]), every=0).filter(pl.col("ts") == quote_ts)
     assert got["b0"].to_list() == pytest.approx([0.0001 * 1095])
     got = strip.intraday_snapshots(pl.concat([base, second, first]), every=0).filter(pl.col("ts") == quote_ts)
@@ -93,7 +112,10 @@ def test_ties_go_to_the_print_that_arrived_last():
 def test_out_of_order_prints_give_the_same_strip():
     w = T0 + 9 * 8 * H  # the window after the last settlement
     frame = pl.concat(
-        [settled(T0, WORKED_RATES), prints([(w - 7 * H + 5 * H * k / 10, w, 0.0001 + k * 1e-6, 8, "predicted") for k in range(10)])]
+        [
+            settled(T0, WORKED_RATES),
+            prints([(w - 7 * H + 5 * H * k / 10, w, 0.0001 + k * 1e-6, 8, "predicted") for k in range(10)]),
+        ]
     )
     shuffled = frame.sample(fraction=1.0, shuffle=True, seed=3)
     for fn in (strip.roll_snapshots, lambda f: strip.intraday_snapshots(f, every="30m")):
@@ -145,7 +167,9 @@ def test_fill_uses_an_older_window_beyond_bucket_7_and_needs_one():
     assert row["n_filled"] == 1  # b7 missing, b8 known
     assert row["b7"] == pytest.approx((0.0001 + (0.0002 - 0.0001) / 2) * 1095)
     # without the older window there is nothing to interpolate towards: no snapshot
-    assert strip.roll_snapshots(frame.filter(pl.col("rate") != 0.0002)).filter(pl.col("ts") == T0 + 8 * 8 * H).is_empty()
+    assert (
+        strip.roll_snapshots(frame.filter(pl.col("rate") != 0.0002)).filter(pl.col("ts") == T0 + 8 * 8 * H).is_empty()
+    )
 
 
 def test_bucket_0_is_never_filled():
@@ -205,7 +229,9 @@ def test_live_and_history_give_the_same_roll_rows():
         [
             history.filter(pl.col("funding_time") < w),
             prints([(w - (60 - m) * 60_000 * MS, w, 0.0001 + m * 1e-7, 8, "predicted") for m in range(0, 60, 10)]),
-            prints([(w - 1000 * MS, w, 0.0001, 8, "predicted"), (w + 60 * 1000 * MS, w + 8 * H, 0.0001, 8, "predicted")]),
+            prints(
+                [(w - 1000 * MS, w, 0.0001, 8, "predicted"), (w + 60 * 1000 * MS, w + 8 * H, 0.0001, 8, "predicted")]
+            ),
         ]
     )
     a = strip.roll_snapshots(history).filter(pl.col("ts") == w)
@@ -272,7 +298,13 @@ def test_partition_rows_are_the_same_alone_or_inside_a_range():
     rng = random.Random(5)
     live = prints(
         [
-            (t, t.replace(minute=0, second=0) + dt.timedelta(hours=8 - t.hour % 8), rng.uniform(-1e-4, 3e-4), 8, "predicted")
+            (
+                t,
+                t.replace(minute=0, second=0) + dt.timedelta(hours=8 - t.hour % 8),
+                rng.uniform(-1e-4, 3e-4),
+                8,
+                "predicted",
+            )
             for t in (start + dt.timedelta(minutes=rng.randrange(0, 11 * 24 * 60)) for _ in range(3000))
         ]
     )
@@ -283,7 +315,10 @@ def test_partition_rows_are_the_same_alone_or_inside_a_range():
     for day in (dt.date(2024, 2, 6), dt.date(2024, 2, 9)):
         lo = dt.datetime.combine(day, dt.time())
         alone = strip.partition_snapshots(
-            frame.filter((pl.col("ts") >= lo - dt.timedelta(days=strip.LOOKBACK_DAYS)) & (pl.col("ts") < lo + dt.timedelta(days=1))),
+            frame.filter(
+                (pl.col("ts") >= lo - dt.timedelta(days=strip.LOOKBACK_DAYS))
+                & (pl.col("ts") < lo + dt.timedelta(days=1))
+            ),
             every="10m",
         ).filter(pl.col("ts").dt.date() == day)
         in_range = everything.filter(pl.col("ts").dt.date() == day)
@@ -305,7 +340,9 @@ def test_bad_input_names_the_problem():
 
 def test_timezone_aware_and_epoch_ms_inputs_are_read_as_utc():
     base = settled(T0, WORKED_RATES)
-    paris = base.with_columns(pl.col("ts", "funding_time").dt.replace_time_zone("UTC").dt.convert_time_zone("Europe/Paris"))
+    paris = base.with_columns(
+        pl.col("ts", "funding_time").dt.replace_time_zone("UTC").dt.convert_time_zone("Europe/Paris")
+    )
     epoch = base.with_columns(pl.col("ts", "funding_time").dt.epoch("ms"))
     expected = strip.roll_snapshots(base)
     assert strip.roll_snapshots(paris).equals(expected)

@@ -14,8 +14,7 @@ from polars.testing import assert_frame_equal
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from funding_assets.clients import HttpClient, client_for, settled_rows
-from funding_assets.clients import binance
+from funding_assets.clients import HttpClient, binance, client_for, settled_rows
 from funding_assets.clients.http import Budget
 from funding_assets.sim import FundingModel
 from funding_assets.sim import venues as sim_venues
@@ -108,8 +107,12 @@ def test_fixture_premium_index_all_symbols():
     assert len(payload) == 379 and len(quotes) == 375  # 4 delivery rows with nextFundingTime 0
     assert not {"BTCUSDT_241227", "BTCUSDT_250328", "ETHUSDT_241227", "ETHUSDT_250328"} & quotes.keys()
     assert quotes["BTCUSDT"] == {
-        "symbol": "BTCUSDT", "ts_ms": 1732715655000, "funding_time_ms": 1732723200000,
-        "rate": 0.00013062, "interval_hours": 8.0, "kind": "predicted",
+        "symbol": "BTCUSDT",
+        "ts_ms": 1732715655000,
+        "funding_time_ms": 1732723200000,
+        "rate": 0.00013062,
+        "interval_hours": 8.0,
+        "kind": "predicted",
     }
     assert quotes["ETHUSDT"]["rate"] == 0.00019922
     assert quotes["UXLINKUSDT"]["rate"] == 0.00005 and quotes["UXLINKUSDT"]["interval_hours"] == 4.0
@@ -138,8 +141,14 @@ def test_fixture_premium_index_to_prints():
 def test_fixture_premium_index_single_symbol():
     payload = load("binance/binance_premiumIndex_BTCUSDT_2026-09-15_livenote.json")
     assert binance.parse_premium_index(payload, {}) == [
-        {"symbol": "BTCUSDT", "ts_ms": 1789478303000, "funding_time_ms": 1789488000000,
-         "rate": 0.00008972, "interval_hours": 8.0, "kind": "predicted"}
+        {
+            "symbol": "BTCUSDT",
+            "ts_ms": 1789478303000,
+            "funding_time_ms": 1789488000000,
+            "rate": 0.00008972,
+            "interval_hours": 8.0,
+            "kind": "predicted",
+        }
     ]
 
 
@@ -155,14 +164,23 @@ def test_fixture_premium_index_single_symbol():
 def test_fixture_ws_mark_price_frames(name, ts_ms, funding_ms, rate):
     text = (FIXTURES / "ws" / name).read_text()
     assert binance.parse_mark_price(text, {"BTCUSDT": 4.0}) == [
-        {"symbol": "BTCUSDT", "ts_ms": ts_ms, "funding_time_ms": funding_ms, "rate": rate, "interval_hours": 4.0, "kind": "predicted"}
+        {
+            "symbol": "BTCUSDT",
+            "ts_ms": ts_ms,
+            "funding_time_ms": funding_ms,
+            "rate": rate,
+            "interval_hours": 4.0,
+            "kind": "predicted",
+        }
     ]
     assert binance.parse_mark_price(text, {})[0]["interval_hours"] == 8.0  # not in fundingInfo: 8 h
 
 
 def test_mark_price_junk_and_non_funding_frames():
     assert binance.parse_mark_price("\x00not json", {}) is None
-    assert binance.parse_mark_price('{"stream":"btcusdt@markPrice@1s","data":{"e":"markPriceUpdate","s":"BTC', {}) is None
+    assert (
+        binance.parse_mark_price('{"stream":"btcusdt@markPrice@1s","data":{"e":"markPriceUpdate","s":"BTC', {}) is None
+    )
     assert binance.parse_mark_price('{"e":"markPriceUpdate","E":1,"s":"BTCUSDT","T":2}', {}) is None  # no r
     assert binance.parse_mark_price('{"result":null,"id":1}', {}) == []
     delivery = '{"e":"markPriceUpdate","E":1,"s":"BTCUSDT_250328","r":"","T":0}'
@@ -271,11 +289,14 @@ def test_sim_legacy_paths_connect_but_never_push(server):
                 return None
 
     async def run():
-        return [await first_message(p) for p in (
-            "/ws/btcusdt@markPrice@1s",
-            "/stream?streams=btcusdt@markPrice@1s",
-            "/market/ws/btcusdt@markPrice",
-        )]
+        return [
+            await first_message(p)
+            for p in (
+                "/ws/btcusdt@markPrice@1s",
+                "/stream?streams=btcusdt@markPrice@1s",
+                "/market/ws/btcusdt@markPrice",
+            )
+        ]
 
     legacy_ws, legacy_stream, routed_raw = asyncio.run(run())
     assert legacy_ws is None and legacy_stream is None
@@ -318,8 +339,15 @@ def test_sim_funding_rate_query_semantics(server):
     capped = get(server, history, symbol="BTCUSDT", startTime=stamps[0], limit=5000).json()
     assert len(capped) == 1000
     one = get(server, history, symbol="BTCUSDT", startTime=stamps[5], endTime=stamps[5]).json()
-    assert one == [{"symbol": "BTCUSDT", "fundingTime": stamps[5], "fundingRate": f"{model['rate'][5]:.8f}",
-                    "markPrice": "60000.00000000", "rateType": "Regular"}]
+    assert one == [
+        {
+            "symbol": "BTCUSDT",
+            "fundingTime": stamps[5],
+            "fundingRate": f"{model['rate'][5]:.8f}",
+            "markPrice": "60000.00000000",
+            "rateType": "Regular",
+        }
+    ]
     assert get(server, history, symbol="BTCUSDT", startTime=stamps[5] + 1, endTime=stamps[6] - 1).json() == []
     before_end = get(server, history, symbol="BTCUSDT", endTime=stamps[50], limit=3).json()
     assert [r["fundingTime"] for r in before_end] == stamps[48:51]
@@ -376,7 +404,9 @@ def test_settled_survives_rest_faults():
 
 
 def test_stream_skips_garbage_frames():
-    with SimServer(clock=SimClock(start=NOW, speed=0.0), faults=Faults(ws_garbage_rate=0.3), push_interval_s=0.01) as sim:
+    with SimServer(
+        clock=SimClock(start=NOW, speed=0.0), faults=Faults(ws_garbage_rate=0.3), push_interval_s=0.01
+    ) as sim:
         c = make_client(sim)
         prints = pl.concat(stream_frames(c, ["BTC", "SOL"], 30))
         assert prints.height == 30 and set(prints["symbol"]) == {"BTC", "SOL"}

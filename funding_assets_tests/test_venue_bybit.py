@@ -18,8 +18,7 @@ import pytest
 import websockets
 from websockets.asyncio.client import connect
 
-from funding_assets.clients import Budget, HttpClient, VenueError, client_for, settled_rows
-from funding_assets.clients import bybit
+from funding_assets.clients import Budget, HttpClient, VenueError, bybit, client_for, settled_rows
 from funding_assets.sim import FundingModel
 from funding_assets.sim.server import Faults, SimClock, SimServer
 from funding_assets.sim.venues import VENUE_SIMS
@@ -109,7 +108,14 @@ def test_funding_history_fixture():
     assert points == [("ETHPERP", 1672041600000, 0.0001)]  # "1672041600000" = 2022-12-26 08:00 UTC
     rows = settled_rows("ETH", [(ts, rate) for _, ts, rate in points], 8.0)
     assert rows == [
-        {"coin": "ETH", "ts_ms": 1672041600000, "funding_time_ms": 1672041600000, "rate": 0.0001, "interval_hours": 8.0, "kind": "realised"}
+        {
+            "coin": "ETH",
+            "ts_ms": 1672041600000,
+            "funding_time_ms": 1672041600000,
+            "rate": 0.0001,
+            "interval_hours": 8.0,
+            "kind": "realised",
+        }
     ]
 
 
@@ -117,7 +123,14 @@ def test_funding_history_fixture():
 def test_tickers_fixture_gives_the_prediction_for_next_funding_time():
     payload = load("bybit_docs_tickers_inverse.json")
     assert bybit.parse_tickers(payload, {"BTCUSD": "BTC"}, 8.0) == [
-        {"coin": "BTC", "ts_ms": 1760352369814, "funding_time_ms": 1760371200000, "rate": 0.0001, "interval_hours": 8.0, "kind": "predicted"}
+        {
+            "coin": "BTC",
+            "ts_ms": 1760352369814,
+            "funding_time_ms": 1760371200000,
+            "rate": 0.0001,
+            "interval_hours": 8.0,
+            "kind": "predicted",
+        }
     ]
     assert bybit.parse_tickers(payload, {"BTCUSDT": "BTC"}, 8.0) == []  # other symbols are skipped
 
@@ -173,12 +186,41 @@ def test_ws_dated_future_fixture_gives_no_print():
 
 def test_deltas_carry_only_changes_and_a_snapshot_resets():
     state: dict[str, dict] = {}
-    snapshot = {"topic": "tickers.BTCUSDT", "type": "snapshot", "ts": 1, "cs": 1,
-                "data": {"symbol": "BTCUSDT", "fundingRate": "0.0001", "nextFundingTime": "28800000", "fundingIntervalHour": "8", "bid1Price": "1"}}
+    snapshot = {
+        "topic": "tickers.BTCUSDT",
+        "type": "snapshot",
+        "ts": 1,
+        "cs": 1,
+        "data": {
+            "symbol": "BTCUSDT",
+            "fundingRate": "0.0001",
+            "nextFundingTime": "28800000",
+            "fundingIntervalHour": "8",
+            "bid1Price": "1",
+        },
+    }
     bybit.merge_ticker(state, snapshot)
-    _, fields = bybit.merge_ticker(state, {"topic": "tickers.BTCUSDT", "type": "delta", "ts": 2, "cs": 2, "data": {"symbol": "BTCUSDT", "bid1Price": "2"}})
+    _, fields = bybit.merge_ticker(
+        state,
+        {
+            "topic": "tickers.BTCUSDT",
+            "type": "delta",
+            "ts": 2,
+            "cs": 2,
+            "data": {"symbol": "BTCUSDT", "bid1Price": "2"},
+        },
+    )
     assert bybit.parse_ticker(fields, "BTC", 2, 8.0)["rate"] == 0.0001  # absent = unchanged
-    _, fields = bybit.merge_ticker(state, {"topic": "tickers.BTCUSDT", "type": "delta", "ts": 3, "cs": 3, "data": {"symbol": "BTCUSDT", "fundingRate": "-0.0002"}})
+    _, fields = bybit.merge_ticker(
+        state,
+        {
+            "topic": "tickers.BTCUSDT",
+            "type": "delta",
+            "ts": 3,
+            "cs": 3,
+            "data": {"symbol": "BTCUSDT", "fundingRate": "-0.0002"},
+        },
+    )
     assert bybit.parse_ticker(fields, "BTC", 3, 8.0)["rate"] == -0.0002
     _, fields = bybit.merge_ticker(state, {**snapshot, "data": {"symbol": "BTCUSDT", "bid1Price": "3"}})
     assert fields == {"symbol": "BTCUSDT", "bid1Price": "3"}  # the new snapshot replaced everything
@@ -364,7 +406,9 @@ def test_settled_and_current_survive_rest_faults():
 
 
 def test_stream_skips_garbage_frames():
-    with SimServer(clock=SimClock(start=START), faults=Faults(seed=1, ws_garbage_rate=0.3), push_interval_s=0.02) as server:
+    with SimServer(
+        clock=SimClock(start=START), faults=Faults(seed=1, ws_garbage_rate=0.3), push_interval_s=0.02
+    ) as server:
         client = make_client(server)
         prints = asyncio.run(take(client, ["BTC", "SOL"], 40, ping_interval_s=0.1))
         assert_model_predictions(prints)
@@ -373,7 +417,10 @@ def test_stream_skips_garbage_frames():
 
 @pytest.mark.parametrize(
     ("faults", "error"),
-    [(Faults(ws_drop_after=5), (ConnectionError, websockets.ConnectionClosed)), (Faults(ws_stall_after=5), ConnectionError)],
+    [
+        (Faults(ws_drop_after=5), (ConnectionError, websockets.ConnectionClosed)),
+        (Faults(ws_stall_after=5), ConnectionError),
+    ],
 )
 def test_stream_raises_when_the_connection_drops_or_stalls(faults, error):
     with SimServer(clock=SimClock(start=START), faults=faults, push_interval_s=0.02) as server:

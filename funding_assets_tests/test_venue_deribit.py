@@ -54,7 +54,9 @@ def server():
 @pytest.fixture(scope="module")
 def faulty():
     server = start_server(
-        faults=Faults(seed=3, error_rate=0.2, drop_rate=0.05, malformed_rate=0.05, retry_after_s=0.01, ws_garbage_rate=0.2)
+        faults=Faults(
+            seed=3, error_rate=0.2, drop_rate=0.05, malformed_rate=0.05, retry_after_s=0.01, ws_garbage_rate=0.2
+        )
     )
     yield server
     server.stop()
@@ -75,7 +77,9 @@ def assert_same_prints(got: pl.DataFrame, want: pl.DataFrame) -> None:
     assert_frame_equal(got.select(COLUMNS), want.select(COLUMNS), check_exact=True)
 
 
-async def collect(client: Client, coins, *, until, ping_interval_s: float = HEARTBEAT_S, timeout_s: float = 5.0) -> pl.DataFrame:
+async def collect(
+    client: Client, coins, *, until, ping_interval_s: float = HEARTBEAT_S, timeout_s: float = 5.0
+) -> pl.DataFrame:
     """Stream frames until ``until(frames)`` holds; the stream is closed afterwards."""
     frames: list[pl.DataFrame] = []
     stream = client.stream(coins, ping_interval_s=ping_interval_s)
@@ -108,7 +112,10 @@ FIXTURE_PRINTS = {
 
 @needs_shared
 def test_every_deribit_fixture_has_expected_prints():
-    files = {p.relative_to(FIXTURES).as_posix() for p in [*FIXTURES.glob("deribit/*.json"), *FIXTURES.glob("ws/deribit*.json")]}
+    files = {
+        p.relative_to(FIXTURES).as_posix()
+        for p in [*FIXTURES.glob("deribit/*.json"), *FIXTURES.glob("ws/deribit*.json")]
+    }
     assert files == set(FIXTURE_PRINTS)
 
 
@@ -177,7 +184,12 @@ def test_current_equals_the_feeds_prediction(server):
     assert got["symbol"].to_list() == list(COINS)
     for row in got.iter_rows(named=True):
         rate, funding_time, hours = server.feed.predicted(VENUE, row["symbol"])
-        assert (row["rate"], row["funding_time"], row["interval_hours"], row["kind"]) == (rate, funding_time, hours, "predicted")
+        assert (row["rate"], row["funding_time"], row["interval_hours"], row["kind"]) == (
+            rate,
+            funding_time,
+            hours,
+            "predicted",
+        )
         assert abs(row["ts"] - server.clock()) < dt.timedelta(seconds=5)
 
 
@@ -234,7 +246,9 @@ def test_history_bounds_truncation_and_trailing_interest_8h(server):
     start = dt.datetime(2025, 1, 1)
     start_ms = int(start.replace(tzinfo=dt.UTC).timestamp() * 1000)
     end_ms = start_ms + 40 * 24 * 3_600_000
-    status, body = rpc_get(server, HISTORY, instrument_name="BTC-PERPETUAL", start_timestamp=start_ms, end_timestamp=end_ms)
+    status, body = rpc_get(
+        server, HISTORY, instrument_name="BTC-PERPETUAL", start_timestamp=start_ms, end_timestamp=end_ms
+    )
     rows = body["result"]
     stamps = [r["timestamp"] for r in rows]
     # start exclusive; at most 744 h after start, whatever the end asked

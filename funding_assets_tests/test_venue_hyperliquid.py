@@ -112,7 +112,9 @@ def client(server, new_client):
 
 @pytest.fixture(scope="module")
 def history_1038() -> pl.DataFrame:
-    return frame_of(hl.parse_funding_history("BTC", load("hyperliquid/hl_fundingHistory_BTC_start1681923833000_raw.json")))
+    return frame_of(
+        hl.parse_funding_history("BTC", load("hyperliquid/hl_fundingHistory_BTC_start1681923833000_raw.json"))
+    )
 
 
 @needs_fixtures
@@ -126,7 +128,11 @@ def test_funding_history_file_spans_the_8h_to_1h_switch(history_1038):
     assert eight["funding_time"].max() == utc("2023-06-08 00:00")
     first = prints.row(0, named=True)
     assert (first["funding_time"], first["ts"], first["rate"], first["interval_hours"]) == (
-        utc("2023-05-12 00:00"), utc("2023-05-12 00:00:00.048"), -0.00061334, 8.0)
+        utc("2023-05-12 00:00"),
+        utc("2023-05-12 00:00:00.048"),
+        -0.00061334,
+        8.0,
+    )
     around_switch = prints.filter(pl.col("funding_time").is_between(utc("2023-06-07 16:00"), utc("2023-06-08 02:00")))
     assert around_switch.select("funding_time", "rate", "interval_hours").rows() == [
         (utc("2023-06-07 16:00"), 0.0001, 8.0),
@@ -140,7 +146,9 @@ def test_funding_history_file_spans_the_8h_to_1h_switch(history_1038):
 
 @needs_fixtures
 def test_funding_history_missing_hour_keeps_the_hourly_interval(history_1038):
-    around_gap = history_1038.filter(pl.col("funding_time").is_between(utc("2023-07-02 18:00"), utc("2023-07-02 22:00")))
+    around_gap = history_1038.filter(
+        pl.col("funding_time").is_between(utc("2023-07-02 18:00"), utc("2023-07-02 22:00"))
+    )
     assert around_gap.select("funding_time", "interval_hours").rows() == [
         (utc("2023-07-02 18:00"), 1.0),
         (utc("2023-07-02 19:00"), 1.0),
@@ -169,7 +177,10 @@ def test_funding_history_with_end_time_is_34_eight_hourly_rows(history_1038):
     assert prints["interval_hours"].unique().to_list() == [8.0]
     assert prints["funding_time"].diff().drop_nulls().unique().to_list() == [dt.timedelta(hours=8)]
     assert (prints["funding_time"][0], prints["funding_time"][-1], prints["rate"][-1]) == (
-        utc("2023-05-12 00:00"), utc("2023-05-23 00:00"), -0.00018991)
+        utc("2023-05-12 00:00"),
+        utc("2023-05-23 00:00"),
+        -0.00018991,
+    )
     assert prints.equals(history_1038.head(34))
 
 
@@ -182,7 +193,9 @@ RECEIVED_NEXT_HOUR = utc("2026-09-27 14:00")
 
 @needs_fixtures
 def test_meta_and_asset_ctxs_gives_one_hourly_estimate_per_coin_of_ours():
-    prints = frame_of(hl.parse_meta_and_asset_ctxs(load("hyperliquid/hl_metaAndAssetCtxs_Yassi80_subset.json"), RECEIVED_MS))
+    prints = frame_of(
+        hl.parse_meta_and_asset_ctxs(load("hyperliquid/hl_metaAndAssetCtxs_Yassi80_subset.json"), RECEIVED_MS)
+    )
     assert prints.select("symbol", "ts", "funding_time", "rate", "interval_hours", "kind").rows() == [
         (coin, RECEIVED, RECEIVED_NEXT_HOUR, 0.0000125, 1.0, "predicted") for coin in ("BTC", "ETH", "SOL")
     ]  # HYPE is listed but not ours
@@ -238,8 +251,14 @@ def test_predicted_fundings_skip_null_entries_and_entries_without_interval():
 @needs_fixtures
 def test_ws_active_asset_ctx_btc_is_a_predicted_hourly_print():
     row = hl.parse_ws_message(load("ws/hl_ws_activeAssetCtx_BTC.json"), RECEIVED_MS)
-    assert row == {"coin": "BTC", "ts_ms": RECEIVED_MS, "funding_time_ms": 1790517600000, "rate": 0.0000052974,
-                   "interval_hours": 1.0, "kind": "predicted"}
+    assert row == {
+        "coin": "BTC",
+        "ts_ms": RECEIVED_MS,
+        "funding_time_ms": 1790517600000,
+        "rate": 0.0000052974,
+        "interval_hours": 1.0,
+        "kind": "predicted",
+    }
     on_the_hour = hl.parse_ws_message(load("ws/hl_ws_activeAssetCtx_BTC.json"), 1790517600000)
     assert on_the_hour["funding_time_ms"] == 1790521200000  # a quote at 14:00:00.000 is for the hour to 15:00
 
@@ -278,12 +297,16 @@ def test_sim_funding_history_bounds_order_page_size_and_shapes(server):
     start_ms = 1735689600000  # 2025-01-01 00:00
     rows = info(server, {"type": "fundingHistory", "coin": "BTC", "startTime": start_ms}).json()
     assert len(rows) == 500 and [r["time"] for r in rows] == sorted(r["time"] for r in rows)
-    assert all(isinstance(r["fundingRate"], str) and isinstance(r["premium"], str) and isinstance(r["time"], int) for r in rows)
+    assert all(
+        isinstance(r["fundingRate"], str) and isinstance(r["premium"], str) and isinstance(r["time"], int) for r in rows
+    )
     assert all(10 <= r["time"] % 3_600_000 <= 1400 for r in rows)
     first, third = rows[0]["time"], rows[2]["time"]
     both_ends = info(server, {"type": "fundingHistory", "coin": "BTC", "startTime": first, "endTime": third}).json()
     assert [r["time"] for r in both_ends] == [r["time"] for r in rows[:3]]  # startTime and endTime inclusive
-    assert info(server, {"type": "fundingHistory", "coin": "BTC", "startTime": first + 1, "endTime": third - 1}).json() == [rows[1]]
+    assert info(
+        server, {"type": "fundingHistory", "coin": "BTC", "startTime": first + 1, "endTime": third - 1}
+    ).json() == [rows[1]]
     latest = info(server, {"type": "fundingHistory", "coin": "BTC", "startTime": NOW_MS - 3 * 3_600_000}).json()
     # 00:00, 01:00 and 02:00 have settled by 02:17; 03:00 has not
     assert [r["time"] // 3_600_000 * 3_600_000 for r in latest] == [1749945600000, 1749949200000, 1749952800000]
@@ -367,13 +390,20 @@ def test_predicted_fundings_echo_each_venues_open_window(client, server):
 
 
 def test_stream_yields_predicted_prints_and_gets_pongs(client, server):
-    frames = asyncio.run(collect(client.stream(["BTC", "SOL"], ping_interval_s=0.05), lambda f: len(f) >= 8 and client.pongs >= 2))
+    frames = asyncio.run(
+        collect(client.stream(["BTC", "SOL"], ping_interval_s=0.05), lambda f: len(f) >= 8 and client.pongs >= 2)
+    )
     prints = pl.concat(frames)
     assert set(prints["symbol"]) == {"BTC", "SOL"} and all(f.height == 1 for f in frames)
     for row in prints.iter_rows(named=True):
         rate, funding_time, hours = server.feed.predicted(VENUE, row["symbol"])
         assert (row["rate"], row["funding_time"], row["interval_hours"], row["ts"], row["kind"]) == (
-            rate, funding_time, hours, NOW, "predicted")
+            rate,
+            funding_time,
+            hours,
+            NOW,
+            "predicted",
+        )
     assert client.pings_sent >= client.pongs >= 2 and client.skipped_frames == 0
 
 

@@ -93,7 +93,12 @@ def test_instid_any_rows_parse_swaps_only_with_open_window_intervals():
         ("ONE-USDT-SWAP", None),
     ]  # the FUTURES X-Perp XAU-USD_UM_XPERP-310502 is dropped
     btc, okb, one = rows
-    assert (btc["rate"], btc["funding_time_ms"], btc["ts_ms"], btc["interval_hours"]) == (0.0001, 1789833600000, 1789824243998, 8.0)
+    assert (btc["rate"], btc["funding_time_ms"], btc["ts_ms"], btc["interval_hours"]) == (
+        0.0001,
+        1789833600000,
+        1789824243998,
+        8.0,
+    )
     assert (okb["rate"], okb["funding_time_ms"], okb["interval_hours"]) == (0.00005, 1789833600000, 4.0)
     assert (one["rate"], one["funding_time_ms"], one["interval_hours"]) == (-0.0018087460514744, 1789826400000, 1.0)
     assert {r["kind"] for r in rows} == {"predicted"}
@@ -333,4 +338,3 @@ def test_a_burst_beyond_the_budget_gets_50011_and_the_client_completes(monkeypat
         client = make_client(sim, SmallPages, budget=Budget(100, 0.1))  # far beyond the venue's budget
         assert_settled_matches(client, "SOL", dt.datetime(2025, 10, 1), dt.datetime(2025, 10, 20))
         assert client.http.retries > 0
-

@@ -22,7 +22,16 @@ from ..prints import PRINT_SCHEMA, REALISED, TS
 from ..venues import DEFAULT_INTERVAL_HOURS, venue_symbol
 from .http import Budget, HttpClient, RateLimiter, VenueError
 
-__all__ = ["Budget", "HttpClient", "RateLimiter", "VenueClient", "VenueError", "client_for", "infer_intervals", "prints_frame"]
+__all__ = [
+    "Budget",
+    "HttpClient",
+    "RateLimiter",
+    "VenueClient",
+    "VenueError",
+    "client_for",
+    "infer_intervals",
+    "prints_frame",
+]
 
 HOUR_MS = 3_600_000
 #: Native funding intervals venues use (hours).
@@ -105,7 +114,14 @@ def settled_rows(coin: str, points: list[tuple[int, float]], default_hours: floa
     times = sorted(by_time)
     hours = infer_intervals(times, default_hours)
     return [
-        {"coin": coin, "ts_ms": by_time[t][0], "funding_time_ms": t, "rate": by_time[t][1], "interval_hours": h, "kind": REALISED}
+        {
+            "coin": coin,
+            "ts_ms": by_time[t][0],
+            "funding_time_ms": t,
+            "rate": by_time[t][1],
+            "interval_hours": h,
+            "kind": REALISED,
+        }
         for t, h in zip(times, hours)
     ]
 
@@ -118,7 +134,9 @@ class VenueClient:
     ws_url: ClassVar[str]
     budget: ClassVar[Budget]
 
-    def __init__(self, rest_url: str | None = None, ws_url: str | None = None, *, http: HttpClient | None = None) -> None:
+    def __init__(
+        self, rest_url: str | None = None, ws_url: str | None = None, *, http: HttpClient | None = None
+    ) -> None:
         self.rest_base = rest_url or self.rest_url
         self.ws_base = ws_url or self.ws_url
         self.http = http or HttpClient(self.venue, self.rest_base, self.budget)
@@ -156,5 +174,3 @@ def client_for(venue: str, rest_url: str | None = None, ws_url: str | None = Non
 
     classes = {m.Client.venue: m.Client for m in (binance, bybit, okx, hyperliquid, deribit)}
     return classes[venue](rest_url, ws_url, **kwargs)
-
-

@@ -169,14 +169,25 @@ def parse_mark_price(text: str | bytes, intervals: Mapping[str, float]) -> list[
             if event.get("e") != "markPriceUpdate" or event.get("r") == "" or event.get("T") == 0:
                 continue
             symbol = event["s"]
-            quotes.append(_quote(symbol, _ms(event["E"]), _ms(event["T"]), _rate(event["r"]), intervals.get(symbol, DEFAULT_HOURS)))
+            quotes.append(
+                _quote(
+                    symbol, _ms(event["E"]), _ms(event["T"]), _rate(event["r"]), intervals.get(symbol, DEFAULT_HOURS)
+                )
+            )
     except (KeyError, TypeError, ValueError):
         return None
     return quotes
 
 
 def _quote(symbol: str, ts_ms: int, funding_time_ms: int, rate: float, hours: float) -> dict:
-    return {"symbol": symbol, "ts_ms": ts_ms, "funding_time_ms": funding_time_ms, "rate": rate, "interval_hours": hours, "kind": PREDICTED}
+    return {
+        "symbol": symbol,
+        "ts_ms": ts_ms,
+        "funding_time_ms": funding_time_ms,
+        "rate": rate,
+        "interval_hours": hours,
+        "kind": PREDICTED,
+    }
 
 
 def quote_prints(quotes: list[dict], coins: Sequence[str], source: str) -> pl.DataFrame:
@@ -200,7 +211,9 @@ class Client(VenueClient):
     ws_url = "wss://fstream.binance.com"
     budget = HISTORY_BUDGET
 
-    def __init__(self, rest_url: str | None = None, ws_url: str | None = None, *, http: HttpClient | None = None) -> None:
+    def __init__(
+        self, rest_url: str | None = None, ws_url: str | None = None, *, http: HttpClient | None = None
+    ) -> None:
         super().__init__(rest_url, ws_url, http=http)
         self.skipped_frames = 0
         self._intervals: dict[str, float] = {}
@@ -219,7 +232,9 @@ class Client(VenueClient):
         start_ms, end_ms = epoch_ms(start), epoch_ms(end)
         symbol = venue_symbol(self.venue, coin)
         points = self._history(symbol, start_ms - LOOKBACK_MS, end_ms + LOOKAHEAD_MS)
-        rows = [r for r in settled_rows(coin, points, self.default_interval) if start_ms <= r["funding_time_ms"] <= end_ms]
+        rows = [
+            r for r in settled_rows(coin, points, self.default_interval) if start_ms <= r["funding_time_ms"] <= end_ms
+        ]
         return prints_frame(rows, self.venue, self.source)
 
     def _history(self, symbol: str, start_ms: int, end_ms: int) -> list[tuple[int, float]]:

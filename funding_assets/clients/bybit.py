@@ -63,7 +63,9 @@ def parse_history(payload: Any) -> list[tuple[str, int, float]]:
     """Funding-history rows as ``(venue symbol, settlement ts ms UTC, rate per interval)``,
     in the venue's order (newest first). Anything but funding rows is a :class:`VenueError`."""
     try:
-        return [(row["symbol"], int(row["fundingRateTimestamp"]), float(row["fundingRate"])) for row in result_list(payload)]
+        return [
+            (row["symbol"], int(row["fundingRateTimestamp"]), float(row["fundingRate"])) for row in result_list(payload)
+        ]
     except (KeyError, TypeError, ValueError) as exc:
         raise VenueError(f"bybit: malformed funding-history row ({exc!r})") from None
 
@@ -97,7 +99,9 @@ def parse_tickers(payload: Any, symbols: Mapping[str, str], default_hours: float
     rows = result_list(payload)
     try:
         ts_ms = int(payload["time"])
-        parsed = (parse_ticker(t, symbols[t["symbol"]], ts_ms, default_hours) for t in rows if t.get("symbol") in symbols)
+        parsed = (
+            parse_ticker(t, symbols[t["symbol"]], ts_ms, default_hours) for t in rows if t.get("symbol") in symbols
+        )
         return [row for row in parsed if row is not None]
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise VenueError(f"bybit: malformed tickers answer ({exc!r})") from None
@@ -156,7 +160,13 @@ class Client(VenueClient):
         points: list[tuple[int, float]] = []
         end_ms = hi_ms
         while end_ms >= lo_ms:
-            params = {"category": CATEGORY, "symbol": symbol, "startTime": lo_ms, "endTime": end_ms, "limit": self.page_limit}
+            params = {
+                "category": CATEGORY,
+                "symbol": symbol,
+                "startTime": lo_ms,
+                "endTime": end_ms,
+                "limit": self.page_limit,
+            }
             page = parse_history(self.http.get(HISTORY_PATH, params))
             if any(row_symbol != symbol for row_symbol, _, _ in page):
                 raise VenueError(f"bybit: funding history for {symbol} returned another symbol")
@@ -176,7 +186,9 @@ class Client(VenueClient):
             raise VenueError(f"bybit: no funding in tickers for {', '.join(sorted(missing))}")
         return prints_frame(rows, self.venue, self.source)
 
-    async def stream(self, coins: Sequence[str], *, ping_interval_s: float = PING_INTERVAL_S) -> AsyncIterator[pl.DataFrame]:
+    async def stream(
+        self, coins: Sequence[str], *, ping_interval_s: float = PING_INTERVAL_S
+    ) -> AsyncIterator[pl.DataFrame]:
         """Predicted prints from ``tickers.<SYMBOL>``, one one-row frame per push whose merged
         state has a funding rate (``ts`` = the push's ``ts``, ms).
 

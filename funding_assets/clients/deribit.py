@@ -59,7 +59,9 @@ def rpc_result(payload: Any, method: str) -> Any:
         raise VenueError(f"{VENUE} {method}: not a JSON-RPC object: {str(payload)[:200]!r}")
     if "error" in payload:
         error = payload["error"] or {}
-        raise VenueError(f"{VENUE} {method}: error {error.get('code')} {error.get('message')!r} {error.get('data', '')}")
+        raise VenueError(
+            f"{VENUE} {method}: error {error.get('code')} {error.get('message')!r} {error.get('data', '')}"
+        )
     if "result" not in payload:
         raise VenueError(f"{VENUE} {method}: answer without a result: {str(payload)[:200]!r}")
     return payload["result"]
@@ -169,7 +171,9 @@ class Client(VenueClient):
         payload = self.http.get(TICKER_PATH, {"instrument_name": venue_symbol(self.venue, coin)})
         return rpc_result(payload, "ticker")
 
-    async def stream(self, coins: Sequence[str], *, ping_interval_s: float = DEFAULT_HEARTBEAT_S) -> AsyncIterator[pl.DataFrame]:
+    async def stream(
+        self, coins: Sequence[str], *, ping_interval_s: float = DEFAULT_HEARTBEAT_S
+    ) -> AsyncIterator[pl.DataFrame]:
         """Predicted prints from ``ticker.{instrument}.100ms``, one frame per notification.
 
         Asks for heartbeats every ``ping_interval_s`` seconds and answers each

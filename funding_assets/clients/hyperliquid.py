@@ -98,10 +98,7 @@ def parse_funding_history(coin: str, payload: list[dict]) -> list[dict]:
 
 def universe_coins(meta: dict) -> list[str | None]:
     """Our coin for each ``meta.universe`` entry, by position; None if delisted or not ours."""
-    return [
-        None if asset.get("isDelisted") else coin_for_symbol(VENUE, asset["name"])
-        for asset in meta["universe"]
-    ]
+    return [None if asset.get("isDelisted") else coin_for_symbol(VENUE, asset["name"]) for asset in meta["universe"]]
 
 
 def predicted_row(coin: str, funding: str, received_ms: int) -> dict:
@@ -264,7 +261,9 @@ class Client(VenueClient):
         payload = self._info({"type": "predictedFundings"}, INFO_WEIGHT)
         rows = [r for r in parse_predicted_fundings(payload, self._now_ms()) if r["coin"] in wanted]
         source = f"{VENUE} predictedFundings"
-        frames = [prints_frame([r for r in rows if r["venue"] == v], v, source) for v in sorted({r["venue"] for r in rows})]
+        frames = [
+            prints_frame([r for r in rows if r["venue"] == v], v, source) for v in sorted({r["venue"] for r in rows})
+        ]
         return pl.concat(frames) if frames else prints_frame([], VENUE, source)
 
     def _stream_frame(self, text: str | bytes) -> pl.DataFrame | None:
@@ -282,7 +281,9 @@ class Client(VenueClient):
             return None
         return None if row is None else prints_frame([row], VENUE, f"{VENUE} WS")
 
-    async def stream(self, coins: Sequence[str], *, ping_interval_s: float = PING_INTERVAL_S) -> AsyncIterator[pl.DataFrame]:
+    async def stream(
+        self, coins: Sequence[str], *, ping_interval_s: float = PING_INTERVAL_S
+    ) -> AsyncIterator[pl.DataFrame]:
         """Predicted prints from ``activeAssetCtx``, one frame per push of one of ``coins``.
 
         Sends ``{"method":"ping"}`` whenever it has sent nothing for ``ping_interval_s``;

@@ -243,7 +243,9 @@ class Client(VenueClient):
 
     # stream -------------------------------------------------------------------------------
 
-    async def stream(self, coins: Sequence[str], *, ping_interval_s: float = PING_INTERVAL_S) -> AsyncIterator[pl.DataFrame]:
+    async def stream(
+        self, coins: Sequence[str], *, ping_interval_s: float = PING_INTERVAL_S
+    ) -> AsyncIterator[pl.DataFrame]:
         """Predicted prints from the ``funding-rate`` channel, one frame per push.
 
         Sends the text ``ping`` after ``ping_interval_s`` without a message and raises

@@ -6,7 +6,6 @@ partitions it was asked for. A run over a range computes the whole range at once
 per range: ``BackfillPolicy.single_run()``) and yields the same rows as day-by-day runs.
 """
 
-
 import datetime as dt
 import warnings
 from concurrent.futures import ThreadPoolExecutor
@@ -15,10 +14,10 @@ import dagster as dg
 import polars as pl
 
 from .. import features, pca, spreads, strip
+from ..io_manager import partition_filter
 from ..partitions import daily, date_venue, lookback, split_key
 from ..resources import FundingConfig
 from ..settings import Settings
-from ..io_manager import partition_filter
 from ..warehouse import SCHEMA, Warehouse, conform
 from . import checks
 
@@ -30,6 +29,7 @@ SINGLE_RUN = dg.BackfillPolicy.single_run()
 # no return annotation: annotating MaterializeResult would make Dagster type the output Nothing.
 BY_TS = {"partition_expr": {"date": "ts", "venue": "venue"}}
 PRINT_KEY = checks.PRINT_KEY
+
 
 def partition_keys(context: dg.AssetExecutionContext) -> pl.DataFrame:
     """The (date, venue) keys of this run as a frame (venue null for daily assets)."""
@@ -191,8 +191,7 @@ def _previous_loadings(warehouse: Warehouse, before: dt.datetime) -> dict:
         [before, before],
     )
     return {
-        (row["venue"], row["symbol"]): pl.Series(row["loadings"]).to_numpy()
-        for row in latest.iter_rows(named=True)
+        (row["venue"], row["symbol"]): pl.Series(row["loadings"]).to_numpy() for row in latest.iter_rows(named=True)
     }
 
 
@@ -246,9 +245,7 @@ def pca_factors(
         metadata={
             "fits": len(fits),
             "scored": len(scores),
-            "latest_explained_variance": dg.MetadataValue.json(
-                fits[-1].explained_variance.tolist() if fits else []
-            ),
+            "latest_explained_variance": dg.MetadataValue.json(fits[-1].explained_variance.tolist() if fits else []),
         },
         check_results=checks.pca_factors_checks(scores, table, scope(keys)),
     )
@@ -268,9 +265,7 @@ def pca_factors(
     pool="duckdb",
     check_specs=checks.SPREAD_SIGNALS,
 )
-def spread_signals(
-    context: dg.AssetExecutionContext, warehouse: Warehouse, curve_features: pl.DataFrame
-):
+def spread_signals(context: dg.AssetExecutionContext, warehouse: Warehouse, curve_features: pl.DataFrame):
     """Cross-venue spreads of annualised bucket 0 per coin and venue pair, with rolling
     mean/std over the previous 10 days (30 windows), z-score, 1.5-sigma bands, a signal in
     {-1, 0, +1} and the cross-venue dispersion of b0.
@@ -294,6 +289,9 @@ def spread_signals(
     out = keep_partitions(signals, keys, ts_col="funding_time")
     return dg.MaterializeResult(
         value=out,
-        metadata={"signals": int((out["signal"] != 0).sum()), "pairs": out.select("symbol", "venue_a", "venue_b").n_unique()},
+        metadata={
+            "signals": int((out["signal"] != 0).sum()),
+            "pairs": out.select("symbol", "venue_a", "venue_b").n_unique(),
+        },
         check_results=checks.spread_signals_checks(out, scope(keys)),
     )

@@ -3,7 +3,6 @@
 The clock is :func:`utcnow`, which tests replace to run days of windows in seconds.
 """
 
-
 import datetime as dt
 import json
 
@@ -128,6 +127,7 @@ def daily_spreads_schedule(context: dg.ScheduleEvaluationContext):
     """
     day = context.scheduled_execution_time.astimezone(dt.UTC).date() - dt.timedelta(days=1)
     return dg.RunRequest(run_key=f"spreads|{day}", partition_key=day.isoformat())
+
 
 SENSORS = [funding_roll_sensor]
 SCHEDULES = [pca_refit_schedule, daily_completion_schedule, daily_spreads_schedule]

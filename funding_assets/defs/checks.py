@@ -28,7 +28,11 @@ def _spec(asset: str, name: str, description: str, blocking: bool = True) -> dg.
 RAW_PRINTS = [
     _spec("raw_prints", "raw_prints_unique_keys", "No two prints share (venue, symbol, ts, funding_time)."),
     _spec("raw_prints", "raw_prints_within_caps", "Every rate is within its venue's cap per native interval."),
-    _spec("raw_prints", "raw_prints_on_grid", "Every funding_time is a whole multiple of its interval (00/08/16 UTC for 8h)."),
+    _spec(
+        "raw_prints",
+        "raw_prints_on_grid",
+        "Every funding_time is a whole multiple of its interval (00/08/16 UTC for 8h).",
+    ),
 ]
 CURVE_SNAPSHOTS = [
     _spec("curve_snapshots", "curve_snapshots_unique_keys", "No two snapshots share (venue, symbol, kind, ts)."),
@@ -40,10 +44,16 @@ CURVE_SNAPSHOTS = [
     ),
 ]
 PCA_FACTORS = [
-    _spec("pca_factors", "pca_factors_no_lookahead", "Every score used a fit made strictly before it, on data before the fit."),
+    _spec(
+        "pca_factors",
+        "pca_factors_no_lookahead",
+        "Every score used a fit made strictly before it, on data before the fit.",
+    ),
 ]
 SPREAD_SIGNALS = [
-    _spec("spread_signals", "spread_signals_unique_keys", "No two rows share (symbol, venue_a, venue_b, funding_time)."),
+    _spec(
+        "spread_signals", "spread_signals_unique_keys", "No two rows share (symbol, venue_a, venue_b, funding_time)."
+    ),
 ]
 
 
@@ -60,7 +70,14 @@ def _result(spec: dg.AssetCheckSpec, passed: bool, scope: str, **metadata) -> dg
 def _duplicates(spec: dg.AssetCheckSpec, frame: pl.DataFrame, key: list[str], scope: str) -> dg.AssetCheckResult:
     dups = frame.group_by(key).len().filter(pl.col("len") > 1)
     examples = [{k: str(v) for k, v in r.items()} for r in dups.head(3).drop("len").to_dicts()]
-    return _result(spec, dups.height == 0, scope, rows=frame.height, duplicate_keys=dups.height, examples=dg.MetadataValue.json(examples))
+    return _result(
+        spec,
+        dups.height == 0,
+        scope,
+        rows=frame.height,
+        duplicate_keys=dups.height,
+        examples=dg.MetadataValue.json(examples),
+    )
 
 
 def raw_prints_checks(prints: pl.DataFrame, scope: str) -> list[dg.AssetCheckResult]:
@@ -71,8 +88,16 @@ def raw_prints_checks(prints: pl.DataFrame, scope: str) -> list[dg.AssetCheckRes
     off = prints.filter(pl.col("funding_time").dt.epoch("ms") % interval_ms != 0)
     return [
         _duplicates(unique, prints, PRINT_KEY, scope),
-        _result(caps, beyond.height == 0, scope, beyond_cap=beyond.height, max_abs_rate=float(prints["rate"].abs().max() or 0.0)),
-        _result(grid, off.height == 0, scope, off_grid=off.height, example=str(off["funding_time"][0]) if off.height else ""),
+        _result(
+            caps,
+            beyond.height == 0,
+            scope,
+            beyond_cap=beyond.height,
+            max_abs_rate=float(prints["rate"].abs().max() or 0.0),
+        ),
+        _result(
+            grid, off.height == 0, scope, off_grid=off.height, example=str(off["funding_time"][0]) if off.height else ""
+        ),
     ]
 
 
@@ -102,7 +127,9 @@ def missing_window_share(roll: pl.DataFrame, start: dt.date, end: dt.date) -> pl
         .filter(pl.col("day") >= start)
     )
     return grid.with_columns(
-        missing_share=pl.when(pl.col("expected_30d") > 0).then(1 - pl.col("seen_30d") / pl.col("expected_30d")).otherwise(0.0)
+        missing_share=pl.when(pl.col("expected_30d") > 0)
+        .then(1 - pl.col("seen_30d") / pl.col("expected_30d"))
+        .otherwise(0.0)
     )
 
 
@@ -112,7 +139,9 @@ def curve_snapshots_checks(
     """``earlier_roll``: stored roll snapshots of the 30 days before the first day written."""
     unique, missing = CURVE_SNAPSHOTS
     roll = pl.concat([earlier_roll.select(snaps.columns), snaps.filter(pl.col("kind") == "roll")])
-    shares = missing_window_share(roll, keys["day"].min(), keys["day"].max()).join(keys, on=["day", "venue"], how="semi")
+    shares = missing_window_share(roll, keys["day"].min(), keys["day"].max()).join(
+        keys, on=["day", "venue"], how="semi"
+    )
     worst = shares.sort("missing_share", "venue", "symbol", "day", descending=[True, False, False, False]).head(5)
     worst_share = float(worst["missing_share"][0]) if worst.height else 0.0
     return [
@@ -125,7 +154,12 @@ def curve_snapshots_checks(
             limit=MISSING_SHARE_LIMIT,
             worst_days=dg.MetadataValue.json(
                 [
-                    {"venue": r["venue"], "symbol": r["symbol"], "day": str(r["day"]), "missing_share": round(r["missing_share"], 4)}
+                    {
+                        "venue": r["venue"],
+                        "symbol": r["symbol"],
+                        "day": str(r["day"]),
+                        "missing_share": round(r["missing_share"], 4),
+                    }
                     for r in worst.to_dicts()
                 ]
             ),
@@ -136,11 +170,24 @@ def curve_snapshots_checks(
 def pca_factors_checks(scores: pl.DataFrame, fits: pl.DataFrame, scope: str) -> list[dg.AssetCheckResult]:
     """``fits``: the ``pca_fits`` rows the scores name."""
     (no_lookahead,) = PCA_FACTORS
-    joined = scores.select("ts", "fit_id").join(fits.select("fit_id", "fitted_at", "window_end"), on="fit_id", how="left")
-    bad = joined.filter(
-        pl.col("fitted_at").is_null() | (pl.col("fitted_at") >= pl.col("ts")) | (pl.col("window_end") > pl.col("fitted_at"))
+    joined = scores.select("ts", "fit_id").join(
+        fits.select("fit_id", "fitted_at", "window_end"), on="fit_id", how="left"
     )
-    return [_result(no_lookahead, bad.height == 0, scope, rows=scores.height, violations=bad.height, fits_used=joined["fit_id"].n_unique())]
+    bad = joined.filter(
+        pl.col("fitted_at").is_null()
+        | (pl.col("fitted_at") >= pl.col("ts"))
+        | (pl.col("window_end") > pl.col("fitted_at"))
+    )
+    return [
+        _result(
+            no_lookahead,
+            bad.height == 0,
+            scope,
+            rows=scores.height,
+            violations=bad.height,
+            fits_used=joined["fit_id"].n_unique(),
+        )
+    ]
 
 
 def spread_signals_checks(signals: pl.DataFrame, scope: str) -> list[dg.AssetCheckResult]:

@@ -1,6 +1,5 @@
 """Jobs: the per-venue chain, the PCA refit and the daily spreads."""
 
-
 import dagster as dg
 
 from .assets import curve_features, curve_snapshots, pca_factors, raw_prints, spread_signals

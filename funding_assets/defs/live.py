@@ -34,7 +34,9 @@ class LivePrintsConfig(dg.Config):
 
 
 @dg.asset(group_name="ingest", kinds={"polars", "duckdb"}, pool="duckdb")
-def live_prints(context: dg.AssetExecutionContext, config: LivePrintsConfig, warehouse: Warehouse) -> dg.MaterializeResult:
+def live_prints(
+    context: dg.AssetExecutionContext, config: LivePrintsConfig, warehouse: Warehouse
+) -> dg.MaterializeResult:
     """Live funding prints (predicted quotes and settlements the collector saw), rate per
     native interval, UTC, with ``received_at``. Upserted by (venue, symbol, ts, funding_time),
     so ingesting a file twice changes nothing; today's ``raw_prints`` merge these rows."""

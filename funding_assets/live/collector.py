@@ -308,7 +308,10 @@ class Collector:
                     try:
                         computed = await asyncio.to_thread(compute_jobs, [job for job, _ in round_])
                     except Exception:  # noqa: BLE001 - a strip bug must not stop the landing of prints
-                        log.exception("roll rows not computed for %s", sorted({(j.series.venue, j.series.symbol) for j, _ in round_}))
+                        log.exception(
+                            "roll rows not computed for %s",
+                            sorted({(j.series.venue, j.series.symbol) for j, _ in round_}),
+                        )
                         continue
                     for (job, received_at), frame in zip(round_, computed):
                         rows = job.accept(frame)
@@ -387,7 +390,13 @@ class Collector:
 
     def _set_state(self, rt: VenueRuntime, state: str) -> None:
         if rt.state != state:
-            log.info("%s: %s -> %s%s", rt.venue, rt.state, state, f" ({rt.last_error})" if state == "reconnecting" and rt.last_error else "")
+            log.info(
+                "%s: %s -> %s%s",
+                rt.venue,
+                rt.state,
+                state,
+                f" ({rt.last_error})" if state == "reconnecting" and rt.last_error else "",
+            )
             rt.state = state
 
     def watchdog_for(self, venue: str) -> float:
@@ -460,7 +469,13 @@ class Collector:
             lag = "-" if rt.last_print_ts is None else f"{(now - rt.last_print_ts).total_seconds():.1f} s"
             log.info(
                 "%s %s: lag %s, %d messages, %d prints, %d reconnects, %d gaps filled, %d skipped",
-                rt.venue, rt.state, lag, rt.messages, rt.prints, rt.reconnects, rt.gaps_filled,
+                rt.venue,
+                rt.state,
+                lag,
+                rt.messages,
+                rt.prints,
+                rt.reconnects,
+                rt.gaps_filled,
                 int(getattr(rt.client, "skipped_frames", 0)),
             )
 
@@ -482,8 +497,16 @@ class Collector:
     async def run(self, stop: asyncio.Event) -> None:
         """Collect until ``stop`` is set, then shut down cleanly (see the module docstring)."""
         self.open()
-        log.info("collector: %s x %s -> %s, %s", ",".join(self.venues), ",".join(self.coins), self.landing_dir, self.store_path)
-        venue_tasks = [asyncio.create_task(self._venue_task(rt), name=f"collect-{rt.venue}") for rt in self.runtimes.values()]
+        log.info(
+            "collector: %s x %s -> %s, %s",
+            ",".join(self.venues),
+            ",".join(self.coins),
+            self.landing_dir,
+            self.store_path,
+        )
+        venue_tasks = [
+            asyncio.create_task(self._venue_task(rt), name=f"collect-{rt.venue}") for rt in self.runtimes.values()
+        ]
         house = asyncio.create_task(self._housekeeping(), name="collect-housekeeping")
         rolls = asyncio.create_task(self._roll_worker(), name="collect-rolls")
         landing = asyncio.create_task(self._landing_worker(), name="collect-landing")
@@ -590,8 +613,7 @@ def main_collect(settings) -> int:
     source = settings.source
     if source.startswith("replay:"):
         raise FundingInputError(
-            f"FUNDING_ASSETS_SOURCE={source}: a replay directory has no live stream; "
-            "collect from 'sim' or 'exchanges'"
+            f"FUNDING_ASSETS_SOURCE={source}: a replay directory has no live stream; collect from 'sim' or 'exchanges'"
         )
     home = ensure_writable_home(Path(settings.home))
     kwargs: dict[str, Any] = {"annualisation": settings.annualisation, "watchdog_s": VENUE_WATCHDOG_S}

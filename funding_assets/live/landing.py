@@ -219,9 +219,7 @@ class LandingWriter:
 
     def _due(self) -> bool:
         with self._buffer_lock:
-            return self._rows > 0 and (
-                self._rows >= self.max_rows or self._clock() - self._first_at >= self.rotate_s
-            )
+            return self._rows > 0 and (self._rows >= self.max_rows or self._clock() - self._first_at >= self.rotate_s)
 
     def tick(self) -> Path | None:
         """Land the buffer if it is old or large enough; returns the file landed, if any."""
@@ -240,7 +238,7 @@ class LandingWriter:
                 self._closed = True
             self._land_locked(force=True)
 
-    def __enter__(self) -> "LandingWriter":
+    def __enter__(self) -> LandingWriter:
         return self
 
     def __exit__(self, *exc) -> None:

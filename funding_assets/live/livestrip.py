@@ -58,7 +58,9 @@ ROLL = "roll"
 #: Columns of the print tuples :meth:`LiveStrip.update` takes (PRINT_SCHEMA order).
 PRINT_COLUMNS = tuple(PRINT_SCHEMA)
 SNAPSHOT_COLUMNS = tuple(SNAPSHOT_SCHEMA)
-_I_VENUE, _I_SYMBOL, _I_TS, _I_FT, _I_RATE, _I_HOURS, _I_KIND = (PRINT_COLUMNS.index(c) for c in ("venue", "symbol", "ts", "funding_time", "rate", "interval_hours", "kind"))
+_I_VENUE, _I_SYMBOL, _I_TS, _I_FT, _I_RATE, _I_HOURS, _I_KIND = (
+    PRINT_COLUMNS.index(c) for c in ("venue", "symbol", "ts", "funding_time", "rate", "interval_hours", "kind")
+)
 
 Row = tuple  # one SNAPSHOT_SCHEMA row, columns in SNAPSHOT_COLUMNS order
 
@@ -114,12 +116,34 @@ class SeriesStrip:
     """The strip state of one (venue, symbol) series. See the module docstring."""
 
     __slots__ = (
-        "venue", "symbol", "annualisation", "max_fill", "depth", "retain_ms", "_ann",
-        "native", "by_grid", "r8", "hours", "newest", "dropped_below", "settled",
-        "emitted", "last_ts", "ignored",
+        "venue",
+        "symbol",
+        "annualisation",
+        "max_fill",
+        "depth",
+        "retain_ms",
+        "_ann",
+        "native",
+        "by_grid",
+        "r8",
+        "hours",
+        "newest",
+        "dropped_below",
+        "settled",
+        "emitted",
+        "last_ts",
+        "ignored",
     )
 
-    def __init__(self, venue: str, symbol: str, *, annualisation: str = "apr", max_fill: int = DEFAULT_MAX_FILL, retain_ms: int = RETAIN_MS) -> None:
+    def __init__(
+        self,
+        venue: str,
+        symbol: str,
+        *,
+        annualisation: str = "apr",
+        max_fill: int = DEFAULT_MAX_FILL,
+        retain_ms: int = RETAIN_MS,
+    ) -> None:
         self.venue, self.symbol = venue, symbol
         self.annualisation, self.max_fill = annualisation, max_fill
         self.depth = N_BUCKETS + max_fill
@@ -219,7 +243,17 @@ class SeriesStrip:
         if filled is None:
             return None
         buckets, n_filled = filled
-        return (self.venue, self.symbol, INTRADAY, from_ms(ts), from_ms(open_end), self.hours[open_end][1], self.annualisation, *buckets, n_filled)
+        return (
+            self.venue,
+            self.symbol,
+            INTRADAY,
+            from_ms(ts),
+            from_ms(open_end),
+            self.hours[open_end][1],
+            self.annualisation,
+            *buckets,
+            n_filled,
+        )
 
     def prints_frame(self, lo: int | None = None) -> pl.DataFrame:
         """The retained winning prints (grid end >= ``lo`` ms) as a strip input frame."""
@@ -235,10 +269,18 @@ class SeriesStrip:
                 "interval_hours": [r[2] for r in rows],
                 "kind": ["realised" if r[3] else "predicted" for r in rows],
             },
-            schema={"venue": pl.String, "symbol": pl.String, "ts": pl.Int64, "funding_time": pl.Int64, "rate": pl.Float64, "interval_hours": pl.Float64, "kind": pl.String},
+            schema={
+                "venue": pl.String,
+                "symbol": pl.String,
+                "ts": pl.Int64,
+                "funding_time": pl.Int64,
+                "rate": pl.Float64,
+                "interval_hours": pl.Float64,
+                "kind": pl.String,
+            },
         ).with_columns(pl.col("ts", "funding_time").cast(TS))
 
-    def roll_job(self, lo: int, hi: int) -> "RollJob":
+    def roll_job(self, lo: int, hi: int) -> RollJob:
         """The work to (re)compute the roll rows of closed windows ending in
         ``[lo, hi + (depth-1)*8h]`` (ms): a change to window ``g`` can move the rows of
         windows ``g .. g + (depth-1)*8h`` (the buckets and the interpolation reach). The job
@@ -246,7 +288,7 @@ class SeriesStrip:
         reach = (self.depth - 1) * GRID_MS
         return RollJob(self, lo, hi, self.prints_frame(lo - reach))
 
-    def accept(self, job: "RollJob", computed: pl.DataFrame) -> list[Row]:
+    def accept(self, job: RollJob, computed: pl.DataFrame) -> list[Row]:
         """The rows of a computed job that are new or changed since last emitted (and now
         count as emitted). Rows reading a forgotten window are not (re)emitted."""
         reach = (self.depth - 1) * GRID_MS
@@ -298,7 +340,9 @@ class LiveStrip:
     windows that closed or changed.
     """
 
-    def __init__(self, *, annualisation: str = "apr", max_fill: int = DEFAULT_MAX_FILL, retain_ms: int = RETAIN_MS) -> None:
+    def __init__(
+        self, *, annualisation: str = "apr", max_fill: int = DEFAULT_MAX_FILL, retain_ms: int = RETAIN_MS
+    ) -> None:
         _annualiser(annualisation)
         if not 0 <= max_fill <= N_BUCKETS - 2:
             raise ValueError(f"max_fill must be between 0 and {N_BUCKETS - 2}, got {max_fill}")
@@ -311,7 +355,9 @@ class LiveStrip:
         key = (venue, symbol)
         s = self.series.get(key)
         if s is None:
-            s = self.series[key] = SeriesStrip(venue, symbol, annualisation=self.annualisation, max_fill=self.max_fill, retain_ms=self.retain_ms)
+            s = self.series[key] = SeriesStrip(
+                venue, symbol, annualisation=self.annualisation, max_fill=self.max_fill, retain_ms=self.retain_ms
+            )
         return s
 
     def update(self, prints: Iterable[Sequence], *, intraday: bool = True) -> list[Row]:
@@ -372,8 +418,12 @@ def compute_jobs(jobs: Sequence[RollJob]) -> list[pl.DataFrame]:
     first = jobs[0].series
     if len(jobs) == 1:
         return [jobs[0].compute()]
-    computed = strip.roll_snapshots(pl.concat([j.prints for j in jobs]), annualisation=first.annualisation, max_fill=first.max_fill)
-    parts = {key: part for key, part in computed.partition_by(["venue", "symbol"], as_dict=True, maintain_order=True).items()}
+    computed = strip.roll_snapshots(
+        pl.concat([j.prints for j in jobs]), annualisation=first.annualisation, max_fill=first.max_fill
+    )
+    parts = {
+        key: part for key, part in computed.partition_by(["venue", "symbol"], as_dict=True, maintain_order=True).items()
+    }
     empty = computed.clear()
     return [parts.get(key, empty) for key in keys]
 

@@ -77,9 +77,7 @@ def write_status(path: Path, statuses: list[VenueStatus], now: dt.datetime) -> N
     path.parent.mkdir(parents=True, exist_ok=True)
     doc = {
         "written_at": _iso(_naive_utc(now)),
-        "venues": [
-            {**dataclasses.asdict(s), **{t: _iso(getattr(s, t)) for t in _TIMES}} for s in statuses
-        ],
+        "venues": [{**dataclasses.asdict(s), **{t: _iso(getattr(s, t)) for t in _TIMES}} for s in statuses],
     }
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     try:
@@ -135,8 +133,18 @@ def status_table(home: Path, now: dt.datetime | None = None) -> str:
             f"WARNING: status is {age:.0f} s old (> {STALE_AFTER.seconds} s): the collector is "
             "probably not running (start it with `funding-assets collect`)"
         )
-    header = ("venue", "state", "age s", "lag s", "messages", "prints", "reconnects", "gaps filled",
-              "skipped", "last error")
+    header = (
+        "venue",
+        "state",
+        "age s",
+        "lag s",
+        "messages",
+        "prints",
+        "reconnects",
+        "gaps filled",
+        "skipped",
+        "last error",
+    )
     rows = [
         (
             s.venue,

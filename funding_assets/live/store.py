@@ -149,7 +149,7 @@ class LiveStore:
                 self._con = None
         self._raise_if_failed()
 
-    def __enter__(self) -> "LiveStore":
+    def __enter__(self) -> LiveStore:
         return self
 
     def __exit__(self, *exc) -> None:

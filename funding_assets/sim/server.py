@@ -92,7 +92,9 @@ class Response:
 
 
 def json_response(obj: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(status, json.dumps(obj, separators=(",", ":")).encode(), {"Content-Type": "application/json", **(headers or {})})
+    return Response(
+        status, json.dumps(obj, separators=(",", ":")).encode(), {"Content-Type": "application/json", **(headers or {})}
+    )
 
 
 class Feed:
@@ -239,7 +241,9 @@ class SimServer:
         self.clock = clock or SimClock()
         self.faults = faults or Faults()
         self.feed = Feed(model or FundingModel(), self.clock, self.faults.missing)
-        self.sims: dict[str, VenueSim] = {v: cls(self.feed, self.faults, push_interval_s) for v, cls in VENUE_SIMS.items()}
+        self.sims: dict[str, VenueSim] = {
+            v: cls(self.feed, self.faults, push_interval_s) for v, cls in VENUE_SIMS.items()
+        }
         self.buckets = {v: _Bucket(s.budget) for v, s in self.sims.items()} if limits else {}
         self.requests: dict[str, int] = {v: 0 for v in self.sims}
         self._counter_lock = threading.Lock()

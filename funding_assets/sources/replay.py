@@ -75,9 +75,7 @@ def read_file(path: Path, venue: str) -> pl.DataFrame:
         raise FundingInputError(f"{path}: cannot read ({exc})") from None
     missing = [c for c in REQUIRED if c not in raw.columns]
     if missing:
-        raise FundingInputError(
-            f"{path}: missing column(s) {', '.join(missing)}; need {', '.join(REQUIRED)}"
-        )
+        raise FundingInputError(f"{path}: missing column(s) {', '.join(missing)}; need {', '.join(REQUIRED)}")
     if raw.height and raw["symbol"].null_count():
         raise FundingInputError(f"{path}: {_line(_first_bad(raw, pl.col('symbol').is_null()), path)}: empty symbol")
     ts = _timestamps(raw, "ts", path)
@@ -106,7 +104,9 @@ def read_file(path: Path, venue: str) -> pl.DataFrame:
     bad = _first_bad(raw.with_columns(interval.alias("_h")), ~(pl.col("_h") > 0) | pl.col("_h").is_null())
     if bad is not None:
         raise FundingInputError(f"{path}: {_line(bad, path)}: interval_hours must be a positive number of hours")
-    kind = raw["kind"].cast(pl.String).str.to_lowercase() if "kind" in raw.columns else pl.Series([REALISED] * raw.height)
+    kind = (
+        raw["kind"].cast(pl.String).str.to_lowercase() if "kind" in raw.columns else pl.Series([REALISED] * raw.height)
+    )
     bad = _first_bad(raw.with_columns(kind.alias("_k")), ~pl.col("_k").is_in(KINDS) | pl.col("_k").is_null())
     if bad is not None:
         raise FundingInputError(f"{path}: {_line(bad, path)}: kind must be one of {', '.join(KINDS)}")
@@ -165,6 +165,4 @@ class ReplaySource:
 
     def fetch(self, venue: str, coins: tuple[str, ...], start: dt.date, end: dt.date) -> pl.DataFrame:
         lo, hi = day_bounds(start, end)
-        return self.prints(venue).filter(
-            pl.col("symbol").is_in(coins) & (pl.col("ts") >= lo) & (pl.col("ts") < hi)
-        )
+        return self.prints(venue).filter(pl.col("symbol").is_in(coins) & (pl.col("ts") >= lo) & (pl.col("ts") < hi))

@@ -178,7 +178,12 @@ class Sim(VenueSim):
         hi = from_ms(min(end, now_ms)) if end is not None else now
         lo = from_ms(min(start, now_ms)) if start is not None else hi - count * LATEST_SPAN_PER_ROW
         rows = sorted(
-            (row for symbol, coin in symbols.items() if coin is not None for row in self._history_rows(symbol, coin, lo, hi)),
+            (
+                row
+                for symbol, coin in symbols.items()
+                if coin is not None
+                for row in self._history_rows(symbol, coin, lo, hi)
+            ),
             key=lambda row: (row["fundingTime"], row["symbol"]),
         )
         return rows[:count] if start is not None else rows[-count:]
@@ -192,7 +197,15 @@ class Sim(VenueSim):
             stamp = to_ms(ts)
             if lo_ms <= stamp <= hi_ms:
                 mark = PRICES[coin] if funding_time >= MARKPRICE_FROM else ""
-                rows.append({"symbol": symbol, "fundingTime": stamp, "fundingRate": rate_text(rate), "markPrice": mark, "rateType": "Regular"})
+                rows.append(
+                    {
+                        "symbol": symbol,
+                        "fundingTime": stamp,
+                        "fundingRate": rate_text(rate),
+                        "markPrice": mark,
+                        "rateType": "Regular",
+                    }
+                )
         return rows
 
     def premium_index(self, query: dict[str, str]) -> dict | list[dict]:
@@ -226,14 +239,16 @@ class Sim(VenueSim):
         for coin in COINS:
             hours = self.feed.predicted(VENUE, coin)[2]
             if hours != 8:
-                rows.append({
-                    "symbol": venue_symbol(VENUE, coin),
-                    "adjustedFundingRateCap": cap,
-                    "adjustedFundingRateFloor": f"-{cap}",
-                    "fundingIntervalHours": int(hours),
-                    "disclaimer": False,
-                    "updateTime": None,
-                })
+                rows.append(
+                    {
+                        "symbol": venue_symbol(VENUE, coin),
+                        "adjustedFundingRateCap": cap,
+                        "adjustedFundingRateFloor": f"-{cap}",
+                        "fundingIntervalHours": int(hours),
+                        "disclaimer": False,
+                        "updateTime": None,
+                    }
+                )
         return rows
 
     # --- stream -----------------------------------------------------------------------

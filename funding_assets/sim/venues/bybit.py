@@ -148,7 +148,11 @@ class Sim(VenueSim):
         return {
             "category": "linear",
             "list": [
-                {"symbol": row["venue_symbol"], "fundingRate": decimal_text(row["rate"]), "fundingRateTimestamp": str(ms(row["ts"]))}
+                {
+                    "symbol": row["venue_symbol"],
+                    "fundingRate": decimal_text(row["rate"]),
+                    "fundingRateTimestamp": str(ms(row["ts"])),
+                }
                 for row in rows
             ],
         }
@@ -175,7 +179,12 @@ class Sim(VenueSim):
     def _dated_future(now: dt.datetime) -> dict[str, str]:
         """A quarterly BTC future: listed by tickers, with empty-string funding fields."""
         expiry = quarterly_expiry(now)
-        return {"symbol": f"BTC-{expiry:%d%b%y}".upper(), "fundingRate": "", "nextFundingTime": "", "deliveryTime": str(ms(expiry))}
+        return {
+            "symbol": f"BTC-{expiry:%d%b%y}".upper(),
+            "fundingRate": "",
+            "nextFundingTime": "",
+            "deliveryTime": str(ms(expiry)),
+        }
 
     # --- WebSocket ----------------------------------------------------------------------
 
@@ -260,5 +269,11 @@ class Sim(VenueSim):
             else:
                 kind, data = "delta", {"symbol": symbol, **{k: v for k, v in fields.items() if previous.get(k) != v}}
             pushed[symbol] = fields
-            message = {"topic": f"tickers.{symbol}", "type": kind, "data": data, "cs": next(self._cross_sequence), "ts": ms(now)}
+            message = {
+                "topic": f"tickers.{symbol}",
+                "type": kind,
+                "data": data,
+                "cs": next(self._cross_sequence),
+                "ts": ms(now),
+            }
             await session.send(message, counts_prints=1)

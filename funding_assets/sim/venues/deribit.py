@@ -264,7 +264,11 @@ class _Stream:
         except (ValueError, KeyError, TypeError):
             await self.session.send(self.sim.envelope(error=RpcError(-32700, "Parse error").body()))
             return False
-        handlers = {"public/set_heartbeat": self.set_heartbeat, "public/subscribe": self.subscribe, "public/test": self.test}
+        handlers = {
+            "public/set_heartbeat": self.set_heartbeat,
+            "public/subscribe": self.subscribe,
+            "public/test": self.test,
+        }
         try:
             if method not in handlers:
                 raise RpcError(-32601, "Method not found")

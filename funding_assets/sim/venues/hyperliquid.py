@@ -53,8 +53,16 @@ ASSETS: dict[str, tuple[int, int, int, float, float, float]] = {
 #: A delisted coin kept in the universe with a book-less ctx.
 DELISTED = {"szDecimals": 1, "name": "MATIC", "maxLeverage": 20, "marginTableId": 51, "isDelisted": True}
 DELISTED_CTX = {
-    "funding": "0.0", "openInterest": "0.0", "prevDayPx": "0.3812", "dayNtlVlm": "0.0", "premium": None,
-    "oraclePx": "0.3809", "markPx": "0.3812", "midPx": None, "impactPxs": None, "dayBaseVlm": "0.0",
+    "funding": "0.0",
+    "openInterest": "0.0",
+    "prevDayPx": "0.3812",
+    "dayNtlVlm": "0.0",
+    "premium": None,
+    "oraclePx": "0.3809",
+    "markPx": "0.3812",
+    "midPx": None,
+    "impactPxs": None,
+    "dayBaseVlm": "0.0",
 }
 MARGIN_TABLES = [[50, {"description": "", "marginTiers": [{"lowerBound": "0.0", "maxLeverage": 50}]}]]
 #: predictedFundings venue names, in the venue's order.
@@ -107,7 +115,9 @@ def ms_field(body: dict, name: str, default: int | None = None) -> int:
     if value is None:
         raise BadRequest(422, f"Failed to deserialize the JSON body into the target type: missing field `{name}`")
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise BadRequest(422, f"Failed to deserialize the JSON body into the target type: {name}: invalid type, expected u64")
+        raise BadRequest(
+            422, f"Failed to deserialize the JSON body into the target type: {name}: invalid type, expected u64"
+        )
     return value
 
 
@@ -148,7 +158,9 @@ class Sim(VenueSim):
             body = parse_body(request)
             handler = handlers.get(body["type"])
             if handler is None:
-                raise BadRequest(422, f"Failed to deserialize the JSON body into the target type: unknown variant `{body['type']}`")
+                raise BadRequest(
+                    422, f"Failed to deserialize the JSON body into the target type: unknown variant `{body['type']}`"
+                )
             return json_response(handler(body))
         except BadRequest as exc:
             return self.error(exc.status, str(exc))
@@ -166,7 +178,9 @@ class Sim(VenueSim):
         if start_ms > end_ms:
             return []
         # Stamps trail their settlement by < 1.5 s: take settlements up to an hour before.
-        frame = self.feed.settlements(VENUE, coin, from_ms(start_ms) - HOUR, from_ms(end_ms) + dt.timedelta(milliseconds=1))
+        frame = self.feed.settlements(
+            VENUE, coin, from_ms(start_ms) - HOUR, from_ms(end_ms) + dt.timedelta(milliseconds=1)
+        )
         frame = frame.filter(pl.col("ts").is_between(from_ms(start_ms), from_ms(end_ms))).head(PAGE_ROWS)
         premiums = self.window_premiums(coin, frame)
         return [
@@ -227,7 +241,11 @@ class Sim(VenueSim):
             entries = []
             for name, venue in PREDICTED_VENUES:
                 rate, funding_time, hours = self.feed.predicted(venue, coin)
-                entry = {"fundingRate": decimal_str(rate), "nextFundingTime": to_ms(funding_time), "fundingIntervalHours": int(hours)}
+                entry = {
+                    "fundingRate": decimal_str(rate),
+                    "nextFundingTime": to_ms(funding_time),
+                    "fundingIntervalHours": int(hours),
+                }
                 entries.append([name, entry])
             out.append([coin, entries])
         return out
@@ -235,7 +253,9 @@ class Sim(VenueSim):
     # --- WebSocket ----------------------------------------------------------------------
 
     async def push(self, session: WsSession, coin: str) -> None:
-        await session.send({"channel": "activeAssetCtx", "data": {"coin": coin, "ctx": self.ctx(coin)}}, counts_prints=1)
+        await session.send(
+            {"channel": "activeAssetCtx", "data": {"coin": coin, "ctx": self.ctx(coin)}}, counts_prints=1
+        )
 
     async def answer(self, session: WsSession, text: str, subscribed: dict[str, None]) -> None:
         """Reply to one client message: ping, subscribe or unsubscribe (activeAssetCtx)."""

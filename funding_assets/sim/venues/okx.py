@@ -66,7 +66,9 @@ from ..server import Request, Response, VenueSim, WsSession, json_response
 REST_HISTORY = dt.timedelta(days=90)
 ARCHIVE_TZ_OFFSET = dt.timedelta(hours=8)  # OKX archives bucket days and months in UTC+8
 CDN_PREFIX = "/cdn/okex/traderecords/swaprate/monthly/"
-CDN_FILE = re.compile(r"^/cdn/okex/traderecords/swaprate/monthly/(\d{4})(\d{2})/([A-Z0-9]+-[A-Z0-9]+)-fundingrates-\1-\2\.zip$")
+CDN_FILE = re.compile(
+    r"^/cdn/okex/traderecords/swaprate/monthly/(\d{4})(\d{2})/([A-Z0-9]+-[A-Z0-9]+)-fundingrates-\1-\2\.zip$"
+)
 UNIX_EPOCH = dt.datetime(1970, 1, 1)
 MS = dt.timedelta(milliseconds=1)
 INTEREST = "0.0001000000000000"
@@ -171,7 +173,9 @@ class Sim(VenueSim):
         start = now - REST_HISTORY if before is None else max(now - REST_HISTORY, at_ms(before + 1))
         end = now + MS if after is None else at_ms(after)
         rows = self.feed.settlements(self.venue, coin, start, end).reverse().head(min(limit, self.history_limit_max))
-        return [self._history_row(inst, epoch_ms(t), rate) for t, rate in rows.select("funding_time", "rate").iter_rows()]
+        return [
+            self._history_row(inst, epoch_ms(t), rate) for t, rate in rows.select("funding_time", "rate").iter_rows()
+        ]
 
     @staticmethod
     def _history_row(inst: str, funding_ms: int, rate: float) -> dict:
@@ -234,7 +238,11 @@ class Sim(VenueSim):
             raise OkxFailure(400, "51000", "Parameter begin/end error")
         months = self._published_months(at_ms(begin), at_ms(end))
         details = [
-            {"instFamily": family, "instType": SWAP, "groupDetails": [self._archive_link(family, y, m) for y, m in months]}
+            {
+                "instFamily": family,
+                "instType": SWAP,
+                "groupDetails": [self._archive_link(family, y, m) for y, m in months],
+            }
             for family in families
         ]
         return [{"dateAggrType": "monthly", "details": details, "ts": str(epoch_ms(self.feed.clock()))}]
