@@ -1,9 +1,10 @@
 """Range backfills as Dagster runs: one run per asset group per range, never one per day.
 
-A backfill of days ``start..end`` comes out complete: the lookbacks of every asset are
-materialised first (prints 41 days back feed the strips 37 days back, which feed the
-PCA fits and the spreads' trailing window), so the requested days hold exactly the rows
-a full-history backfill would give them.
+A backfill of days ``start..end`` comes out complete: the declared lookbacks of every asset
+are materialised first (prints feed the strips, which feed the PCA fits' windows and the
+features, whose bucket 0 feeds the spreads' trailing window), so the requested days hold
+exactly the rows a full-history backfill would give them. The lookbacks come from the same
+configuration object as the assets' declared partition mappings.
 """
 
 import dataclasses
@@ -15,13 +16,14 @@ from collections.abc import Callable, Sequence
 import dagster as dg
 from dagster._core.events import DagsterEventType
 
-from . import features, pca, spreads, strip
+from . import strip
 from .definitions import ASSETS
+from .defs.assets import FEATURES_LOOKBACK_DAYS, PCA_LOOKBACK_DAYS, SPREADS_LOOKBACK_DAYS
 from .errors import FundingInputError
 from .partitions import START_DATE
 from .partitions import venues as venue_partitions
-from .resources import build_resources
-from .settings import Settings, ensure_writable_home
+from .resources import FundingConfig, build_resources
+from .settings import ensure_writable_home
 from .sources import open_source
 
 FIRST_DAY = dt.date.fromisoformat(START_DATE)
@@ -73,7 +75,7 @@ def venue_blocks(venues: Sequence[str]) -> list[tuple[str, ...]]:
     return [tuple(b) for b in blocks]
 
 
-def plan(start: dt.date, end: dt.date, venues: Sequence[str], today: dt.date) -> list[Step]:
+def plan(start: dt.date, end: dt.date, config: FundingConfig, today: dt.date) -> list[Step]:
     """The runs that make ``start..end`` complete, lookbacks first."""
     if end < start:
         raise FundingInputError(f"--end {end} is before --start {start}")
@@ -81,28 +83,37 @@ def plan(start: dt.date, end: dt.date, venues: Sequence[str], today: dt.date) ->
         raise FundingInputError(f"--start {start} is before the first partition {FIRST_DAY}")
     if end > today:
         raise FundingInputError(f"--end {end} is after today ({today}, UTC)")
-    s = Settings.from_env()
 
     def clamp(day: dt.date) -> dt.date:
         return max(day, FIRST_DAY)
 
-    features_from = clamp(start - dt.timedelta(days=spreads.LOOKBACK_DAYS))
-    snaps_from = clamp(
-        min(
-            features_from - dt.timedelta(days=features.Z_LOOKBACK_DAYS),
-            start - dt.timedelta(days=pca.lookback_days(s.pca_window_days, s.pca_refit_days)),
-        )
+    days = dt.timedelta
+    # the run's own configuration must fit the loaded declarations (refused with the reason)
+    config.require_within(
+        "the spreads and z-scores",
+        config.rolling_lookback_days + strip.MAX_CLOSE_LAG_DAYS,
+        SPREADS_LOOKBACK_DAYS,
+        "FUNDING_ASSETS_Z_WINDOW",
     )
-    raw_from = clamp(snaps_from - dt.timedelta(days=strip.LOOKBACK_DAYS))
+    config.require_within(
+        "the PCA", config.pca_lookback_days + strip.MAX_CLOSE_LAG_DAYS, PCA_LOOKBACK_DAYS, "FUNDING_ASSETS_PCA_*"
+    )
+    b0_from = clamp(start - days(SPREADS_LOOKBACK_DAYS))
+    features_from = b0_from
+    # the fit that scores the first requested days is stored too (its day is a pca_fits partition)
+    pca_from = clamp(start - days(config.pca_refit_days + strip.MAX_CLOSE_LAG_DAYS))
+    snaps_from = clamp(min(features_from - days(FEATURES_LOOKBACK_DAYS), pca_from - days(PCA_LOOKBACK_DAYS)))
+    raw_from = clamp(snaps_from - days(strip.LOOKBACK_DAYS))
     steps = []
-    for block in venue_blocks(venues):
+    for block in venue_blocks(config.venues):
         label = ",".join(block)
         steps += [
             Step(f"prints   {label}", ("raw_prints",), raw_from, end, block),
             Step(f"strips   {label}", ("curve_snapshots",), snaps_from, end, block),
             Step(f"features {label}", ("curve_features",), features_from, end, block),
-            Step(f"pca      {label}", ("pca_factors",), start, end, block),
+            Step(f"pca      {label}", ("pca_factors", "pca_fits"), pca_from, end, block),
         ]
+    steps.append(Step("bucket 0 all venues", ("roll_b0",), b0_from, end, None))
     steps.append(Step("spreads  all venues", ("spread_signals",), start, end, None))
     return steps
 
@@ -129,7 +140,7 @@ def _failure(result: dg.ExecuteInProcessResult) -> str:
 
 def run_step(
     step: Step,
-    settings: Settings,
+    settings: FundingConfig,
     instance: dg.DagsterInstance,
     show: Callable[[str], None],
     position: tuple[int, int] = (0, 1),
@@ -174,7 +185,7 @@ def run_step(
     )
 
 
-def preflight(settings: Settings, venues: Sequence[str]) -> None:
+def preflight(settings: FundingConfig, venues: Sequence[str]) -> None:
     """Fail fast, before any run, on a data directory or replay files we cannot use."""
     ensure_writable_home(settings.home)
     source = open_source(settings.source)
@@ -185,7 +196,7 @@ def preflight(settings: Settings, venues: Sequence[str]) -> None:
 def backfill(
     start: dt.date,
     end: dt.date,
-    settings: Settings,
+    settings: FundingConfig,
     instance: dg.DagsterInstance,
     show: Callable[[str], None],
     log: Callable[[str], None],
@@ -193,7 +204,7 @@ def backfill(
 ) -> list[Outcome]:
     """Run the plan step by step; stop at the first failed run."""
     today = today or dt.datetime.now(dt.UTC).date()
-    steps = plan(start, end, settings.venues, today)
+    steps = plan(start, end, settings, today)
     preflight(settings, settings.venues)
     outcomes = []
     for i, step in enumerate(steps, 1):

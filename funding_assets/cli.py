@@ -7,14 +7,13 @@ otherwise an ephemeral instance is used. Exit codes: 0 done, 1 a run failed, 2 b
 
 import argparse
 import contextlib
-import dataclasses
 import datetime as dt
 import os
 import sys
 import time
 
 from .errors import FundingInputError
-from .settings import ENV_COINS, ENV_VENUES, Settings, ensure_writable_home, parse_list
+from .settings import ENV_COINS, ENV_VENUES, ensure_writable_home, parse_list
 from .venues import VENUES, check_coin, check_venue
 
 DEMO_DAYS = 90
@@ -58,16 +57,22 @@ def _instance():
             yield instance
 
 
-def _settings(args: argparse.Namespace, **overrides) -> Settings:
-    s = Settings.from_env()
+def _config():
+    from .resources import FundingConfig
+
+    return FundingConfig.from_env()
+
+
+def _settings(args: argparse.Namespace, **overrides):
+    s = _config()
     if getattr(args, "venues", None):
         overrides["venues"] = parse_list(args.venues, check_venue, "--venues")
     if getattr(args, "coins", None):
         overrides["coins"] = parse_list(args.coins, check_coin, "--coins")
-    return dataclasses.replace(s, **overrides)
+    return s.with_(**overrides)
 
 
-def _run_backfill(start: dt.date, end: dt.date, settings: Settings, console: Console) -> int:
+def _run_backfill(start: dt.date, end: dt.date, settings, console: Console) -> int:
     from .backfill import backfill
 
     console.log(
@@ -123,7 +128,7 @@ def cmd_demo(args: argparse.Namespace, console: Console) -> int:
 def cmd_report(args: argparse.Namespace, console: Console) -> int:
     from .report import build_report, format_summary, summary
 
-    settings = Settings.from_env()
+    settings = _config()
     print(format_summary(summary(settings.warehouse_path)))
     out = build_report(settings.warehouse_path, settings.home / "report.html")
     print(f"\nreport: {out.resolve()}")
@@ -142,7 +147,7 @@ def cmd_status(args: argparse.Namespace, console: Console) -> int:
     from .live.status import status_table
 
     try:
-        print(status_table(Settings.from_env().home))
+        print(status_table(_config().home))
     except FileNotFoundError as exc:
         console.log(f"error: {exc}")
         return 1

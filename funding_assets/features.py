@@ -1,28 +1,34 @@
 """Curve features of each snapshot (DESIGN section 4). Pure polars, no Dagster.
 
-Per snapshot, with ``b0..b7`` annualised:
+Per snapshot, with ``b0..b7`` annualised (decimals: 0.1095 = 10.95 % a year):
 
 - ``level = b0``; ``slope = b7 - b0``; ``curvature = b2 + b5 - 2*b3``
 - ``decay_k = b_k / b_(k-1)`` (k = 1..7), null where the denominator is 0
 - ``shock_age``: the smallest k >= 1 with ``|b_k - b0| > shock_threshold`` (default 0.10,
   i.e. 10 percentage points annualised), null if none
-- ``level_z``, ``slope_z``: z-scores against the roll snapshots of the trailing
-  ``z_window`` (default 10 days = 30 roll windows) up to and including the row's ``ts``;
-  null until ``z_min_obs`` roll snapshots are in the window. The window is measured in time,
-  so a data gap shortens it rather than reaching further back.
+- ``level_z``, ``slope_z``: ``(x - mean) / std`` against the roll snapshots of the same
+  (venue, symbol), with the one convention of :class:`~funding_assets.rolling.RollingWindow`
+  shared with the spreads. A row at ``ts`` = t, roll or intraday, reads the roll snapshots
+  with ``ts < t`` (the current point excluded, the default) or ``ts <= t``
+  (``include_current``): by default the last 30 of them not older than 20 days, null with
+  fewer than 20; ``std`` ddof 1; null without a positive ``std`` (a flat window). Intraday
+  rows never enter the statistics, and no row reads a snapshot after its own ts.
+
+A day's rows read the ``rolling.lookback_days()`` days of roll snapshots before it
+(:data:`Z_LOOKBACK_DAYS` by default). ``as_of``, when the snapshots carry it, is passed through.
 """
 
 from __future__ import annotations
 
 import polars as pl
 
+from .rolling import RollingWindow, zscore
 from .strip import BUCKETS, KEYS, N_BUCKETS
 
 DEFAULT_SHOCK_THRESHOLD = 0.10
-DEFAULT_Z_WINDOW = "10d"
-DEFAULT_Z_MIN_OBS = 20
-#: Days of snapshots before a day that its z-scores read (the window plus the day itself).
-Z_LOOKBACK_DAYS = 10
+DEFAULT_ROLLING = RollingWindow()
+#: Days of snapshots before a day that its z-scores read (default window).
+Z_LOOKBACK_DAYS = DEFAULT_ROLLING.lookback_days()
 
 FEATURE_COLUMNS = [
     "level",
@@ -50,41 +56,18 @@ def _shape(shock_threshold: float) -> list[pl.Expr]:
     ]
 
 
-def _roll_stats(roll: pl.DataFrame, window: str, min_obs: int) -> pl.DataFrame:
-    """Trailing mean/std of level and slope at each roll snapshot (window ends at its ts)."""
-    stats = []
-    for name in ("level", "slope"):
-        stats += [
-            pl.col(name).rolling_mean_by("ts", window, min_samples=min_obs).over(KEYS).alias(f"{name}_mean"),
-            pl.col(name).rolling_std_by("ts", window, min_samples=min_obs).over(KEYS).alias(f"{name}_std"),
-        ]
-    return roll.sort([*KEYS, "ts"]).select(*KEYS, "ts", *stats).sort("ts")
-
-
 def curve_features(
     snapshots: pl.DataFrame,
     *,
     shock_threshold: float = DEFAULT_SHOCK_THRESHOLD,
-    z_window: str = DEFAULT_Z_WINDOW,
-    z_min_obs: int = DEFAULT_Z_MIN_OBS,
+    rolling: RollingWindow = DEFAULT_ROLLING,
 ) -> pl.DataFrame:
-    """Features for every snapshot row (roll and intraday), keyed like ``curve_snapshots``."""
+    """Features for every snapshot row (roll and intraday), keyed like ``curve_snapshots``:
+    ``venue, symbol, kind, ts, funding_time``, ``as_of`` if present, then :data:`FEATURE_COLUMNS`."""
     shaped = snapshots.with_columns(_shape(shock_threshold))
-    stats = _roll_stats(shaped.filter(pl.col("kind") == "roll"), z_window, z_min_obs)
-    joined = shaped.sort("ts").join_asof(
-        stats.rename({"ts": "stats_ts"}),
-        left_on="ts",
-        right_on="stats_ts",
-        by=KEYS,
-        strategy="backward",
-        # statistics from a roll older than the window would reach past a data gap
-        tolerance=z_window,
-        check_sortedness=False,
+    roll = shaped.filter(pl.col("kind") == "roll")
+    scored = rolling.stats(roll, ["level", "slope"], time="ts", by=KEYS, at=shaped).with_columns(
+        zscore(name, f"{name}_mean", f"{name}_std").alias(f"{name}_z") for name in ("level", "slope")
     )
-    z = [
-        pl.when(pl.col(f"{n}_std") > 0).then((pl.col(n) - pl.col(f"{n}_mean")) / pl.col(f"{n}_std")).alias(f"{n}_z")
-        for n in ("level", "slope")
-    ]
-    return (
-        joined.with_columns(z).select(*KEYS, "kind", "ts", "funding_time", *FEATURE_COLUMNS).sort([*KEYS, "kind", "ts"])
-    )
+    keys = [*KEYS, "kind", "ts", "funding_time", *(["as_of"] if "as_of" in snapshots.columns else [])]
+    return scored.select(*keys, *FEATURE_COLUMNS).sort([*KEYS, "kind", "ts"])

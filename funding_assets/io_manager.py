@@ -5,6 +5,11 @@ rows in one transaction (``DELETE ... USING`` the key list, then ``INSERT``), wh
 shape of the key set (one key, a date range for several venues, scattered keys); inputs
 load exactly the mapped upstream partitions. The asset declares how its rows map to
 partitions with ``metadata={"partition_expr": {"date": "<timestamp column>", "venue": "venue"}}``.
+
+Every write records its partition keys in the warehouse (same transaction). An input is
+loaded only when every mapped upstream partition of a configured venue is recorded there:
+otherwise the run fails naming the partitions to materialise first, because computing from
+a partial lookback would silently give different numbers.
 """
 
 import datetime as dt
@@ -12,41 +17,41 @@ import datetime as dt
 import dagster as dg
 import polars as pl
 
+from .errors import FundingInputError
 from .partitions import split_key
-from .warehouse import SCHEMA, Warehouse, empty
+from .warehouse import SCHEMA, Warehouse, _keys, empty, partition_filter
 
 
-def _keys(partition_keys: list[str]) -> pl.DataFrame:
-    pairs = [split_key(k) for k in partition_keys]
-    return pl.DataFrame(
-        {"_date": [d for d, _ in pairs], "_venue": [v for _, v in pairs]},
-        schema={"_date": pl.Date, "_venue": pl.String},
-    )
-
-
-def partition_filter(expr: dict[str, str], partition_keys: list[str]) -> tuple[str, list, dict[str, pl.DataFrame]]:
-    """SQL ``where``, its parameters and relations selecting exactly these partitions' rows."""
-    keys = _keys(partition_keys)
-    where, params = _where(expr, keys)
-    return where, params, {"_keys": keys}
-
-
-def _where(expr: dict[str, str], keys: pl.DataFrame) -> tuple[str, list]:
-    """SQL selecting the rows of ``keys``: a date-range prefilter plus an exact key join."""
-    ts = expr["date"]
-    first, last = keys["_date"].min(), keys["_date"].max()
-    params = [dt.datetime.combine(first, dt.time()), dt.datetime.combine(last, dt.time()) + dt.timedelta(days=1)]
-    match = f"CAST({ts} AS DATE) = _k._date"
-    if "venue" in expr:
-        match += f" AND {expr['venue']} = _k._venue"
-    where = f"{ts} >= ? AND {ts} < ? AND EXISTS (SELECT 1 FROM _keys AS _k WHERE {match})"
-    return where, params
+def describe_keys(partition_keys: list[str], limit: int = 6) -> str:
+    """``2024-01-01..2024-01-04|okx, 2024-01-03|bybit``: keys as day ranges per venue."""
+    by_venue: dict[str | None, list[dt.date]] = {}
+    for key in partition_keys:
+        day, venue = split_key(key)
+        by_venue.setdefault(venue, []).append(day)
+    parts = []
+    for venue, days in sorted(by_venue.items(), key=lambda kv: kv[0] or ""):
+        days = sorted(set(days))
+        runs: list[list[dt.date]] = []
+        for day in days:
+            if runs and day == runs[-1][1] + dt.timedelta(days=1):
+                runs[-1][1] = day
+            else:
+                runs.append([day, day])
+        for lo, hi in runs:
+            span = str(lo) if lo == hi else f"{lo}..{hi}"
+            parts.append(f"{span}|{venue}" if venue else span)
+    more = f" and {len(parts) - limit} more" if len(parts) > limit else ""
+    return ", ".join(parts[:limit]) + more
 
 
 class WarehouseIOManager(dg.ConfigurableIOManager):
-    """Tables in schema ``funding``; partitions replaced atomically, never duplicated."""
+    """Tables in schema ``funding``; partitions replaced atomically, never duplicated.
+
+    ``venues``: the configured venues; inputs load (and require) only their partitions.
+    """
 
     warehouse: Warehouse
+    venues: list[str] | None = None
 
     def _table(self, context: dg.OutputContext | dg.InputContext) -> str:
         return context.asset_key.path[-1]
@@ -68,9 +73,12 @@ class WarehouseIOManager(dg.ConfigurableIOManager):
             written = self.warehouse.replace(table, obj)
         else:
             expr = self._expr(context)
-            self._check_inside(table, obj, expr, _keys(context.asset_partition_keys))
-            where, params, relations = partition_filter(expr, context.asset_partition_keys)
-            written = self.warehouse.replace(table, obj, where, params, relations=relations)
+            keys = list(context.asset_partition_keys)
+            self._check_inside(table, obj, expr, _keys(keys))
+            where, params, relations = partition_filter(expr, keys)
+            written = self.warehouse.replace(
+                table, obj, where, params, relations=relations, partitions=_rows_per_key(obj, expr, keys)
+            )
         context.add_output_metadata({"rows": dg.MetadataValue.int(written), "table": f"{SCHEMA}.{table}"})
 
     @staticmethod
@@ -92,8 +100,33 @@ class WarehouseIOManager(dg.ConfigurableIOManager):
         table = self._table(context)
         if not context.has_asset_partitions:
             return self.warehouse.read(table)
-        keys = context.asset_partition_keys
+        keys = [k for k in context.asset_partition_keys if self._configured(k)]
         if not keys:
             return empty(table)
-        where, params, relations = partition_filter(self._expr(context), list(keys))
+        missing = sorted(set(keys) - self.warehouse.materialised(table, keys))
+        if missing:
+            raise FundingInputError(
+                f"{SCHEMA}.{table} is not materialised for {len(missing)} of the {len(keys)} partition(s) "
+                f"this run reads: {describe_keys(missing)}. Materialise them first "
+                "(funding-assets backfill materialises every lookback before the requested days); "
+                "computing without them would give different numbers"
+            )
+        where, params, relations = partition_filter(self._expr(context), keys)
         return self.warehouse.read(table, where, params, relations=relations)
+
+    def _configured(self, key: str) -> bool:
+        _, venue = split_key(key)
+        return venue is None or self.venues is None or venue in self.venues
+
+
+def _rows_per_key(obj: pl.DataFrame, expr: dict[str, str], keys: list[str]) -> dict[str, int]:
+    """Rows written per partition key (0 for a key with no rows: it is still materialised)."""
+    counts = dict.fromkeys(keys, 0)
+    if obj.height:
+        by = [pl.col(expr["date"]).dt.date().alias("_date")]
+        if "venue" in expr:
+            by.append(pl.col(expr["venue"]).alias("_venue"))
+        for row in obj.group_by(by).len().iter_rows(named=True):
+            key = f"{row['_date']}|{row['_venue']}" if "venue" in expr else str(row["_date"])
+            counts[key] = counts.get(key, 0) + row["len"]
+    return counts

@@ -1,15 +1,58 @@
 """Walk-forward PCA of the strip (DESIGN section 4). numpy/scikit-learn, no Dagster.
 
-Fits are made at fixed instants ``fitted_at`` every ``refit_days`` (aligned to
-2020-01-01 00:00 UTC), each on the roll snapshots of one (venue, symbol) with ``ts`` in
-``[fitted_at - window_days, fitted_at)``. A snapshot at ``ts`` is scored with the latest
-fit whose ``fitted_at`` is strictly before ``ts``: no score ever sees its own or later
-data.
+Units: the inputs ``b0..b7`` are annualised decimals (0.1095 = 10.95 %), b0 the newest 8h
+window and b7 the oldest ("long end"); loadings are unit vectors over b0..b7, so a score
+``pc_c = (x - mean) . loadings[c]`` is in the same annualised units.
 
-Sign convention: PC1's loadings sum to a positive number. Each later component is
-oriented to have a positive dot product with the same component of the previous fit of
-that (venue, symbol); with no previous fit, its long-end loadings (b4..b7) must outweigh
-its short end (b0..b3), so PC2 reads as "slope up".
+**Fits.** Fits are made at fixed instants ``fitted_at`` every ``refit_days`` (aligned to
+2020-01-01 00:00 UTC), each on the roll snapshots of one (venue, symbol) with ``ts`` in
+``[fitted_at - window_days, fitted_at)`` that were known before the fit: ``as_of <
+fitted_at`` where the snapshots carry ``as_of`` (a null ``as_of`` counts as known at
+``ts``). A window with fewer than :data:`MIN_OBS` rows, or whose rows are all identical (no
+variance, so no principal axes), makes no fit. A fit is a pure function of its window's rows:
+the same fit comes out whatever other fit instants, snapshots or stored fits exist, so a
+backfill started anywhere and a live refit agree bit for bit.
+
+**No look-ahead.** A snapshot at ``ts`` is scored with the latest fit of its (venue, symbol)
+whose ``fitted_at`` is strictly before ``ts`` (optionally no older than ``max_age``). Every
+row that fit used has ``ts < fitted_at < `` the scored ``ts`` and, where known, ``as_of <
+fitted_at``: no score depends on its own snapshot or on anything later.
+:func:`verify_no_lookahead` re-derives a sample of stored scores from the snapshots strictly
+before each scored row and reports every row whose fit was not made before it or whose
+scores differ from that re-derivation; a score that saw its own or later data fails.
+
+**Sign convention** (a function of each fit's own loadings only, never of a previous fit).
+A fixed orthonormal reference basis :data:`REFERENCE` of curve shapes over b0..b7 (the
+Gram-Schmidt orthonormalisation of 1, k, k^2 for bucket index k):
+
+- ``level``: all buckets equal;
+- ``slope``: long end minus front, a centred linear ramp rising from b0 to b7;
+- ``curvature``: a centred quadratic in k, positive at both ends, negative in the middle.
+
+Components are *matched* to shapes greedily by the largest |dot product| over all remaining
+(component, shape) pairs, so a window whose PC1 is slope-like and PC2 level-like is matched
+(slope, level); the match is stored per component in ``shapes`` (``"unmatched"`` beyond the
+three shapes). Each component's sign is then fixed by the first of these that is decisive:
+
+1. its matched shape, when that shape carries more than half the component's energy
+   (|dot| > 1/sqrt(2), :data:`DECISIVE`): the dot product with it is made positive. At most
+   one shape can be that close to a unit vector, and the greedy match always picks it;
+2. otherwise (a component that is no single shape, e.g. a squeeze bump at the front of the
+   strip, which lies between ``slope`` and ``curvature``) the three shapes vote with their
+   dot products: ``level + slope + curvature`` has a positive dot product with it;
+3. if that vote is zero (within 1e-9), its largest-|loading| entry is made positive. This is
+   also the rule for components beyond the basis (``n_components > 3``).
+
+Why not the matched shape alone: a component between two shapes flips sign whenever the
+larger |dot| changes hands between refits, and a bump at b0 has equal and opposite dots with
+slope and curvature, so its sign was decided by rounding. Rule 1 guarantees that two fits
+whose component c is decisively the same shape have a positive dot product; rule 2 orients
+the rest by a fixed direction rather than by a coin toss between two shapes. A component that
+changes shape between refits (slope-like one week, a front bump the next) can still point
+the other way: that is a change of meaning, which ``shapes`` records.
+
+Components stay in explained-variance order (pc1 the largest). Every ``pca_fits`` row keeps
+the basis (``reference``, shapes x 8) and the matched ``shapes``.
 """
 
 from __future__ import annotations
@@ -30,6 +73,29 @@ DEFAULT_REFIT_DAYS = 7
 DEFAULT_COMPONENTS = 2
 MIN_OBS = 20
 
+
+def _reference_basis() -> np.ndarray:
+    """Level, slope, curvature over b0..b7: Gram-Schmidt of 1, k, k^2, each of unit length."""
+    k = np.arange(N_BUCKETS, dtype=float)
+    basis: list[np.ndarray] = []
+    for raw in (np.ones(N_BUCKETS), k, k**2):
+        v = raw.copy()
+        for b in basis:
+            v -= (v @ b) * b
+        basis.append(v / np.linalg.norm(v))
+    return np.array(basis)
+
+
+#: shapes x 8, orthonormal rows in the order of :data:`REFERENCE_SHAPES`.
+REFERENCE = _reference_basis()
+REFERENCE_SHAPES = ("level", "slope", "curvature")
+UNMATCHED = "unmatched"
+#: |dot| above which the matched shape alone decides a component's sign: more than half
+#: of the component's energy lies along it.
+DECISIVE = 1 / np.sqrt(2)
+_VOTE = REFERENCE.sum(axis=0)
+_TIE = 1e-9
+
 FITS_SCHEMA: dict[str, pl.DataType] = {
     "fit_id": pl.String(),
     "venue": pl.String(),
@@ -41,6 +107,17 @@ FITS_SCHEMA: dict[str, pl.DataType] = {
     "loadings": pl.List(pl.List(pl.Float64())),
     "explained_variance": pl.List(pl.Float64()),
     "mean": pl.List(pl.Float64()),
+    "reference": pl.List(pl.List(pl.Float64())),
+    "shapes": pl.List(pl.String()),
+}
+
+VERIFY_SCHEMA: dict[str, pl.DataType] = {
+    "venue": pl.String(),
+    "symbol": pl.String(),
+    "ts": TS,
+    "fit_id": pl.String(),
+    "ok": pl.Boolean(),
+    "reason": pl.String(),
 }
 
 
@@ -51,9 +128,10 @@ class Fit:
     fitted_at: dt.datetime
     window_start: dt.datetime
     n_obs: int
-    loadings: np.ndarray  # components x 8
+    loadings: np.ndarray  # components x 8, oriented (see the module docstring)
     explained_variance: np.ndarray  # ratio per component
-    mean: np.ndarray  # 8
+    mean: np.ndarray  # 8, annualised decimals
+    shapes: tuple[str, ...] = ()  # matched reference shape per component
 
     @property
     def fit_id(self) -> str:
@@ -82,19 +160,48 @@ def fit_times(start: dt.datetime, end: dt.datetime, refit_days: int) -> list[dt.
     return times
 
 
-def _orient(loadings: np.ndarray, previous: np.ndarray | None) -> np.ndarray:
-    out = loadings.copy()
-    if out[0].sum() < 0:
-        out[0] = -out[0]
-    tilt = np.where(np.arange(N_BUCKETS) >= N_BUCKETS // 2, 1.0, -1.0)
-    for c in range(1, out.shape[0]):
-        if previous is not None and c < previous.shape[0]:
-            flip = float(out[c] @ previous[c]) < 0
+def _match(dots: np.ndarray) -> list[int | None]:
+    """Greedy: repeatedly the (component, shape) pair of largest |dot| among those left."""
+    match: list[int | None] = [None] * dots.shape[0]
+    free_c, free_s = set(range(dots.shape[0])), set(range(dots.shape[1]))
+    while free_c and free_s:
+        c, r = max(((c, r) for c in free_c for r in free_s), key=lambda cr: (abs(dots[cr]), -cr[0], -cr[1]))
+        match[c] = r
+        free_c.discard(c)
+        free_s.discard(r)
+    return match
+
+
+def orient(loadings: np.ndarray) -> tuple[np.ndarray, tuple[str, ...]]:
+    """``loadings`` (components x 8) with signs set by the module's convention; matched shapes.
+
+    Depends only on the spanned directions: flipping a row's sign or permuting rows of the
+    input permutes the output the same way.
+    """
+    out = np.array(loadings, dtype=float)
+    dots = out @ REFERENCE.T
+    match = _match(dots)
+    for c, r in enumerate(match):
+        if r is not None and abs(dots[c, r]) > DECISIVE:
+            sign = dots[c, r]
+        elif abs(vote := float(out[c] @ _VOTE)) > _TIE:
+            sign = vote
         else:
-            flip = float(out[c] @ tilt) < 0
-        if flip:
+            sign = out[c][np.argmax(np.abs(out[c]))]
+        if sign < 0:
             out[c] = -out[c]
-    return out
+    return out, tuple(UNMATCHED if r is None else REFERENCE_SHAPES[r] for r in match)
+
+
+def _window(roll: pl.DataFrame, venue: str, symbol: str, start: dt.datetime, fitted_at: dt.datetime) -> pl.DataFrame:
+    known = (pl.col("as_of").is_null() | (pl.col("as_of") < fitted_at)) if "as_of" in roll.columns else pl.lit(True)
+    return roll.filter(
+        (pl.col("venue") == venue)
+        & (pl.col("symbol") == symbol)
+        & (pl.col("ts") >= start)
+        & (pl.col("ts") < fitted_at)
+        & known
+    ).sort("ts")
 
 
 def fit_one(
@@ -105,33 +212,27 @@ def fit_one(
     *,
     window_days: int,
     n_components: int,
-    previous: np.ndarray | None,
 ) -> Fit | None:
-    """Fit on ``roll`` rows of (venue, symbol) in the trailing window; None if too few rows."""
+    """The fit of (venue, symbol) at ``fitted_at`` from the ``roll`` rows of its window.
+
+    None if the window holds too few rows or no variance.
+    """
     start = fitted_at - dt.timedelta(days=window_days)
-    x = (
-        roll.filter(
-            (pl.col("venue") == venue)
-            & (pl.col("symbol") == symbol)
-            & (pl.col("ts") >= start)
-            & (pl.col("ts") < fitted_at)
-        )
-        .sort("ts")
-        .select(BUCKETS)
-        .to_numpy()
-    )
-    if x.shape[0] < max(MIN_OBS, n_components + 1):
+    x = _window(roll, venue, symbol, start, fitted_at).select(BUCKETS).to_numpy()
+    if x.shape[0] < max(MIN_OBS, n_components + 1) or not (x != x[0]).any():
         return None
     model = PCA(n_components=n_components, svd_solver="full").fit(x)
+    loadings, shapes = orient(model.components_)
     return Fit(
         venue=venue,
         symbol=symbol,
         fitted_at=fitted_at,
         window_start=start,
         n_obs=x.shape[0],
-        loadings=_orient(model.components_, previous),
+        loadings=loadings,
         explained_variance=model.explained_variance_ratio_.copy(),
         mean=model.mean_.copy(),
+        shapes=shapes,
     )
 
 
@@ -141,30 +242,18 @@ def fit_walk_forward(
     *,
     window_days: int = DEFAULT_WINDOW_DAYS,
     n_components: int = DEFAULT_COMPONENTS,
-    previous: dict[tuple[str, str], np.ndarray] | None = None,
 ) -> list[Fit]:
     """Fits at ``times`` for every (venue, symbol) in ``snapshots`` (roll rows are used).
 
-    ``previous`` maps (venue, symbol) to the loadings of the fit before ``times[0]``, so that
-    signs stay aligned across runs.
+    Sorted by (venue, symbol, fitted_at). Each fit is :func:`fit_one` of its own window.
     """
     roll = snapshots.filter(pl.col("kind") == "roll")
-    last = dict(previous or {})
     fits = []
-    for venue, symbol in roll.select(KEYS).unique().sort(KEYS).iter_rows():
+    for (venue, symbol), series in sorted(roll.partition_by(KEYS, as_dict=True).items()):
         for fitted_at in sorted(times):
-            fit = fit_one(
-                roll,
-                venue,
-                symbol,
-                fitted_at,
-                window_days=window_days,
-                n_components=n_components,
-                previous=last.get((venue, symbol)),
-            )
+            fit = fit_one(series, venue, symbol, fitted_at, window_days=window_days, n_components=n_components)
             if fit is not None:
                 fits.append(fit)
-                last[(venue, symbol)] = fit.loadings
     return fits
 
 
@@ -182,9 +271,29 @@ def fits_frame(fits: list[Fit]) -> pl.DataFrame:
             "loadings": [f.loadings.tolist() for f in fits],
             "explained_variance": [f.explained_variance.tolist() for f in fits],
             "mean": [f.mean.tolist() for f in fits],
+            "reference": [REFERENCE.tolist() for _ in fits],
+            "shapes": [list(f.shapes) for f in fits],
         },
         schema=FITS_SCHEMA,
     )
+
+
+def fits_from_frame(frame: pl.DataFrame) -> list[Fit]:
+    """:class:`Fit` objects from stored ``pca_fits`` rows (the inverse of :func:`fits_frame`)."""
+    return [
+        Fit(
+            venue=r["venue"],
+            symbol=r["symbol"],
+            fitted_at=r["fitted_at"],
+            window_start=r["window_start"],
+            n_obs=r["n_obs"],
+            loadings=np.array(r["loadings"], dtype=float),
+            explained_variance=np.array(r["explained_variance"], dtype=float),
+            mean=np.array(r["mean"], dtype=float),
+            shapes=tuple(r["shapes"] or ()),
+        )
+        for r in frame.iter_rows(named=True)
+    ]
 
 
 def score(
@@ -198,11 +307,21 @@ def score(
     With ``max_age`` (the assets pass one refit cadence), a fit older than that is not used:
     when a refit was impossible (too few snapshots) the snapshots go unscored rather than
     being scored with a stale fit. Rows with no usable fit are dropped. Columns: venue,
-    symbol, kind, ts, funding_time, fit_id, fitted_at, pc1..pcN.
+    symbol, kind, ts, funding_time, as_of (only when ``snapshots`` has it), fit_id,
+    fitted_at, pc1..pcN.
     """
     pcs = [f"pc{c + 1}" for c in range(n_components)]
+    columns = [*KEYS, "kind", "ts", "funding_time", *(["as_of"] if "as_of" in snapshots.columns else [])]
+    empty = pl.DataFrame(
+        schema={
+            **{c: snapshots.schema[c] for c in columns},
+            "fit_id": pl.String,
+            "fitted_at": TS,
+            **{p: pl.Float64 for p in pcs},
+        }
+    )
     if not fits:
-        return _empty_scores(pcs)
+        return empty
     table = pl.DataFrame(
         {
             "venue": [f.venue for f in fits],
@@ -228,29 +347,70 @@ def score(
         .filter(pl.col("fit_id").is_not_null())
     )
     parts = []
-    for fit_id, group in rows.group_by("fit_id", maintain_order=True):
-        fit = by_id[fit_id[0]]
+    for (fit_id,), group in rows.group_by("fit_id", maintain_order=True):
+        fit = by_id[fit_id]
         values = (group.select(BUCKETS).to_numpy() - fit.mean) @ fit.loadings[:n_components].T
         parts.append(group.with_columns(pl.Series(p, values[:, c]) for c, p in enumerate(pcs)))
     if not parts:
-        return _empty_scores(pcs)
-    return (
-        pl.concat(parts)
-        .select(*KEYS, "kind", "ts", "funding_time", "fit_id", "fitted_at", *pcs)
-        .sort([*KEYS, "kind", "ts"])
-    )
+        return empty
+    return pl.concat(parts).select(*columns, "fit_id", "fitted_at", *pcs).sort([*KEYS, "kind", "ts"])
 
 
-def _empty_scores(pcs: list[str]) -> pl.DataFrame:
-    return pl.DataFrame(
-        schema={
-            "venue": pl.String,
-            "symbol": pl.String,
-            "kind": pl.String,
-            "ts": TS,
-            "funding_time": TS,
-            "fit_id": pl.String,
-            "fitted_at": TS,
-            **{p: pl.Float64 for p in pcs},
-        }
-    )
+def _sample(scores: pl.DataFrame, sample: int, seed: int) -> pl.DataFrame:
+    """Up to ``sample`` rows spread evenly over ``scores`` in key order, offset by ``seed``."""
+    ordered = scores.sort([*KEYS, "kind", "ts"])
+    n = min(sample, ordered.height)
+    offset = np.random.default_rng(seed).random()
+    return ordered[((np.arange(n) + offset) * ordered.height / n).astype(int).tolist()]
+
+
+def verify_no_lookahead(
+    scores: pl.DataFrame,
+    snapshots: pl.DataFrame,
+    *,
+    window_days: int = DEFAULT_WINDOW_DAYS,
+    n_components: int = DEFAULT_COMPONENTS,
+    sample: int = 12,
+    seed: int = 0,
+) -> pl.DataFrame:
+    """Re-derive a sample of ``scores`` from the snapshots strictly before each scored row.
+
+    For each sampled row (deterministic for a ``seed``), the fit it names is recomputed at
+    its ``fitted_at`` by :func:`fit_one` from the roll ``snapshots`` with ``ts`` strictly
+    before the row's ``ts`` only (and within ``[fitted_at - window_days, fitted_at)``), and
+    the row's buckets (looked up in ``snapshots`` by venue, symbol, kind, ts) re-scored.
+    ``ok`` is true when the fit was made before the row and every ``pc1..pcN`` agrees within
+    1e-9 of the buckets' scale (at least 1). A score from a fit that saw the row itself or
+    later data cannot pass. Columns: venue, symbol, ts, fit_id, ok, reason (null when ok).
+    """
+    if scores.height == 0 or sample <= 0:
+        return pl.DataFrame(schema=VERIFY_SCHEMA)
+    key = [*KEYS, "kind", "ts"]
+    picked = _sample(scores, sample, seed)
+    buckets = snapshots.select(*key, *BUCKETS).unique(subset=key, keep="last", maintain_order=True)
+    rows = picked.drop(BUCKETS, strict=False).join(buckets, on=key, how="left", maintain_order="left")
+    roll = snapshots.filter(pl.col("kind") == "roll")
+    pcs = [f"pc{c + 1}" for c in range(n_components)]
+    out = []
+    for r in rows.iter_rows(named=True):
+        reason = None
+        if r["fitted_at"] >= r["ts"]:
+            reason = "fit not made before the row"
+        elif any(r[b] is None for b in BUCKETS):
+            reason = "scored row not found among the snapshots"
+        else:
+            before = roll.filter(pl.col("ts") < r["ts"])
+            fit = fit_one(
+                before, r["venue"], r["symbol"], r["fitted_at"], window_days=window_days, n_components=n_components
+            )
+            if fit is None or fit.fit_id != r["fit_id"]:
+                reason = "fit cannot be made from the snapshots before the row"
+            else:
+                x = np.array([r[b] for b in BUCKETS], dtype=float)
+                expected = (x - fit.mean) @ fit.loadings.T
+                got = np.array([np.nan if r[p] is None else r[p] for p in pcs], dtype=float)
+                scale = max(1.0, float(np.abs(x).max()))
+                if not np.allclose(got, expected, rtol=0, atol=1e-9 * scale):
+                    reason = "scores differ from a fit on the snapshots before the row"
+        out.append({**{c: r[c] for c in ("venue", "symbol", "ts", "fit_id")}, "ok": reason is None, "reason": reason})
+    return pl.DataFrame(out, schema=VERIFY_SCHEMA)

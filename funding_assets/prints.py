@@ -2,7 +2,11 @@
 
 A print is ``(venue, symbol, ts, funding_time, rate, interval_hours, kind)``:
 
-- ``ts``: when the venue quoted it (UTC, ms precision).
+- ``ts``: when the venue quoted it (UTC, ms precision). For a realised print, its settlement
+  time: ``ts = funding_time``, whenever it was published or fetched.
+- ``published_at``: when the print was published or fetched, as the source stamped it (the
+  original ``ts``: for a realised print often a second or, in a file, a day after
+  settlement).
 - ``funding_time``: when the native window it belongs to settles (UTC, snapped to the
   nearest minute: venues report ``08:00:00.018``).
 - ``rate``: decimal fraction per native interval (0.0001 = 0.01 %), never percent,
@@ -40,6 +44,8 @@ PRINT_SCHEMA: dict[str, pl.DataType] = {
     "kind": pl.String(),
     "source": pl.String(),
 }
+#: A print as ``raw_prints`` stores it: normalised (:func:`normalise`), with ``published_at``.
+STORED_PRINT_SCHEMA: dict[str, pl.DataType] = {**PRINT_SCHEMA, "published_at": TS}
 
 #: Columns the strip engine needs; the rest are carried when present.
 STRIP_COLUMNS = ("venue", "symbol", "ts", "funding_time", "rate", "interval_hours", "kind")
@@ -77,7 +83,9 @@ def normalise(prints: pl.DataFrame, *, default_venue: str | None = None) -> pl.D
     """Validate and coerce a researcher's print frame to the print model.
 
     Adds ``interval_hours`` (8) and ``kind`` (``realised``) when absent, converts timestamps
-    to naive UTC ms and snaps ``funding_time`` to the minute. Raises
+    to naive UTC ms and snaps ``funding_time`` to the minute. Keeps the quote time in
+    ``published_at`` (unless given) and sets a realised print's ``ts`` to its settlement
+    time, ``funding_time``. Idempotent. Raises
     :class:`FundingInputError` naming the missing column or bad value.
     """
     frame = prints
@@ -101,6 +109,14 @@ def normalise(prints: pl.DataFrame, *, default_venue: str | None = None) -> pl.D
         pl.col("symbol").cast(pl.String),
         pl.col("kind").cast(pl.String),
     ).with_columns(snap_to_minute(pl.col("funding_time")).alias("funding_time"))
+    if "published_at" in frame.columns:
+        published = as_utc_ms(pl.col("published_at"), frame.schema["published_at"], "published_at")
+        frame = frame.with_columns(published_at=published.fill_null(pl.col("ts")))
+    else:
+        frame = frame.with_columns(published_at=pl.col("ts"))
+    frame = frame.with_columns(
+        ts=pl.when(pl.col("kind") == REALISED).then(pl.col("funding_time")).otherwise(pl.col("ts"))
+    )
     bad_kind = frame.filter(~pl.col("kind").is_in(KINDS))
     if bad_kind.height:
         raise FundingInputError(f"prints: kind must be one of {KINDS}, got {bad_kind['kind'][0]!r}")

@@ -1,12 +1,46 @@
-"""Dagster resources: the warehouse, its IO manager and the pipeline's settings."""
+"""Dagster resources: the one configuration object, the warehouse and its IO manager.
+
+:class:`FundingConfig` is the pipeline's only configuration. ``FundingConfig.from_env()``
+parses the ``FUNDING_ASSETS_*`` variables once (a bad value is refused naming the
+variable); the same object is bound as the ``funding`` resource, shapes the declared
+partition lookbacks when the code location loads, plans command-line backfills and drives
+the sensors and schedules. Nothing else reads the environment.
+"""
 
 import functools
+import os
+from pathlib import Path
 
 import dagster as dg
 
+from . import pca, strip
+from .errors import FundingInputError
 from .io_manager import WarehouseIOManager
-from .settings import Settings
+from .rolling import RollingWindow
+from .settings import (
+    ENV_ANNUALISATION,
+    ENV_BAND_K,
+    ENV_COINS,
+    ENV_HOME,
+    ENV_INTRADAY_EVERY,
+    ENV_PCA_REFIT_DAYS,
+    ENV_PCA_WINDOW_DAYS,
+    ENV_SOURCE,
+    ENV_VENUES,
+    ENV_Z_INCLUDE_CURRENT,
+    ENV_Z_MIN_OBS,
+    ENV_Z_WINDOW,
+    WAREHOUSE_FILE,
+    parse_annualisation,
+    parse_days,
+    parse_every_minutes,
+    parse_flag,
+    parse_list,
+    parse_positive_float,
+    parse_source,
+)
 from .sources import Source, open_source
+from .venues import DEFAULT_COINS, VENUES, check_coin, check_venue
 from .warehouse import Warehouse
 
 
@@ -17,34 +51,104 @@ def _source(spec: str) -> Source:
 
 
 class FundingConfig(dg.ConfigurableResource):
-    """What to compute and from where. Defaults come from the FUNDING_ASSETS_* environment."""
+    """What to compute and from where; defaults work with no setting at all.
 
+    Units: ``pca_*_days`` in days, ``intraday_every_minutes`` in minutes (0 = every print),
+    ``shock_threshold`` and ``band_k`` as annualised decimal / multiple of the std.
+    ``z_window`` is a number of roll observations (``"30"``) or a duration (``"10d"``).
+    """
+
+    data_dir: str = "data"
     source: str = "sim"
-    coins: list[str] = ["BTC", "ETH"]
+    venues: list[str] = list(VENUES)
+    coins: list[str] = list(DEFAULT_COINS)
     annualisation: str = "apr"
     intraday_every_minutes: int = 10
-    max_fill: int = 2
-    pca_window_days: int = 30
-    pca_refit_days: int = 7
-    pca_components: int = 2
+    max_fill: int = strip.DEFAULT_MAX_FILL
+    pca_window_days: int = pca.DEFAULT_WINDOW_DAYS
+    pca_refit_days: int = pca.DEFAULT_REFIT_DAYS
+    pca_components: int = pca.DEFAULT_COMPONENTS
     shock_threshold: float = 0.10
+    z_window: str = "30"
+    z_include_current: bool = False
+    z_min_obs: int = 20
+    band_k: float = 1.5
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> "FundingConfig":
+        """The configuration from ``FUNDING_ASSETS_*`` (``os.environ`` by default)."""
+        env = os.environ if environ is None else environ
+        config = cls(
+            data_dir=env.get(ENV_HOME) or "data",
+            source=parse_source(env.get(ENV_SOURCE) or "sim"),
+            venues=list(parse_list(env.get(ENV_VENUES) or ",".join(VENUES), check_venue, ENV_VENUES)),
+            coins=list(parse_list(env.get(ENV_COINS) or ",".join(DEFAULT_COINS), check_coin, ENV_COINS)),
+            annualisation=parse_annualisation(env.get(ENV_ANNUALISATION) or "apr"),
+            intraday_every_minutes=parse_every_minutes(env.get(ENV_INTRADAY_EVERY) or "10m"),
+            pca_window_days=parse_days(env.get(ENV_PCA_WINDOW_DAYS) or "30", ENV_PCA_WINDOW_DAYS),
+            pca_refit_days=parse_days(env.get(ENV_PCA_REFIT_DAYS) or "7", ENV_PCA_REFIT_DAYS),
+            z_window=(env.get(ENV_Z_WINDOW) or "30").strip(),
+            z_include_current=parse_flag(env.get(ENV_Z_INCLUDE_CURRENT) or "0", ENV_Z_INCLUDE_CURRENT),
+            z_min_obs=parse_days(env.get(ENV_Z_MIN_OBS) or "20", ENV_Z_MIN_OBS, lo=2, hi=10_000),
+            band_k=parse_positive_float(env.get(ENV_BAND_K) or "1.5", ENV_BAND_K),
+        )
+        config.rolling()  # refuse an inconsistent window now, naming the settings
+        return config
+
+    def with_(self, **overrides) -> "FundingConfig":
+        """A copy with some fields replaced (values already parsed)."""
+        # a new object, not a pydantic copy: Dagster builds the resource from its constructor values
+        values = {name: getattr(self, name) for name in type(self).model_fields}
+        values.update({k: (list(v) if isinstance(v, tuple) else v) for k, v in overrides.items()})
+        return type(self)(**values)
+
+    @property
+    def home(self) -> Path:
+        return Path(self.data_dir)
+
+    @property
+    def warehouse_path(self) -> Path:
+        return self.home / WAREHOUSE_FILE
+
+    def rolling(self) -> RollingWindow:
+        """The one rolling-statistics convention of feature z-scores and spreads."""
+        try:
+            return RollingWindow.from_settings(
+                self.z_window, include_current=self.z_include_current, min_obs=self.z_min_obs, band_k=self.band_k
+            )
+        except FundingInputError as exc:
+            raise FundingInputError(
+                f"{ENV_Z_WINDOW}={self.z_window!r}, {ENV_Z_MIN_OBS}={self.z_min_obs}, "
+                f"{ENV_Z_INCLUDE_CURRENT}={int(self.z_include_current)}: {exc}"
+            ) from None
+
+    @property
+    def pca_lookback_days(self) -> int:
+        """Days of strips before a day that its PCA scores read (one window plus one cadence)."""
+        return pca.lookback_days(self.pca_window_days, self.pca_refit_days)
+
+    @property
+    def rolling_lookback_days(self) -> int:
+        return self.rolling().lookback_days()
+
+    def require_within(self, what: str, needed: int, declared: int, settings: str) -> None:
+        """Refuse a run that would read more history than the loaded definitions declare."""
+        if needed > declared:
+            raise FundingInputError(
+                f"{what} needs {needed} days of history with {settings}, but the definitions "
+                f"were loaded declaring {declared}: set the variables before starting Dagster "
+                "(or reload the code location) so the declared lookback covers them"
+            )
 
     def open_source(self) -> Source:
         return _source(self.source)
 
 
-def build_resources(settings: Settings | None = None) -> dict[str, object]:
-    s = settings or Settings.from_env()
-    warehouse = Warehouse(database=str(s.warehouse_path))
+def build_resources(config: FundingConfig | None = None) -> dict[str, object]:
+    c = config or FundingConfig.from_env()
+    warehouse = Warehouse(database=str(c.warehouse_path))
     return {
         "warehouse": warehouse,
-        "io_manager": WarehouseIOManager(warehouse=warehouse),
-        "funding": FundingConfig(
-            source=s.source,
-            coins=list(s.coins),
-            annualisation=s.annualisation,
-            intraday_every_minutes=s.intraday_every_minutes,
-            pca_window_days=s.pca_window_days,
-            pca_refit_days=s.pca_refit_days,
-        ),
+        "io_manager": WarehouseIOManager(warehouse=warehouse, venues=list(c.venues)),
+        "funding": c,
     }

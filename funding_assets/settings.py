@@ -1,4 +1,8 @@
-"""Settings from the environment. Defaults work with no setting at all.
+"""Setting variables and their parsers. Defaults work with no setting at all.
+
+The values are held by one object, :class:`funding_assets.resources.FundingConfig`, built
+from these variables by ``FundingConfig.from_env()``; this module only parses and
+validates (no Dagster), so every bad value is refused with the variable's name.
 
 =============================  =========================================  ==============
 variable                       meaning                                    default
@@ -11,21 +15,27 @@ FUNDING_ASSETS_ANNUALISATION   ``apr`` (r8*1095) or ``apy`` (compound)    ``apr`
 FUNDING_ASSETS_INTRADAY_EVERY  intraday sampling, e.g. ``10m``, ``0``     ``10m``
 FUNDING_ASSETS_PCA_WINDOW_DAYS trailing window of each PCA fit (days)     ``30``
 FUNDING_ASSETS_PCA_REFIT_DAYS  days between PCA refits                    ``7``
+FUNDING_ASSETS_Z_WINDOW        rolling window of z-scores and spreads:    ``30``
+                               observations (``30``) or a duration
+                               (``10d``)
+FUNDING_ASSETS_Z_INCLUDE_CURRENT  ``1``: the current observation is part  ``0``
+                               of its own window (the seed notebook's
+                               pandas ``rolling``)
+FUNDING_ASSETS_Z_MIN_OBS       observations before a mean/std exists      ``20``
+FUNDING_ASSETS_BAND_K          spread bands at mean +- k * std            ``1.5``
 =============================  =========================================  ==============
 
-The PCA window and cadence shape the declared partition lookback of ``pca_factors``, so they
-are read when the definitions load.
+The PCA window and cadence and the rolling window shape the declared partition lookbacks,
+so the code location reads them when it loads; a run whose configuration needs more
+history than the loaded definitions declare is refused (restart or reload to apply).
 """
 
 from __future__ import annotations
 
-import os
 import re
-from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import FundingInputError
-from .venues import DEFAULT_COINS, VENUES, check_coin, check_venue
 
 ENV_HOME = "FUNDING_ASSETS_HOME"
 ENV_SOURCE = "FUNDING_ASSETS_SOURCE"
@@ -35,6 +45,10 @@ ENV_ANNUALISATION = "FUNDING_ASSETS_ANNUALISATION"
 ENV_INTRADAY_EVERY = "FUNDING_ASSETS_INTRADAY_EVERY"
 ENV_PCA_WINDOW_DAYS = "FUNDING_ASSETS_PCA_WINDOW_DAYS"
 ENV_PCA_REFIT_DAYS = "FUNDING_ASSETS_PCA_REFIT_DAYS"
+ENV_Z_WINDOW = "FUNDING_ASSETS_Z_WINDOW"
+ENV_Z_INCLUDE_CURRENT = "FUNDING_ASSETS_Z_INCLUDE_CURRENT"
+ENV_Z_MIN_OBS = "FUNDING_ASSETS_Z_MIN_OBS"
+ENV_BAND_K = "FUNDING_ASSETS_BAND_K"
 
 #: Every setting variable, e.g. for tests that need a clean environment.
 ENV_VARS = (
@@ -46,6 +60,10 @@ ENV_VARS = (
     ENV_INTRADAY_EVERY,
     ENV_PCA_WINDOW_DAYS,
     ENV_PCA_REFIT_DAYS,
+    ENV_Z_WINDOW,
+    ENV_Z_INCLUDE_CURRENT,
+    ENV_Z_MIN_OBS,
+    ENV_BAND_K,
 )
 
 ANNUALISATIONS = ("apr", "apy")
@@ -86,40 +104,29 @@ def parse_days(value: str, setting: str, lo: int = 1, hi: int = 365) -> int:
     return int(value)
 
 
+def parse_flag(value: str, setting: str) -> bool:
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off", ""):
+        return False
+    raise FundingInputError(f"{setting}={value!r}: expected 1 or 0")
+
+
+def parse_positive_float(value: str, setting: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        number = float("nan")
+    if not number > 0 or number == float("inf"):
+        raise FundingInputError(f"{setting}={value!r}: expected a positive number")
+    return number
+
+
 def parse_annualisation(value: str, setting: str = ENV_ANNUALISATION) -> str:
     if value not in ANNUALISATIONS:
         raise FundingInputError(f"{setting}={value!r}: expected one of {', '.join(ANNUALISATIONS)}")
     return value
-
-
-@dataclass(frozen=True)
-class Settings:
-    home: Path
-    source: str
-    venues: tuple[str, ...]
-    coins: tuple[str, ...]
-    annualisation: str = "apr"
-    intraday_every_minutes: int = 10
-    pca_window_days: int = 30
-    pca_refit_days: int = 7
-
-    @property
-    def warehouse_path(self) -> Path:
-        return self.home / WAREHOUSE_FILE
-
-    @classmethod
-    def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
-        env = os.environ if environ is None else environ
-        return cls(
-            home=Path(env.get(ENV_HOME) or "data"),
-            source=parse_source(env.get(ENV_SOURCE) or "sim"),
-            venues=parse_list(env.get(ENV_VENUES) or ",".join(VENUES), check_venue, ENV_VENUES),
-            coins=parse_list(env.get(ENV_COINS) or ",".join(DEFAULT_COINS), check_coin, ENV_COINS),
-            annualisation=parse_annualisation(env.get(ENV_ANNUALISATION) or "apr"),
-            intraday_every_minutes=parse_every_minutes(env.get(ENV_INTRADAY_EVERY) or "10m"),
-            pca_window_days=parse_days(env.get(ENV_PCA_WINDOW_DAYS) or "30", ENV_PCA_WINDOW_DAYS),
-            pca_refit_days=parse_days(env.get(ENV_PCA_REFIT_DAYS) or "7", ENV_PCA_REFIT_DAYS),
-        )
 
 
 def ensure_writable_home(home: Path, setting: str = ENV_HOME) -> Path:

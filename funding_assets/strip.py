@@ -10,12 +10,23 @@ Rules, as implemented here:
    snapped to the nearest minute first.
 2. **Native window value** = the last print of a ``funding_time`` by ``ts`` (ties: the later
    row of the input wins: arrival order). A realised print is final: once one exists, later
-   predicted prints for that window are ignored.
+   predicted prints for that window are ignored, and it supersedes every predicted native
+   window whose span ``(funding_time - interval_hours, funding_time]`` overlaps its own (a
+   venue that changes interval mid-window leaves no stale quote behind; in intraday samples
+   from the realised print's ``ts`` on). A realised print's ``ts`` is its settlement time
+   (:func:`funding_assets.prints.normalise`).
 3. **Grid window value** (8h-equivalent rate) ``r8 = sum(rate) * 8 / sum(interval_hours)``
-   over the native windows in the grid window.
+   over the native windows in the grid window. Its **coverage** is ``sum(interval_hours) / 8``:
+   the share of the window's hours whose native windows are known (above 1: native windows
+   overlap, which the pipeline flags).
 4. **Roll snapshot** for a closed grid window W: ``b_k = annualise(value(W - k*8h))``,
    k = 0..7, b0 newest. W is closed once a print of a later grid window exists or a
-   realised print settles exactly at W. Bucket 0 must be known (never filled).
+   realised print settles exactly at W. Bucket 0 must be known (never filled). The row's
+   ``as_of`` is W when the window closed within W's UTC day, otherwise the instant it
+   closed (``closed_at``), so live and history agree on it and the row is filed under the
+   day it became known. A window that closes after the
+   end of the UTC day following the day W ends in emits no roll row (neither here nor
+   live, :data:`MAX_CLOSE_LAG_DAYS`): its data would reach past the declared lookbacks.
 5. **Gaps.** A missing bucket is linearly interpolated in annualised space between the
    nearest known newer and older windows when the run of missing windows is at most
    ``max_fill`` long (the older neighbour may lie beyond bucket 7). Otherwise no snapshot.
@@ -24,13 +35,18 @@ Rules, as implemented here:
    bucket 0 is the open grid window from the prints seen so far, buckets 1..7 the windows
    before it, each as of the sample instant (no look-ahead).
 
-A print quoted a whole UTC day or more away from the day its grid window ends (``ts``
-before the previous midnight, or after the next one) is ignored: no venue quotes that early
-or settles that late, and the rule lets a day's snapshots depend only on that day and the
-four before it (see :func:`partition_snapshots`).
+Ignored prints (listed by :func:`ignored_prints` and counted by the pipeline, never dropped
+silently): a print quoted before the UTC day preceding the day its grid window ends in (no
+venue quotes that early), and a predicted print quoted more than a minute after its own
+``funding_time`` (a prediction after settlement is no prediction). Every other print is
+quoted by its window's end plus a minute, so a row depends only on prints quoted by its
+``as_of`` and in the :data:`LOOKBACK_DAYS` before (see :func:`partition_snapshots`).
 
 Output columns: ``venue, symbol, kind ('roll'|'intraday'), ts, funding_time,
-interval_hours, annualisation, b0..b7, n_filled``. Timestamps are naive UTC ``Datetime("ms")``;
+interval_hours, annualisation, b0..b7, n_filled, as_of, coverage, min_coverage``:
+``as_of`` is the instant the row became known (roll: rule 4; intraday: ``ts``);
+``coverage`` is bucket 0's coverage (rule 3; intraday: the open window so far);
+``min_coverage`` the smallest coverage of buckets 1..7, a filled bucket counting 0. Timestamps are naive UTC ``Datetime("ms")``;
 ``b0..b7`` are annualised decimals (0.1095 = 10.95 %).
 """
 
@@ -50,9 +66,15 @@ GRID_MS = GRID_HOURS * 3_600_000
 DAY_MS = 86_400_000
 PERIODS_PER_YEAR = 1095  # 8h windows in 365 days
 DEFAULT_MAX_FILL = 2
-#: Days of prints before a day that its snapshots may read: 8 windows plus max_fill older
-#: neighbours reach back 80 h, and a window's prints may be quoted from the previous midnight.
-LOOKBACK_DAYS = 4
+#: A roll row is emitted only when its window closes by the end of the UTC day after the
+#: day the window ends in.
+MAX_CLOSE_LAG_DAYS = 1
+#: Days of prints before a day that its snapshots may read: a row known that day reads a
+#: window ending up to MAX_CLOSE_LAG_DAYS earlier, 8 windows plus max_fill older neighbours
+#: reach back 72 h more, and a window's prints may be quoted from the previous midnight.
+LOOKBACK_DAYS = 5
+#: A predicted print quoted this long after its own settlement still counts (clock jitter).
+SETTLEMENT_GRACE_MS = 60_000
 
 BUCKETS = [f"b{k}" for k in range(N_BUCKETS)]
 KEYS = ["venue", "symbol"]
@@ -66,6 +88,9 @@ SNAPSHOT_SCHEMA: dict[str, pl.DataType] = {
     "annualisation": pl.String(),
     **{b: pl.Float64() for b in BUCKETS},
     "n_filled": pl.Int32(),
+    "as_of": TS,
+    "coverage": pl.Float64(),
+    "min_coverage": pl.Float64(),
 }
 
 
@@ -82,31 +107,76 @@ def _ms(col: str) -> pl.Expr:
     return pl.col(col).dt.epoch(MS)
 
 
-def _prepare(prints: pl.DataFrame) -> pl.DataFrame:
-    """Normalise, tag arrival order and grid window, drop prints a day away from their window."""
+def _tagged(prints: pl.DataFrame) -> pl.DataFrame:
+    """Normalised prints with arrival order, grid window and the reason a rule ignores them."""
     frame = normalise(prints).select("venue", "symbol", "ts", "funding_time", "rate", "interval_hours", "kind")
     grid_ms = (_ms("funding_time") + GRID_MS - 1) // GRID_MS * GRID_MS
-    day_ms = grid_ms // DAY_MS * DAY_MS
     ts_ms = _ms("ts")
+    early = ts_ms < grid_ms // DAY_MS * DAY_MS - DAY_MS
+    late = (pl.col("kind") != REALISED) & (ts_ms > _ms("funding_time") + SETTLEMENT_GRACE_MS)
+    reason = (
+        pl.when(early).then(pl.lit("quoted_before_previous_day")).when(late).then(pl.lit("predicted_after_settlement"))
+    )
+    return frame.with_row_index("arrival").with_columns(grid_end=from_epoch_ms(grid_ms), reason=reason)
+
+
+def ignored_prints(prints: pl.DataFrame) -> pl.DataFrame:
+    """The prints the strip rules ignore, as normalised prints with a ``reason`` column."""
+    return _tagged(prints).filter(pl.col("reason").is_not_null()).drop("arrival", "grid_end")
+
+
+def _prepare(prints: pl.DataFrame) -> pl.DataFrame:
+    """Normalise, tag arrival order and grid window, leave out the prints a rule ignores."""
+    tagged = _tagged(prints)
+    return tagged.filter(pl.col("reason").is_null()).drop("reason").with_columns(realised=pl.col("kind") == REALISED)
+
+
+def _superseded(p: pl.DataFrame) -> pl.DataFrame:
+    """Predicted-only native windows overlapped by another native window's realised print,
+    with the earliest ``ts`` of such a print (``superseded_at``)."""
+    native = [*KEYS, "funding_time"]
+    realised = (
+        p.filter("realised")
+        .group_by(native)
+        .agg(
+            r_hours=pl.col("interval_hours").sort_by("ts", "arrival").last(),
+            r_ts=pl.col("ts").min(),
+            grid_end=pl.col("grid_end").first(),
+        )
+        .rename({"funding_time": "r_end"})
+    )
+    predicted = (
+        p.group_by(native)
+        .agg(
+            any_realised=pl.col("realised").any(),
+            p_hours=pl.col("interval_hours").sort_by("ts", "arrival").last(),
+            grid_end=pl.col("grid_end").first(),
+        )
+        .filter(~pl.col("any_realised"))
+    )
+    p_start = pl.col("funding_time") - pl.duration(milliseconds=(pl.col("p_hours") * 3_600_000).cast(pl.Int64))
+    r_start = pl.col("r_end") - pl.duration(milliseconds=(pl.col("r_hours") * 3_600_000).cast(pl.Int64))
     return (
-        frame.with_row_index("arrival")
-        .with_columns(grid_end=from_epoch_ms(grid_ms))
-        .filter((ts_ms >= day_ms - DAY_MS) & (ts_ms < day_ms + DAY_MS))
-        .with_columns(realised=pl.col("kind") == REALISED)
+        predicted.join(realised, on=[*KEYS, "grid_end"])
+        .filter((p_start < pl.col("r_end")) & (r_start < pl.col("funding_time")))
+        .group_by(native)
+        .agg(superseded_at=pl.col("r_ts").min())
     )
 
 
 def _native_values(p: pl.DataFrame) -> pl.DataFrame:
-    """Final value of each native window: realised beats predicted, then latest ts, then arrival."""
+    """Final value of each native window (realised beats predicted, then latest ts, then
+    arrival); predicted windows that a realised print supersedes are left out."""
     return (
         p.sort([*KEYS, "funding_time", "realised", "ts", "arrival"])
         .unique(subset=[*KEYS, "funding_time"], keep="last", maintain_order=True)
+        .join(_superseded(p), on=[*KEYS, "funding_time"], how="anti")
         .select(*KEYS, "funding_time", "grid_end", "rate", "interval_hours")
     )
 
 
 def _grid_values(native: pl.DataFrame) -> pl.DataFrame:
-    """Rule 3 per grid window: r8 and the interval of its latest native window."""
+    """Rule 3 per grid window: r8, coverage and the interval of its latest native window."""
     # sums in funding_time order: the same float result whatever order the rows came in
     return (
         native.sort([*KEYS, "funding_time"])
@@ -114,6 +184,7 @@ def _grid_values(native: pl.DataFrame) -> pl.DataFrame:
         .agg(
             r8=pl.col("rate").sum() * GRID_HOURS / pl.col("interval_hours").sum(),
             interval_hours=pl.col("interval_hours").sort_by("funding_time").last(),
+            cover=pl.col("interval_hours").sum() / GRID_HOURS,
         )
     )
 
@@ -166,6 +237,13 @@ def _check_options(annualisation: str, max_fill: int) -> None:
         raise FundingInputError(f"max_fill must be between 0 and {N_BUCKETS - 2}, got {max_fill}")
 
 
+def _coverage(depth: int) -> list[pl.Expr]:
+    """``coverage`` of bucket 0 (column ``c0``) and ``min_coverage`` over buckets 1..7 (``c1..``),
+    a bucket whose window is unknown (filled or missing) counting 0."""
+    known = [pl.when(pl.col(f"a{k}").is_not_null()).then(pl.col(f"c{k}")).otherwise(0.0) for k in range(1, N_BUCKETS)]
+    return [pl.col("c0").alias("coverage"), pl.min_horizontal(known).alias("min_coverage")]
+
+
 def _finish(frame: pl.DataFrame, kind: str, annualisation: str) -> pl.DataFrame:
     complete = pl.all_horizontal([pl.col(b).is_not_null() for b in BUCKETS])
     return (
@@ -178,7 +256,7 @@ def _finish(frame: pl.DataFrame, kind: str, annualisation: str) -> pl.DataFrame:
 
 
 def _roll(p: pl.DataFrame, annualisation: str, max_fill: int) -> pl.DataFrame:
-    """Roll snapshots plus ``closed_at`` (the ts of the print that closed the window)."""
+    """Roll snapshots (rule 4) with ``as_of`` (see the module doc)."""
     depth = N_BUCKETS + max_fill
     windows = _grid_values(_native_values(p))
     settled_at_end = (
@@ -188,25 +266,33 @@ def _roll(p: pl.DataFrame, annualisation: str, max_fill: int) -> pl.DataFrame:
     )
     first_seen = p.group_by([*KEYS, "grid_end"]).agg(first_ts=pl.col("ts").min())
     never = pl.lit(dt.datetime(9999, 1, 1), TS)
+    last_close = pl.col("grid_end").dt.truncate("1d") + pl.duration(days=1 + MAX_CLOSE_LAG_DAYS)
     series = (
         _complete_grid(windows)
         .join(windows, on=[*KEYS, "grid_end"], how="left")
         .join(first_seen, on=[*KEYS, "grid_end"], how="left")
         .join(settled_at_end, on=[*KEYS, "grid_end"], how="left")
         .sort([*KEYS, "grid_end"])
-        .with_columns(a0=annualise(pl.col("r8"), annualisation))
+        .with_columns(a0=annualise(pl.col("r8"), annualisation), c0=pl.col("cover"))
         .with_columns(
             # earliest print of any later window (a reverse running minimum)
             later=pl.col("first_ts").fill_null(never).shift(-1).cum_min(reverse=True).over(KEYS),
             **{f"a{k}": pl.col("a0").shift(k).over(KEYS) for k in range(1, depth)},
+            **{f"c{k}": pl.col("c0").shift(k).over(KEYS) for k in range(1, N_BUCKETS)},
         )
         .with_columns(closed_at=pl.min_horizontal("settled", pl.when(pl.col("later") < never).then(pl.col("later"))))
         .filter(pl.col("a0").is_not_null() & pl.col("closed_at").is_not_null())
-        .with_columns(ts=pl.col("grid_end"), funding_time=pl.col("grid_end"))
+        .with_columns(
+            ts=pl.col("grid_end"),
+            funding_time=pl.col("grid_end"),
+            # the window's end, unless it closed only after that UTC day (then the close)
+            as_of=pl.when(pl.col("closed_at") < pl.col("grid_end").dt.truncate("1d") + pl.duration(days=1))
+            .then(pl.col("grid_end"))
+            .otherwise(pl.col("closed_at")),
+        )
+        .filter(pl.col("as_of") < last_close)
     )
-    closed = series.select(*KEYS, "ts", "closed_at")
-    out = _finish(_fill(series, depth, max_fill), "roll", annualisation)
-    return out.join(closed, on=[*KEYS, "ts"], how="left")
+    return _finish(_fill(series, depth, max_fill).with_columns(_coverage(depth)), "roll", annualisation)
 
 
 def roll_snapshots(
@@ -219,7 +305,7 @@ def roll_snapshots(
     :mod:`funding_assets.prints`. ``ts = funding_time`` = the window's end (UTC).
     """
     _check_options(annualisation, max_fill)
-    return _roll(_prepare(prints), annualisation, max_fill).drop("closed_at")
+    return _roll(_prepare(prints), annualisation, max_fill)
 
 
 def _sample_instants(p: pl.DataFrame, every_minutes: int) -> pl.DataFrame:
@@ -242,14 +328,30 @@ def _sample_instants(p: pl.DataFrame, every_minutes: int) -> pl.DataFrame:
 
 
 def _asof_window_values(p: pl.DataFrame) -> pl.DataFrame:
-    """Each grid window's running r8 after every print, for as-of look-ups.
+    """Each grid window's running r8 and coverage after every print, for as-of look-ups.
 
     A print replaces its native window's value unless a realised print already fixed it;
-    the grid window's running sums of rate and hours move by the change it makes.
+    a superseded predicted window drops out at the superseding print's ts; the grid window's
+    running sums of rate and hours move by the change each event makes.
     """
     native = [*KEYS, "funding_time"]
+    sup = _superseded(p)
+    retract = (
+        p.join(sup, on=native)
+        .group_by(native)
+        .agg(ts=pl.col("superseded_at").first(), grid_end=pl.col("grid_end").first())
+        .with_columns(
+            rate=pl.lit(0.0),
+            interval_hours=pl.lit(0.0),
+            realised=pl.lit(True),
+            # after every print at the same instant
+            arrival=pl.lit(2**62, pl.Int64),
+        )
+    )
+    cols = [*native, "ts", "grid_end", "rate", "interval_hours", "realised", "arrival"]
     events = (
-        p.sort([*KEYS, "ts", "arrival"])
+        pl.concat([p.select(cols).with_columns(pl.col("arrival").cast(pl.Int64)), retract.select(cols)])
+        .sort([*KEYS, "ts", "arrival"])
         .with_columns(
             fixed_rate=pl.when("realised").then("rate").forward_fill().over(native),
             fixed_hours=pl.when("realised").then("interval_hours").forward_fill().over(native),
@@ -274,9 +376,11 @@ def _asof_window_values(p: pl.DataFrame) -> pl.DataFrame:
             "ts",
             r8=pl.col("sum_rate") * GRID_HOURS / pl.col("sum_hours"),
             interval_hours=pl.col("hours"),
+            cover=pl.col("sum_hours") / GRID_HOURS,
         )
-        # the state after the last print at a given instant is what an as-of sample sees
+        # the state after the last event at a given instant is what an as-of sample sees
         .unique(subset=[*window, "ts"], keep="last", maintain_order=True)
+        .filter(pl.col("interval_hours") > 0)
         .sort("ts")
     )
 
@@ -290,7 +394,7 @@ def _intraday(p: pl.DataFrame, every_minutes: int, annualisation: str, max_fill:
     )
     frame = samples.sort("t")
     for k in range(depth):
-        right = values.rename({"r8": f"r{k}", "interval_hours": f"h{k}"}).rename({"grid_end": f"g{k}"})
+        right = values.rename({"r8": f"r{k}", "interval_hours": f"h{k}", "cover": f"c{k}", "grid_end": f"g{k}"})
         frame = frame.with_columns((pl.col("open_end") - pl.duration(hours=GRID_HOURS * k)).alias(f"g{k}")).join_asof(
             right,
             left_on="t",
@@ -305,8 +409,8 @@ def _intraday(p: pl.DataFrame, every_minutes: int, annualisation: str, max_fill:
     frame = frame.with_columns(**{f"a{k}": annualise(pl.col(f"r{k}"), annualisation) for k in range(depth)}).filter(
         pl.col("a0").is_not_null()
     )
-    frame = frame.with_columns(ts=pl.col("t"), funding_time=pl.col("open_end"), interval_hours="h0")
-    return _finish(_fill(frame, depth, max_fill), "intraday", annualisation)
+    frame = frame.with_columns(ts=pl.col("t"), funding_time=pl.col("open_end"), interval_hours="h0", as_of=pl.col("t"))
+    return _finish(_fill(frame, depth, max_fill).with_columns(_coverage(depth)), "intraday", annualisation)
 
 
 def intraday_snapshots(
@@ -337,20 +441,16 @@ def partition_snapshots(
 ) -> pl.DataFrame:
     """Roll and intraday snapshots as the ``curve_snapshots`` asset stores them.
 
-    Same as :func:`roll_snapshots` + :func:`intraday_snapshots`, with two day-horizon rules
-    so that a UTC day's rows depend only on prints quoted that day and the
-    :data:`LOOKBACK_DAYS` before it, whether the day is computed alone or inside a range:
-
-    - a roll snapshot is kept only if its window was closed by a print of the same UTC day
-      as the snapshot;
-    - intraday samples of a day stop at that day's last print.
+    Same as :func:`roll_snapshots` + :func:`intraday_snapshots`, except that intraday samples
+    of a UTC day stop at that day's last print. The asset files rows by the UTC day of
+    ``as_of``; the rows known on a day depend only on prints quoted that day and the
+    :data:`LOOKBACK_DAYS` before it, so they are identical whether the day is computed alone
+    or inside a range.
     """
     _check_options(annualisation, max_fill)
     every_minutes = parse_every_minutes(str(every), setting="every")
     p = _prepare(prints)
     roll = _roll(p, annualisation, max_fill)
-    day_end = pl.col("ts").dt.truncate("1d") + pl.duration(days=1)
-    roll = roll.filter(pl.col("closed_at") < day_end).drop("closed_at")
     last_print_of_day = p.group_by(*KEYS, day=pl.col("ts").dt.truncate("1d")).agg(last_print=pl.col("ts").max())
     intraday = (
         _intraday(p, every_minutes, annualisation, max_fill)

@@ -7,12 +7,20 @@ other processes (the webserver, a notebook copy) are blocked as little as possib
 
 Writes replace whole partitions atomically: one transaction deletes the partition's rows
 and inserts the new ones, so a failed write leaves the previous rows in place and a
-re-materialisation never duplicates.
+re-materialisation never duplicates. The same transaction records the partition keys it
+wrote in ``funding._partitions`` (asset, partition_key, rows): a run reads another
+partition only if that table says it was materialised in this warehouse, so a missing
+lookback is reported instead of silently computing a different answer.
+
+Schema evolution: a column added to a table definition is added to an existing warehouse
+(``ALTER TABLE ... ADD COLUMN``, null in old rows) by the first writing connection; reads
+of a warehouse not yet written by this version see the new columns as nulls.
 """
 
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,18 +30,26 @@ from dagster._utils.backoff import backoff
 from dagster_duckdb import DuckDBResource
 
 from .features import FEATURE_COLUMNS
+from .partitions import split_key
 from .pca import FITS_SCHEMA
-from .prints import PRINT_SCHEMA, TS
+from .prints import PRINT_SCHEMA, STORED_PRINT_SCHEMA, TS
 from .settings import ensure_writable_home
 from .spreads import SPREAD_SCHEMA
 from .strip import SNAPSHOT_SCHEMA
 
 SCHEMA = "funding"
 
-_SNAPSHOT_KEY = {"venue": pl.String(), "symbol": pl.String(), "kind": pl.String(), "ts": TS, "funding_time": TS}
+_SNAPSHOT_KEY = {
+    "venue": pl.String(),
+    "symbol": pl.String(),
+    "kind": pl.String(),
+    "ts": TS,
+    "funding_time": TS,
+    "as_of": TS,
+}
 
 TABLES: dict[str, dict[str, pl.DataType]] = {
-    "raw_prints": PRINT_SCHEMA,
+    "raw_prints": STORED_PRINT_SCHEMA,
     "live_prints": {**PRINT_SCHEMA, "received_at": TS},
     "curve_snapshots": SNAPSHOT_SCHEMA,
     "curve_features": {
@@ -47,7 +63,8 @@ TABLES: dict[str, dict[str, pl.DataType]] = {
         "pc2": pl.Float64(),
     },
     "pca_fits": FITS_SCHEMA,
-    "spread_signals": SPREAD_SCHEMA,
+    "roll_b0": {"venue": pl.String(), "symbol": pl.String(), "funding_time": TS, "as_of": TS, "b0": pl.Float64()},
+    "spread_signals": {**SPREAD_SCHEMA, "as_of": TS},
 }
 
 
@@ -60,6 +77,7 @@ TABLE_KEYS: dict[str, list[str]] = {
     "curve_features": ["venue", "symbol", "kind", "ts"],
     "pca_factors": ["venue", "symbol", "kind", "ts"],
     "pca_fits": ["fit_id"],
+    "roll_b0": ["venue", "symbol", "funding_time"],
     "spread_signals": ["symbol", "venue_a", "venue_b", "funding_time"],
 }
 
@@ -83,12 +101,63 @@ def duckdb_type(dtype: pl.DataType) -> str:
     raise TypeError(f"no DuckDB type for {dtype}")
 
 
+def _keys(partition_keys: list[str]) -> pl.DataFrame:
+    pairs = [split_key(k) for k in partition_keys]
+    return pl.DataFrame(
+        {"_date": [d for d, _ in pairs], "_venue": [v for _, v in pairs]},
+        schema={"_date": pl.Date, "_venue": pl.String},
+    )
+
+
+def partition_filter(expr: dict[str, str], partition_keys: list[str]) -> tuple[str, list, dict[str, pl.DataFrame]]:
+    """SQL ``where``, its parameters and relations selecting exactly these partitions' rows."""
+    keys = _keys(partition_keys)
+    where, params = _where(expr, keys)
+    return where, params, {"_keys": keys}
+
+
+def _where(expr: dict[str, str], keys: pl.DataFrame) -> tuple[str, list]:
+    """SQL selecting the rows of ``keys``: a date-range prefilter plus an exact key join."""
+    ts = expr["date"]
+    first, last = keys["_date"].min(), keys["_date"].max()
+    params = [dt.datetime.combine(first, dt.time()), dt.datetime.combine(last, dt.time()) + dt.timedelta(days=1)]
+    match = f"CAST({ts} AS DATE) = _k._date"
+    if "venue" in expr:
+        match += f" AND {expr['venue']} = _k._venue"
+    where = f"{ts} >= ? AND {ts} < ? AND EXISTS (SELECT 1 FROM _keys AS _k WHERE {match})"
+    return where, params
+
+
+#: Bookkeeping of materialised partitions (not a user table: no wall-clock time either).
+PARTITIONS_TABLE = "_partitions"
+
+
 def create_statements() -> list[str]:
     out = [f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}"]
     for table, schema in TABLES.items():
         cols = ", ".join(f'"{c}" {duckdb_type(t)}' for c, t in schema.items())
         out.append(f"CREATE TABLE IF NOT EXISTS {SCHEMA}.{table} ({cols})")
+    out.append(
+        f"CREATE TABLE IF NOT EXISTS {SCHEMA}.{PARTITIONS_TABLE} "
+        "(asset VARCHAR NOT NULL, partition_key VARCHAR NOT NULL, rows BIGINT NOT NULL)"
+    )
     return out
+
+
+def add_missing_columns(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """Add the columns a table definition has and the stored table lacks; ``table.column`` added."""
+    stored: dict[str, set[str]] = {}
+    for table, column in con.execute(
+        "SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = ?", [SCHEMA]
+    ).fetchall():
+        stored.setdefault(table, set()).add(column)
+    added = []
+    for table, schema in TABLES.items():
+        for column, dtype in schema.items():
+            if column not in stored.get(table, set()):
+                con.execute(f'ALTER TABLE {SCHEMA}.{table} ADD COLUMN "{column}" {duckdb_type(dtype)}')
+                added.append(f"{table}.{column}")
+    return added
 
 
 def empty(table: str) -> pl.DataFrame:
@@ -128,6 +197,7 @@ class Warehouse(DuckDBResource):
             if not read_only:
                 for statement in create_statements():
                     con.execute(statement)
+                add_missing_columns(con)
             yield con
         finally:
             con.close()
@@ -140,10 +210,12 @@ class Warehouse(DuckDBResource):
         params: list | None = None,
         *,
         relations: dict[str, pl.DataFrame] | None = None,
+        partitions: dict[str, int] | None = None,
     ) -> int:
         """Atomically delete ``where`` from ``table`` and insert ``frame``; returns rows written.
 
-        ``relations`` are frames registered by name for ``where`` to refer to (key lists).
+        ``relations`` are frames registered by name for ``where`` to refer to (key lists);
+        ``partitions`` (key -> rows) are recorded as materialised in the same transaction.
         """
         rows = conform(table, frame)
         with self.connect() as con:
@@ -155,6 +227,20 @@ class Warehouse(DuckDBResource):
                 if rows.height:
                     con.register("incoming", rows.to_arrow())
                     con.execute(f"INSERT INTO {SCHEMA}.{table} BY NAME SELECT * FROM incoming")
+                if partitions:
+                    done = pl.DataFrame(
+                        {"partition_key": list(partitions), "rows": list(partitions.values())},
+                        schema={"partition_key": pl.String, "rows": pl.Int64},
+                    )
+                    con.register("_done", done.to_arrow())
+                    con.execute(
+                        f"DELETE FROM {SCHEMA}.{PARTITIONS_TABLE} WHERE asset = ? "
+                        "AND partition_key IN (SELECT partition_key FROM _done)",
+                        [table],
+                    )
+                    con.execute(
+                        f"INSERT INTO {SCHEMA}.{PARTITIONS_TABLE} SELECT ?, partition_key, rows FROM _done", [table]
+                    )
                 con.execute("COMMIT")
             except BaseException:
                 con.execute("ROLLBACK")
@@ -176,4 +262,42 @@ class Warehouse(DuckDBResource):
             order = ", ".join(TABLE_KEYS[table])
             query = f"SELECT * FROM {SCHEMA}.{table} WHERE {where} ORDER BY {order}"
             frame = con.sql(query, params=params or None).pl()
-        return conform(table, frame) if frame.height else empty(table)
+        if not frame.height:
+            return empty(table)
+        # a warehouse not yet evolved by a write of this version: its new columns read as null
+        absent = [pl.lit(None, dtype).alias(c) for c, dtype in TABLES[table].items() if c not in frame.columns]
+        return conform(table, frame.with_columns(absent))
+
+    def materialised(self, table: str, partition_keys: list[str]) -> set[str]:
+        """Which of ``partition_keys`` of ``table`` this warehouse holds as materialised."""
+        if not partition_keys:
+            return set()
+        keys = pl.DataFrame({"partition_key": partition_keys}, schema={"partition_key": pl.String})
+        with self.connect() as con:
+            con.register("_wanted", keys.to_arrow())
+            found = con.execute(
+                f"SELECT partition_key FROM {SCHEMA}.{PARTITIONS_TABLE} "
+                "WHERE asset = ? AND partition_key IN (SELECT partition_key FROM _wanted)",
+                [table],
+            ).fetchall()
+        return {k for (k,) in found}
+
+    # Typed questions the assets ask (no SQL in the assets, so another store can stand here).
+
+    def live_prints_in(self, partition_keys: list[str]) -> pl.DataFrame:
+        """Live prints whose (UTC day of ``ts``, venue) is one of the ``date|venue`` keys."""
+        where, params, relations = partition_filter({"date": "ts", "venue": "venue"}, partition_keys)
+        return self.read("live_prints", where, params, relations=relations)
+
+    def roll_snapshots_between(self, venues: list[str], start, end) -> pl.DataFrame:
+        """Stored roll snapshots of ``venues`` with ``start <= ts < end`` (UTC)."""
+        rows = self.read("curve_snapshots", "kind = 'roll' AND ts >= ? AND ts < ?", [start, end])
+        return rows.filter(pl.col("venue").is_in(list(venues)))
+
+    def upsert_live_prints(self, rows: pl.DataFrame) -> int:
+        """Insert live prints, replacing rows with the same (venue, symbol, ts, funding_time)."""
+        key = TABLE_KEYS["live_prints"]
+        match = " AND ".join(f"live_prints.{c} = _k.{c}" for c in key)
+        return self.replace(
+            "live_prints", rows, f"EXISTS (SELECT 1 FROM _k WHERE {match})", relations={"_k": rows.select(key)}
+        )

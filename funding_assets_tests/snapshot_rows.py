@@ -24,6 +24,9 @@ def snap(ts: datetime, buckets, *, kind: str = "roll", venue: str = "binance", s
         "annualisation": "apr",
         **dict(zip(BUCKETS, map(float, buckets))),
         "n_filled": 0,
+        "as_of": ts,
+        "coverage": 1.0 if kind == "roll" else 0.5,
+        "min_coverage": 1.0,
     }
 
 

@@ -388,6 +388,132 @@ def test_rate_beyond_the_venue_cap_leaves_the_good_partition_intact(run):
     assert str(path) in msg and f"line {line_of(path, ',0.01')}" in msg
 
 
+# --------------------------------------------------------------------------- replay timestamps and duplicates
+
+
+def restamp(rows: list[dict], fmt) -> list[dict]:
+    """``rows`` with ``ts`` and ``funding_time`` rewritten as ``fmt(epoch_ms, row_index)``."""
+    return [
+        {**r, "ts": fmt(int(r["ts"]), i), "funding_time": fmt(int(r["funding_time"]), i)} for i, r in enumerate(rows)
+    ]
+
+
+def utc(ms: int) -> dt.datetime:
+    return dt.datetime(1970, 1, 1) + dt.timedelta(milliseconds=ms)
+
+
+def refused_once(run: Cli, path: Path, before: dict[str, str], *fragments: str) -> str:
+    """The backfill exits 2 with one error line naming ``path`` and ``fragments``; the warehouse is as it was."""
+    rc, err = run()
+    assert rc == 2, err
+    errors = [ln for ln in err.splitlines() if ln.startswith("error: ")]
+    assert len(errors) == 1 and "Traceback" not in err, err
+    for fragment in (str(path), *fragments):
+        assert fragment in errors[0], f"{fragment!r} not in {errors[0]!r}"
+    assert digest(run.warehouse) == before, "a refused replay file changed the warehouse"
+    return errors[0]
+
+
+UNITS = {
+    # unit: (the file's value, the epoch ms it stands for)
+    "seconds": (lambda ms, i: str(ms // 1000), lambda ms, i: str(ms // 1000 * 1000)),
+    "microseconds": (lambda ms, i: str(ms * 1000), lambda ms, i: str(ms)),
+    "nanoseconds": (lambda ms, i: str(ms * 1_000_000), lambda ms, i: str(ms)),
+}
+
+
+@pytest.mark.parametrize("unit", list(UNITS))
+def test_epoch_seconds_micro_and_nanoseconds_backfill_like_milliseconds(run, unit):
+    """Read as milliseconds they were the 1970s or the year 50000, and the range's partitions were emptied."""
+    in_unit, as_ms = UNITS[unit]
+    path = write_csv(run.replay / "binance" / "BTCUSDT.csv", restamp(good_rows(), as_ms))
+    assert run()[0] == 0
+    before = digest(run.warehouse)
+    assert counts(run.warehouse)["raw_prints"] > 0
+    write_csv(path, restamp(good_rows(), in_unit))
+    rc, err = run()
+    assert rc == 0, err
+    assert digest(run.warehouse) == before
+
+
+def test_implausible_or_mixed_unit_epochs_stop_the_backfill_and_keep_the_warehouse(run):
+    path = write_csv(run.replay / "binance" / "BTCUSDT.csv", good_rows())
+    assert run()[0] == 0
+    before = digest(run.warehouse)
+    i = row_in_range(good_rows(), dt.date(2024, 2, 21))
+    ms = int(good_rows()[i]["ts"])
+    corruptions = {
+        "seconds among milliseconds": ("ts", str(ms // 1000), ["ts", "seconds", "milliseconds", "line 2"]),
+        "microseconds among milliseconds": ("funding_time", str(ms * 1000), ["funding_time", "microseconds"]),
+        "the year 2100": ("ts", "4102444800000", ["ts", "2015", "2100"]),
+        "the year 2128": ("funding_time", str(5 * 10**12), ["funding_time", "2100"]),
+        "ISO before 2015": ("ts", "2014-12-31T23:00:00Z", ["ts", "the year 2014"]),
+        "ISO in 2100": ("funding_time", "2100-02-21T08:00:00+02:00", ["funding_time", "the year 2100"]),
+    }
+    for column, value, fragments in corruptions.values():
+        rows = good_rows()
+        rows[i][column] = value
+        write_csv(path, rows)
+        refused_once(run, path, before, f"line {line_of(path, value)}", repr(value), *fragments)
+
+
+def test_date_only_and_utc_offset_timestamps_backfill_as_utc(run):
+    """Dates are midnight UTC, offsets are converted, naive is UTC, the shapes mix in a column."""
+
+    def date_only(ms: int, i: int) -> bool:
+        return utc(ms).hour == 0 and i % 2 == 1
+
+    def iso(ms: int, i: int) -> str:
+        t = utc(ms)
+        if date_only(ms, i):
+            return t.date().isoformat()  # the 00:00 settlement, without its ms jitter
+        offset = dt.timedelta(hours=(2, -5, 0, 0)[i % 4])
+        shown = (t + offset).isoformat(sep=" " if i % 3 else "T", timespec="milliseconds")
+        return shown + ("+02:00", "-05:00", "Z", "")[i % 4]
+
+    # the same prints in epoch ms, without the jitter a date-only ts cannot carry
+    baseline = restamp(good_rows(), lambda ms, i: str(ms // 86_400_000 * 86_400_000 if date_only(ms, i) else ms))
+    path = write_csv(run.replay / "binance" / "BTCUSDT.csv", baseline)
+    assert run()[0] == 0
+    before = digest(run.warehouse)
+    rows = restamp(good_rows(), iso)
+    write_csv(path, rows)
+    rc, err = run()
+    assert rc == 0, err
+    assert digest(run.warehouse) == before
+
+    i = row_in_range(rows, dt.date(2024, 2, 21)) + 1
+    rows[i]["ts"] = "2024-02-21 09:00 CET"  # a zone name, not an offset: refused, not guessed
+    write_csv(path, rows)
+    refused_once(run, path, before, f"line {line_of(path, 'CET')}", "cannot parse ts", "'2024-02-21 09:00 CET'")
+
+
+def test_conflicting_duplicate_prints_stop_the_backfill_naming_both_rows(run):
+    rows = good_rows()
+    path = write_csv(run.replay / "binance" / "BTCUSDT.csv", rows)
+    assert run()[0] == 0
+    before = digest(run.warehouse)
+    i = row_in_range(rows, dt.date(2024, 2, 21))
+
+    # the same prints in a second file (an overlapping export): kept once, nothing changes
+    copy = write_csv(run.replay / "binance" / "BTCUSDT_2.csv", rows[i - 3 : i + 3])
+    rc, err = run()
+    assert rc == 0, err
+    assert digest(run.warehouse) == before
+
+    # the copy disagrees on one settlement's rate
+    changed = [dict(r) for r in rows[i - 3 : i + 3]]
+    changed[4]["rate"] = "0.00031"
+    write_csv(copy, changed)
+    refused_once(run, copy, before, f"{path}: line {i + 1 + 2}", f"{copy}: line {4 + 2}", "0.00031", "realised BTC")
+
+    # the same settlement twice in one file, quoted a second apart
+    copy.unlink()
+    clash = {**rows[i], "ts": str(int(rows[i]["ts"]) + 1000), "rate": "-0.00005"}
+    write_csv(path, [*rows, clash])
+    refused_once(run, path, before, f"line {i + 2} and line {len(rows) + 2}", "-5e-05")
+
+
 def test_errors_reach_the_current_stderr(tmp_path, monkeypatch, capsys):
     for var in ENV:
         monkeypatch.delenv(var, raising=False)

@@ -18,12 +18,15 @@ from __future__ import annotations
 import math
 from datetime import datetime, timedelta
 
+import numpy as np
+import pandas as pd
 import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 from snapshot_rows import frame, snap
 
 from funding_assets.features import curve_features
+from funding_assets.rolling import RollingWindow
 
 T0 = datetime(2024, 3, 1, 0, 0)
 H8 = timedelta(hours=8)
@@ -157,65 +160,10 @@ SLOPES_20 = [0.0] * 19 + [0.5]
 SLOPE_Z_20 = 19 / math.sqrt(20)
 
 
-def test_z_is_null_until_20_roll_snapshots_are_in_the_window():
-    out = curve_features(frame(rolls(LEVELS_20, slopes=SLOPES_20)))
-    assert out.height == 20
-    assert out["level_z"].head(19).null_count() == 19
-    assert out["slope_z"].head(19).null_count() == 19
-    assert out["level_z"][19] is not None
-    assert out["slope_z"][19] is not None
-
-
-def test_z_min_obs_is_configurable():
-    out = curve_features(frame(rolls(LEVELS_20)), z_min_obs=5)
-    assert out["level_z"].head(4).null_count() == 4
-    # 5th row: levels 0.1,0.3,0.1,0.3,0.1 -> mean 0.18, var (3*0.0064 + 2*0.0144)/4 = 0.012
-    assert out["level_z"][4] == pytest.approx((0.1 - 0.18) / math.sqrt(0.012), rel=1e-9)
-
-
-def test_level_z_is_level_against_the_trailing_mean_and_sample_std():
-    out = curve_features(frame(rolls(LEVELS_20, slopes=SLOPES_20)))
-    assert out["level_z"][19] == pytest.approx(LEVEL_Z_20, rel=1e-9)
-
-
-def test_slope_z_is_slope_against_the_trailing_mean_and_sample_std():
-    out = curve_features(frame(rolls(LEVELS_20, slopes=SLOPES_20)))
-    assert out["slope_z"][19] == pytest.approx(SLOPE_Z_20, rel=1e-9)
-
-
-def test_z_window_covers_10_days_so_the_roll_exactly_10_days_back_is_out():
-    # 31 rolls 8h apart; the first (an outlier) is exactly 240h before the last, so the
-    # window (ts - 10d, ts] holds the 30 rolls 2..31: fifteen at 0.1, fifteen at 0.3 ->
-    # mean 0.2, std 0.1*sqrt(30/29), z of the last (0.3) = sqrt(29/30).
-    levels = [5.0] + [0.1, 0.3] * 15
-    out = curve_features(frame(rolls(levels)))
-    assert out["ts"][30] - out["ts"][0] == timedelta(days=10)
-    assert out["level_z"][30] == pytest.approx(math.sqrt(29 / 30), rel=1e-9)
-
-
-def test_z_window_is_measured_in_time_so_a_gap_shortens_it():
-    # 19 rolls 8h apart, then a 5-day hole, then a 20th roll: only 15 + 1 rolls lie within
-    # 10 days of it, so its z stays null (a 20-row count window would give a number).
-    rows = rolls(LEVELS_20[:19])
-    rows.append(snap(T0 + 18 * H8 + timedelta(days=5), strip(0.3)))
-    out = curve_features(frame(rows))
-    assert out.height == 20
-    assert out["level_z"].null_count() == 20
-
-
 def test_z_of_a_constant_series_is_null_not_infinite():
     out = curve_features(frame(rolls([0.25] * 25)))
     assert out["level_z"].null_count() == 25
     assert out["slope_z"].null_count() == 25
-
-
-def test_z_statistics_are_per_venue_and_symbol():
-    ours = rolls(LEVELS_20, slopes=SLOPES_20)
-    others = rolls([9.0, -7.0] * 10, venue="okx") + rolls([4.0] * 10 + [-4.0] * 10, symbol="ETH")
-    alone = curve_features(frame(ours))
-    mixed = curve_features(frame(others + ours)).filter((pl.col("venue") == "binance") & (pl.col("symbol") == "BTC"))
-    assert_frame_equal(mixed, alone)
-    assert mixed["level_z"][19] == pytest.approx(LEVEL_Z_20, rel=1e-9)
 
 
 def test_intraday_row_is_scored_against_the_roll_statistics_as_of_its_ts():
@@ -237,19 +185,6 @@ def test_intraday_row_before_20_rolls_has_no_z():
     row = at(curve_features(frame(rows)), intraday_ts, "intraday")
     assert row["level_z"] is None and row["slope_z"] is None
     assert row["level"] == 0.5  # shape features are still there
-
-
-def test_intraday_rows_do_not_enter_the_roll_statistics():
-    # An extreme intraday row between rolls must not move the next roll's z.
-    base = rolls(LEVELS_20 + [0.3])
-    with_intraday = base + [snap(T0 + 19 * H8 + timedelta(hours=4), strip(50.0, -80.0), kind="intraday")]
-    a = curve_features(frame(base)).filter(pl.col("kind") == "roll")
-    b = curve_features(frame(with_intraday)).filter(pl.col("kind") == "roll")
-    assert_frame_equal(a, b)
-    # roll 20 (0.3) against rolls 0..20: eleven 0.3s and ten 0.1s
-    mean = (11 * 0.3 + 10 * 0.1) / 21
-    std = math.sqrt((11 * (0.3 - mean) ** 2 + 10 * (0.1 - mean) ** 2) / 20)
-    assert b["level_z"][20] == pytest.approx((0.3 - mean) / std, rel=1e-9)
 
 
 def test_a_later_roll_snapshot_does_not_change_earlier_rows():
@@ -276,10 +211,81 @@ def test_every_snapshot_row_gets_one_feature_row():
     assert {f"decay{k}" for k in range(1, 8)} <= set(out.columns)
 
 
+# --- z-scores: one convention with the spreads (funding_assets.rolling) ---------------------
+# Default: the previous 30 roll snapshots, the row itself excluded, at least 20, ddof 1.
+
+
+def test_z_is_null_until_20_previous_roll_snapshots_exist():
+    out = curve_features(frame(rolls(LEVELS_20 + [0.3], slopes=SLOPES_20 + [0.0])))
+    assert out["level_z"].head(20).null_count() == 20  # row 19 has only 19 before it
+    # row 20 (0.3) against rolls 0..19: ten 0.1s, ten 0.3s -> mean 0.2, std 0.1*sqrt(20/19)
+    assert out["level_z"][20] == pytest.approx(0.1 / (0.1 * math.sqrt(20 / 19)), rel=1e-12)
+
+
+def test_the_current_observation_does_not_dampen_its_own_z():
+    # a jump after a flat-ish history: excluded, the jump scores against the history alone
+    levels = [0.1, 0.12] * 15 + [1.0]
+    default = curve_features(frame(rolls(levels)))["level_z"][30]
+    pandas = curve_features(frame(rolls(levels)), rolling=RollingWindow.notebook(30))["level_z"][30]
+    history = pd.Series(levels[:30])
+    assert default == pytest.approx((1.0 - history.mean()) / history.std(), rel=1e-12)
+    assert pandas == pytest.approx((1.0 - np.mean(levels[1:])) / pd.Series(levels[1:]).std(), rel=1e-12)
+    assert default > 5 * pandas
+
+
+def test_level_and_slope_z_equal_pandas_for_the_default_and_the_notebook_setting():
+    rng = np.random.default_rng(7)
+    levels, slopes = rng.normal(0.1, 0.05, 90).tolist(), rng.normal(0, 0.02, 90).tolist()
+    rows = frame(rolls(levels, slopes=slopes))
+    for rolling, window in (
+        (RollingWindow(), pd.Series(levels).shift(1).rolling(30, min_periods=20)),
+        (RollingWindow.notebook(30), pd.Series(levels).rolling(30)),
+    ):
+        got = curve_features(rows, rolling=rolling)["level_z"].to_numpy()
+        expected = ((pd.Series(levels) - window.mean()) / window.std()).to_numpy()
+        assert np.array_equal(np.isnan(got.astype(float)), np.isnan(expected))
+        assert np.nanmax(np.abs(got - expected)) < 1e-12
+    slope_window = pd.Series(slopes).shift(1).rolling(30, min_periods=20)
+    expected = ((pd.Series(slopes) - slope_window.mean()) / slope_window.std()).to_numpy()
+    got = curve_features(rows)["slope_z"].to_numpy()
+    assert np.nanmax(np.abs(got - expected)) < 1e-12
+
+
+def test_min_obs_is_configurable():
+    out = curve_features(frame(rolls(LEVELS_20)), rolling=RollingWindow(min_obs=5))
+    assert out["level_z"].head(5).null_count() == 5
+    # row 5 (0.3) against 0.1,0.3,0.1,0.3,0.1 -> mean 0.18, var (3*0.0064 + 2*0.0144)/4 = 0.012
+    assert out["level_z"][5] == pytest.approx((0.3 - 0.18) / math.sqrt(0.012), rel=1e-9)
+
+
+def test_a_gap_longer_than_max_age_leaves_no_stale_window():
+    # 25 rolls, then 21 days of nothing: every earlier roll is older than the 20-day max_age
+    rows = rolls([0.1, 0.3] * 12 + [0.1]) + [snap(T0 + 24 * H8 + timedelta(days=21), strip(0.3))]
+    out = curve_features(frame(rows))
+    assert out["level_z"][24] is not None
+    assert out["level_z"][25] is None
+
+
+def test_z_statistics_are_per_venue_and_symbol():
+    ours = rolls(LEVELS_20 + [0.3], slopes=SLOPES_20 + [0.0])
+    others = rolls([9.0, -7.0] * 10, venue="okx") + rolls([4.0] * 10 + [-4.0] * 10, symbol="ETH")
+    alone = curve_features(frame(ours))
+    mixed = curve_features(frame(others + ours)).filter((pl.col("venue") == "binance") & (pl.col("symbol") == "BTC"))
+    assert_frame_equal(mixed, alone)
+    assert alone["level_z"][20] is not None
+
+
+def test_intraday_rows_do_not_enter_the_roll_statistics():
+    base = rolls(LEVELS_20 + [0.3])
+    with_intraday = base + [snap(T0 + 19 * H8 + timedelta(hours=4), strip(50.0, -80.0), kind="intraday")]
+    a = curve_features(frame(base)).filter(pl.col("kind") == "roll")
+    b = curve_features(frame(with_intraday)).filter(pl.col("kind") == "roll")
+    assert_frame_equal(a, b)
+
+
 def test_intraday_row_after_a_long_gap_gets_no_stale_z():
-    # 20 rolls, then nothing for 15 days: the roll statistics are older than the 10-day window
     rows = rolls(LEVELS_20)
-    late = T0 + 19 * H8 + timedelta(days=15)
+    late = T0 + 19 * H8 + timedelta(days=21)
     rows.append(snap(late, strip(0.5), kind="intraday"))
     row = at(curve_features(frame(rows)), late, "intraday")
     assert row["level_z"] is None and row["slope_z"] is None

@@ -12,8 +12,7 @@ from funding_assets.definitions import ASSETS, defs
 from funding_assets.defs import live
 from funding_assets.live.landing import LandingWriter, landed_files
 from funding_assets.live.status import VenueStatus, write_status
-from funding_assets.resources import build_resources
-from funding_assets.settings import Settings
+from funding_assets.resources import FundingConfig, build_resources
 
 DAY = dt.date(2024, 3, 6)
 
@@ -65,7 +64,7 @@ def tick(instance, cursor=None):
 def ingest(instance, request):
     job = defs.resolve_job_def("live_prints_job")
     result = job.execute_in_process(
-        run_config=request.run_config, instance=instance, resources=build_resources(Settings.from_env())
+        run_config=request.run_config, instance=instance, resources=build_resources(FundingConfig.from_env())
     )
     assert result.success
     return result
@@ -136,7 +135,7 @@ def test_todays_raw_prints_merge_live_predictions_with_settlements(home, instanc
             ASSETS,
             selection=["raw_prints"],
             instance=instance,
-            resources=build_resources(Settings.from_env()),
+            resources=build_resources(FundingConfig.from_env()),
             partition_key=dg.MultiPartitionKey({"date": str(DAY), "venue": "okx"}),
         )
         assert result.success

@@ -17,7 +17,7 @@ from funding_assets.live.store import (
     LiveStore,
     live_store_path,
 )
-from funding_assets.settings import Settings
+from funding_assets.resources import FundingConfig
 
 T0 = NOW = dt.datetime(2025, 3, 1, 8, 0)
 
@@ -42,6 +42,9 @@ def strip_rows(
             "annualisation": ["apr"] * n,
             **{f"b{k}": [b0 + k / 100] * n for k in range(8)},
             "n_filled": [0] * n,
+            "as_of": ts,
+            "coverage": [0.5] * n,
+            "min_coverage": [1.0] * n,
             "received_at": [received_at or utcnow()] * n,
         },
         schema=PUT_SCHEMA,
@@ -56,7 +59,7 @@ def store(home):
 
 
 def test_the_store_is_its_own_file_never_the_warehouse(home, store):
-    settings = Settings.from_env()
+    settings = FundingConfig.from_env()
     assert store.path == home / "live" / "live.duckdb" != settings.warehouse_path
     store.put(strip_rows(3))
     store.flush()

@@ -20,11 +20,24 @@ from datetime import datetime, timedelta
 import numpy as np
 import polars as pl
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 from sklearn.decomposition import PCA
 from snapshot_rows import frame, snap
 
-from funding_assets.pca import Fit, fit_times, fit_walk_forward, fits_frame, score
+from funding_assets.pca import (
+    REFERENCE,
+    REFERENCE_SHAPES,
+    Fit,
+    fit_one,
+    fit_times,
+    fit_walk_forward,
+    fits_frame,
+    orient,
+    score,
+    verify_no_lookahead,
+)
 from funding_assets.strip import BUCKETS
 
 H8 = timedelta(hours=8)
@@ -238,66 +251,98 @@ def test_walk_forward_scores_recover_the_generating_factors():
 # --- sign convention ---------------------------------------------------------------------
 
 
-def test_pc1_loadings_sum_positive():
-    # PC1 along v = (-0.3 x7, 0.8): sklearn makes the largest entry (0.8) positive, so the
-    # raw loadings sum to a negative number; the stored ones must sum positive.
-    v = unit([-0.3] * 7 + [0.8])
-    u2 = unit([1, -1, 0, 0, 0, 0, 0, 0])
-    rows = rank2_rows(T0, 21, v, u2, seed=11)
-    raw = PCA(2, svd_solver="full").fit(frame(rows).select(BUCKETS).to_numpy()).components_[0]
-    assert raw.sum() < 0  # precondition: the raw sign would break the rule
-    (fit,) = fit_walk_forward(frame(rows), [T0 + 7 * DAY], window_days=7)
-    assert fit.loadings[0].sum() > 0
-    assert fit.loadings[0] == pytest.approx(-v, abs=1e-9)
+SLOPE = unit(np.arange(8) - 3.5)  # rising towards the long end (b7)
 
 
-def test_first_pc2_with_no_previous_fit_has_the_long_end_outweighing_the_short_end():
-    # u2 = (0.7, -0.75, 0, 0, 0.05, 0, 0, 0): sklearn returns -u2 (largest entry positive),
-    # whose long end b4..b7 sums to -0.05; the module docstring's rule gives +u2.
-    u2 = unit([0.7, -0.75, 0, 0, 0.05, 0, 0, 0])
-    rows = rank2_rows(T0, 21, LEVEL, u2, seed=12)
+def test_each_component_is_oriented_against_its_reference_shape():
+    rows = rank2_rows(T0, 21, LEVEL, SLOPE, seed=11)
     (fit,) = fit_walk_forward(frame(rows), [T0 + 7 * DAY], window_days=7)
-    assert fit.loadings[1][4:].sum() > fit.loadings[1][:4].sum()
-    assert fit.loadings[1] == pytest.approx(u2, abs=1e-9)
+    assert fit.shapes == ("level", "slope")
+    assert fit.loadings[0] == pytest.approx(LEVEL, abs=1e-9)
+    assert fit.loadings[1] == pytest.approx(SLOPE, abs=1e-9)
+
+
+def test_orientation_depends_on_the_subspace_only_not_on_the_solver_sign():
+    loadings = np.array([LEVEL, SLOPE])
+    for signs in ((1, 1), (-1, 1), (1, -1), (-1, -1)):
+        oriented, shapes = orient(loadings * np.array(signs)[:, None])
+        assert oriented == pytest.approx(loadings, abs=0)
+        assert shapes == ("level", "slope")
+
+
+def test_a_slope_dominated_window_matches_pc1_to_the_slope_shape():
+    # the slope factor has the larger variance: pc1 is the slope, pc2 the level (a swap)
+    rows = rank2_rows(T0, 21, -SLOPE, -LEVEL, seed=13)
+    (fit,) = fit_walk_forward(frame(rows), [T0 + 7 * DAY], window_days=7)
+    assert fit.shapes == ("slope", "level")
+    assert fit.loadings[0] @ REFERENCE[1] > 0.99 and fit.loadings[1] @ REFERENCE[0] > 0.99
 
 
 def _flipping_pc2() -> tuple[pl.DataFrame, np.ndarray, np.ndarray]:
-    """Two weekly windows whose raw sklearn PC2 flips sign between them.
-
-    Week 1: u2 = (0.7, -0.75, 0, 0, 0.05, ...), week 2: u2' = (0.75, -0.7, 0, 0, -0.05, ...).
-    u2 . u2' > 0 (the same factor), but sklearn returns -u2 and +u2' (largest entry made
-    positive), so raw PC2 flips. The long end of u2' is negative, so a "long end up" rule
-    would also flip it: only alignment with the previous fit keeps it.
-    """
+    """Two weekly windows whose raw sklearn PC2 flips sign between them (sklearn makes the
+    largest entry positive): u2 = (0.7, -0.75, 0, 0, 0.05, ...), u2' = (0.75, -0.7, 0, 0,
+    -0.05, ...). Both fall from b0 towards b1: a negative slope shape."""
     u2 = unit([0.7, -0.75, 0, 0, 0.05, 0, 0, 0])
     u2b = unit([0.75, -0.7, 0, 0, -0.05, 0, 0, 0])
     rows = rank2_rows(T0, 21, LEVEL, u2, seed=21) + rank2_rows(T0 + 7 * DAY, 21, LEVEL, u2b, seed=22)
     return frame(rows), u2, u2b
 
 
-def test_later_components_keep_the_sign_of_the_previous_fit():
+def test_a_fit_does_not_depend_on_the_fits_before_it():
+    """Formerly PC2 was aligned with the previous fit, so a run starting at week 2 stored the
+    opposite sign from a run starting at week 1. Now each fit is a function of its window."""
     snaps, u2, u2b = _flipping_pc2()
     x = snaps.select(BUCKETS).to_numpy()
     raw1 = PCA(2, svd_solver="full").fit(x[:21]).components_[1]
     raw2 = PCA(2, svd_solver="full").fit(x[21:]).components_[1]
     assert raw1 @ raw2 < 0  # precondition: the raw PC2 flips between the two windows
-
     f1, f2 = fit_walk_forward(snaps, [T0 + 7 * DAY, T0 + 14 * DAY], window_days=7)
-    assert f2.loadings[1] @ f1.loadings[1] > 0
-    assert f1.loadings[1] == pytest.approx(u2, abs=1e-9)
-    assert f2.loadings[1] == pytest.approx(u2b, abs=1e-9)
+    (alone,) = fit_walk_forward(snaps, [T0 + 14 * DAY], window_days=7)
+    assert alone.loadings == pytest.approx(f2.loadings, abs=0)
+    assert f1.loadings[1] @ f2.loadings[1] > 0  # consecutive similar components agree
+    shape = f1.shapes[1]  # a short-end kink: closest to the curvature shape
+    assert f2.shapes[1] == shape
     for f in (f1, f2):
-        assert f.loadings[0].sum() > 0
+        assert f.loadings[1] @ REFERENCE[REFERENCE_SHAPES.index(shape)] > 0
 
 
-def test_previous_loadings_carry_the_sign_across_runs():
-    # Fitting week 2 alone, handed week 1's stored loadings, gives the same orientation as
-    # the continuous run (this is how the asset continues from the warehouse).
-    snaps, _, u2b = _flipping_pc2()
-    f1, f2 = fit_walk_forward(snaps, [T0 + 7 * DAY, T0 + 14 * DAY], window_days=7)
-    (alone,) = fit_walk_forward(snaps, [T0 + 14 * DAY], window_days=7, previous={("binance", "BTC"): f1.loadings})
-    assert alone.loadings == pytest.approx(f2.loadings, abs=1e-12)
-    assert alone.loadings[1] == pytest.approx(u2b, abs=1e-9)
+@settings(max_examples=25, deadline=None)
+@given(first=st.integers(0, 5), refit=st.sampled_from([1, 3, 7]))
+def test_a_fit_is_the_same_in_every_walk_forward_that_makes_it(first, refit):
+    snaps = _random_snapshots(5)
+    times = fit_times(T0, T0 + 20 * DAY, refit)
+    everything = {f.fit_id: f for f in fit_walk_forward(snaps, times, window_days=10)}
+    later = fit_walk_forward(snaps, times[min(first, len(times) - 1) :], window_days=10)
+    assert later
+    for f in later:
+        assert f.loadings == pytest.approx(everything[f.fit_id].loadings, abs=0)
+
+
+def test_the_lookahead_check_passes_honest_scores_and_catches_leaky_ones():
+    snaps = _random_snapshots(3)
+    fits = fit_walk_forward(snaps, fit_times(T0, T0 + 20 * DAY, 7), window_days=10)
+    honest = score(snaps, fits)
+    checked = verify_no_lookahead(honest, snaps, window_days=10, sample=15)
+    assert checked.height == 15 and checked["ok"].all()
+    # a fit that also saw the next two days (including the rows it then scores)
+    leaky = [
+        fit_one(
+            snaps.filter(pl.col("kind") == "roll"),
+            f.venue,
+            f.symbol,
+            f.fitted_at + 2 * DAY,
+            window_days=10,
+            n_components=2,
+        )
+        for f in fits
+    ]
+    leaky = [
+        Fit(f.venue, f.symbol, f.fitted_at - 2 * DAY, f.window_start, f.n_obs, f.loadings, f.explained_variance, f.mean)
+        for f in leaky
+        if f is not None
+    ]
+    bad = verify_no_lookahead(score(snaps, leaky), snaps, window_days=10, sample=15)
+    assert not bad["ok"].any()
 
 
 # --- the fits table ----------------------------------------------------------------------
@@ -313,6 +358,8 @@ FITS_COLUMNS = {
     "loadings": pl.List(pl.List(pl.Float64)),
     "explained_variance": pl.List(pl.Float64),
     "mean": pl.List(pl.Float64),
+    "reference": pl.List(pl.List(pl.Float64)),
+    "shapes": pl.List(pl.String),
 }
 
 

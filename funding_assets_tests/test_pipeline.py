@@ -8,8 +8,7 @@ import polars as pl
 import pytest
 
 from funding_assets.definitions import ASSETS, defs
-from funding_assets.resources import build_resources
-from funding_assets.settings import Settings
+from funding_assets.resources import FundingConfig, build_resources
 from funding_assets.warehouse import Warehouse
 
 VENUES = ("okx", "hyperliquid")  # adjacent in the partition order, so a range is just these two
@@ -30,7 +29,7 @@ def run(instance, selection, start, end, venues=None):
             "dagster/asset_partition_range_end": f"{end}|{venues[-1]}",
         }
     result = dg.materialize(
-        ASSETS, selection=selection, instance=instance, resources=build_resources(Settings.from_env()), tags=tags
+        ASSETS, selection=selection, instance=instance, resources=build_resources(FundingConfig.from_env()), tags=tags
     )
     assert result.success
     return result
@@ -41,7 +40,7 @@ def run_one(instance, selection, key):
         ASSETS,
         selection=selection,
         instance=instance,
-        resources=build_resources(Settings.from_env()),
+        resources=build_resources(FundingConfig.from_env()),
         partition_key=key,
     )
     assert result.success
@@ -53,9 +52,18 @@ def table(home, name, order):
         return con.sql(f"SELECT * FROM funding.{name} ORDER BY {order}").pl()
 
 
-def test_definitions_load_with_six_assets_checks_sensors_and_schedules():
+def test_definitions_load_with_their_assets_checks_sensors_and_schedules():
     assets = {k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys()}
-    assert assets == {"live_prints", "raw_prints", "curve_snapshots", "curve_features", "pca_factors", "spread_signals"}
+    assert assets == {
+        "live_prints",
+        "raw_prints",
+        "curve_snapshots",
+        "curve_features",
+        "pca_factors",
+        "pca_fits",
+        "roll_b0",
+        "spread_signals",
+    }
     graph = defs.resolve_asset_graph()
     raw = graph.get(dg.AssetKey("raw_prints"))
     assert raw.partitions_def.get_partition_keys()[0] == "2020-01-01|binance"
@@ -78,38 +86,44 @@ def test_curve_snapshots_declare_their_lookback_as_a_partition_mapping():
     key = dg.MultiPartitionKey({"date": "2024-03-06", "venue": "okx"})
     upstream = graph.get_parents_partitions(dg.AssetKey("curve_snapshots"), key).parent_partitions
     dates = sorted(p.partition_key.keys_by_dimension["date"] for p in upstream)
-    assert dates == ["2024-03-02", "2024-03-03", "2024-03-04", "2024-03-05", "2024-03-06"]
+    assert dates == ["2024-03-01", "2024-03-02", "2024-03-03", "2024-03-04", "2024-03-05", "2024-03-06"]
     assert {p.partition_key.keys_by_dimension["venue"] for p in upstream} == {"okx"}
 
 
 def test_a_range_run_and_day_by_day_runs_store_identical_rows(home, tmp_path, monkeypatch, instance):
     monkeypatch.setenv("FUNDING_ASSETS_VENUES", ",".join(VENUES))
-    run(instance, ["raw_prints"], "2024-03-01", "2024-03-12", VENUES)
-    run(instance, ["curve_snapshots", "curve_features"], "2024-03-05", "2024-03-12", VENUES)
-    ranged = {n: table(home, n, "venue, symbol, kind, ts") for n in ("curve_snapshots", "curve_features")}
+    run(instance, ["raw_prints"], "2024-02-01", "2024-03-12", VENUES)
+    run(instance, ["curve_snapshots"], "2024-02-06", "2024-03-12", VENUES)
+    run(instance, ["curve_features"], "2024-03-01", "2024-03-12", VENUES)
+    days = [dt.date(2024, 3, 7) + dt.timedelta(days=i) for i in range(6)]
+    ranged = {
+        n: table(home, n, "venue, symbol, kind, ts").filter(pl.col("as_of").dt.date() >= days[0])
+        for n in ("curve_snapshots", "curve_features")
+    }
 
     other = tmp_path / "other"
     monkeypatch.setenv("FUNDING_ASSETS_HOME", str(other))
     with dg.DagsterInstance.ephemeral() as fresh:
-        days = [dt.date(2024, 3, 1) + dt.timedelta(days=i) for i in range(12)]
+        # the lookback as ranges, then the compared days one partition at a time
+        run(fresh, ["raw_prints"], "2024-02-01", "2024-03-06", VENUES)
+        run(fresh, ["curve_snapshots"], "2024-02-06", "2024-03-06", VENUES)
         for venue in reversed(VENUES):
             for day in days:
                 run_one(fresh, ["raw_prints"], dg.MultiPartitionKey({"date": str(day), "venue": venue}))
-            for day in days[4:]:
-                run_one(
-                    fresh,
-                    ["curve_snapshots", "curve_features"],
-                    dg.MultiPartitionKey({"date": str(day), "venue": venue}),
-                )
+            for day in days:
+                run_one(fresh, ["curve_snapshots"], dg.MultiPartitionKey({"date": str(day), "venue": venue}))
+            for day in days:
+                run_one(fresh, ["curve_features"], dg.MultiPartitionKey({"date": str(day), "venue": venue}))
     for name, frame in ranged.items():
         assert frame.height > 500
-        assert table(other, name, "venue, symbol, kind, ts").equals(frame)
+        got = table(other, name, "venue, symbol, kind, ts").filter(pl.col("as_of").dt.date() >= days[0])
+        assert got.equals(frame), name
 
 
 def test_rematerialising_replaces_rows_and_never_duplicates(home, monkeypatch, instance):
     monkeypatch.setenv("FUNDING_ASSETS_VENUES", "okx")
     for _ in range(2):
-        run(instance, ["raw_prints"], "2024-03-01", "2024-03-06", ["okx"])
+        run(instance, ["raw_prints"], "2024-02-28", "2024-03-06", ["okx"])
         run(instance, ["curve_snapshots"], "2024-03-05", "2024-03-06", ["okx"])
     prints = table(home, "raw_prints", "venue, symbol, ts")
     snaps = table(home, "curve_snapshots", "venue, symbol, kind, ts")
@@ -119,30 +133,27 @@ def test_rematerialising_replaces_rows_and_never_duplicates(home, monkeypatch, i
 
 
 def test_whole_chain_with_checks_on_all_venues(home, instance):
-    result = run(
-        instance, ["raw_prints"], "2024-01-01", "2024-03-10", ["binance", "bybit", "okx", "hyperliquid", "deribit"]
-    )
-    result = run(
-        instance,
-        ["curve_snapshots", "curve_features", "pca_factors"],
-        "2024-02-01",
-        "2024-03-10",
-        ["binance", "bybit", "okx", "hyperliquid", "deribit"],
-    )
+    everywhere = ["binance", "bybit", "okx", "hyperliquid", "deribit"]
+    run(instance, ["raw_prints"], "2024-01-01", "2024-03-10", everywhere)
+    run(instance, ["curve_snapshots"], "2024-01-06", "2024-03-10", everywhere)
+    run(instance, ["curve_features"], "2024-02-01", "2024-03-10", everywhere)
+    result = run(instance, ["pca_factors", "pca_fits"], "2024-02-15", "2024-03-10", everywhere)
     evaluations = {e.check_name: e for e in result.get_asset_check_evaluations()}
-    assert evaluations["curve_snapshots_unique_keys"].passed
     assert evaluations["pca_factors_no_lookahead"].passed
-    result = run(instance, ["spread_signals"], "2024-02-20", "2024-03-10")
+    assert evaluations["pca_factors_no_lookahead"].metadata["sampled"].value > 0
+    run(instance, ["roll_b0"], "2024-02-01", "2024-03-10")
+    result = run(instance, ["spread_signals"], "2024-02-22", "2024-03-10")
     assert all(e.passed for e in result.get_asset_check_evaluations())
 
-    factors = table(home, "pca_factors", "venue, symbol, kind, ts")
+    # rows whose fit is at least a cadence into the range: that fit is stored beside them
+    factors = table(home, "pca_factors", "venue, symbol, kind, ts").filter(pl.col("ts") >= dt.datetime(2024, 2, 23))
     fits = table(home, "pca_fits", "fit_id")
     used = factors.join(fits.select("fit_id", "fitted_at", "window_end"), on="fit_id")
     assert used.height == factors.height > 0
     assert (used["fitted_at"] < used["ts"]).all()
     spreads = table(home, "spread_signals", "symbol, venue_a, venue_b, funding_time")
     assert spreads.select("venue_a", "venue_b").unique().height == 10  # every pair of 5 venues
-    assert set(spreads["signal"].unique().to_list()) <= {-1, 0, 1}
+    assert set(spreads["signal"].drop_nulls().unique().to_list()) <= {-1, 0, 1}
     assert spreads.filter(pl.col("z").is_not_null()).height > 0
 
 
@@ -159,6 +170,8 @@ def test_a_failed_write_keeps_the_previous_rows(home, monkeypatch):
         "loadings": [[0.1] * 8],
         "explained_variance": [0.9],
         "mean": [0.1] * 8,
+        "reference": [[0.1] * 8],
+        "shapes": ["level"],
     }
     frame = pl.DataFrame([row])
     warehouse.replace("pca_fits", frame)

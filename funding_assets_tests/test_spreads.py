@@ -4,10 +4,10 @@ For each coin and venue pair (venue_a < venue_b alphabetically) at each 8h windo
 venues have a roll snapshot:
 
 - spread = b0_a - b0_b
-- mean, std (sample) of the PREVIOUS spreads in the 10-day window (the current one
-  excluded), null until 20 of them
+- mean, std (sample) of the PREVIOUS 30 spreads (the current one excluded), null until 20
+  of them, none older than 20 days
 - z = (spread - mean) / std, upper/lower = mean +- 1.5 * std
-- signal +1 above upper, -1 below lower, else 0 (0 as well while the window is short)
+- signal +1 above upper, -1 below lower, else 0; no z, band or signal without a positive std
 - dispersion = sample std (ddof 1) of b0 across the venues at that window, with n_venues.
 
 Most tests put venue_b at b0 = 0 so that the spread is b0_a itself.
@@ -18,9 +18,12 @@ from __future__ import annotations
 import math
 from datetime import datetime, timedelta
 
+import numpy as np
+import pandas as pd
 import polars as pl
 import pytest
 
+from funding_assets.rolling import RollingWindow
 from funding_assets.spreads import spread_signals
 
 T0 = datetime(2024, 3, 1)
@@ -129,15 +132,6 @@ def test_window_holds_the_30_previous_windows_of_10_days():
     assert row["std"] == pytest.approx(0.1 * math.sqrt(30 / 29), rel=1e-9)
 
 
-def test_window_is_measured_in_time_so_a_gap_shortens_it():
-    # 20 spreads, then a 5-day hole: only the last 16 previous spreads are within 10 days
-    rows = pair_rows(HISTORY_20) + pair_rows([0.5], start=T0 + 19 * H8 + timedelta(days=5))
-    out = spread_signals(b0_frame(rows))
-    assert out.height == 21
-    assert last(out)["mean"] is None
-    assert last(out)["signal"] == 0
-
-
 def test_the_window_counts_joint_observations_of_the_pair_only():
     # okx misses windows 3 and 4: the pair has 23 observations out of 25 windows, so its
     # first statistics come at its 21st joint observation (window 22), not at window 20.
@@ -184,23 +178,6 @@ def test_signal_is_zero_inside_the_bands():
         assert row["signal"] == 0, inside
 
 
-def test_signal_is_zero_not_null_while_the_window_is_short():
-    # large swings that would be signals with any statistics
-    out = spread_signals(b0_frame(pair_rows([0.0] * 10 + [5.0, -5.0] * 5)))
-    assert out["signal"].to_list() == [0] * 20
-    assert out["signal"].dtype == pl.Int8
-
-
-def test_band_k_is_configurable():
-    # z of 0.35 is 0.15 / 0.1026 = 1.46: inside 1.5 std, above 1.4 std
-    rows = b0_frame(pair_rows(HISTORY_20 + [0.35]))
-    assert last(spread_signals(rows))["signal"] == 0
-    assert last(spread_signals(rows, band_k=1.4))["signal"] == 1
-
-
-# --- dispersion --------------------------------------------------------------------------
-
-
 def test_dispersion_is_the_sample_std_of_b0_across_venues():
     # b0 0.1, 0.2, 0.3 -> mean 0.2, sum of squares 0.02, ddof 1 -> variance 0.01, std 0.1
     # (the population std would be 0.0816)
@@ -243,3 +220,49 @@ def test_output_columns_and_types():
         "n_venues": pl.Int32,
     }
     assert out.select("symbol", "venue_a", "venue_b", "funding_time").is_unique().all()
+
+
+def test_a_gap_longer_than_max_age_empties_the_window():
+    # 20 spreads, then 21 days of nothing: every previous spread is older than 20 days
+    rows = pair_rows(HISTORY_20) + pair_rows([0.5], start=T0 + 19 * H8 + timedelta(days=21))
+    out = spread_signals(b0_frame(rows))
+    assert out.height == 21
+    assert last(out)["mean"] is None and last(out)["signal"] is None
+
+
+def test_no_signal_while_the_window_is_short():
+    out = spread_signals(b0_frame(pair_rows([0.0] * 10 + [5.0, -5.0] * 5)))
+    assert out["signal"].null_count() == 20
+    assert out["signal"].dtype == pl.Int8
+
+
+def test_a_flat_spread_gives_no_band_z_or_signal():
+    """Both venues at the 0.01 % baseline: std 0. Bands used to collapse onto the mean and
+    the signal read +1 on the first tick above it; now there is nothing to signal."""
+    rows = pair_rows([0.1095] * 25 + [0.1096])
+    out = spread_signals(b0_frame(rows))
+    assert (out["std"].drop_nulls() == 0).all()
+    for column in ("z", "upper", "lower", "signal"):
+        assert out[column].null_count() == out.height, column
+
+
+def test_band_k_is_configurable():
+    # z of 0.35 is 0.15 / 0.1026 = 1.46: inside 1.5 std, above 1.4 std
+    rows = b0_frame(pair_rows(HISTORY_20 + [0.35]))
+    assert last(spread_signals(rows))["signal"] == 0
+    assert last(spread_signals(rows, rolling=RollingWindow(band_k=1.4)))["signal"] == 1
+
+
+def test_the_notebook_setting_equals_pandas_rolling_30():
+    rng = np.random.default_rng(3)
+    spreads = rng.normal(0.0, 0.03, 120).tolist()
+    out = spread_signals(b0_frame(pair_rows(spreads)), rolling=RollingWindow.notebook(30))
+    s = pd.Series(spreads)
+    mean, std = s.rolling(30).mean(), s.rolling(30).std()
+    expected = pd.DataFrame({"mean": mean, "std": std, "z": (s - mean) / std, "upper": mean + 1.5 * std})
+    for column in expected:
+        got = out[column].to_numpy().astype(float)
+        assert np.array_equal(np.isnan(got), np.isnan(expected[column].to_numpy())), column
+        assert np.nanmax(np.abs(got - expected[column].to_numpy())) < 1e-12, column
+    signal = np.where(s > mean + 1.5 * std, 1, np.where(s < mean - 1.5 * std, -1, 0))[29:]
+    assert out["signal"].to_list()[29:] == signal.tolist()

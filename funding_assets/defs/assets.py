@@ -1,9 +1,19 @@
-"""The asset chain: raw_prints -> curve_snapshots -> curve_features / pca_factors -> spread_signals.
+"""The asset chain: raw_prints -> curve_snapshots -> curve_features -> roll_b0 -> spread_signals,
+and curve_snapshots -> pca_fits + pca_factors.
 
-Thin wrappers: each asset loads its inputs through the warehouse IO manager (partition
-mappings declare every lookback), calls the pure core, and returns exactly the rows of the
-partitions it was asked for. A run over a range computes the whole range at once (one run
-per range: ``BackfillPolicy.single_run()``) and yields the same rows as day-by-day runs.
+Thin wrappers: each asset loads its inputs through the warehouse IO manager, calls the pure
+core, and returns exactly the rows of the partitions it was asked for. Every read of another
+partition is a declared partition mapping (the lookbacks below), and the IO manager refuses
+to load a lookback that is not materialised; a partition's rows therefore depend only on
+its declared inputs. A run over a range computes the whole range at once (one run per
+range: ``BackfillPolicy.single_run()``) and yields the same rows as day-by-day runs.
+
+Snapshot-derived tables are partitioned by the UTC day of ``as_of``, the instant a row
+became known (a roll row's window close, an intraday row's sample time), so a roll row
+closed after midnight is stored in the day it closed.
+
+The lookbacks are declared from the configuration the code location loaded
+(:data:`DECLARED`); a run configured to need more history is refused.
 """
 
 import datetime as dt
@@ -14,11 +24,11 @@ import dagster as dg
 import polars as pl
 
 from .. import features, pca, spreads, strip
-from ..io_manager import partition_filter
+from ..errors import FundingInputError
 from ..partitions import daily, date_venue, lookback, split_key
+from ..prints import normalise
 from ..resources import FundingConfig
-from ..settings import Settings
-from ..warehouse import SCHEMA, Warehouse, conform
+from ..warehouse import Warehouse, conform
 from . import checks
 
 # single_run() is the backfill policy this pipeline is built around (one run per range);
@@ -28,7 +38,16 @@ SINGLE_RUN = dg.BackfillPolicy.single_run()
 # Assets with check_specs return dg.MaterializeResult(value=frame, check_results=...) and carry
 # no return annotation: annotating MaterializeResult would make Dagster type the output Nothing.
 BY_TS = {"partition_expr": {"date": "ts", "venue": "venue"}}
+BY_AS_OF = {"partition_expr": {"date": "as_of", "venue": "venue"}}
 PRINT_KEY = checks.PRINT_KEY
+
+#: The configuration the definitions were loaded with: it fixes the declared lookbacks.
+DECLARED = FundingConfig.from_env()
+#: A roll row closes at most one UTC day after its window ends (strip.MAX_CLOSE_LAG_DAYS),
+#: so statistics over rows partitioned by ``as_of`` reach back one day more than their window.
+FEATURES_LOOKBACK_DAYS = DECLARED.rolling_lookback_days + strip.MAX_CLOSE_LAG_DAYS
+PCA_LOOKBACK_DAYS = DECLARED.pca_lookback_days + strip.MAX_CLOSE_LAG_DAYS
+SPREADS_LOOKBACK_DAYS = DECLARED.rolling_lookback_days + strip.MAX_CLOSE_LAG_DAYS
 
 
 def partition_keys(context: dg.AssetExecutionContext) -> pl.DataFrame:
@@ -86,9 +105,11 @@ def raw_prints(context: dg.AssetExecutionContext, funding: FundingConfig, wareho
 
     History is one realised print per settlement from the configured source
     (``FUNDING_ASSETS_SOURCE``); the live prints ingested for the same days (today's
-    predictions) are merged in. Rates are decimal fractions per native interval; a print
-    seen twice (same venue, symbol, ts, funding_time) is kept once, the source's version.
-    The strip engine lets a window's realised print supersede its predictions.
+    predictions) are merged in. Rates are decimal fractions per native interval. A realised
+    print's ``ts`` is its settlement time (when it was published or fetched is kept in
+    ``published_at``). A print seen twice (same venue, symbol, ts, funding_time) is kept
+    once, the source's version. The strip engine lets a window's realised print supersede
+    its predictions.
     """
     keys = partition_keys(context)
     source = funding.open_source()
@@ -101,21 +122,26 @@ def raw_prints(context: dg.AssetExecutionContext, funding: FundingConfig, wareho
     # Venues have separate request budgets: fetch them side by side.
     with ThreadPoolExecutor(max_workers=max(1, len({t[0] for t in tasks}))) as pool:
         frames = list(pool.map(lambda t: source.fetch(t[0], coins, t[1], t[2]), tasks))
-    where, params, relations = partition_filter(BY_TS["partition_expr"], context.partition_keys)
-    live = warehouse.read("live_prints", where, params, relations=relations)
-    prints = conform("raw_prints", pl.concat([conform("raw_prints", live), *frames]))
+    live = warehouse.live_prints_in(list(context.partition_keys))
+    merged = pl.concat([conform("raw_prints", normalise(f)) for f in [live, *frames] if f.height] or [live])
+    prints = conform("raw_prints", merged)
     prints = prints.unique(subset=PRINT_KEY, keep="last", maintain_order=True).sort(PRINT_KEY)
+    inside = keep_partitions(prints, keys)
     return dg.MaterializeResult(
-        value=prints,
-        metadata={"prints": len(prints), "source": source.name, "realised": int((prints["kind"] == "realised").sum())},
-        check_results=checks.raw_prints_checks(prints, scope(keys)),
+        value=inside,
+        metadata={
+            "prints": len(inside),
+            "source": source.name,
+            "realised": int((inside["kind"] == "realised").sum()),
+        },
+        check_results=checks.raw_prints_checks(inside, len(prints) - len(inside), scope(keys)),
     )
 
 
 @dg.asset(
     partitions_def=date_venue,
     ins={"raw_prints": dg.AssetIn(partition_mapping=lookback(strip.LOOKBACK_DAYS))},
-    metadata=BY_TS,
+    metadata=BY_AS_OF,
     kinds={"polars", "duckdb"},
     group_name="curves",
     backfill_policy=SINGLE_RUN,
@@ -127,9 +153,11 @@ def curve_snapshots(
 ):
     """The 8-window funding strip: b0 (newest 8h window) .. b7 (oldest), annualised.
 
-    ``kind='roll'`` rows at each closed 00/08/16 UTC window (ts = funding_time = window end);
-    ``kind='intraday'`` rows sampled every ``intraday_every_minutes`` with b0 the open window
-    so far. Reads the 4 days of prints before each day (declared partition mapping).
+    ``kind='roll'`` rows at each closed 00/08/16 UTC window (ts = funding_time = window end,
+    ``as_of`` = when the window closed); ``kind='intraday'`` rows sampled every
+    ``intraday_every_minutes`` with b0 the open window so far. ``coverage`` is the share of
+    bucket 0's 8 hours whose native windows are known. Reads the prints of the
+    ``strip.LOOKBACK_DAYS`` days before each day (declared partition mapping).
     """
     keys = partition_keys(context)
     snaps = strip.partition_snapshots(
@@ -138,30 +166,30 @@ def curve_snapshots(
         annualisation=funding.annualisation,
         max_fill=funding.max_fill,
     )
-    out = keep_partitions(snaps, keys)
+    out = keep_partitions(snaps, keys, ts_col="as_of")
+    ignored = keep_partitions(strip.ignored_prints(raw_prints), keys)
     roll = out.filter(pl.col("kind") == "roll")
     start, _ = day_span(keys)
-    earlier = warehouse.read(
-        "curve_snapshots",
-        "kind = 'roll' AND ts >= ? AND ts < ?",
-        [start - dt.timedelta(days=checks.MISSING_WINDOW_DAYS), start],
-    ).filter(pl.col("venue").is_in(keys["venue"].unique().to_list()))
+    earlier = warehouse.roll_snapshots_between(
+        keys["venue"].unique().to_list(), start - dt.timedelta(days=checks.MISSING_WINDOW_DAYS), start
+    )
     return dg.MaterializeResult(
         value=out,
         metadata={
             "roll_snapshots": len(roll),
             "intraday_snapshots": len(out) - len(roll),
             "filled_buckets": int(roll["n_filled"].sum() or 0),
+            "ignored_prints": len(ignored),
             "annualisation": funding.annualisation,
         },
-        check_results=checks.curve_snapshots_checks(out, earlier, keys, scope(keys)),
+        check_results=checks.curve_snapshots_checks(out, earlier, ignored, keys, scope(keys)),
     )
 
 
 @dg.asset(
     partitions_def=date_venue,
-    ins={"curve_snapshots": dg.AssetIn(partition_mapping=lookback(features.Z_LOOKBACK_DAYS))},
-    metadata=BY_TS,
+    ins={"curve_snapshots": dg.AssetIn(partition_mapping=lookback(FEATURES_LOOKBACK_DAYS))},
+    metadata=BY_AS_OF,
     kinds={"polars", "duckdb"},
     group_name="curves",
     backfill_policy=SINGLE_RUN,
@@ -170,85 +198,84 @@ def curve_snapshots(
 def curve_features(
     context: dg.AssetExecutionContext, funding: FundingConfig, curve_snapshots: pl.DataFrame
 ) -> pl.DataFrame:
-    """Level, slope, curvature, decays and shock age of each snapshot, with level/slope z-scores
-    against the trailing 10 days of roll snapshots (declared 10-day lookback)."""
-    keys = partition_keys(context)
-    feats = features.curve_features(curve_snapshots, shock_threshold=funding.shock_threshold)
-    return keep_partitions(feats, keys)
-
-
-def _pca_lookback_days() -> int:
-    s = Settings.from_env()
-    return pca.lookback_days(s.pca_window_days, s.pca_refit_days)
-
-
-def _previous_loadings(warehouse: Warehouse, before: dt.datetime) -> dict:
-    """Loadings of each series' last stored fit before ``before``, to keep signs aligned."""
-    latest = warehouse.read(
-        "pca_fits",
-        f"fitted_at < ? AND fit_id IN (SELECT fit_id FROM {SCHEMA}.pca_fits WHERE fitted_at < ? "
-        "QUALIFY row_number() OVER (PARTITION BY venue, symbol ORDER BY fitted_at DESC) = 1)",
-        [before, before],
+    """Level, slope, curvature, decays and shock age of each snapshot, with level/slope
+    z-scores against the previous roll snapshots (``FUNDING_ASSETS_Z_*``: by default the
+    previous 30, the current one excluded; declared lookback)."""
+    funding.require_within(
+        "curve_features z-scores",
+        funding.rolling_lookback_days + strip.MAX_CLOSE_LAG_DAYS,
+        FEATURES_LOOKBACK_DAYS,
+        "FUNDING_ASSETS_Z_WINDOW",
     )
-    return {
-        (row["venue"], row["symbol"]): pl.Series(row["loadings"]).to_numpy() for row in latest.iter_rows(named=True)
-    }
+    keys = partition_keys(context)
+    feats = features.curve_features(curve_snapshots, shock_threshold=funding.shock_threshold, rolling=funding.rolling())
+    return keep_partitions(feats, keys, ts_col="as_of")
 
 
-@dg.asset(
+@dg.multi_asset(
+    outs={
+        "pca_factors": dg.AssetOut(metadata=BY_AS_OF, kinds={"scikitlearn", "duckdb"}, group_name="factors"),
+        "pca_fits": dg.AssetOut(
+            metadata={"partition_expr": {"date": "fitted_at", "venue": "venue"}},
+            kinds={"scikitlearn", "duckdb"},
+            group_name="factors",
+            description="Each walk-forward PCA fit: loadings oriented against the reference curve "
+            "shapes, explained variance, window. Partitioned by the UTC day of fitted_at.",
+        ),
+    },
     partitions_def=date_venue,
-    ins={"curve_snapshots": dg.AssetIn(partition_mapping=lookback(_pca_lookback_days()))},
-    metadata=BY_TS,
-    kinds={"scikitlearn", "duckdb"},
-    group_name="factors",
+    ins={"curve_snapshots": dg.AssetIn(partition_mapping=lookback(PCA_LOOKBACK_DAYS))},
     backfill_policy=SINGLE_RUN,
     pool="duckdb",
     check_specs=checks.PCA_FACTORS,
 )
-def pca_factors(
-    context: dg.AssetExecutionContext,
-    funding: FundingConfig,
-    warehouse: Warehouse,
-    curve_snapshots: pl.DataFrame,
-):
+def pca_factors(context: dg.AssetExecutionContext, funding: FundingConfig, curve_snapshots: pl.DataFrame):
     """Walk-forward PCA scores pc1, pc2 of each snapshot's 8 buckets, with the fit used.
 
-    Fits every ``pca_refit_days`` on the trailing ``pca_window_days`` of roll snapshots and
-    keeps them (loadings, explained variance, window) in ``funding.pca_fits``; a snapshot is
-    scored only with a fit made strictly before it.
+    Fits every ``pca_refit_days`` on the trailing ``pca_window_days`` of roll snapshots;
+    each fit's signs depend on its own window only (oriented against fixed level, slope
+    and curvature shapes). A snapshot is scored only with a fit made strictly before it.
+    The fits of the run's days are the ``pca_fits`` partitions: a fit that can no longer
+    be made disappears with the recomputation of its day.
     """
     if funding.pca_components not in (1, 2):
-        raise dg.DagsterInvalidConfigError(
-            "funding.pca_components: funding.pca_factors stores pc1 and pc2; use 1 or 2", [], None
-        )
+        raise FundingInputError("funding.pca_components: funding.pca_factors stores pc1 and pc2; use 1 or 2")
+    funding.require_within(
+        "pca_factors",
+        funding.pca_lookback_days + strip.MAX_CLOSE_LAG_DAYS,
+        PCA_LOOKBACK_DAYS,
+        "FUNDING_ASSETS_PCA_WINDOW_DAYS and FUNDING_ASSETS_PCA_REFIT_DAYS",
+    )
     keys = partition_keys(context)
     start, end = day_span(keys)
     times = pca.fit_times(start, end, funding.pca_refit_days)
     fits = pca.fit_walk_forward(
-        curve_snapshots,
-        times,
-        window_days=funding.pca_window_days,
-        n_components=funding.pca_components,
-        previous=_previous_loadings(warehouse, times[0]),
+        curve_snapshots, times, window_days=funding.pca_window_days, n_components=funding.pca_components
     )
     table = pca.fits_frame(fits)
-    warehouse.replace(
-        "pca_fits", table, "fit_id IN (SELECT fit_id FROM _fits)", relations={"_fits": table.select("fit_id")}
-    )
-    in_range = curve_snapshots.filter((pl.col("ts") >= start) & (pl.col("ts") < end))
+    in_range = curve_snapshots.filter((pl.col("as_of") >= start) & (pl.col("as_of") < end))
     max_age = dt.timedelta(days=funding.pca_refit_days)
-    scores = keep_partitions(pca.score(in_range, fits, funding.pca_components, max_age), keys)
+    scores = keep_partitions(pca.score(in_range, fits, funding.pca_components, max_age), keys, ts_col="as_of")
     if "pc2" not in scores.columns:
         scores = scores.with_columns(pc2=pl.lit(None, pl.Float64))
-    return dg.MaterializeResult(
-        value=scores,
+    verified = pca.verify_no_lookahead(
+        scores, curve_snapshots, window_days=funding.pca_window_days, n_components=funding.pca_components
+    )
+    stored_fits = keep_partitions(table, keys, ts_col="fitted_at")
+    yield dg.Output(
+        scores,
+        output_name="pca_factors",
+        metadata={"scored": len(scores), "fits_used": scores["fit_id"].n_unique()},
+    )
+    yield dg.Output(
+        stored_fits,
+        output_name="pca_fits",
         metadata={
-            "fits": len(fits),
-            "scored": len(scores),
+            "fits": len(stored_fits),
             "latest_explained_variance": dg.MetadataValue.json(fits[-1].explained_variance.tolist() if fits else []),
         },
-        check_results=checks.pca_factors_checks(scores, table, scope(keys)),
     )
+    yield from checks.pca_factors_checks(scores, verified, scope(keys))
 
 
 @dg.asset(
@@ -258,39 +285,64 @@ def pca_factors(
             partition_mapping=dg.MultiToSingleDimensionPartitionMapping(partition_dimension_name="date")
         )
     },
-    metadata={"partition_expr": {"date": "funding_time"}},
+    metadata={"partition_expr": {"date": "as_of"}},
+    kinds={"polars", "duckdb"},
+    group_name="signals",
+    backfill_policy=SINGLE_RUN,
+    pool="duckdb",
+)
+def roll_b0(context: dg.AssetExecutionContext, curve_features: pl.DataFrame) -> pl.DataFrame:
+    """Bucket 0 (annualised) of every roll snapshot of every configured venue and coin,
+    by the UTC day the window closed (``as_of``): the one cross-venue input of the spreads,
+    so that their trailing window is a declared day lookback."""
+    keys = partition_keys(context)
+    roll = curve_features.filter(pl.col("kind") == "roll")
+    b0 = roll.select("venue", "symbol", "funding_time", "as_of", b0="level")
+    return keep_partitions(b0, keys, ts_col="as_of").sort("venue", "symbol", "funding_time")
+
+
+@dg.asset(
+    partitions_def=daily,
+    ins={
+        "roll_b0": dg.AssetIn(
+            partition_mapping=dg.TimeWindowPartitionMapping(
+                start_offset=-SPREADS_LOOKBACK_DAYS, end_offset=0, allow_nonexistent_upstream_partitions=True
+            )
+        )
+    },
+    metadata={"partition_expr": {"date": "as_of"}},
     kinds={"polars", "duckdb"},
     group_name="signals",
     backfill_policy=SINGLE_RUN,
     pool="duckdb",
     check_specs=checks.SPREAD_SIGNALS,
 )
-def spread_signals(context: dg.AssetExecutionContext, warehouse: Warehouse, curve_features: pl.DataFrame):
-    """Cross-venue spreads of annualised bucket 0 per coin and venue pair, with rolling
-    mean/std over the previous 10 days (30 windows), z-score, 1.5-sigma bands, a signal in
-    {-1, 0, +1} and the cross-venue dispersion of b0.
-
-    The trailing 10 days before the first requested day are read from ``curve_features`` in
-    the warehouse (Dagster cannot declare a day offset on a venue-to-daily mapping), so
-    materialise days in order, as backfills and the daily schedule do.
+def spread_signals(context: dg.AssetExecutionContext, funding: FundingConfig, roll_b0: pl.DataFrame):
+    """Cross-venue spreads of annualised bucket 0 per coin and venue pair, with the rolling
+    mean/std of the previous observations (``FUNDING_ASSETS_Z_*``, default 30, the current
+    one excluded), z-score, ``band_k``-sigma bands, a signal in {-1, 0, +1} (none without a
+    positive std) and the cross-venue dispersion of b0. ``as_of``: when both legs were known.
     """
+    funding.require_within(
+        "spread_signals",
+        funding.rolling_lookback_days + strip.MAX_CLOSE_LAG_DAYS,
+        SPREADS_LOOKBACK_DAYS,
+        "FUNDING_ASSETS_Z_WINDOW",
+    )
     keys = partition_keys(context)
-    start, end = day_span(keys)
-    history = warehouse.read(
-        "curve_features",
-        "kind = 'roll' AND ts >= ? AND ts < ?",
-        [start - dt.timedelta(days=spreads.LOOKBACK_DAYS), start],
+    signals = spreads.spread_signals(roll_b0, rolling=funding.rolling())
+    known = roll_b0.select("venue", "symbol", "funding_time", "as_of")
+    with_as_of = (
+        signals.join(known.rename({"venue": "venue_a", "as_of": "as_of_a"}), on=["venue_a", "symbol", "funding_time"])
+        .join(known.rename({"venue": "venue_b", "as_of": "as_of_b"}), on=["venue_b", "symbol", "funding_time"])
+        .with_columns(as_of=pl.max_horizontal("as_of_a", "as_of_b"))
+        .drop("as_of_a", "as_of_b")
     )
-    roll = pl.concat([history, curve_features]).filter(pl.col("kind") == "roll")
-    b0 = roll.select("venue", "symbol", funding_time="ts", b0="level").unique(
-        subset=["venue", "symbol", "funding_time"], keep="last", maintain_order=True
-    )
-    signals = spreads.spread_signals(b0)
-    out = keep_partitions(signals, keys, ts_col="funding_time")
+    out = keep_partitions(with_as_of, keys, ts_col="as_of")
     return dg.MaterializeResult(
         value=out,
         metadata={
-            "signals": int((out["signal"] != 0).sum()),
+            "signals": int((out["signal"].fill_null(0) != 0).sum()),
             "pairs": out.select("symbol", "venue_a", "venue_b").n_unique(),
         },
         check_results=checks.spread_signals_checks(out, scope(keys)),

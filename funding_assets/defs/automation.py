@@ -10,7 +10,8 @@ import dagster as dg
 
 from ..partitions import multi_key
 from ..pca import EPOCH
-from ..settings import Settings
+from ..resources import FundingConfig
+from ..venues import DEFAULT_INTERVAL_HOURS
 from .jobs import pca_refit_job, roll_job, spreads_job
 
 
@@ -22,7 +23,7 @@ def utcnow() -> dt.datetime:
 #: Hours between a venue's funding settlements: every closed native window changes its
 #: day's partition (hourly venues' intraday strips move each hour; the 8h grid rolls at
 #: 00/08/16 UTC for everyone).
-SETTLEMENT_HOURS = {"binance": 8, "bybit": 8, "okx": 8, "hyperliquid": 1, "deribit": 1}
+SETTLEMENT_HOURS = {venue: int(hours) for venue, hours in DEFAULT_INTERVAL_HOURS.items()}
 
 
 def last_close(now: dt.datetime, hours: int) -> dt.datetime:
@@ -31,7 +32,7 @@ def last_close(now: dt.datetime, hours: int) -> dt.datetime:
 
 
 def configured_venues() -> tuple[str, ...]:
-    return Settings.from_env().venues
+    return tuple(FundingConfig.from_env().venues)
 
 
 @dg.sensor(
@@ -89,7 +90,7 @@ def pca_refit_schedule(context: dg.ScheduleEvaluationContext):
     """Refit the PCA on the days a fit is due (every ``FUNDING_ASSETS_PCA_REFIT_DAYS`` from
     2020-01-01), for every configured venue's partition of that day."""
     day = context.scheduled_execution_time.astimezone(dt.UTC).date()
-    refit_days = Settings.from_env().pca_refit_days
+    refit_days = FundingConfig.from_env().pca_refit_days
     if (day - EPOCH.date()).days % refit_days:
         return dg.SkipReason(f"{day}: no PCA fit due (every {refit_days} days from {EPOCH.date()})")
     return [

@@ -33,13 +33,34 @@ RAW_PRINTS = [
         "raw_prints_on_grid",
         "Every funding_time is a whole multiple of its interval (00/08/16 UTC for 8h).",
     ),
+    _spec(
+        "raw_prints",
+        "raw_prints_all_filed",
+        "Every print the source returned is stored: a realised print whose settlement day is "
+        "outside the run's days is counted here (materialise its day to store it).",
+        blocking=False,
+    ),
 ]
 CURVE_SNAPSHOTS = [
     _spec("curve_snapshots", "curve_snapshots_unique_keys", "No two snapshots share (venue, symbol, kind, ts)."),
     _spec(
         "curve_snapshots",
         "curve_snapshots_missing_share",
-        "Under 2 % of 8h windows without a roll snapshot in the 30 days up to each day written.",
+        "Under 2 % of 8h window-hours missing in the 30 days up to each day written: a window "
+        "without a roll snapshot counts whole, a roll snapshot counts its bucket-0 coverage.",
+        blocking=False,
+    ),
+    _spec(
+        "curve_snapshots",
+        "curve_snapshots_ignored_prints",
+        "No print of these days was ignored by a strip rule (quoted a day or more before its "
+        "window, or a prediction quoted after its own settlement); the count and examples are here.",
+        blocking=False,
+    ),
+    _spec(
+        "curve_snapshots",
+        "curve_snapshots_native_overlap",
+        "No grid window's native intervals add up to more than 8 h (coverage above 1).",
         blocking=False,
     ),
 ]
@@ -47,7 +68,8 @@ PCA_FACTORS = [
     _spec(
         "pca_factors",
         "pca_factors_no_lookahead",
-        "Every score used a fit made strictly before it, on data before the fit.",
+        "Every score used a fit made strictly before it; on a sample of rows, the fit recomputed "
+        "from snapshots strictly before the scored row reproduces the stored score.",
     ),
 ]
 SPREAD_SIGNALS = [
@@ -80,8 +102,9 @@ def _duplicates(spec: dg.AssetCheckSpec, frame: pl.DataFrame, key: list[str], sc
     )
 
 
-def raw_prints_checks(prints: pl.DataFrame, scope: str) -> list[dg.AssetCheckResult]:
-    unique, caps, grid = RAW_PRINTS
+def raw_prints_checks(prints: pl.DataFrame, outside: int, scope: str) -> list[dg.AssetCheckResult]:
+    """``outside``: prints the source returned that fall outside the run's partitions."""
+    unique, caps, grid, filed = RAW_PRINTS
     cap = pl.col("venue").replace_strict(RATE_CAPS, return_dtype=pl.Float64)
     beyond = prints.filter(pl.col("rate").abs() > cap)
     interval_ms = (pl.col("interval_hours") * 3_600_000).cast(pl.Int64)
@@ -98,6 +121,7 @@ def raw_prints_checks(prints: pl.DataFrame, scope: str) -> list[dg.AssetCheckRes
         _result(
             grid, off.height == 0, scope, off_grid=off.height, example=str(off["funding_time"][0]) if off.height else ""
         ),
+        _result(filed, outside == 0, scope, outside_partitions=outside),
     ]
 
 
@@ -105,7 +129,9 @@ def missing_window_share(roll: pl.DataFrame, start: dt.date, end: dt.date) -> pl
     """Per series and day in ``start..end``: share of 8h windows without a roll snapshot in
     the 30 days ending that day, counted from the series' first snapshot on."""
     days = pl.DataFrame({"day": pl.date_range(start - dt.timedelta(days=MISSING_WINDOW_DAYS - 1), end, eager=True)})
-    per_day = roll.group_by("venue", "symbol", day=pl.col("ts").dt.date()).agg(seen=pl.len())
+    # a window counts by the share of its hours known (null coverage: a row from before coverage)
+    known = pl.col("coverage").fill_null(1.0).clip(0.0, 1.0) if "coverage" in roll.columns else pl.lit(1.0)
+    per_day = roll.group_by("venue", "symbol", day=pl.col("ts").dt.date()).agg(seen=known.sum())
     first = roll.group_by("venue", "symbol").agg(first=pl.col("ts").min())
     grid = (
         first.join(days, how="cross")
@@ -134,16 +160,18 @@ def missing_window_share(roll: pl.DataFrame, start: dt.date, end: dt.date) -> pl
 
 
 def curve_snapshots_checks(
-    snaps: pl.DataFrame, earlier_roll: pl.DataFrame, keys: pl.DataFrame, scope: str
+    snaps: pl.DataFrame, earlier_roll: pl.DataFrame, ignored: pl.DataFrame, keys: pl.DataFrame, scope: str
 ) -> list[dg.AssetCheckResult]:
-    """``earlier_roll``: stored roll snapshots of the 30 days before the first day written."""
-    unique, missing = CURVE_SNAPSHOTS
+    """``earlier_roll``: stored roll snapshots of the 30 days before the first day written;
+    ``ignored``: the prints of the days written that a strip rule ignored."""
+    unique, missing, ignored_check, overlap = CURVE_SNAPSHOTS
     roll = pl.concat([earlier_roll.select(snaps.columns), snaps.filter(pl.col("kind") == "roll")])
     shares = missing_window_share(roll, keys["day"].min(), keys["day"].max()).join(
         keys, on=["day", "venue"], how="semi"
     )
     worst = shares.sort("missing_share", "venue", "symbol", "day", descending=[True, False, False, False]).head(5)
     worst_share = float(worst["missing_share"][0]) if worst.height else 0.0
+    over = snaps.filter((pl.col("kind") == "roll") & (pl.col("coverage") > 1.0 + 1e-9))
     return [
         _duplicates(unique, snaps, SNAPSHOT_KEY, scope),
         _result(
@@ -164,28 +192,45 @@ def curve_snapshots_checks(
                 ]
             ),
         ),
+        _result(
+            ignored_check,
+            ignored.height == 0,
+            scope,
+            ignored_prints=ignored.height,
+            by_reason=dg.MetadataValue.json(
+                {r["reason"]: r["len"] for r in ignored.group_by("reason").len().sort("reason").to_dicts()}
+            ),
+            examples=dg.MetadataValue.json(_examples(ignored)),
+        ),
+        _result(
+            overlap,
+            over.height == 0,
+            scope,
+            windows_over_8h=over.height,
+            examples=dg.MetadataValue.json(_examples(over.select("venue", "symbol", "funding_time", "coverage"))),
+        ),
     ]
 
 
-def pca_factors_checks(scores: pl.DataFrame, fits: pl.DataFrame, scope: str) -> list[dg.AssetCheckResult]:
-    """``fits``: the ``pca_fits`` rows the scores name."""
+def _examples(frame: pl.DataFrame, n: int = 3) -> list[dict[str, str]]:
+    return [{k: str(v) for k, v in r.items()} for r in frame.head(n).to_dicts()]
+
+
+def pca_factors_checks(scores: pl.DataFrame, verified: pl.DataFrame, scope: str) -> list[dg.AssetCheckResult]:
+    """``verified``: :func:`funding_assets.pca.verify_no_lookahead` on a sample of ``scores``."""
     (no_lookahead,) = PCA_FACTORS
-    joined = scores.select("ts", "fit_id").join(
-        fits.select("fit_id", "fitted_at", "window_end"), on="fit_id", how="left"
-    )
-    bad = joined.filter(
-        pl.col("fitted_at").is_null()
-        | (pl.col("fitted_at") >= pl.col("ts"))
-        | (pl.col("window_end") > pl.col("fitted_at"))
-    )
+    late = scores.filter(pl.col("fitted_at") >= pl.col("ts"))
+    failed = verified.filter(~pl.col("ok"))
     return [
         _result(
             no_lookahead,
-            bad.height == 0,
+            late.height == 0 and failed.height == 0,
             scope,
             rows=scores.height,
-            violations=bad.height,
-            fits_used=joined["fit_id"].n_unique(),
+            fit_not_before_row=late.height,
+            sampled=verified.height,
+            sample_mismatches=failed.height,
+            examples=dg.MetadataValue.json(_examples(failed)),
         )
     ]
 

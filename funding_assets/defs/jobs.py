@@ -2,12 +2,12 @@
 
 import dagster as dg
 
-from .assets import curve_features, curve_snapshots, pca_factors, raw_prints, spread_signals
+from .assets import curve_features, curve_snapshots, pca_factors, raw_prints, roll_b0, spread_signals
 
 roll_job = dg.define_asset_job(
     "roll_job",
     selection=dg.AssetSelection.assets(raw_prints, curve_snapshots, curve_features, pca_factors),
-    description="Prints -> strip -> features -> PCA scores for (date, venue) partitions.",
+    description="Prints -> strip -> features -> PCA fits and scores for (date, venue) partitions.",
 )
 pca_refit_job = dg.define_asset_job(
     "pca_refit_job",
@@ -16,8 +16,8 @@ pca_refit_job = dg.define_asset_job(
 )
 spreads_job = dg.define_asset_job(
     "spreads_job",
-    selection=dg.AssetSelection.assets(spread_signals),
-    description="Cross-venue spread signals for a UTC day.",
+    selection=dg.AssetSelection.assets(roll_b0, spread_signals),
+    description="Bucket 0 of every venue, then the cross-venue spread signals, for a UTC day.",
 )
 
 JOBS = [roll_job, pca_refit_job, spreads_job]

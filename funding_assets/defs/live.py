@@ -15,7 +15,7 @@ import polars as pl
 
 from ..live.landing import LandingError, LandingWriter, landed_files, read_landed
 from ..live.status import read_status
-from ..settings import Settings
+from ..resources import FundingConfig
 from ..sources import open_source
 from ..warehouse import Warehouse, conform, empty
 
@@ -50,10 +50,7 @@ def live_prints(
     rows = conform("live_prints", pl.concat(frames)) if frames else empty("live_prints")
     rows = rows.unique(subset=PRINT_KEY, keep="last", maintain_order=True)
     if rows.height:
-        match = " AND ".join(f"live_prints.{c} = _k.{c}" for c in PRINT_KEY)
-        warehouse.replace(
-            "live_prints", rows, f"EXISTS (SELECT 1 FROM _k WHERE {match})", relations={"_k": rows.select(PRINT_KEY)}
-        )
+        warehouse.upsert_live_prints(rows)
     return dg.MaterializeResult(
         metadata={
             "files": len(config.files),
@@ -75,7 +72,7 @@ def collector_running(home: Path, now: dt.datetime) -> bool:
     return now - written_at < COLLECTOR_STALE
 
 
-def poll_current(settings: Settings, folder: Path, now: dt.datetime) -> int:
+def poll_current(settings: FundingConfig, folder: Path, now: dt.datetime) -> int:
     """Land each venue's REST current funding (used when no collector runs); rows landed."""
     source = open_source(settings.source)
     client_of = getattr(source, "client", None)
@@ -94,7 +91,7 @@ def poll_current(settings: Settings, folder: Path, now: dt.datetime) -> int:
 @dg.sensor(job=live_prints_job, minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.RUNNING)
 def live_prints_sensor(context: dg.SensorEvaluationContext):
     """Ingest newly landed files once each; poll REST current funding when no collector runs."""
-    settings = Settings.from_env()
+    settings = FundingConfig.from_env()
     folder = settings.home / "landing"
     now = utcnow()
     if not collector_running(settings.home, now):

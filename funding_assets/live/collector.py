@@ -1,7 +1,7 @@
 """The live collector (DESIGN section 5): venue streams -> live strip -> landing + live store.
 
 ``funding-assets collect`` runs :func:`main_collect`, which runs :class:`Collector` until
-SIGINT/SIGTERM. Per venue, one asyncio task:
+SIGINT/SIGTERM. Per venue, one asyncio task for steps 1-3 and one for step 4:
 
 1. **Pre-warm**: realised settlements of the last :data:`PREWARM` (4 days) from REST
    (``client.settled`` in a worker thread), so the 8-window strip exists within seconds of
@@ -15,6 +15,22 @@ SIGINT/SIGTERM. Per venue, one asyncio task:
    reset once a connection stayed up ``healthy_s`` seconds), and **fill the gap from REST**
    before consuming the new stream: ``client.settled(coin, last realised funding_time seen,
    now)``; the realised prints it recovers are counted in ``gaps_filled``.
+4. **Settlement poll**: a stream carries predictions only, so on a healthy connection the
+   realised rate of a window would only arrive with the next reconnect's gap fill. Shortly
+   after every settlement (``settle_delay_s``, 30 s, after the instant on ``clock``: venues
+   publish a few seconds late) the venue's settled history is asked for the windows just
+   settled, by the gap fill's own request, and the new realised prints take the gap fill's
+   path (the strip re-emits every roll row they revise, the prints land). The schedule is
+   the venue's settlement cadence, :data:`funding_assets.venues.DEFAULT_INTERVAL_HOURS`
+   (00/08/16 UTC for the 8 h venues, every hour for the hourly ones), plus, per coin, the
+   settlement of every window its stream announced (a prediction's ``funding_time``): a
+   symbol the venue moved to a shorter interval (4 h, 1 h) is polled at each of its own
+   settlements, so the poll follows the finest cadence the venue uses, and a coin whose
+   stream announces its windows is only expected at those. A settlement not yet published
+   is asked again every ``settle_retry_s`` (30 s), at most ``settle_retries`` (10) times,
+   then a WARN names venue, coin and window (the next poll or gap fill still picks it up
+   from the last realised print). While a venue reconnects the poll waits: the gap fill
+   after the reconnect covers the same windows.
 
 Every print, from the stream or from REST, goes through the in-memory
 :class:`~funding_assets.live.livestrip.LiveStrip` (one task owns it: no locks) and, with
@@ -37,8 +53,9 @@ landed as a whole file, the store commits and closes, and a final status with ev
 ``stopped`` is written.
 
 Times: ``clock`` is the venues' "now" (naive UTC; the simulator's clock when talking to a
-simulator running faster than real time) and bounds the REST ranges; ``received_at``, the
-status times and the latencies are wall-clock. Durations are seconds unless named ``_ms``.
+simulator running faster than real time), bounds the REST ranges and times the settlement
+poll; ``received_at``, the status times and the latencies are wall-clock. Durations are
+seconds unless named ``_ms``.
 """
 
 from __future__ import annotations
@@ -60,6 +77,7 @@ import polars as pl
 
 from ..clients import VenueClient, client_for
 from ..prints import REALISED
+from ..venues import DEFAULT_INTERVAL_HOURS
 from .landing import LANDING_SCHEMA, LandingWriter
 from .livestrip import PRINT_COLUMNS, LiveStrip, compute_jobs
 from .status import VenueStatus, status_path, write_status
@@ -75,6 +93,16 @@ LANDING_DIR = "landing"
 #: on Binance, Bybit, Hyperliquid and Deribit, but OKX pushes ``funding-rate`` only every
 #: 30-90 s (its keep-alive pongs are not data), so its stream may be quiet for 90 s.
 VENUE_WATCHDOG_S = {"binance": 60.0, "bybit": 60.0, "okx": 150.0, "hyperliquid": 60.0, "deribit": 60.0}
+#: Settlement poll (module docstring, 4): seconds on ``clock`` after a settlement instant
+#: before its settled history is asked (venues publish a few seconds late), seconds between
+#: two polls of a settlement not yet published, and polls after the first before the WARN.
+SETTLE_DELAY_S = 30.0
+SETTLE_RETRY_S = 30.0
+SETTLE_RETRIES = 10
+#: Longest wall-clock sleep (s) between two readings of ``clock`` while waiting for a
+#: settlement: ``clock`` may run faster than the wall clock (a simulator).
+CLOCK_CHECK_S = 1.0
+_UNIX = dt.datetime(1970, 1, 1)  # cadence boundaries count from here (00:00 UTC)
 _PRINT_COLUMNS = list(PRINT_COLUMNS)
 _TS = PRINT_COLUMNS.index("ts")
 _FT = PRINT_COLUMNS.index("funding_time")
@@ -110,6 +138,7 @@ class VenueRuntime:
     prints: int = 0  # prints received from the stream
     reconnects: int = 0
     gaps_filled: int = 0  # realised prints recovered from REST after reconnects
+    settled_polled: int = 0  # realised prints learned by the settlement poll
     prewarmed: int = 0  # realised prints fetched at start-up
     last_error: str | None = None
     connections: int = 0
@@ -118,6 +147,12 @@ class VenueRuntime:
     last_realised: dict[str, dt.datetime] = dataclasses.field(default_factory=dict)
     #: every REST fill: (kind 'prewarm'|'gap', coin, start, end, new realised prints)
     fills: list[tuple[str, str, dt.datetime, dt.datetime, int]] = dataclasses.field(default_factory=list)
+    #: per coin, the settlements of the windows the stream announced (predicted prints'
+    #: funding_time) not yet learned; a coin is present once its stream announced a window
+    announced: dict[str, set[dt.datetime]] = dataclasses.field(default_factory=dict)
+    #: every settlement poll: (coin, window, start, end, new realised prints)
+    polls: list[tuple[str, dt.datetime, dt.datetime, dt.datetime, int]] = dataclasses.field(default_factory=list)
+    prewarm_done: asyncio.Event = dataclasses.field(default_factory=asyncio.Event, repr=False)
 
     def status(self) -> VenueStatus:
         return VenueStatus(
@@ -159,6 +194,11 @@ class Collector:
       custom clients); ``rng``: the jitter's random source.
     - ``flush_interval_s``: micro-batch period (s) of the hand-over to landing and store;
       ``status_interval_s``: status.json period; ``log_interval_s``: period of the lag log.
+    - ``settle_delay_s``: the settlement poll asks a venue's settled history this long (s on
+      ``clock``) after each settlement, None = no poll; ``settle_retry_s``: clock seconds
+      between polls of a settlement not yet published; ``settle_retries``: polls after the
+      first before a WARN; ``clock_check_s``: longest wall-clock sleep (s) between readings
+      of ``clock`` while waiting for a settlement (module docstring, 4).
     """
 
     def __init__(
@@ -185,6 +225,10 @@ class Collector:
         store_batch_s: float = 0.05,
         rng: random.Random | None = None,
         client_factory: Callable[[str], VenueClient] | None = None,
+        settle_delay_s: float | None = SETTLE_DELAY_S,
+        settle_retry_s: float = SETTLE_RETRY_S,
+        settle_retries: int = SETTLE_RETRIES,
+        clock_check_s: float = CLOCK_CHECK_S,
     ) -> None:
         self.home = Path(home)
         self.venues = list(dict.fromkeys(venues))
@@ -205,6 +249,10 @@ class Collector:
         self.store_batch_s = store_batch_s
         self.rng = rng or random.Random()
         self.client_factory = client_factory
+        self.settle_delay = None if settle_delay_s is None else dt.timedelta(seconds=settle_delay_s)
+        self.settle_retry = dt.timedelta(seconds=settle_retry_s)
+        self.settle_retries = settle_retries
+        self.clock_check_s = clock_check_s
         self.strip = LiveStrip(annualisation=annualisation, max_fill=max_fill)
         self.landing_dir = self.home / LANDING_DIR
         self.store_path = live_store_path(self.home)
@@ -272,11 +320,16 @@ class Collector:
             for r in rows:
                 if live and (newest is None or r[_TS] > newest):
                     newest = r[_TS]
+                coin, ft = r[_SYMBOL], r[_FT]
+                seen = rt.last_realised.get(coin)
                 if r[_KIND] == REALISED:
-                    coin, ft = r[_SYMBOL], r[_FT]
-                    seen = rt.last_realised.get(coin)
                     if seen is None or ft > seen:
                         rt.last_realised[coin] = ft
+                        pending = rt.announced.get(coin)
+                        if pending:
+                            pending.difference_update([t for t in pending if t <= ft])
+                elif self.settle_delay is not None and (seen is None or ft > seen):
+                    rt.announced.setdefault(coin, set()).add(ft)
             if live:
                 rt.last_print_ts = newest
         tail = (received_at,)
@@ -356,28 +409,40 @@ class Collector:
 
     # --- REST: pre-warm and gap fill -------------------------------------------------------
 
+    async def _fetch_settled(
+        self, rt: VenueRuntime, coin: str, kind: str
+    ) -> tuple[dt.datetime, dt.datetime, int] | None:
+        """Fetch ``coin``'s realised prints from its last realised funding_time (or the
+        pre-warm horizon) to now and feed the new ones (REST prints: state and roll rows, no
+        intraday rows). Returns (start, end, new prints), or None if the request failed
+        (logged; the next fill or poll asks again)."""
+        now = self.clock()
+        start = rt.last_realised.get(coin) or (now - self.prewarm)
+        try:
+            frame = await asyncio.to_thread(rt.client.settled, coin, start, now)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a failed fill is asked again later
+            rt.last_error = f"{kind} {coin}: {_error_text(exc)}"
+            log.warning("%s %s fill of %s failed: %s", rt.venue, kind, coin, rt.last_error)
+            return None
+        seen = rt.last_realised.get(coin)  # read after the request: another fill may have run
+        frame = frame.filter(pl.col("kind") == REALISED)
+        if seen is not None:
+            frame = frame.filter(pl.col("funding_time") > seen)
+        if frame.height:
+            self.handle(rt.venue, frame, live=False)  # moves rt.last_realised on
+        return start, now, frame.height
+
     async def _fill(self, rt: VenueRuntime, kind: str) -> int:
-        """Fetch realised prints from each coin's last realised funding_time (or the pre-warm
-        horizon) to now, feed the new ones; returns how many were new."""
+        """Fetch and feed every coin's realised prints since its last realised funding_time
+        (or the pre-warm horizon); returns how many were new."""
         total = 0
         for coin in self.coins:
-            now = self.clock()
-            start = rt.last_realised.get(coin) or (now - self.prewarm)
-            try:
-                frame = await asyncio.to_thread(rt.client.settled, coin, start, now)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - a failed fill is retried after the next reconnect
-                rt.last_error = f"{kind} {coin}: {_error_text(exc)}"
-                log.warning("%s %s fill of %s failed: %s", rt.venue, kind, coin, rt.last_error)
+            fetched = await self._fetch_settled(rt, coin, kind)
+            if fetched is None:
                 continue
-            seen = rt.last_realised.get(coin)
-            frame = frame.filter(pl.col("kind") == REALISED)
-            if seen is not None:
-                frame = frame.filter(pl.col("funding_time") > seen)
-            n = frame.height
-            if n:
-                self.handle(rt.venue, frame, live=False)  # moves rt.last_realised on
+            start, now, n = fetched
             rt.fills.append((kind, coin, start, now, n))
             total += n
         if kind == "gap":
@@ -385,6 +450,95 @@ class Collector:
         else:
             rt.prewarmed += total
         return total
+
+    # --- the settlement poll (module docstring, 4) -----------------------------------------
+
+    def _learned(self, rt: VenueRuntime, coin: str, window: dt.datetime) -> bool:
+        seen = rt.last_realised.get(coin)
+        return seen is not None and seen >= window
+
+    def _cadence(self, venue: str) -> dt.timedelta:
+        """The venue's settlement cadence (00/08/16 UTC for 8 h venues, hourly for hourly ones;
+        a venue the table does not know gets the finest, hourly)."""
+        return dt.timedelta(hours=DEFAULT_INTERVAL_HOURS.get(venue, 1.0))
+
+    def _next_settlement(self, rt: VenueRuntime, after: dt.datetime) -> dt.datetime:
+        """The first settlement after ``after``: the venue's next cadence boundary, or an
+        earlier window a coin's stream announced."""
+        step = self._cadence(rt.venue)
+        boundary = _UNIX + ((after - _UNIX) // step + 1) * step
+        return min([boundary, *(t for windows in rt.announced.values() for t in windows if t > after)])
+
+    def _due_settlements(self, rt: VenueRuntime, after: dt.datetime, upto: dt.datetime) -> dict[str, dt.datetime]:
+        """Per coin, its newest settlement in (``after``, ``upto``] not yet learned: the newest
+        window its stream announced, or for a coin without announcements the venue's last
+        cadence boundary."""
+        step = self._cadence(rt.venue)
+        boundary = _UNIX + ((upto - _UNIX) // step) * step
+        due = {}
+        for coin in self.coins:
+            if coin in rt.announced:
+                window = max((t for t in rt.announced[coin] if after < t <= upto), default=None)
+            else:
+                window = boundary if boundary > after else None
+            if window is not None and not self._learned(rt, coin, window):
+                due[coin] = window
+        return due
+
+    async def _sleep_until(self, when: Callable[[], dt.datetime]) -> None:
+        """Sleep until ``clock`` reaches ``when()``, re-read every ``clock_check_s`` at most (the
+        target moves as windows are announced; ``clock`` may run faster than the wall)."""
+        while (left := (when() - self.clock()).total_seconds()) > 0:
+            await asyncio.sleep(min(left, self.clock_check_s))
+
+    async def _until_live(self, rt: VenueRuntime) -> None:
+        """Wait while the venue reconnects: the gap fill after the reconnect asks for the same
+        settlements."""
+        while rt.state != "live":
+            await asyncio.sleep(self.clock_check_s)
+
+    async def _settlement_poller(self, rt: VenueRuntime) -> None:
+        """Poll ``rt``'s settled history ``settle_delay`` after every settlement, from the end
+        of the pre-warm on."""
+        await rt.prewarm_done.wait()
+        after = self.clock()
+        while True:
+            await self._sleep_until(lambda after=after: self._next_settlement(rt, after) + self.settle_delay)
+            await self._until_live(rt)
+            upto = self.clock() - self.settle_delay
+            due = self._due_settlements(rt, after, upto)
+            after = upto
+            if due:
+                await self._poll_settlements(rt, due)
+
+    async def _poll_settlements(self, rt: VenueRuntime, due: dict[str, dt.datetime]) -> None:
+        """Ask for each coin's settlement ``due[coin]`` until it is learned: at most
+        1 + ``settle_retries`` polls ``settle_retry`` apart, then a WARN (never raises)."""
+        for attempt in range(1 + self.settle_retries):
+            if attempt:
+                retry_at = self.clock() + self.settle_retry
+                await self._sleep_until(lambda retry_at=retry_at: retry_at)
+                await self._until_live(rt)
+            missing = {coin: window for coin, window in due.items() if not self._learned(rt, coin, window)}
+            if not missing:
+                return
+            for coin, window in missing.items():
+                fetched = await self._fetch_settled(rt, coin, "settlement")
+                if fetched is not None:
+                    start, now, n = fetched
+                    rt.polls.append((coin, window, start, now, n))
+                    rt.settled_polled += n
+        for coin, window in due.items():
+            if not self._learned(rt, coin, window):
+                log.warning(
+                    "%s %s: settlement of the window ending %s not published after %d polls %g s apart",
+                    rt.venue,
+                    coin,
+                    window.isoformat(sep=" "),
+                    1 + self.settle_retries,
+                    self.settle_retry.total_seconds(),
+                )
+                rt.announced.get(coin, set()).discard(window)
 
     # --- one venue --------------------------------------------------------------------------
 
@@ -434,6 +588,7 @@ class Collector:
     async def _venue_task(self, rt: VenueRuntime) -> None:
         self._set_state(rt, "connecting")
         n = await self._fill(rt, "prewarm")
+        rt.prewarm_done.set()
         log.info("%s: pre-warmed with %d realised prints", rt.venue, n)
         failures = 0
         while not self._stopping:
@@ -468,7 +623,7 @@ class Collector:
         for rt in self.runtimes.values():
             lag = "-" if rt.last_print_ts is None else f"{(now - rt.last_print_ts).total_seconds():.1f} s"
             log.info(
-                "%s %s: lag %s, %d messages, %d prints, %d reconnects, %d gaps filled, %d skipped",
+                "%s %s: lag %s, %d messages, %d prints, %d reconnects, %d gaps filled, %d settled polled, %d skipped",
                 rt.venue,
                 rt.state,
                 lag,
@@ -476,6 +631,7 @@ class Collector:
                 rt.prints,
                 rt.reconnects,
                 rt.gaps_filled,
+                rt.settled_polled,
                 int(getattr(rt.client, "skipped_frames", 0)),
             )
 
@@ -507,6 +663,11 @@ class Collector:
         venue_tasks = [
             asyncio.create_task(self._venue_task(rt), name=f"collect-{rt.venue}") for rt in self.runtimes.values()
         ]
+        if self.settle_delay is not None:
+            venue_tasks += [
+                asyncio.create_task(self._settlement_poller(rt), name=f"settle-{rt.venue}")
+                for rt in self.runtimes.values()
+            ]
         house = asyncio.create_task(self._housekeeping(), name="collect-housekeeping")
         rolls = asyncio.create_task(self._roll_worker(), name="collect-rolls")
         landing = asyncio.create_task(self._landing_worker(), name="collect-landing")

@@ -45,7 +45,16 @@ import polars as pl
 
 from .. import strip
 from ..prints import MINUTE_MS, PRINT_SCHEMA, REALISED, TS
-from ..strip import DEFAULT_MAX_FILL, GRID_HOURS, GRID_MS, LOOKBACK_DAYS, N_BUCKETS, PERIODS_PER_YEAR, SNAPSHOT_SCHEMA
+from ..strip import (
+    DEFAULT_MAX_FILL,
+    GRID_HOURS,
+    GRID_MS,
+    LOOKBACK_DAYS,
+    N_BUCKETS,
+    PERIODS_PER_YEAR,
+    SETTLEMENT_GRACE_MS,
+    SNAPSHOT_SCHEMA,
+)
 
 DAY_MS = 86_400_000
 #: Grid windows kept per series (ms): the batch engine's lookback (4 days) plus the 72 h a
@@ -55,7 +64,8 @@ EPOCH = dt.datetime(1970, 1, 1)
 ONE_MS = dt.timedelta(milliseconds=1)
 INTRADAY = "intraday"
 ROLL = "roll"
-#: Columns of the print tuples :meth:`LiveStrip.update` takes (PRINT_SCHEMA order).
+#: Columns of the print tuples :meth:`LiveStrip.update` takes (PRINT_SCHEMA order; a
+#: stored print's ``published_at`` is not read).
 PRINT_COLUMNS = tuple(PRINT_SCHEMA)
 SNAPSHOT_COLUMNS = tuple(SNAPSHOT_SCHEMA)
 _I_VENUE, _I_SYMBOL, _I_TS, _I_FT, _I_RATE, _I_HOURS, _I_KIND = (
@@ -127,6 +137,7 @@ class SeriesStrip:
         "by_grid",
         "r8",
         "hours",
+        "cover",
         "newest",
         "dropped_below",
         "settled",
@@ -157,6 +168,8 @@ class SeriesStrip:
         self.r8: dict[int, float] = {}
         #: grid end ms -> (ts ms, interval_hours) of its latest print (intraday interval)
         self.hours: dict[int, tuple[int, float]] = {}
+        #: grid end ms -> coverage (sum of its native windows' hours / 8)
+        self.cover: dict[int, float] = {}
         self.newest: int | None = None  # newest grid end with a print
         self.dropped_below: int | None = None  # grid ends <= this are forgotten
         self.settled: set[int] = set()  # grid ends with a realised print settling at the end
@@ -175,11 +188,18 @@ class SeriesStrip:
         ft = (funding_time + MINUTE_MS // 2) // MINUTE_MS * MINUTE_MS
         g = -(-ft // GRID_MS) * GRID_MS
         day = g // DAY_MS * DAY_MS
-        if not day - DAY_MS <= ts < day + DAY_MS or (self.dropped_below is not None and g <= self.dropped_below):
+        if realised:
+            ts = ft  # a realised print's ts is its settlement time, as in the batch engine
+        elif ts > ft + SETTLEMENT_GRACE_MS:
+            self.ignored += 1  # a prediction quoted after its settlement
+            return False, None
+        if ts < day - DAY_MS or (self.dropped_below is not None and g <= self.dropped_below):
             self.ignored += 1
             return False, None
         cur = self.native.get(ft)
         changed = False
+        if not realised and (cur is None or not cur[3]) and self._overlaps_realised(g, ft, hours):
+            return True, None  # superseded by a realised print: the quote changes nothing
         if cur is None:
             self.native[ft] = [ts, rate, hours, realised]
             bisect.insort(self.by_grid.setdefault(g, []), ft)
@@ -187,6 +207,8 @@ class SeriesStrip:
         elif (realised, ts) >= (cur[3], cur[0]):
             changed = cur[1] != rate or cur[2] != hours or cur[3] != realised
             cur[0], cur[1], cur[2], cur[3] = ts, rate, hours, realised
+        if changed and realised:
+            self._supersede(g, ft, hours)
         if changed:
             fts = self.by_grid[g]
             natives = self.native
@@ -196,6 +218,7 @@ class SeriesStrip:
                 total_rate += n[1]
                 total_hours += n[2]
             self.r8[g] = total_rate * GRID_HOURS / total_hours
+            self.cover[g] = total_hours / GRID_HOURS
         seen = self.hours.get(g)
         if seen is None or ts >= seen[0]:
             n = self.native[ft]
@@ -214,6 +237,25 @@ class SeriesStrip:
             dirty = g if dirty is None else min(dirty, g)
         return True, dirty
 
+    def _overlaps_realised(self, g: int, ft: int, hours: float) -> bool:
+        """Whether the span ``(ft - hours, ft]`` overlaps a realised native window of ``g``."""
+        start = ft - hours * 3_600_000
+        for f in self.by_grid.get(g, ()):
+            n = self.native[f]
+            if f != ft and n[3] and f - n[2] * 3_600_000 < ft and start < f:
+                return True
+        return False
+
+    def _supersede(self, g: int, ft: int, hours: float) -> None:
+        """Drop the predicted native windows of ``g`` that the realised ``ft`` overlaps (rule 2)."""
+        start = ft - hours * 3_600_000
+        fts = self.by_grid[g]
+        for f in list(fts):
+            n = self.native[f]
+            if f != ft and not n[3] and f - n[2] * 3_600_000 < ft and start < f:
+                fts.remove(f)
+                del self.native[f]
+
     def _forget(self, horizon: int) -> None:
         """Drop grid windows ending at or before ``horizon`` (ms)."""
         old = [g for g in self.by_grid if g <= horizon]
@@ -223,6 +265,7 @@ class SeriesStrip:
             for ft in self.by_grid.pop(g):
                 del self.native[ft]
             self.r8.pop(g, None)
+            self.cover.pop(g, None)
             self.hours.pop(g, None)
             self.settled.discard(g)
         for g in [g for g in self.emitted if g <= horizon]:
@@ -243,6 +286,10 @@ class SeriesStrip:
         if filled is None:
             return None
         buckets, n_filled = filled
+        cover = self.cover
+        min_coverage = min(
+            cover.get(open_end - k * GRID_MS, 0.0) if a[k] is not None else 0.0 for k in range(1, N_BUCKETS)
+        )
         return (
             self.venue,
             self.symbol,
@@ -253,6 +300,9 @@ class SeriesStrip:
             self.annualisation,
             *buckets,
             n_filled,
+            from_ms(ts),
+            cover[open_end],
+            min_coverage,
         )
 
     def prints_frame(self, lo: int | None = None) -> pl.DataFrame:

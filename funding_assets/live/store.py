@@ -98,6 +98,11 @@ class LiveStore:
         cols = ", ".join(f'"{c}" {t}' for c, t in zip(shape.columns, shape.types))
         key = ", ".join(KEY)
         self._con.execute(f"CREATE TABLE IF NOT EXISTS {TABLE} ({cols}, PRIMARY KEY ({key}))")
+        # a store written before a column existed gains it (null in its old rows)
+        present = {r[0] for r in self._con.execute(f"DESCRIBE {TABLE}").fetchall()}
+        for column, sql_type in zip(shape.columns, shape.types):
+            if column not in present:
+                self._con.execute(f'ALTER TABLE {TABLE} ADD COLUMN "{column}" {sql_type}')
 
         self._cond = threading.Condition()
         self._queue: list[pl.DataFrame] = []
