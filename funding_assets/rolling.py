@@ -1,4 +1,4 @@
-"""The one rolling-statistics convention of feature z-scores and spread signals. Pure polars.
+"""The one rolling-statistics convention of feature z-scores and spread signals. No Dagster.
 
 A :class:`RollingWindow` says which past observations a row's ``mean`` and ``std`` are taken
 over. An observation is a row of the observed series (per group, e.g. one venue pair and
@@ -27,7 +27,10 @@ The seed notebook's pandas ``s.rolling(30)`` mean/std/z/bands (the current row i
 ``min_periods`` = 30, ddof 1) is :meth:`RollingWindow.notebook` (``notebook(30)``; the
 fixed-rate notebook's ``notebook(72)``). It equals pandas exactly on a series whose last
 ``n`` observations always lie within ``max_age``; the default setting equals pandas'
-``s.shift(1).rolling(30, min_periods=20)`` on such a series.
+``s.shift(1).rolling(30, min_periods=20)`` on such a series. Each window's mean and std are
+computed afresh (two passes), so they are exact to a few ulps; pandas' online add/remove
+variance can drift after a large value leaves the window (on the real Binance-Bybit spread
+by up to 8e-10 relative), and there the difference is pandas' rounding, not ours.
 
 Settings text (``FUNDING_ASSETS_Z_WINDOW``) is read by :meth:`RollingWindow.parse`:
 ``"30"`` is 30 observations, ``"10d"``/``"72h"`` a duration.
@@ -128,18 +131,18 @@ class RollingWindow:
         max_age: str | None = None,
     ) -> RollingWindow:
         """A window from settings text: ``"30"`` = 30 observations, ``"10d"``/``"72h"`` = a
-        duration. A text that is neither is refused naming ``setting``."""
+        duration. A text that is neither, or a window the other fields do not fit, is refused
+        naming ``setting`` and the text."""
         raw = str(text).strip().lower()
-        if raw.isdigit():
-            window: int | str = int(raw)
-        elif _DURATION.fullmatch(raw):
-            window = raw
-        else:
+        if not (raw.isdigit() or _DURATION.fullmatch(raw)):
             raise FundingInputError(
                 f"{setting}: expected a number of observations like '30' or a duration like '10d' "
                 f"or '72h', got {text!r}"
             )
-        return cls(window, include_current, min_obs, band_k, max_age)
+        try:
+            return cls(int(raw) if raw.isdigit() else raw, include_current, min_obs, band_k, max_age)
+        except FundingInputError as exc:
+            raise FundingInputError(f"{setting}={text!r}: {exc}") from None
 
     #: Former name of :meth:`parse` (settings code calls it).
     from_settings = parse

@@ -39,9 +39,9 @@ def _tables(home, start, end):
     with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as con:
         for name, order in ORDERS.items():
             column = "fitted_at" if name == "pca_fits" else ("funding_time" if name == "spread_signals" else "ts")
-            out[name] = con.execute(
+            out[name] = con.sql(
                 f"SELECT * FROM funding.{name} WHERE {column} >= ? AND {column} < ? ORDER BY {order}",
-                [dt.datetime.combine(start, dt.time()), dt.datetime.combine(end, dt.time())],
+                params=[dt.datetime.combine(start, dt.time()), dt.datetime.combine(end, dt.time())],
             ).pl()
     return out
 

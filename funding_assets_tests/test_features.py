@@ -5,9 +5,11 @@ Every expected number is worked out by hand from the formulas:
 - level = b0, slope = b7 - b0, curvature = b2 + b5 - 2*b3
 - decay_k = b_k / b_(k-1), null where b_(k-1) == 0
 - shock_age = smallest k >= 1 with |b_k - b0| > threshold (default 0.10), null if none
-- level_z / slope_z against the roll snapshots of the trailing 10 days (time-based),
-  null until 20 roll snapshots are in the window; intraday rows read the roll statistics
-  as of their own ts.
+- level_z / slope_z against the roll snapshots of the same venue and symbol, with the
+  convention of funding_assets.rolling (test_rolling.py): by default the previous 30 roll
+  snapshots (ts < the row's ts, the row itself excluded), none older than 20 days, null
+  until 20, std ddof 1, null without a positive std; intraday rows are scored the same way
+  as of their own ts and never enter the statistics.
 
 Bucket values are dyadic fractions (0.25, 0.125, ...) wherever an exact comparison matters,
 so float rounding cannot decide a test.
@@ -22,10 +24,12 @@ import numpy as np
 import pandas as pd
 import polars as pl
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 from snapshot_rows import frame, snap
 
-from funding_assets.features import curve_features
+from funding_assets.features import FEATURE_COLUMNS, Z_LOOKBACK_DAYS, curve_features
 from funding_assets.rolling import RollingWindow
 
 T0 = datetime(2024, 3, 1, 0, 0)
@@ -150,31 +154,116 @@ def test_shock_age_is_an_integer_column():
 
 # --- z-scores ----------------------------------------------------------------------------
 
-#: 20 roll levels, ten at 0.1 and ten at 0.3 (last one 0.3): mean 0.2, sample std
-#: 0.1 * sqrt(20/19), so the last level's z is 0.1 / (0.1 * sqrt(20/19)) = sqrt(19/20).
+#: 20 roll levels, ten at 0.1 and ten at 0.3: mean 0.2, sample std 0.1 * sqrt(20/19), so a
+#: next level of 0.5 has z = 0.3 / (0.1 * sqrt(20/19)) = 3 * sqrt(19/20).
 LEVELS_20 = [0.1, 0.3] * 10
-LEVEL_Z_20 = math.sqrt(19 / 20)
-#: 20 roll slopes, nineteen 0 and a last 0.5: mean 0.025, sample std 0.5/sqrt(20), so
-#: z = (0.5 - 0.025) / (0.5 / sqrt(20)) = 19 / sqrt(20).
+LEVEL_Z_05 = 3 * math.sqrt(19 / 20)
+#: 20 roll slopes, nineteen 0 and a 0.5: mean 0.025, sample std 0.5/sqrt(20), so a next
+#: slope of 0.5 has z = (0.5 - 0.025) / (0.5 / sqrt(20)) = 19 / sqrt(20).
 SLOPES_20 = [0.0] * 19 + [0.5]
-SLOPE_Z_20 = 19 / math.sqrt(20)
+SLOPE_Z_05 = 19 / math.sqrt(20)
 
 
-def test_z_of_a_constant_series_is_null_not_infinite():
-    out = curve_features(frame(rolls([0.25] * 25)))
-    assert out["level_z"].null_count() == 25
-    assert out["slope_z"].null_count() == 25
+def test_z_is_null_until_20_previous_roll_snapshots_exist():
+    out = curve_features(frame(rolls(LEVELS_20 + [0.5], slopes=SLOPES_20 + [0.5])))
+    assert out["level_z"].head(20).null_count() == 20  # row 19 has only 19 before it
+    assert out["slope_z"].head(20).null_count() == 20
+    assert out["level_z"][20] is not None and out["slope_z"][20] is not None
 
 
-def test_intraday_row_is_scored_against_the_roll_statistics_as_of_its_ts():
-    # Rolls 0..19 as in LEVELS_20 (mean 0.2, std 0.1*sqrt(20/19)); an intraday row 3h after
-    # roll 19 with level 0.5 -> z = 0.3 / (0.1*sqrt(20/19)) = 3*sqrt(19/20).
+def test_level_z_is_level_against_the_previous_mean_and_sample_std():
+    out = curve_features(frame(rolls(LEVELS_20 + [0.5], slopes=SLOPES_20 + [0.5])))
+    assert out["level_z"][20] == pytest.approx(LEVEL_Z_05, rel=1e-12)
+
+
+def test_slope_z_is_slope_against_the_previous_mean_and_sample_std():
+    out = curve_features(frame(rolls(LEVELS_20 + [0.5], slopes=SLOPES_20 + [0.5])))
+    assert out["slope_z"][20] == pytest.approx(SLOPE_Z_05, rel=1e-12)
+
+
+def test_the_current_observation_does_not_dampen_its_own_z():
+    # a jump after a quiet history: excluded (default), the jump scores against the history
+    # alone; the notebook setting (pandas rolling(30)) counts the jump in its own window
+    levels = [0.1, 0.12] * 15 + [1.0]
+    default = curve_features(frame(rolls(levels)))["level_z"][30]
+    notebook = curve_features(frame(rolls(levels)), rolling=RollingWindow.notebook(30))["level_z"][30]
+    history = pd.Series(levels[:30])
+    assert default == pytest.approx((1.0 - history.mean()) / history.std(), rel=1e-12)
+    assert notebook == pytest.approx((1.0 - np.mean(levels[1:])) / pd.Series(levels[1:]).std(), rel=1e-12)
+    assert default > 5 * notebook
+
+
+def test_level_and_slope_z_equal_pandas_for_the_default_and_the_notebook_setting():
+    rng = np.random.default_rng(7)
+    levels, slopes = rng.normal(0.1, 0.05, 90).tolist(), rng.normal(0, 0.02, 90).tolist()
+    rows = frame(rolls(levels, slopes=slopes))
+    for rolling, pandas_window in (
+        (RollingWindow(), lambda s: s.shift(1).rolling(30, min_periods=20)),
+        (RollingWindow.notebook(30), lambda s: s.rolling(30)),
+    ):
+        out = curve_features(rows, rolling=rolling)
+        for name, x in (("level", levels), ("slope", slopes)):
+            s = pd.Series(x)
+            expected = ((s - pandas_window(s).mean()) / pandas_window(s).std()).to_numpy()
+            got = out[f"{name}_z"].to_numpy()
+            assert np.array_equal(np.isnan(got), np.isnan(expected)), name
+            assert np.nanmax(np.abs(got - expected)) < 1e-12, name
+
+
+def test_min_obs_is_configurable():
+    out = curve_features(frame(rolls(LEVELS_20)), rolling=RollingWindow(min_obs=5))
+    assert out["level_z"].head(5).null_count() == 5
+    # row 5 (0.3) against 0.1,0.3,0.1,0.3,0.1 -> mean 0.18, var (3*0.0064 + 2*0.0144)/4 = 0.012
+    assert out["level_z"][5] == pytest.approx((0.3 - 0.18) / math.sqrt(0.012), rel=1e-12)
+
+
+def test_the_window_is_the_previous_30_roll_snapshots():
+    # 32 rolls; the last one reads rolls 1..30 (fifteen 0.1, fifteen 0.3: mean 0.2, std
+    # 0.1*sqrt(30/29)); roll 0, an outlier, is the 31st back and out
+    out = curve_features(frame(rolls([5.0] + [0.1, 0.3] * 15 + [0.5])))
+    assert out["level_z"][31] == pytest.approx(0.3 / (0.1 * math.sqrt(30 / 29)), rel=1e-12)
+
+
+def test_a_gap_within_max_age_does_not_shorten_the_window():
+    # 20 rolls, 5 days of nothing, then a roll: its 20 previous rolls are within 20 days
+    rows = rolls(LEVELS_20) + [snap(T0 + 19 * H8 + timedelta(days=5), strip(0.5))]
+    assert curve_features(frame(rows))["level_z"][20] == pytest.approx(LEVEL_Z_05, rel=1e-12)
+
+
+def test_a_gap_longer_than_max_age_leaves_no_stale_window():
+    # 25 rolls, then 21 days of nothing: every earlier roll is older than the 20-day max_age
+    rows = rolls([0.1, 0.3] * 12 + [0.1]) + [snap(T0 + 24 * H8 + timedelta(days=21), strip(0.3))]
+    out = curve_features(frame(rows))
+    assert out["level_z"][24] is not None
+    assert out["level_z"][25] is None
+
+
+def test_z_of_a_flat_window_is_null_not_infinite():
+    # 25 rolls at the 0.01 % baseline, then a move: the previous levels have std 0
+    out = curve_features(frame(rolls([0.1095] * 25 + [0.2])))
+    assert out["level_z"].null_count() == 26
+    assert out["slope_z"].null_count() == 26
+
+
+def test_z_statistics_are_per_venue_and_symbol():
+    ours = rolls(LEVELS_20 + [0.5], slopes=SLOPES_20 + [0.5])
+    others = rolls([9.0, -7.0] * 10, venue="okx") + rolls([4.0] * 10 + [-4.0] * 10, symbol="ETH")
+    alone = curve_features(frame(ours))
+    mixed = curve_features(frame(others + ours)).filter((pl.col("venue") == "binance") & (pl.col("symbol") == "BTC"))
+    assert_frame_equal(mixed, alone)
+    assert mixed["level_z"][20] == pytest.approx(LEVEL_Z_05, rel=1e-12)
+
+
+# --- z-scores of intraday rows -------------------------------------------------------------
+
+
+def test_intraday_row_is_scored_against_the_rolls_before_its_ts():
+    # Rolls 0..19 as in LEVELS_20; an intraday row 3h after roll 19 with level 0.5
     rows = rolls(LEVELS_20)
     intraday_ts = T0 + 19 * H8 + timedelta(hours=3)
     rows.append(snap(intraday_ts, strip(0.5), kind="intraday"))
-    out = curve_features(frame(rows))
-    row = at(out, intraday_ts, "intraday")
-    assert row["level_z"] == pytest.approx(3 * math.sqrt(19 / 20), rel=1e-9)
+    row = at(curve_features(frame(rows)), intraday_ts, "intraday")
+    assert row["level_z"] == pytest.approx(LEVEL_Z_05, rel=1e-12)
     assert row["funding_time"] == T0 + 20 * H8
 
 
@@ -187,6 +276,25 @@ def test_intraday_row_before_20_rolls_has_no_z():
     assert row["level"] == 0.5  # shape features are still there
 
 
+def test_intraday_row_at_a_roll_instant_reads_that_roll_only_when_the_current_point_is_included():
+    rows = rolls(LEVELS_20 + [0.5]) + [snap(T0 + 20 * H8, strip(0.5), kind="intraday")]
+    excluded = at(curve_features(frame(rows)), T0 + 20 * H8, "intraday")
+    included = at(curve_features(frame(rows), rolling=RollingWindow(include_current=True)), T0 + 20 * H8, "intraday")
+    assert excluded["level_z"] == pytest.approx(LEVEL_Z_05, rel=1e-12)  # rolls 0..19
+    levels = pd.Series(LEVELS_20 + [0.5])  # rolls 0..20
+    assert included["level_z"] == pytest.approx((0.5 - levels.mean()) / levels.std(), rel=1e-12)
+
+
+def test_intraday_rows_do_not_enter_the_roll_statistics():
+    # An extreme intraday row between rolls must not move the next roll's z.
+    base = rolls(LEVELS_20 + [0.5])
+    with_intraday = base + [snap(T0 + 19 * H8 + timedelta(hours=4), strip(50.0, -80.0), kind="intraday")]
+    a = curve_features(frame(base)).filter(pl.col("kind") == "roll")
+    b = curve_features(frame(with_intraday)).filter(pl.col("kind") == "roll")
+    assert_frame_equal(a, b)
+    assert b["level_z"][20] == pytest.approx(LEVEL_Z_05, rel=1e-12)
+
+
 def test_a_later_roll_snapshot_does_not_change_earlier_rows():
     rows = rolls(LEVELS_20, slopes=SLOPES_20)
     rows.append(snap(T0 + 19 * H8 + timedelta(hours=2), strip(0.5), kind="intraday"))
@@ -196,9 +304,19 @@ def test_a_later_roll_snapshot_does_not_change_earlier_rows():
     later = rows + [snap(T0 + 20 * H8, strip(100.0, -250.0))]
     after = curve_features(frame(later)).filter(pl.col("ts") < T0 + 20 * H8)
     assert_frame_equal(after, before)
-    assert at(before, T0 + 19 * H8 + timedelta(hours=2), "intraday")["level_z"] == pytest.approx(
-        3 * math.sqrt(19 / 20), rel=1e-9
-    )
+    assert at(before, T0 + 19 * H8 + timedelta(hours=2), "intraday")["level_z"] == pytest.approx(LEVEL_Z_05, rel=1e-12)
+
+
+def test_intraday_row_after_a_long_gap_gets_no_stale_z():
+    # 20 rolls, then nothing for 21 days: every roll is older than the 20-day max_age
+    rows = rolls(LEVELS_20)
+    late = T0 + 19 * H8 + timedelta(days=21)
+    rows.append(snap(late, strip(0.5), kind="intraday"))
+    row = at(curve_features(frame(rows)), late, "intraday")
+    assert row["level_z"] is None and row["slope_z"] is None
+
+
+# --- rows and partitions ---------------------------------------------------------------------
 
 
 def test_every_snapshot_row_gets_one_feature_row():
@@ -207,85 +325,38 @@ def test_every_snapshot_row_gets_one_feature_row():
     assert out.height == 4
     assert out.select("venue", "symbol", "kind", "ts").n_unique() == 4
     assert sorted(out["kind"].to_list()) == ["intraday", "roll", "roll", "roll"]
-    assert {"level", "slope", "curvature", "shock_age", "level_z", "slope_z"} <= set(out.columns)
-    assert {f"decay{k}" for k in range(1, 8)} <= set(out.columns)
 
 
-# --- z-scores: one convention with the spreads (funding_assets.rolling) ---------------------
-# Default: the previous 30 roll snapshots, the row itself excluded, at least 20, ddof 1.
+def test_output_columns_pass_as_of_through_when_the_snapshots_have_it():
+    rows = frame(rolls(LEVELS_20[:3]) + [snap(T0 + timedelta(hours=1), strip(0.2), kind="intraday")])
+    keys = ["venue", "symbol", "kind", "ts", "funding_time"]
+    with_as_of = curve_features(rows)
+    assert with_as_of.columns == [*keys, "as_of", *FEATURE_COLUMNS]
+    assert with_as_of["as_of"].to_list() == with_as_of["ts"].to_list()
+    assert curve_features(rows.drop("as_of")).columns == [*keys, *FEATURE_COLUMNS]
 
 
-def test_z_is_null_until_20_previous_roll_snapshots_exist():
-    out = curve_features(frame(rolls(LEVELS_20 + [0.3], slopes=SLOPES_20 + [0.0])))
-    assert out["level_z"].head(20).null_count() == 20  # row 19 has only 19 before it
-    # row 20 (0.3) against rolls 0..19: ten 0.1s, ten 0.3s -> mean 0.2, std 0.1*sqrt(20/19)
-    assert out["level_z"][20] == pytest.approx(0.1 / (0.1 * math.sqrt(20 / 19)), rel=1e-12)
-
-
-def test_the_current_observation_does_not_dampen_its_own_z():
-    # a jump after a flat-ish history: excluded, the jump scores against the history alone
-    levels = [0.1, 0.12] * 15 + [1.0]
-    default = curve_features(frame(rolls(levels)))["level_z"][30]
-    pandas = curve_features(frame(rolls(levels)), rolling=RollingWindow.notebook(30))["level_z"][30]
-    history = pd.Series(levels[:30])
-    assert default == pytest.approx((1.0 - history.mean()) / history.std(), rel=1e-12)
-    assert pandas == pytest.approx((1.0 - np.mean(levels[1:])) / pd.Series(levels[1:]).std(), rel=1e-12)
-    assert default > 5 * pandas
-
-
-def test_level_and_slope_z_equal_pandas_for_the_default_and_the_notebook_setting():
-    rng = np.random.default_rng(7)
-    levels, slopes = rng.normal(0.1, 0.05, 90).tolist(), rng.normal(0, 0.02, 90).tolist()
-    rows = frame(rolls(levels, slopes=slopes))
-    for rolling, window in (
-        (RollingWindow(), pd.Series(levels).shift(1).rolling(30, min_periods=20)),
-        (RollingWindow.notebook(30), pd.Series(levels).rolling(30)),
-    ):
-        got = curve_features(rows, rolling=rolling)["level_z"].to_numpy()
-        expected = ((pd.Series(levels) - window.mean()) / window.std()).to_numpy()
-        assert np.array_equal(np.isnan(got.astype(float)), np.isnan(expected))
-        assert np.nanmax(np.abs(got - expected)) < 1e-12
-    slope_window = pd.Series(slopes).shift(1).rolling(30, min_periods=20)
-    expected = ((pd.Series(slopes) - slope_window.mean()) / slope_window.std()).to_numpy()
-    got = curve_features(rows)["slope_z"].to_numpy()
-    assert np.nanmax(np.abs(got - expected)) < 1e-12
-
-
-def test_min_obs_is_configurable():
-    out = curve_features(frame(rolls(LEVELS_20)), rolling=RollingWindow(min_obs=5))
-    assert out["level_z"].head(5).null_count() == 5
-    # row 5 (0.3) against 0.1,0.3,0.1,0.3,0.1 -> mean 0.18, var (3*0.0064 + 2*0.0144)/4 = 0.012
-    assert out["level_z"][5] == pytest.approx((0.3 - 0.18) / math.sqrt(0.012), rel=1e-9)
-
-
-def test_a_gap_longer_than_max_age_leaves_no_stale_window():
-    # 25 rolls, then 21 days of nothing: every earlier roll is older than the 20-day max_age
-    rows = rolls([0.1, 0.3] * 12 + [0.1]) + [snap(T0 + 24 * H8 + timedelta(days=21), strip(0.3))]
-    out = curve_features(frame(rows))
-    assert out["level_z"][24] is not None
-    assert out["level_z"][25] is None
-
-
-def test_z_statistics_are_per_venue_and_symbol():
-    ours = rolls(LEVELS_20 + [0.3], slopes=SLOPES_20 + [0.0])
-    others = rolls([9.0, -7.0] * 10, venue="okx") + rolls([4.0] * 10 + [-4.0] * 10, symbol="ETH")
-    alone = curve_features(frame(ours))
-    mixed = curve_features(frame(others + ours)).filter((pl.col("venue") == "binance") & (pl.col("symbol") == "BTC"))
-    assert_frame_equal(mixed, alone)
-    assert alone["level_z"][20] is not None
-
-
-def test_intraday_rows_do_not_enter_the_roll_statistics():
-    base = rolls(LEVELS_20 + [0.3])
-    with_intraday = base + [snap(T0 + 19 * H8 + timedelta(hours=4), strip(50.0, -80.0), kind="intraday")]
-    a = curve_features(frame(base)).filter(pl.col("kind") == "roll")
-    b = curve_features(frame(with_intraday)).filter(pl.col("kind") == "roll")
-    assert_frame_equal(a, b)
-
-
-def test_intraday_row_after_a_long_gap_gets_no_stale_z():
-    rows = rolls(LEVELS_20)
-    late = T0 + 19 * H8 + timedelta(days=21)
-    rows.append(snap(late, strip(0.5), kind="intraday"))
-    row = at(curve_features(frame(rows)), late, "intraday")
-    assert row["level_z"] is None and row["slope_z"] is None
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_a_days_rows_are_the_same_from_its_lookback_alone_or_a_longer_range(data):
+    """Roll and intraday rows of a day read only the Z_LOOKBACK_DAYS days of snapshots
+    before it: computing them from the lookback plus the day gives the rows computed inside
+    a 60-day range."""
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
+    missing = data.draw(st.sampled_from([0.0, 0.1, 0.5]), label="share of missing rolls")
+    rows = []
+    for venue in ("binance", "okx"):
+        for i in range(180):
+            t = T0 + i * H8
+            if rng.random() >= missing:
+                rows.append(snap(t, strip(*np.round(rng.normal([0.1, 0.0], 0.05), 6)), venue=venue))
+            rows.append(snap(t + timedelta(hours=3), strip(float(rng.normal(0.1, 0.05))), kind="intraday", venue=venue))
+    snapshots = frame(rows)
+    day = T0 + data.draw(st.integers(0, 59)) * timedelta(days=1)
+    on_day = (pl.col("ts") >= day) & (pl.col("ts") < day + timedelta(days=1))
+    for rolling in (RollingWindow(), RollingWindow.notebook(30), RollingWindow("10d", include_current=True)):
+        whole = curve_features(snapshots, rolling=rolling).filter(on_day)
+        start = day - timedelta(days=rolling.lookback_days())
+        lookback_and_day = snapshots.filter(pl.col("ts") >= start, pl.col("ts") < day + timedelta(days=1))
+        assert_frame_equal(curve_features(lookback_and_day, rolling=rolling).filter(on_day), whole)
+    assert Z_LOOKBACK_DAYS == RollingWindow().lookback_days() == 20

@@ -23,7 +23,7 @@ from funding_assets import strip
 from funding_assets.clients import Budget, HttpClient, prints_frame
 from funding_assets.live.collector import Collector
 from funding_assets.live.landing import NAME_RE, landed_files, read_landed
-from funding_assets.live.livestrip import LiveStrip, rows_frame
+from funding_assets.live.livestrip import RETAIN_MS, LiveStrip, rows_frame
 from funding_assets.live.status import read_status, status_path
 from funding_assets.prints import PRINT_SCHEMA
 from funding_assets.sim import FundingModel
@@ -186,7 +186,10 @@ def test_memory_stays_bounded_to_the_retained_windows():
     live = LiveStrip()
     live.update(history(T0, [0.0001] * 24 * 40, hours=1, venue="deribit"), intraday=False)  # 40 days hourly
     series = live.series[("deribit", "BTC")]
-    assert len(series.native) <= 7 * 24 + 8 and len(series.emitted) <= 7 * 3 + 1
+    # the batch lookback (strip.LOOKBACK_DAYS) plus the 72 h a roll row reads back: 8 days
+    retained_hours = RETAIN_MS // 3_600_000
+    assert retained_hours == 8 * 24
+    assert len(series.native) <= retained_hours + 8 and len(series.emitted) <= retained_hours // 8 + 1
 
 
 # --- the collector against a scripted client: ordering, back-off, watchdog ------------------

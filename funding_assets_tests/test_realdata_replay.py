@@ -329,7 +329,8 @@ def test_raw_prints_keep_file_rates_minute_snapped_funding_time_and_ts_jitter(ce
         minutes = series.between(dt.datetime(2023, 3, 10), dt.datetime(2023, 3, 15))
         assert len(got) == len(minutes) == 15
         for row, minute in zip(got, minutes):
-            assert row["ts"] == series.ts[minute], "ts must keep the venue's ms jitter"
+            assert row["ts"] == minute, "a realised print is filed under its settlement time"
+            assert row["published_at"] == series.ts[minute], "published_at keeps the venue's ms jitter"
             assert row["funding_time"] == minute, "funding_time must be snapped to the minute"
             assert row["funding_time"].second == 0 and row["funding_time"].microsecond == 0
             # decimal fraction exactly as in the file: no percent scaling, no rounding
@@ -338,9 +339,10 @@ def test_raw_prints_keep_file_rates_minute_snapped_funding_time_and_ts_jitter(ce
             assert row["venue_symbol"] == venue_symbol
             assert row["interval_hours"] == 8.0
             assert row["kind"] == "realised"
-    jittered = [r for r in wh.rows("SELECT ts FROM funding.raw_prints WHERE venue = 'binance'") if r["ts"].microsecond]
+    published = wh.rows("SELECT published_at FROM funding.raw_prints WHERE venue = 'binance'")
+    jittered = [r for r in published if r["published_at"].microsecond]
     assert jittered, "supervik Binance times carry ms jitter; none survived"
-    assert dt.datetime(2023, 3, 11, 0, 0, 0, 11_000) in {r["ts"] for r in jittered}
+    assert dt.datetime(2023, 3, 11, 0, 0, 0, 11_000) in {r["published_at"] for r in jittered}
     # every funding_time stored is a whole minute on the 00/08/16 grid (after the -3 h fix)
     off = wh.rows(
         "SELECT funding_time FROM funding.raw_prints WHERE extract(hour FROM funding_time) NOT IN (0, 8, 16) "
@@ -401,14 +403,17 @@ def test_hyperliquid_btc_intraday_b0_is_the_open_window_so_far(hyperliquid):
         "AND ts >= '2024-06-07 09:00' AND ts < '2024-06-07 16:00' ORDER BY ts"
     )
     stamps = [r["ts"] for r in day]
-    assert stamps[0] == dt.datetime(2024, 6, 7, 9, 10)  # the 09:00 print lands at 09:00:00.117
+    assert stamps[0] == dt.datetime(2024, 6, 7, 9, 0)  # the 09:00 settlement is filed at 09:00
     assert all(b - a == dt.timedelta(minutes=10) for a, b in zip(stamps, stamps[1:]))
     assert all(s.minute % 10 == 0 and s.second == 0 for s in stamps)
 
-    # as-of semantics: 12:00 sees only 09..11 (the 12:00 print lands at 12:00:00.038)
+    # as-of semantics: a settlement counts from its settlement time (12:00 sees 09..12,
+    # although the file stamped the 12:00 print 12:00:00.038), 11:50 sees only 09..11
     noon = wh.snapshot("hyperliquid", "BTC", "intraday", dt.datetime(2024, 6, 7, 12, 0))
     assert hl.ts[dt.datetime(2024, 6, 7, 12)] > dt.datetime(2024, 6, 7, 12)
-    assert_close(noon["b0"], (0.0000125 + 0.0000125 + 0.0000516539) * 8 / 3 * 1095, "12:00 b0")
+    assert_close(noon["b0"], b0, "12:00 b0")
+    before = wh.snapshot("hyperliquid", "BTC", "intraday", dt.datetime(2024, 6, 7, 11, 50))
+    assert_close(before["b0"], (0.0000125 + 0.0000125 + 0.0000516539) * 8 / 3 * 1095, "11:50 b0")
 
 
 def test_hyperliquid_raw_prints_keep_jitter_and_hourly_interval(hyperliquid):
@@ -417,7 +422,8 @@ def test_hyperliquid_raw_prints_keep_jitter_and_hourly_interval(hyperliquid):
     minutes = hl.between(dt.datetime(2024, 6, 7), dt.datetime(2024, 6, 8))
     assert len(got) == len(minutes) == 24
     for row, minute in zip(got, minutes):
-        assert row["ts"] == hl.ts[minute]
+        assert row["ts"] == minute
+        assert row["published_at"] == hl.ts[minute]
         assert row["funding_time"] == minute
         assert row["rate"] == float(hl.text[minute])
         assert row["interval_hours"] == 1.0  # the venue default when the file has no interval_hours

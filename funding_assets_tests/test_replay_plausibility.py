@@ -244,7 +244,8 @@ def test_exact_duplicates_are_kept_once_in_a_file_and_across_files(tmp_path):
     prints = ReplaySource(tmp_path).prints("binance")
     assert prints.height == 2
     assert prints["rate"].to_list() == [0.0001, 0.0002]
-    assert prints["ts"][0] == T0 + dt.timedelta(milliseconds=18)  # the first row is the one kept
+    assert prints["published_at"][0] == T0 + dt.timedelta(milliseconds=18)  # the first row is the one kept
+    assert prints["ts"][0] == T0  # filed under its settlement time
 
 
 def test_two_realised_rates_for_one_settlement_in_a_file_are_refused_naming_both_lines(tmp_path):

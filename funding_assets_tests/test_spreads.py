@@ -4,10 +4,12 @@ For each coin and venue pair (venue_a < venue_b alphabetically) at each 8h windo
 venues have a roll snapshot:
 
 - spread = b0_a - b0_b
-- mean, std (sample) of the PREVIOUS 30 spreads (the current one excluded), null until 20
-  of them, none older than 20 days
+- mean, std (sample, ddof 1) of the pair's PREVIOUS 30 spreads (the current one excluded),
+  none older than 20 days, null until 20 of them (funding_assets.rolling; test_rolling.py)
 - z = (spread - mean) / std, upper/lower = mean +- 1.5 * std
 - signal +1 above upper, -1 below lower, else 0; no z, band or signal without a positive std
+  (a flat window, or fewer than 20 observations): all null
+- RollingWindow.notebook(30) = the seed notebook's pandas rolling(30)
 - dispersion = sample std (ddof 1) of b0 across the venues at that window, with n_venues.
 
 Most tests put venue_b at b0 = 0 so that the spread is b0_a itself.
@@ -22,9 +24,13 @@ import numpy as np
 import pandas as pd
 import polars as pl
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from pandas_reference import check_against_pandas
+from polars.testing import assert_frame_equal
 
 from funding_assets.rolling import RollingWindow
-from funding_assets.spreads import spread_signals
+from funding_assets.spreads import LOOKBACK_DAYS, spread_signals
 
 T0 = datetime(2024, 3, 1)
 H8 = timedelta(hours=8)
@@ -97,7 +103,7 @@ def test_coins_are_never_paired_with_each_other():
 def test_mean_and_std_are_null_until_20_previous_spreads():
     out = spread_signals(b0_frame(pair_rows(HISTORY_20 + [0.5])))
     assert out.height == 21
-    for col in ("mean", "std", "z", "upper", "lower"):
+    for col in ("mean", "std", "z", "upper", "lower", "signal"):
         assert out[col].head(20).null_count() == 20, col
         assert out[col][20] is not None, col
 
@@ -106,30 +112,46 @@ def test_mean_and_std_are_of_the_previous_spreads_excluding_the_current_one():
     out = spread_signals(b0_frame(pair_rows(HISTORY_20 + [0.5])))
     row = last(out)
     # including the current 0.5 would give a mean of (4.0 + 0.5) / 21 = 0.214...
-    assert row["mean"] == pytest.approx(MEAN_20, rel=1e-9)
-    assert row["std"] == pytest.approx(STD_20, rel=1e-9)
+    assert row["mean"] == pytest.approx(MEAN_20, rel=1e-12)
+    assert row["std"] == pytest.approx(STD_20, rel=1e-12)
 
 
 def test_z_is_the_spread_against_the_previous_mean_and_std():
     row = last(spread_signals(b0_frame(pair_rows(HISTORY_20 + [0.5]))))
     # (0.5 - 0.2) / (0.1 * sqrt(20/19)) = 3 * sqrt(19/20)
-    assert row["z"] == pytest.approx(3 * math.sqrt(19 / 20), rel=1e-9)
+    assert row["z"] == pytest.approx(3 * math.sqrt(19 / 20), rel=1e-12)
 
 
 def test_bands_are_mean_plus_and_minus_1_5_std():
     row = last(spread_signals(b0_frame(pair_rows(HISTORY_20 + [0.5]))))
-    assert row["upper"] == pytest.approx(MEAN_20 + 1.5 * STD_20, rel=1e-9)  # 0.35390
-    assert row["lower"] == pytest.approx(MEAN_20 - 1.5 * STD_20, rel=1e-9)  # 0.04610
+    assert row["upper"] == pytest.approx(MEAN_20 + 1.5 * STD_20, rel=1e-12)  # 0.35390
+    assert row["lower"] == pytest.approx(MEAN_20 - 1.5 * STD_20, rel=1e-12)  # 0.04610
 
 
-def test_window_holds_the_30_previous_windows_of_10_days():
-    # 32 windows 8h apart. The current one is the last; the previous 10 days [t - 240h, t)
-    # are windows 1..30 (fifteen 0.1, fifteen 0.3 -> mean 0.2, std 0.1*sqrt(30/29));
-    # window 0 (an outlier, 248h back) is outside.
+def test_window_holds_the_previous_30_observations():
+    # 32 windows. The current one is the last; the previous 30 are windows 1..30 (fifteen
+    # 0.1, fifteen 0.3 -> mean 0.2, std 0.1*sqrt(30/29)); window 0, an outlier, is the 31st.
     out = spread_signals(b0_frame(pair_rows([5.0] + [0.1, 0.3] * 15 + [0.2])))
     row = last(out)
-    assert row["mean"] == pytest.approx(0.2, rel=1e-9)
-    assert row["std"] == pytest.approx(0.1 * math.sqrt(30 / 29), rel=1e-9)
+    assert row["mean"] == pytest.approx(0.2, rel=1e-12)
+    assert row["std"] == pytest.approx(0.1 * math.sqrt(30 / 29), rel=1e-12)
+
+
+def test_a_gap_within_max_age_does_not_shorten_the_window():
+    # 20 spreads, a 5-day hole, then the current one: a 10-day time window would hold only
+    # 16 of them; the previous 20 observations are all within 20 days, so they all count.
+    rows = pair_rows(HISTORY_20) + pair_rows([0.5], start=T0 + 19 * H8 + timedelta(days=5))
+    row = last(spread_signals(b0_frame(rows)))
+    assert row["mean"] == pytest.approx(MEAN_20, rel=1e-12)
+    assert row["signal"] == 1
+
+
+def test_a_gap_longer_than_max_age_empties_the_window():
+    # 20 spreads, then 21 days of nothing: every previous spread is older than 20 days
+    rows = pair_rows(HISTORY_20) + pair_rows([0.5], start=T0 + 19 * H8 + timedelta(days=21))
+    out = spread_signals(b0_frame(rows))
+    assert out.height == 21
+    assert last(out)["mean"] is None and last(out)["signal"] is None
 
 
 def test_the_window_counts_joint_observations_of_the_pair_only():
@@ -154,8 +176,8 @@ def test_statistics_are_per_symbol_and_pair():
     rows += [("bybit", "BTC", T0 + i * H8, 7.0 * (-1) ** i) for i in range(21)]
     out = spread_signals(b0_frame(rows))
     btc = out.filter((pl.col("symbol") == "BTC") & (pl.col("venue_a") == "binance") & (pl.col("venue_b") == "okx"))
-    assert last(btc)["mean"] == pytest.approx(MEAN_20, rel=1e-9)
-    assert last(btc)["std"] == pytest.approx(STD_20, rel=1e-9)
+    assert last(btc)["mean"] == pytest.approx(MEAN_20, rel=1e-12)
+    assert last(btc)["std"] == pytest.approx(STD_20, rel=1e-12)
 
 
 # --- signal ------------------------------------------------------------------------------
@@ -169,13 +191,92 @@ def test_signal_is_plus_one_above_the_upper_band():
 def test_signal_is_minus_one_below_the_lower_band():
     row = last(spread_signals(b0_frame(pair_rows(HISTORY_20 + [-0.1]))))  # lower 0.0461
     assert row["signal"] == -1
-    assert row["z"] == pytest.approx(-3 * math.sqrt(19 / 20), rel=1e-9)
+    assert row["z"] == pytest.approx(-3 * math.sqrt(19 / 20), rel=1e-12)
 
 
 def test_signal_is_zero_inside_the_bands():
     for inside in (0.05, 0.2, 0.35):  # lower 0.0461 < x < upper 0.3539, both edges close
         row = last(spread_signals(b0_frame(pair_rows(HISTORY_20 + [inside]))))
         assert row["signal"] == 0, inside
+
+
+def test_no_signal_while_the_window_is_short():
+    # large swings that would be signals with any statistics
+    out = spread_signals(b0_frame(pair_rows([0.0] * 10 + [5.0, -5.0] * 5)))
+    assert out["signal"].null_count() == 20
+    assert out["signal"].dtype == pl.Int8
+
+
+def test_a_flat_spread_gives_no_band_z_or_signal():
+    """Both venues at the 0.01 % baseline (0.0001 * 1095 = 0.1095) for 25 windows, then
+    binance moves: the previous spreads have std 0. Bands used to collapse onto the mean and
+    the move read as a +1 signal; without a positive std there is nothing to signal."""
+    baseline = 0.0001 * 1095
+    rows = []
+    for i in range(26):
+        t = T0 + i * H8
+        rows += [("binance", "BTC", t, 0.12 if i == 25 else baseline), ("bybit", "BTC", t, baseline)]
+    out = spread_signals(b0_frame(rows))
+    flat = out.filter(pl.col("mean").is_not_null())
+    assert flat.height == 6  # windows 20..25 have 20+ previous spreads
+    assert (flat["mean"] == 0.0).all() and (flat["std"] == 0.0).all()
+    assert last(out)["spread"] == pytest.approx(0.12 - baseline)
+    for column in ("signal", "upper", "lower", "z"):
+        assert out[column].null_count() == out.height, column
+
+
+def test_band_k_is_configurable():
+    # z of 0.35 is 0.15 / 0.1026 = 1.46: inside 1.5 std, above 1.4 std
+    rows = b0_frame(pair_rows(HISTORY_20 + [0.35]))
+    assert last(spread_signals(rows))["signal"] == 0
+    assert last(spread_signals(rows, rolling=RollingWindow(band_k=1.4)))["signal"] == 1
+    assert last(spread_signals(rows, rolling=RollingWindow(band_k=1.4)))["upper"] == pytest.approx(
+        MEAN_20 + 1.4 * STD_20, rel=1e-12
+    )
+
+
+@pytest.mark.parametrize("n", [30, 72])
+def test_the_notebook_setting_equals_pandas_rolling(n):
+    rng = np.random.default_rng(n)
+    spreads = (np.round(rng.normal(0.0, 0.03, 300) * 1e8) / 1e8).tolist()
+    spreads[100:140] = [0.0] * 40  # both venues at the baseline: pandas' std 0
+    out = spread_signals(b0_frame(pair_rows(spreads)), rolling=RollingWindow.notebook(n))
+    agreement = check_against_pandas(out, spreads, pd.Series(spreads).rolling(n), lambda i: spreads[i - n + 1 : i + 1])
+    assert agreement.rows > 150
+    assert max(agreement.max_abs_diff.values()) < 1e-12
+
+
+# --- partition = range -------------------------------------------------------------------
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_a_days_rows_are_the_same_from_its_lookback_alone_or_a_longer_range(data):
+    """A day's spread rows read only the LOOKBACK_DAYS days before it (the declared
+    partition mapping): computing them from the lookback plus the day gives the same rows
+    as computing them inside a 60-day range."""
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
+    missing = data.draw(st.sampled_from([0.0, 0.1, 0.4]), label="share of missing windows")
+    rows = []
+    for venue in ("binance", "bybit", "okx"):
+        for i in range(180):
+            if rng.random() >= missing:
+                rows.append((venue, "BTC", T0 + i * H8, float(np.round(rng.normal(0.1, 0.05), 6))))
+    frame = b0_frame(rows)
+    day = T0 + data.draw(st.integers(0, 59)) * timedelta(days=1)
+    on_day = (pl.col("funding_time") >= day) & (pl.col("funding_time") < day + timedelta(days=1))
+    for rolling in (RollingWindow(), RollingWindow.notebook(30)):
+        whole = spread_signals(frame, rolling=rolling).filter(on_day)
+        start = day - timedelta(days=rolling.lookback_days())
+        lookback_and_day = frame.filter(
+            pl.col("funding_time") >= start, pl.col("funding_time") < day + timedelta(days=1)
+        )
+        alone = spread_signals(lookback_and_day, rolling=rolling).filter(on_day)
+        assert_frame_equal(alone, whole)
+    assert LOOKBACK_DAYS == RollingWindow().lookback_days() == 20
+
+
+# --- dispersion --------------------------------------------------------------------------
 
 
 def test_dispersion_is_the_sample_std_of_b0_across_venues():
@@ -220,49 +321,3 @@ def test_output_columns_and_types():
         "n_venues": pl.Int32,
     }
     assert out.select("symbol", "venue_a", "venue_b", "funding_time").is_unique().all()
-
-
-def test_a_gap_longer_than_max_age_empties_the_window():
-    # 20 spreads, then 21 days of nothing: every previous spread is older than 20 days
-    rows = pair_rows(HISTORY_20) + pair_rows([0.5], start=T0 + 19 * H8 + timedelta(days=21))
-    out = spread_signals(b0_frame(rows))
-    assert out.height == 21
-    assert last(out)["mean"] is None and last(out)["signal"] is None
-
-
-def test_no_signal_while_the_window_is_short():
-    out = spread_signals(b0_frame(pair_rows([0.0] * 10 + [5.0, -5.0] * 5)))
-    assert out["signal"].null_count() == 20
-    assert out["signal"].dtype == pl.Int8
-
-
-def test_a_flat_spread_gives_no_band_z_or_signal():
-    """Both venues at the 0.01 % baseline: std 0. Bands used to collapse onto the mean and
-    the signal read +1 on the first tick above it; now there is nothing to signal."""
-    rows = pair_rows([0.1095] * 25 + [0.1096])
-    out = spread_signals(b0_frame(rows))
-    assert (out["std"].drop_nulls() == 0).all()
-    for column in ("z", "upper", "lower", "signal"):
-        assert out[column].null_count() == out.height, column
-
-
-def test_band_k_is_configurable():
-    # z of 0.35 is 0.15 / 0.1026 = 1.46: inside 1.5 std, above 1.4 std
-    rows = b0_frame(pair_rows(HISTORY_20 + [0.35]))
-    assert last(spread_signals(rows))["signal"] == 0
-    assert last(spread_signals(rows, rolling=RollingWindow(band_k=1.4)))["signal"] == 1
-
-
-def test_the_notebook_setting_equals_pandas_rolling_30():
-    rng = np.random.default_rng(3)
-    spreads = rng.normal(0.0, 0.03, 120).tolist()
-    out = spread_signals(b0_frame(pair_rows(spreads)), rolling=RollingWindow.notebook(30))
-    s = pd.Series(spreads)
-    mean, std = s.rolling(30).mean(), s.rolling(30).std()
-    expected = pd.DataFrame({"mean": mean, "std": std, "z": (s - mean) / std, "upper": mean + 1.5 * std})
-    for column in expected:
-        got = out[column].to_numpy().astype(float)
-        assert np.array_equal(np.isnan(got), np.isnan(expected[column].to_numpy())), column
-        assert np.nanmax(np.abs(got - expected[column].to_numpy())) < 1e-12, column
-    signal = np.where(s > mean + 1.5 * std, 1, np.where(s < mean - 1.5 * std, -1, 0))[29:]
-    assert out["signal"].to_list()[29:] == signal.tolist()

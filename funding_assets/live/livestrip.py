@@ -424,8 +424,11 @@ class LiveStrip:
         dirty: dict[SeriesStrip, tuple[int, int]] = {}
         for p in prints:
             s = self._series(p[_I_VENUE], p[_I_SYMBOL])
-            ts = to_ms(p[_I_TS])
-            accepted, d = s.add(ts, to_ms(p[_I_FT]), p[_I_RATE], p[_I_HOURS], p[_I_KIND] == REALISED)
+            realised = p[_I_KIND] == REALISED
+            ft = to_ms(p[_I_FT])
+            # a realised print counts from its settlement time, as in the batch engine
+            ts = (ft + MINUTE_MS // 2) // MINUTE_MS * MINUTE_MS if realised else to_ms(p[_I_TS])
+            accepted, d = s.add(ts, ft, p[_I_RATE], p[_I_HOURS], realised)
             if not accepted:
                 continue
             if d is not None:
