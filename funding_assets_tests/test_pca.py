@@ -1,39 +1,45 @@
-"""Walk-forward PCA of the strip (DESIGN sections 2 and 4), one rule per test.
+"""Walk-forward PCA of the strip (DESIGN sections 2, 4 and 7), one rule per test.
 
 - fits are made on a ``refit_days`` cadence aligned to 2020-01-01, each on the roll
-  snapshots in ``[fitted_at - window_days, fitted_at)``;
+  snapshots in ``[fitted_at - window_days, fitted_at)`` known before ``fitted_at`` (as_of);
 - a snapshot is scored with the latest fit strictly before its ts (walk-forward);
 - scores = (x - mean) @ loadings.T;
-- PC1 loadings sum positive, later components keep a positive dot product with the previous
-  fit's same component;
-- too few roll snapshots: no fit, and no score from it.
+- signs come from the fixed reference basis (level, slope, curvature): a decisive matched
+  shape gets a positive dot product, otherwise the shapes vote, otherwise the largest
+  loading is positive; never from a previous fit;
+- too few roll snapshots, or no variance: no fit, and no score from it;
+- the look-ahead check refits from snapshots strictly before each sampled row and fails a
+  score that saw its own or later data.
 
 The synthetic strips are exactly rank 2 (mean + t1*u1 + t2*u2 with orthonormal u1, u2 and
-sample-uncorrelated t1, t2), so the principal axes are known by construction.
+sample-uncorrelated t1, t2), so the principal axes are known by construction. Properties
+over long simulated histories are in ``test_pca_properties.py``.
 """
 
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 import numpy as np
 import polars as pl
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 from sklearn.decomposition import PCA
 from snapshot_rows import frame, snap
 
 from funding_assets.pca import (
+    DECISIVE,
     REFERENCE,
     REFERENCE_SHAPES,
+    UNMATCHED,
     Fit,
     fit_one,
     fit_times,
     fit_walk_forward,
     fits_frame,
+    fits_from_frame,
     orient,
     score,
     verify_no_lookahead,
@@ -146,6 +152,9 @@ def test_a_fit_uses_the_roll_snapshots_of_its_trailing_window_only():
     assert fit.mean[7] == pytest.approx(0.12 - 0.05 / 21, abs=1e-12)
 
 
+SCORE_COLUMNS = ["venue", "symbol", "kind", "ts", "funding_time", "as_of", "fit_id", "fitted_at", "pc1", "pc2"]
+
+
 def test_too_few_roll_snapshots_make_no_fit_and_no_score():
     fitted_at = T0 + 7 * DAY
     u2 = unit([1, -1, 0, 0, 0, 0, 0, 0])
@@ -159,7 +168,8 @@ def test_too_few_roll_snapshots_make_no_fit_and_no_score():
     assert fits == []
     scores = score(snaps, fits)
     assert scores.height == 0
-    assert scores.columns == ["venue", "symbol", "kind", "ts", "funding_time", "fit_id", "fitted_at", "pc1", "pc2"]
+    assert scores.columns == SCORE_COLUMNS  # as_of too: the snapshots carry it
+    assert score(snaps.drop("as_of"), fits).columns == [c for c in SCORE_COLUMNS if c != "as_of"]
 
 
 def test_twenty_roll_snapshots_are_enough_for_a_fit():
@@ -167,6 +177,29 @@ def test_twenty_roll_snapshots_are_enough_for_a_fit():
     rows = rank2_rows(fitted_at - 20 * H8, 20, LEVEL, unit([1, -1, 0, 0, 0, 0, 0, 0]), seed=1)
     (fit,) = fit_walk_forward(frame(rows), [fitted_at], window_days=7)
     assert fit.n_obs == 20
+
+
+def test_a_window_without_variance_makes_no_fit():
+    # 21 identical strips (a venue printing its baseline rate all week): no principal axes
+    flat = [snap(T0 + i * H8, [0.1095] * 8) for i in range(21)]
+    assert fit_walk_forward(frame(flat), [T0 + 7 * DAY], window_days=7) == []
+    one_move = flat[:20] + [snap(T0 + 20 * H8, [0.2] + [0.1095] * 7)]
+    (fit,) = fit_walk_forward(frame(one_move), [T0 + 7 * DAY], window_days=7)
+    assert np.isfinite(fit.explained_variance).all()
+
+
+def test_rows_not_yet_known_at_the_fit_are_not_in_its_window():
+    # as_of = ts + 10h: the rows of the last 10 hours before fitted_at were not known yet;
+    # a null as_of counts as known at ts
+    fitted_at = T0 + 7 * DAY
+    rows = rank2_rows(T0, 21, LEVEL, unit([1, -1, 0, 0, 0, 0, 0, 0]), seed=8)
+    late = frame(rows).with_columns(as_of=pl.col("ts") + pl.duration(hours=10))
+    (fit,) = fit_walk_forward(late, [fitted_at], window_days=7)
+    known = late.filter(pl.col("ts") < fitted_at - timedelta(hours=10))
+    assert fit.n_obs == known.height == 20
+    (same,) = fit_walk_forward(known.with_columns(as_of=None), [fitted_at], window_days=7)
+    assert fit.loadings == pytest.approx(same.loadings, abs=0)
+    assert fit.mean == pytest.approx(same.mean, abs=0)
 
 
 def test_snapshots_before_the_first_successful_fit_get_no_score():
@@ -232,8 +265,18 @@ def test_scores_use_the_fit_of_the_same_venue_and_symbol():
     assert out.select("venue", "fit_id", "pc1").rows() == [("binance", a.fit_id, 1.0), ("okx", b.fit_id, 7.0)]
 
 
+def test_scores_carry_the_snapshots_as_of():
+    fit = make_fit(T0, [0.1] * 8, [[0.5, 0.5, 0.5, 0.5, 0, 0, 0, 0], [0, 0, 0, 0, 0, 0, 0, 1]])
+    snaps = frame([snap(T0 + H8, [0.2] * 8), snap(T0 + 2 * H8, [0.3] * 8)])
+    snaps = snaps.with_columns(as_of=pl.col("ts") + pl.duration(seconds=1))
+    out = score(snaps, [fit])
+    assert out.columns == SCORE_COLUMNS
+    assert out["as_of"].to_list() == [T0 + H8 + timedelta(seconds=1), T0 + 2 * H8 + timedelta(seconds=1)]
+
+
 def test_walk_forward_scores_recover_the_generating_factors():
-    # exact rank-2 data: pc1 = t1 (minus its window mean, zero here), pc2 = t2, up to sign
+    # exact rank-2 data: pc1 = t1 (minus its window mean, zero here), pc2 = t2, with their
+    # signs: u1 is the level shape, u2 = (1, -1, 0, ...) no single shape but voted positive
     u1, u2 = LEVEL, unit([1, -1, 0, 0, 0, 0, 0, 0])
     t1, t2 = factor_scores(21, seed=7)
     x = 0.1 + np.outer(t1, u1) + np.outer(t2, u2)
@@ -243,15 +286,37 @@ def test_walk_forward_scores_recover_the_generating_factors():
     # score the same strips again, re-stamped after the fit
     again = frame([snap(fitted_at + i * H8 + timedelta(hours=1), x[i], kind="intraday") for i in range(21)])
     out = score(again, fits)
-    assert np.abs(out["pc1"].to_numpy()) == pytest.approx(np.abs(t1), abs=1e-10)
-    assert np.abs(out["pc2"].to_numpy()) == pytest.approx(np.abs(t2), abs=1e-10)
+    assert out["pc1"].to_numpy() == pytest.approx(t1, abs=1e-10)
+    assert out["pc2"].to_numpy() == pytest.approx(t2, abs=1e-10)
     assert fits[0].explained_variance == pytest.approx([25 / 26, 1 / 26], abs=1e-10)
 
 
 # --- sign convention ---------------------------------------------------------------------
 
+SLOPE, CURVATURE = REFERENCE[1], REFERENCE[2]
 
-SLOPE = unit(np.arange(8) - 3.5)  # rising towards the long end (b7)
+
+def with_dots(dots) -> np.ndarray:
+    """A unit vector with these dot products with (level, slope, curvature), the rest of its
+    length along a fixed direction outside the basis."""
+    k = np.arange(8.0)
+    outside = k**3 - (k**3 @ REFERENCE.T) @ REFERENCE
+    outside /= np.linalg.norm(outside)
+    dots = np.asarray(dots, dtype=float)
+    return dots @ REFERENCE + np.sqrt(1 - dots @ dots) * outside
+
+
+def test_the_reference_basis_is_level_slope_and_curvature():
+    assert REFERENCE_SHAPES == ("level", "slope", "curvature")
+    assert REFERENCE @ REFERENCE.T == pytest.approx(np.eye(3), abs=1e-12)
+    level, slope, curvature = REFERENCE
+    assert level == pytest.approx(LEVEL, abs=1e-12)
+    # slope: a centred ramp rising from b0 (newest) to b7 (long end)
+    assert slope == pytest.approx(unit(np.arange(8) - 3.5), abs=1e-12)
+    assert (np.diff(slope) > 0).all() and slope[7] > 0
+    # curvature: a centred quadratic, positive at both ends, negative in the middle
+    assert curvature == pytest.approx(unit((np.arange(8) - 3.5) ** 2 - 5.25), abs=1e-12)
+    assert curvature[0] > 0 and curvature[7] > 0 and curvature[3] < 0
 
 
 def test_each_component_is_oriented_against_its_reference_shape():
@@ -275,13 +340,66 @@ def test_a_slope_dominated_window_matches_pc1_to_the_slope_shape():
     rows = rank2_rows(T0, 21, -SLOPE, -LEVEL, seed=13)
     (fit,) = fit_walk_forward(frame(rows), [T0 + 7 * DAY], window_days=7)
     assert fit.shapes == ("slope", "level")
-    assert fit.loadings[0] @ REFERENCE[1] > 0.99 and fit.loadings[1] @ REFERENCE[0] > 0.99
+    assert fit.loadings[0] == pytest.approx(SLOPE, abs=1e-9)
+    assert fit.loadings[1] == pytest.approx(LEVEL, abs=1e-9)
+
+
+def test_a_decisive_shape_sets_the_sign_even_against_the_vote():
+    v = with_dots([-0.5, 0.72, -0.4])  # slope carries 52 % of it; the three dots sum to -0.18
+    assert abs(v @ SLOPE) > DECISIVE and v @ REFERENCE.sum(axis=0) < 0
+    for sign in (1, -1):
+        oriented, shapes = orient(np.array([sign * v]))
+        assert shapes == ("slope",)
+        assert oriented[0] == pytest.approx(v, abs=0)
+
+
+def test_a_component_that_is_no_single_shape_is_oriented_by_the_vote_of_the_shapes():
+    # matched to slope (largest |dot|, 0.6 < 1/sqrt 2), but the dots sum to +0.35: kept as is,
+    # although its dot with the matched slope is negative
+    v = with_dots([0.45, -0.6, 0.5])
+    for sign in (1, -1):
+        oriented, shapes = orient(np.array([sign * v]))
+        assert shapes == ("slope",)
+        assert oriented[0] == pytest.approx(v, abs=0)
+
+
+def test_a_squeeze_at_b0_raises_b0_whatever_the_solver_returns():
+    # e0 lies exactly between slope and curvature (dots -0.54 and +0.54): the matched shape
+    # is a tie broken by rounding, the vote (+0.35) is not
+    e0 = np.eye(8)[0]
+    assert e0 @ SLOPE == pytest.approx(-(e0 @ CURVATURE), abs=1e-12)
+    for sign in (1, -1):
+        (oriented,), _ = orient(np.array([sign * e0]))
+        assert oriented == pytest.approx(e0, abs=0)
+
+
+def test_with_a_tied_vote_the_largest_loading_is_positive():
+    # b0 against the rest, centred: dots (0, +-0.577, -+0.577) sum to zero
+    spike = unit([7, -1, -1, -1, -1, -1, -1, -1])
+    assert abs(spike @ REFERENCE.sum(axis=0)) < 1e-12
+    for sign in (1, -1):
+        (oriented,), _ = orient(np.array([sign * spike]))
+        assert oriented == pytest.approx(spike, abs=0)
+
+
+def test_components_beyond_the_basis_are_unmatched_with_their_largest_loading_positive():
+    rng = np.random.default_rng(3)
+    x = 0.1 + rng.normal(size=(40, 8)) * np.linspace(0.05, 0.01, 8)
+    snaps = frame([snap(T0 + i * H8, x[i]) for i in range(40)])
+    (fit,) = fit_walk_forward(snaps, [T0 + 14 * DAY], window_days=14, n_components=5)
+    # the three shapes go to the components closest to them, whatever their rank
+    assert sorted(s for s in fit.shapes if s != UNMATCHED) == sorted(REFERENCE_SHAPES)
+    unmatched = [c for c, s in enumerate(fit.shapes) if s == UNMATCHED]
+    assert len(unmatched) == 2
+    for c in unmatched:
+        assert fit.loadings[c][np.argmax(np.abs(fit.loadings[c]))] > 0
+    assert (np.diff(fit.explained_variance) <= 0).all()  # still in explained-variance order
 
 
 def _flipping_pc2() -> tuple[pl.DataFrame, np.ndarray, np.ndarray]:
     """Two weekly windows whose raw sklearn PC2 flips sign between them (sklearn makes the
     largest entry positive): u2 = (0.7, -0.75, 0, 0, 0.05, ...), u2' = (0.75, -0.7, 0, 0,
-    -0.05, ...). Both fall from b0 towards b1: a negative slope shape."""
+    -0.05, ...): a kink between b0 and b1, no single shape."""
     u2 = unit([0.7, -0.75, 0, 0, 0.05, 0, 0, 0])
     u2b = unit([0.75, -0.7, 0, 0, -0.05, 0, 0, 0])
     rows = rank2_rows(T0, 21, LEVEL, u2, seed=21) + rank2_rows(T0 + 7 * DAY, 21, LEVEL, u2b, seed=22)
@@ -299,50 +417,111 @@ def test_a_fit_does_not_depend_on_the_fits_before_it():
     f1, f2 = fit_walk_forward(snaps, [T0 + 7 * DAY, T0 + 14 * DAY], window_days=7)
     (alone,) = fit_walk_forward(snaps, [T0 + 14 * DAY], window_days=7)
     assert alone.loadings == pytest.approx(f2.loadings, abs=0)
-    assert f1.loadings[1] @ f2.loadings[1] > 0  # consecutive similar components agree
-    shape = f1.shapes[1]  # a short-end kink: closest to the curvature shape
-    assert f2.shapes[1] == shape
-    for f in (f1, f2):
-        assert f.loadings[1] @ REFERENCE[REFERENCE_SHAPES.index(shape)] > 0
+    # both kinks are voted the same way, so the similar components agree
+    assert f1.loadings[1] == pytest.approx(u2, abs=1e-9)
+    assert f2.loadings[1] == pytest.approx(u2b, abs=1e-9)
+    assert f1.loadings[1] @ f2.loadings[1] > 0
 
 
-@settings(max_examples=25, deadline=None)
-@given(first=st.integers(0, 5), refit=st.sampled_from([1, 3, 7]))
-def test_a_fit_is_the_same_in_every_walk_forward_that_makes_it(first, refit):
-    snaps = _random_snapshots(5)
-    times = fit_times(T0, T0 + 20 * DAY, refit)
-    everything = {f.fit_id: f for f in fit_walk_forward(snaps, times, window_days=10)}
-    later = fit_walk_forward(snaps, times[min(first, len(times) - 1) :], window_days=10)
-    assert later
-    for f in later:
-        assert f.loadings == pytest.approx(everything[f.fit_id].loadings, abs=0)
+# --- the look-ahead check ----------------------------------------------------------------
 
 
-def test_the_lookahead_check_passes_honest_scores_and_catches_leaky_ones():
-    snaps = _random_snapshots(3)
+def _honest(snaps: pl.DataFrame) -> tuple[list[Fit], pl.DataFrame]:
+    """Weekly fits on 10-day windows and their walk-forward scores."""
     fits = fit_walk_forward(snaps, fit_times(T0, T0 + 20 * DAY, 7), window_days=10)
-    honest = score(snaps, fits)
+    return fits, score(snaps, fits)
+
+
+def test_the_lookahead_check_passes_honest_walk_forward_scores():
+    snaps = _random_snapshots(3)
+    _, honest = _honest(snaps)
     checked = verify_no_lookahead(honest, snaps, window_days=10, sample=15)
+    assert checked.columns == ["venue", "symbol", "ts", "fit_id", "ok", "reason"]
     assert checked.height == 15 and checked["ok"].all()
-    # a fit that also saw the next two days (including the rows it then scores)
+    assert checked["reason"].null_count() == 15
+
+
+def test_the_lookahead_check_fails_a_fit_that_saw_the_scored_rows():
+    # each fit also saw the two days after its stated fitted_at: the rows it then scores
+    snaps = _random_snapshots(3)
+    roll = snaps.filter(pl.col("kind") == "roll")
+    fits, _ = _honest(snaps)
     leaky = [
-        fit_one(
-            snaps.filter(pl.col("kind") == "roll"),
-            f.venue,
-            f.symbol,
-            f.fitted_at + 2 * DAY,
-            window_days=10,
-            n_components=2,
-        )
+        replace(f2, fitted_at=f.fitted_at)
         for f in fits
+        if (f2 := fit_one(roll, f.venue, f.symbol, f.fitted_at + 2 * DAY, window_days=10, n_components=2))
     ]
-    leaky = [
-        Fit(f.venue, f.symbol, f.fitted_at - 2 * DAY, f.window_start, f.n_obs, f.loadings, f.explained_variance, f.mean)
-        for f in leaky
-        if f is not None
-    ]
-    bad = verify_no_lookahead(score(snaps, leaky), snaps, window_days=10, sample=15)
-    assert not bad["ok"].any()
+    checked = verify_no_lookahead(score(snaps, leaky), snaps, window_days=10, sample=15)
+    assert checked.height == 15 and not checked["ok"].any()
+    assert set(checked["reason"]) == {"scores differ from a fit on the snapshots before the row"}
+
+
+def test_the_lookahead_check_fails_a_score_whose_own_snapshot_was_in_the_window():
+    # one row, scored by a fit whose window ends just after it (so it contains the row)
+    snaps = _random_snapshots(4)
+    roll = snaps.filter((pl.col("kind") == "roll") & (pl.col("venue") == "binance") & (pl.col("symbol") == "BTC"))
+    row = roll.filter(pl.col("ts") > T0 + 5 * DAY).row(0, named=True)
+    saw_it = fit_one(roll, "binance", "BTC", row["ts"] + timedelta(minutes=1), window_days=10, n_components=2)
+    claims_before = replace(saw_it, fitted_at=row["ts"] - timedelta(hours=1))
+    leaky = score(roll.filter(pl.col("ts") == row["ts"]), [claims_before])
+    (checked,) = verify_no_lookahead(leaky, snaps, window_days=10).iter_rows(named=True)
+    assert (checked["ok"], checked["reason"]) == (False, "scores differ from a fit on the snapshots before the row")
+    # the same fit stated honestly (made after the row) fails on its time
+    late = leaky.with_columns(fitted_at=pl.lit(row["ts"] + timedelta(minutes=1), dtype=pl.Datetime("ms")))
+    (checked,) = verify_no_lookahead(late, snaps, window_days=10).iter_rows(named=True)
+    assert (checked["ok"], checked["reason"]) == (False, "fit not made before the row")
+
+
+def test_the_lookahead_check_fails_a_fit_that_used_rows_known_only_after_it():
+    # rows become known 2 days after their ts; fits that ignore as_of used the rows of the
+    # last 2 days before fitted_at, not yet known then. The check refits without them.
+    rng = np.random.default_rng(5)
+    x = 0.1 + rng.normal(size=(90, 8)) * 0.02
+    snaps = frame([snap(T0 - 10 * DAY + i * H8, x[i]) for i in range(90)])
+    snaps = snaps.with_columns(as_of=pl.col("ts") + pl.duration(days=2))
+    _, honest = _honest(snaps)
+    assert verify_no_lookahead(honest, snaps, window_days=10, sample=10)["ok"].all()
+    _, blind = _honest(snaps.drop("as_of"))
+    checked = verify_no_lookahead(blind, snaps, window_days=10, sample=10)
+    assert not checked["ok"].any()
+
+
+def test_the_lookahead_check_sample_is_deterministic_and_spread():
+    snaps = _random_snapshots(6)
+    _, honest = _honest(snaps)
+    ordered = honest.sort(["venue", "symbol", "kind", "ts"]).with_row_index("i")
+    n = 8
+
+    def positions(seed: int) -> list[int]:
+        checked = verify_no_lookahead(honest, snaps, window_days=10, sample=n, seed=seed)
+        return checked.join(ordered, on=["venue", "symbol", "ts", "fit_id"], how="left")["i"].to_list()
+
+    first = positions(0)
+    assert first == positions(0)
+    assert positions(1) != first
+    # one row from each eighth of the scores in key order
+    h = ordered.height
+    assert [p * n // h for p in first] == list(range(n))
+    # fewer scored rows than the sample: every row once
+    few = honest.head(3)
+    assert verify_no_lookahead(few, snaps, window_days=10, sample=12).height == 3
+
+
+def test_the_lookahead_check_of_no_scores_is_empty():
+    snaps = _random_snapshots(7)
+    _, honest = _honest(snaps)
+    checked = verify_no_lookahead(honest.head(0), snaps, window_days=10)
+    assert checked.height == 0
+    assert checked.columns == ["venue", "symbol", "ts", "fit_id", "ok", "reason"]
+
+
+def test_the_lookahead_check_fails_a_scored_row_missing_from_the_snapshots():
+    snaps = _random_snapshots(8)
+    _, honest = _honest(snaps)
+    row = honest.head(1)
+    others = snaps.join(row.select("venue", "symbol", "kind", "ts"), on=["venue", "symbol", "kind", "ts"], how="anti")
+    (checked,) = verify_no_lookahead(row, others, window_days=10).iter_rows(named=True)
+    assert (checked["ok"], checked["reason"]) == (False, "scored row not found among the snapshots")
 
 
 # --- the fits table ----------------------------------------------------------------------
@@ -381,6 +560,34 @@ def test_fits_frame_schema_and_content():
         ev = row["explained_variance"]
         assert len(ev) == 2 and 1 >= ev[0] >= ev[1] >= 0 and sum(ev) <= 1 + 1e-12
         assert len(row["mean"]) == 8
+
+
+def test_fits_frame_stores_the_reference_basis_and_the_matched_shapes():
+    rows = rank2_rows(T0, 21, -SLOPE, -LEVEL, seed=13)
+    table = fits_frame(fit_walk_forward(frame(rows), [T0 + 7 * DAY], window_days=7))
+    (row,) = table.iter_rows(named=True)
+    assert np.array(row["reference"]) == pytest.approx(REFERENCE, abs=0)
+    assert row["shapes"] == ["slope", "level"]
+
+
+def test_fits_rebuilt_from_the_table_score_exactly_like_the_originals():
+    snaps = _random_snapshots(9)
+    fits = fit_walk_forward(snaps, fit_times(T0, T0 + 20 * DAY, 7), window_days=10)
+    rebuilt = fits_from_frame(fits_frame(fits))
+    assert [f.fit_id for f in rebuilt] == [f.fit_id for f in fits]
+    for a, b in zip(rebuilt, fits):
+        assert (a.venue, a.symbol, a.fitted_at, a.window_start, a.n_obs, a.shapes) == (
+            b.venue,
+            b.symbol,
+            b.fitted_at,
+            b.window_start,
+            b.n_obs,
+            b.shapes,
+        )
+        for field in ("loadings", "explained_variance", "mean"):
+            assert np.array_equal(getattr(a, field), getattr(b, field))
+    assert_frame_equal(score(snaps, rebuilt), score(snaps, fits), check_exact=True)
+    assert fits_from_frame(fits_frame([])) == []
 
 
 def test_fits_frame_of_no_fits_is_empty_with_the_same_schema():
