@@ -6,7 +6,9 @@ A print is ``(venue, symbol, ts, funding_time, rate, interval_hours, kind)``:
   time: ``ts = funding_time``, whenever it was published or fetched.
 - ``published_at``: when the print was published or fetched, as the source stamped it (the
   original ``ts``: for a realised print often a second or, in a file, a day after
-  settlement).
+  settlement; for a predicted print ``published_at = ts``). Between two realised prints of
+  one settlement (same ``ts``) the later published wins: a correction replaces the first
+  print. Kept as given when the input already has it.
 - ``funding_time``: when the native window it belongs to settles (UTC, snapped to the
   nearest minute: venues report ``08:00:00.018``).
 - ``rate``: decimal fraction per native interval (0.0001 = 0.01 %), never percent,
@@ -32,7 +34,7 @@ KINDS = (PREDICTED, REALISED)
 MS = "ms"
 TS = pl.Datetime(MS)
 
-#: Columns of a stored print, in storage order.
+#: Columns of a print as the sources, the landing area and ``live_prints`` carry it.
 PRINT_SCHEMA: dict[str, pl.DataType] = {
     "venue": pl.String(),
     "symbol": pl.String(),
@@ -44,7 +46,9 @@ PRINT_SCHEMA: dict[str, pl.DataType] = {
     "kind": pl.String(),
     "source": pl.String(),
 }
-#: A print as ``raw_prints`` stores it: normalised (:func:`normalise`), with ``published_at``.
+#: A print as ``raw_prints`` stores it: normalised (:func:`normalise`), with ``published_at``
+#: last. Sources and the live collector produce :data:`PRINT_SCHEMA` frames (their ``ts``
+#: is the publication time); :func:`normalise` derives ``published_at`` from it.
 STORED_PRINT_SCHEMA: dict[str, pl.DataType] = {**PRINT_SCHEMA, "published_at": TS}
 
 #: Columns the strip engine needs; the rest are carried when present.

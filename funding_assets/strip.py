@@ -1,53 +1,71 @@
 """The funding strip engine: roll and intraday snapshots from prints (DESIGN section 3).
 
 A researcher calls it on their own prints from a notebook; the Dagster assets call the very
-same functions. Everything is vectorised polars; nothing loops over prints in Python.
+same functions, and the live strip (:mod:`funding_assets.live.livestrip`) computes its roll
+rows with :func:`roll_snapshots` itself. Everything is vectorised polars.
+
+Units: ``rate`` is a decimal fraction per native interval (0.0001 = 0.01 %), never percent;
+``interval_hours`` in hours; ``b0..b7`` annualised decimals (0.1095 = 10.95 %); every
+timestamp a naive UTC ``Datetime("ms")``. Prints go through
+:func:`funding_assets.prints.normalise` first: a realised print's ``ts`` is its settlement
+time (``funding_time``), the time it was published or fetched is its ``published_at``.
 
 Rules, as implemented here:
 
 1. **Grid.** Each print belongs to the 8-hour UTC grid window that ends at
    ``ceil(funding_time / 8h) * 8h`` (windows end 00:00, 08:00, 16:00). ``funding_time`` is
    snapped to the nearest minute first.
-2. **Native window value** = the last print of a ``funding_time`` by ``ts`` (ties: the later
-   row of the input wins: arrival order). A realised print is final: once one exists, later
-   predicted prints for that window are ignored, and it supersedes every predicted native
-   window whose span ``(funding_time - interval_hours, funding_time]`` overlaps its own (a
-   venue that changes interval mid-window leaves no stale quote behind; in intraday samples
-   from the realised print's ``ts`` on). A realised print's ``ts`` is its settlement time
-   (:func:`funding_assets.prints.normalise`).
+2. **Native window value** = the last print of a ``funding_time``: a realised print beats
+   any predicted one, then the later ``ts`` wins, then the later ``published_at`` (a
+   corrected settlement published later), then the later input row. A realised print is
+   final, and it **supersedes** every predicted print of another native window of its grid
+   window whose span ``(funding_time - interval_hours, funding_time]`` (the quote's own
+   interval) overlaps the realised print's span: from the realised print's ``ts`` on (or
+   from its own ``ts``, if quoted later) such a quote counts for nothing, and a native
+   window whose latest print it is drops out of the grid window (until its own realised
+   print, if any). A venue that changes interval inside a window (8h -> 1h) thus leaves no
+   stale quote, in roll and intraday snapshots alike.
 3. **Grid window value** (8h-equivalent rate) ``r8 = sum(rate) * 8 / sum(interval_hours)``
-   over the native windows in the grid window. Its **coverage** is ``sum(interval_hours) / 8``:
-   the share of the window's hours whose native windows are known (above 1: native windows
-   overlap, which the pipeline flags).
+   over the native windows counted in the grid window (after superseding). Its
+   **coverage** is ``sum(interval_hours) / 8``: 1 for a known 8h window, 0.125 for one
+   hourly print of eight; above 1, native windows overlap (the pipeline flags it).
 4. **Roll snapshot** for a closed grid window W: ``b_k = annualise(value(W - k*8h))``,
-   k = 0..7, b0 newest. W is closed once a print of a later grid window exists or a
-   realised print settles exactly at W. Bucket 0 must be known (never filled). The row's
-   ``as_of`` is W when the window closed within W's UTC day, otherwise the instant it
-   closed (``closed_at``), so live and history agree on it and the row is filed under the
-   day it became known. A window that closes after the
-   end of the UTC day following the day W ends in emits no roll row (neither here nor
-   live, :data:`MAX_CLOSE_LAG_DAYS`): its data would reach past the declared lookbacks.
+   k = 0..7, b0 newest; ``ts = funding_time = W``. W is closed at ``closed_at``, the
+   earlier of the ``ts`` of the first print of any later grid window and of a realised
+   print settling exactly at W. Bucket 0 must be known (never filled). ``as_of`` (when the
+   row became known) is W when the window closed before the end of W's UTC day (live,
+   closed by the next window's first quote, and history, closed by the settlement at W,
+   agree), otherwise ``closed_at``. A window that closes only after the end of the UTC day
+   following W's emits no roll row, here or live (:data:`MAX_CLOSE_LAG_DAYS`): its row
+   would read prints beyond the declared lookback.
 5. **Gaps.** A missing bucket is linearly interpolated in annualised space between the
    nearest known newer and older windows when the run of missing windows is at most
    ``max_fill`` long (the older neighbour may lie beyond bucket 7). Otherwise no snapshot.
 6. **Annualisation**: ``apr = r8 * 1095``; ``apy = (1 + r8) ** 1095 - 1``.
-7. **Intraday snapshots** sample the strip as of every N minutes (0: at every print):
-   bucket 0 is the open grid window from the prints seen so far, buckets 1..7 the windows
-   before it, each as of the sample instant (no look-ahead).
+7. **Intraday snapshots** sample the strip as of every N minutes (0: at every print's
+   ``ts``): bucket 0 is the open grid window from the prints with ``ts`` <= the sample
+   instant, buckets 1..7 the windows before it, each as of that instant (no look-ahead);
+   ``as_of = ts``.
 
-Ignored prints (listed by :func:`ignored_prints` and counted by the pipeline, never dropped
-silently): a print quoted before the UTC day preceding the day its grid window ends in (no
-venue quotes that early), and a predicted print quoted more than a minute after its own
-``funding_time`` (a prediction after settlement is no prediction). Every other print is
-quoted by its window's end plus a minute, so a row depends only on prints quoted by its
-``as_of`` and in the :data:`LOOKBACK_DAYS` before (see :func:`partition_snapshots`).
+**Ignored prints**, listed by :func:`ignored_prints` with a ``reason`` (the same predicate
+the engine applies; the pipeline counts and reports them, nothing is dropped silently):
 
-Output columns: ``venue, symbol, kind ('roll'|'intraday'), ts, funding_time,
-interval_hours, annualisation, b0..b7, n_filled, as_of, coverage, min_coverage``:
-``as_of`` is the instant the row became known (roll: rule 4; intraday: ``ts``);
-``coverage`` is bucket 0's coverage (rule 3; intraday: the open window so far);
-``min_coverage`` the smallest coverage of buckets 1..7, a filled bucket counting 0. Timestamps are naive UTC ``Datetime("ms")``;
-``b0..b7`` are annualised decimals (0.1095 = 10.95 %).
+- ``quoted_before_previous_day``: ``ts`` before 00:00 UTC of the day before the day the
+  print's grid window ends (no venue quotes that early);
+- ``predicted_after_settlement``: a predicted print with ``ts`` more than
+  :data:`SETTLEMENT_GRACE_MS` (a minute of clock jitter) after its own ``funding_time``: a
+  prediction after settlement is no prediction (typically a stale quote of a schedule the
+  venue left).
+
+So every print a row reads has ``ts`` <= its window's end + a minute (realised: ``ts`` =
+settlement), and a day's rows depend only on that day's prints and the
+:data:`LOOKBACK_DAYS` before it (see :func:`partition_snapshots`).
+
+Output columns (:data:`SNAPSHOT_SCHEMA`): ``venue, symbol, kind ('roll'|'intraday'), ts,
+funding_time, interval_hours, annualisation, b0..b7, n_filled, as_of, coverage,
+min_coverage``. ``interval_hours`` is the interval of bucket 0's latest native window;
+``coverage`` bucket 0's coverage (intraday: of the open window so far); ``min_coverage``
+the smallest coverage of buckets 1..7, a filled bucket counting 0.
 """
 
 from __future__ import annotations
@@ -57,7 +75,7 @@ import datetime as dt
 import polars as pl
 
 from .errors import FundingInputError
-from .prints import MS, REALISED, TS, from_epoch_ms, normalise
+from .prints import MS, REALISED, STRIP_COLUMNS, TS, from_epoch_ms, normalise
 from .settings import ANNUALISATIONS, parse_every_minutes
 
 N_BUCKETS = 8
@@ -69,12 +87,25 @@ DEFAULT_MAX_FILL = 2
 #: A roll row is emitted only when its window closes by the end of the UTC day after the
 #: day the window ends in.
 MAX_CLOSE_LAG_DAYS = 1
-#: Days of prints before a day that its snapshots may read: a row known that day reads a
-#: window ending up to MAX_CLOSE_LAG_DAYS earlier, 8 windows plus max_fill older neighbours
-#: reach back 72 h more, and a window's prints may be quoted from the previous midnight.
-LOOKBACK_DAYS = 5
+
+
+def lookback_days(max_fill: int) -> int:
+    """Days of prints before a day that its snapshots may read: a row known that day reads
+    a window ending up to :data:`MAX_CLOSE_LAG_DAYS` earlier, its 8 windows plus
+    ``max_fill`` older neighbours reach back ``(7 + max_fill) * 8h`` more, and a window's
+    prints may be quoted from the previous midnight."""
+    return MAX_CLOSE_LAG_DAYS + -(-(N_BUCKETS - 1 + max_fill) * GRID_HOURS // 24) + 1
+
+
+#: :func:`lookback_days` of the default ``max_fill`` (5 days), the asset's declared lookback.
+LOOKBACK_DAYS = lookback_days(DEFAULT_MAX_FILL)
 #: A predicted print quoted this long after its own settlement still counts (clock jitter).
 SETTLEMENT_GRACE_MS = 60_000
+#: Reasons :func:`ignored_prints` gives.
+QUOTED_TOO_EARLY = "quoted_before_previous_day"
+PREDICTED_AFTER_SETTLEMENT = "predicted_after_settlement"
+#: Order of a native window's prints: the last one wins (``arrival`` = input row order).
+ORDER = ("ts", "published_at", "arrival")
 
 BUCKETS = [f"b{k}" for k in range(N_BUCKETS)]
 KEYS = ["venue", "symbol"]
@@ -109,19 +140,22 @@ def _ms(col: str) -> pl.Expr:
 
 def _tagged(prints: pl.DataFrame) -> pl.DataFrame:
     """Normalised prints with arrival order, grid window and the reason a rule ignores them."""
-    frame = normalise(prints).select("venue", "symbol", "ts", "funding_time", "rate", "interval_hours", "kind")
+    frame = normalise(prints).select(*STRIP_COLUMNS, "published_at")
     grid_ms = (_ms("funding_time") + GRID_MS - 1) // GRID_MS * GRID_MS
     ts_ms = _ms("ts")
     early = ts_ms < grid_ms // DAY_MS * DAY_MS - DAY_MS
     late = (pl.col("kind") != REALISED) & (ts_ms > _ms("funding_time") + SETTLEMENT_GRACE_MS)
-    reason = (
-        pl.when(early).then(pl.lit("quoted_before_previous_day")).when(late).then(pl.lit("predicted_after_settlement"))
-    )
+    reason = pl.when(early).then(pl.lit(QUOTED_TOO_EARLY)).when(late).then(pl.lit(PREDICTED_AFTER_SETTLEMENT))
     return frame.with_row_index("arrival").with_columns(grid_end=from_epoch_ms(grid_ms), reason=reason)
 
 
 def ignored_prints(prints: pl.DataFrame) -> pl.DataFrame:
-    """The prints the strip rules ignore, as normalised prints with a ``reason`` column."""
+    """The prints the strip rules ignore (see the module doc), with a ``reason`` column.
+
+    Normalised print columns (``venue, symbol, ts, funding_time, rate, interval_hours, kind,
+    published_at``) plus ``reason``: ``quoted_before_previous_day`` or
+    ``predicted_after_settlement``. The engine leaves out exactly these rows (same code).
+    """
     return _tagged(prints).filter(pl.col("reason").is_not_null()).drop("arrival", "grid_end")
 
 
@@ -131,46 +165,48 @@ def _prepare(prints: pl.DataFrame) -> pl.DataFrame:
     return tagged.filter(pl.col("reason").is_null()).drop("reason").with_columns(realised=pl.col("kind") == REALISED)
 
 
-def _superseded(p: pl.DataFrame) -> pl.DataFrame:
-    """Predicted-only native windows overlapped by another native window's realised print,
-    with the earliest ``ts`` of such a print (``superseded_at``)."""
+def _span_start(end: str, hours: str) -> pl.Expr:
+    return pl.col(end) - pl.duration(milliseconds=(pl.col(hours) * 3_600_000).cast(pl.Int64))
+
+
+def _voided_from(p: pl.DataFrame) -> pl.DataFrame:
+    """Superseding (rule 2): for each ``(venue, symbol, funding_time, interval_hours)`` a
+    predicted print quotes, ``voided_from`` = the ts of the earliest realised print of
+    another native window of the same grid window whose span overlaps the quoted span
+    ``(funding_time - interval_hours, funding_time]`` (quotes never voided are absent).
+
+    From that instant a quote with that span counts for nothing: a native window whose
+    latest print is such a quote is left out (its own realised print, final, counts).
+    """
     native = [*KEYS, "funding_time"]
     realised = (
         p.filter("realised")
+        .sort([*KEYS, *ORDER])
         .group_by(native)
-        .agg(
-            r_hours=pl.col("interval_hours").sort_by("ts", "arrival").last(),
-            r_ts=pl.col("ts").min(),
-            grid_end=pl.col("grid_end").first(),
-        )
+        .agg(r_hours=pl.col("interval_hours").last(), r_ts=pl.col("ts").min(), grid_end=pl.col("grid_end").first())
         .rename({"funding_time": "r_end"})
     )
-    predicted = (
-        p.group_by(native)
-        .agg(
-            any_realised=pl.col("realised").any(),
-            p_hours=pl.col("interval_hours").sort_by("ts", "arrival").last(),
-            grid_end=pl.col("grid_end").first(),
-        )
-        .filter(~pl.col("any_realised"))
+    quotes = p.filter(~pl.col("realised")).select(*KEYS, "grid_end", "funding_time", "interval_hours").unique()
+    overlap = (_span_start("funding_time", "interval_hours") < pl.col("r_end")) & (
+        _span_start("r_end", "r_hours") < pl.col("funding_time")
     )
-    p_start = pl.col("funding_time") - pl.duration(milliseconds=(pl.col("p_hours") * 3_600_000).cast(pl.Int64))
-    r_start = pl.col("r_end") - pl.duration(milliseconds=(pl.col("r_hours") * 3_600_000).cast(pl.Int64))
     return (
-        predicted.join(realised, on=[*KEYS, "grid_end"])
-        .filter((p_start < pl.col("r_end")) & (r_start < pl.col("funding_time")))
-        .group_by(native)
-        .agg(superseded_at=pl.col("r_ts").min())
+        quotes.join(realised, on=[*KEYS, "grid_end"])
+        .filter((pl.col("r_end") != pl.col("funding_time")) & overlap)
+        .group_by(*native, "interval_hours")
+        .agg(voided_from=pl.col("r_ts").min())
     )
 
 
 def _native_values(p: pl.DataFrame) -> pl.DataFrame:
-    """Final value of each native window (realised beats predicted, then latest ts, then
-    arrival); predicted windows that a realised print supersedes are left out."""
+    """Final value of each native window (realised beats predicted, then the latest ts, then
+    the latest ``published_at``, then arrival); a window whose winning quote a realised
+    print supersedes is left out."""
     return (
-        p.sort([*KEYS, "funding_time", "realised", "ts", "arrival"])
+        p.sort([*KEYS, "funding_time", "realised", *ORDER])
         .unique(subset=[*KEYS, "funding_time"], keep="last", maintain_order=True)
-        .join(_superseded(p), on=[*KEYS, "funding_time"], how="anti")
+        .join(_voided_from(p), on=[*KEYS, "funding_time", "interval_hours"], how="left")
+        .filter(pl.col("realised") | pl.col("voided_from").is_null())
         .select(*KEYS, "funding_time", "grid_end", "rate", "interval_hours")
     )
 
@@ -330,28 +366,43 @@ def _sample_instants(p: pl.DataFrame, every_minutes: int) -> pl.DataFrame:
 def _asof_window_values(p: pl.DataFrame) -> pl.DataFrame:
     """Each grid window's running r8 and coverage after every print, for as-of look-ups.
 
-    A print replaces its native window's value unless a realised print already fixed it;
-    a superseded predicted window drops out at the superseding print's ts; the grid window's
-    running sums of rate and hours move by the change each event makes.
+    A print replaces its native window's value unless a realised print already fixed it. A
+    quote that a realised print supersedes (:func:`_voided_from`) counts for nothing (rate
+    and hours 0) from that print's ts on, or from its own ts if quoted after it. The grid
+    window's running sums of rate and hours move by the change each event makes; its
+    ``interval_hours`` is the one of the native window its latest counted print belongs to.
     """
     native = [*KEYS, "funding_time"]
-    sup = _superseded(p)
-    retract = (
-        p.join(sup, on=native)
-        .group_by(native)
-        .agg(ts=pl.col("superseded_at").first(), grid_end=pl.col("grid_end").first())
-        .with_columns(
-            rate=pl.lit(0.0),
-            interval_hours=pl.lit(0.0),
-            realised=pl.lit(True),
-            # after every print at the same instant
-            arrival=pl.lit(2**62, pl.Int64),
-        )
+    quotes = (
+        p.join(_voided_from(p), on=[*native, "interval_hours"], how="left")
+        .sort([*native, *ORDER])
+        .with_columns(next_ts=pl.col("ts").shift(-1).over(native), arrival=pl.col("arrival").cast(pl.Int64))
     )
-    cols = [*native, "ts", "grid_end", "rate", "interval_hours", "realised", "arrival"]
+    void = ~pl.col("realised") & (pl.col("voided_from") <= pl.col("ts"))
+    cols = [*native, *ORDER, "grid_end", "rate", "interval_hours", "realised"]
+    printed = quotes.with_columns(
+        rate=pl.when(void).then(0.0).otherwise("rate"),
+        interval_hours=pl.when(void).then(0.0).otherwise("interval_hours"),
+    ).select(cols)
+    # a quote still current when a realised print supersedes it drops out at that instant
+    voided_later = (
+        ~pl.col("realised")
+        & (pl.col("voided_from") > pl.col("ts"))
+        & (pl.col("next_ts").is_null() | (pl.col("voided_from") < pl.col("next_ts")))
+    )
+    retract = quotes.filter(voided_later).select(
+        *native,
+        ts=pl.col("voided_from"),
+        published_at=pl.col("voided_from"),
+        arrival=pl.lit(2**62, pl.Int64),  # after every print of the same instant
+        grid_end="grid_end",
+        rate=pl.lit(0.0),
+        interval_hours=pl.lit(0.0),
+        realised=pl.lit(False),
+    )
     events = (
-        pl.concat([p.select(cols).with_columns(pl.col("arrival").cast(pl.Int64)), retract.select(cols)])
-        .sort([*KEYS, "ts", "arrival"])
+        pl.concat([printed, retract.select(cols)])
+        .sort([*KEYS, *ORDER])
         .with_columns(
             fixed_rate=pl.when("realised").then("rate").forward_fill().over(native),
             fixed_hours=pl.when("realised").then("interval_hours").forward_fill().over(native),
@@ -370,17 +421,18 @@ def _asof_window_values(p: pl.DataFrame) -> pl.DataFrame:
         events.with_columns(
             sum_rate=pl.col("d_value").cum_sum().over(window),
             sum_hours=pl.col("d_hours").cum_sum().over(window),
+            # a superseded quote (hours 0) leaves the interval as it was
+            counted_hours=pl.when(pl.col("hours") > 0).then("hours").forward_fill().over(window),
         )
         .select(
             *window,
             "ts",
             r8=pl.col("sum_rate") * GRID_HOURS / pl.col("sum_hours"),
-            interval_hours=pl.col("hours"),
+            interval_hours=pl.col("counted_hours"),
             cover=pl.col("sum_hours") / GRID_HOURS,
         )
         # the state after the last event at a given instant is what an as-of sample sees
         .unique(subset=[*window, "ts"], keep="last", maintain_order=True)
-        .filter(pl.col("interval_hours") > 0)
         .sort("ts")
     )
 
@@ -441,11 +493,21 @@ def partition_snapshots(
 ) -> pl.DataFrame:
     """Roll and intraday snapshots as the ``curve_snapshots`` asset stores them.
 
-    Same as :func:`roll_snapshots` + :func:`intraday_snapshots`, except that intraday samples
-    of a UTC day stop at that day's last print. The asset files rows by the UTC day of
-    ``as_of``; the rows known on a day depend only on prints quoted that day and the
-    :data:`LOOKBACK_DAYS` before it, so they are identical whether the day is computed alone
-    or inside a range.
+    Every roll row of :func:`roll_snapshots`, and the samples of :func:`intraday_snapshots`
+    up to the last print of each UTC day. The asset files rows by the UTC day of ``as_of``;
+    the rows whose ``as_of`` falls on a day D are the same whether computed from the prints
+    with ``ts`` in D and the :func:`lookback_days` (``max_fill``) days before it
+    (:data:`LOOKBACK_DAYS` for the default ``max_fill``), or from any longer range:
+
+    - a roll row for window W with ``as_of`` on D has W on D or, closed late, on D - 1
+      (:data:`MAX_CLOSE_LAG_DAYS`). Its buckets and fill read windows W - 72h .. W
+      (``max_fill`` 2), whose prints have ``ts`` in [00:00 of day(W) - 4, W + 1 min] (the
+      ignore rules), inside D - 5 .. D. Its close is the settlement at W or the earliest
+      print of a later window, quoted no earlier than 00:00 of day(W) - 1: inside the
+      range too, and no print outside it can be earlier. No print after ``as_of``'s day
+      changes the row;
+    - an intraday sample at t on D reads prints with ``ts`` <= t of windows ending after
+      t - 72h, quoted no earlier than D - 4.
     """
     _check_options(annualisation, max_fill)
     every_minutes = parse_every_minutes(str(every), setting="every")

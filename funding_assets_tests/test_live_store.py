@@ -7,6 +7,7 @@ the live latency target (p99 < 250 ms). The status file: what ``funding-assets s
 import datetime as dt
 import time
 
+import duckdb
 import polars as pl
 import pytest
 
@@ -116,6 +117,39 @@ def test_rows_survive_a_restart_of_the_store(home):
         first.put(strip_rows(3, kind="roll"))
     with LiveStore(live_store_path(home)) as second:
         assert second.rolls("binance", "BTC").height == 3
+
+
+def test_as_of_and_coverage_are_stored_with_each_row(store):
+    rows = strip_rows(2, kind="roll").with_columns(
+        as_of=pl.Series([T0 + dt.timedelta(hours=9), T0]), coverage=pl.Series([0.875, 1.0]), min_coverage=pl.lit(0.0)
+    )
+    store.put(rows)
+    store.flush()
+    got = store.rolls("binance", "BTC").select("ts", "as_of", "coverage", "min_coverage").rows()
+    assert got == [
+        (T0, T0 + dt.timedelta(hours=9), 0.875, 0.0),
+        (T0 + dt.timedelta(milliseconds=1), T0, 1.0, 0.0),
+    ]
+
+
+def test_a_store_written_before_as_of_and_coverage_opens_and_gains_them(home):
+    path = live_store_path(home)
+    path.parent.mkdir(parents=True)
+    old_columns = [c for c in LIVE_STRIP_SCHEMA if c not in ("as_of", "coverage", "min_coverage")]
+    old = strip_rows(1, kind="roll").with_columns(stored_at=pl.lit(T0, pl.Datetime("ms"))).select(old_columns)
+    with duckdb.connect(str(path)) as con:
+        con.register("old", old.to_arrow())
+        con.execute("CREATE TABLE live_strip AS SELECT * FROM old")
+        con.execute("ALTER TABLE live_strip ADD PRIMARY KEY (venue, symbol, kind, ts)")
+    with LiveStore(path) as reopened:
+        before = reopened.rolls("binance", "BTC")
+        assert before.height == 1 and before["as_of"].to_list() == [None] and before["coverage"].to_list() == [None]
+        reopened.put(strip_rows(1, kind="roll", start_ms=5))
+        reopened.flush()
+        after = reopened.rolls("binance", "BTC")
+    assert after.schema == pl.Schema(LIVE_STRIP_SCHEMA)
+    assert after["coverage"].to_list() == [None, 0.5]
+    assert after["as_of"].to_list() == [None, T0 + dt.timedelta(milliseconds=5)]
 
 
 def test_rows_lacking_a_column_are_refused_at_put(store):

@@ -8,9 +8,12 @@ import pytest
 
 from funding_assets import strip
 from funding_assets.errors import FundingInputError
+from funding_assets.live.livestrip import PRINT_COLUMNS, LiveStrip, rows_frame
+from funding_assets.prints import normalise
 from funding_assets.sim import FundingModel
 
 H = dt.timedelta(hours=1)
+MINUTE = dt.timedelta(minutes=1)
 MS = dt.timedelta(milliseconds=1)
 T0 = dt.datetime(2024, 1, 1, 8)
 WORKED_RATES = [0.0001, 0.00012, 0.00008, 0.0001, 0.00015, 0.0002, 0.00011, 0.00009, 0.0001]
@@ -45,6 +48,16 @@ def buckets(row: dict) -> list[float]:
 
 def last_roll(frame: pl.DataFrame) -> dict:
     return strip.roll_snapshots(frame).sort("ts").row(-1, named=True)
+
+
+def live_rows(frame: pl.DataFrame) -> pl.DataFrame:
+    """The prints fed one by one to a LiveStrip in row order: the last row it emitted per
+    (venue, symbol, kind, ts), as the live store keeps them."""
+    live = LiveStrip()
+    full = frame.with_columns(venue_symbol=pl.lit("X"), source=pl.lit("test"))
+    rows = [r for q in full.select(PRINT_COLUMNS).iter_rows() for r in live.update([q])]
+    keys = ["venue", "symbol", "kind", "ts"]
+    return rows_frame(rows).unique(keys, keep="last", maintain_order=True).sort(keys)
 
 
 def test_worked_example_of_the_design():
@@ -193,6 +206,106 @@ def test_realised_print_is_final_and_predictions_are_replaced():
     assert row["ts"] == w and row["b0"] == pytest.approx(0.0002 * 1095)
 
 
+def test_realised_prints_stamped_when_fetched_are_filed_at_settlement():
+    """A replay file whose realised ts is the next morning's fetch time: every print is kept
+    at its settlement time, and nothing is interpolated."""
+    times = [T0 + i * 8 * H for i in range(60)]
+    fetched = [(t + dt.timedelta(days=1)).replace(hour=9, minute=30) for t in times]
+    frame = prints([(f, t, 0.0001 + i * 1e-7, 8, "realised") for i, (t, f) in enumerate(zip(times, fetched))])
+    stored = normalise(frame)
+    assert stored.height == 60
+    assert stored["ts"].to_list() == times
+    assert stored["published_at"].to_list() == fetched
+    assert strip.ignored_prints(frame).is_empty()
+    roll = strip.roll_snapshots(frame)
+    assert roll["ts"].to_list() == times[7:]
+    assert roll["n_filled"].sum() == 0
+    assert roll["b0"].to_list() == pytest.approx([(0.0001 + i * 1e-7) * 1095 for i in range(7, 60)], abs=1e-12)
+    assert normalise(stored).equals(stored)  # normalising twice changes nothing
+
+
+def test_a_correction_published_later_wins_whatever_the_row_order():
+    w = T0 + 8 * 8 * H
+    first = prints([(w + 18 * MS, w, 0.0001, 8, "realised")])
+    corrected = prints([(w + 20 * H, w, 0.0005, 8, "realised")])
+    frame = pl.concat([settled(T0, WORKED_RATES[:8]), first, corrected])
+    for rows in (frame, frame.reverse()):
+        assert last_roll(rows)["b0"] == pytest.approx(0.0005 * 1095)
+    assert live_rows(frame.reverse()).filter(pl.col("kind") == "roll")["b0"][-1] == pytest.approx(0.0005 * 1095)
+
+
+def eight_to_one_hour_window() -> tuple[pl.DataFrame, dt.datetime]:
+    """8h history, then a window W in which the venue quotes an 8h prediction for W and
+    switches to hourly funding, settling 0.0000125 every hour (r8 = 0.0001)."""
+    w = T0 + 8 * 8 * H
+    stale = prints(
+        [(w - 8 * H + 10 * MINUTE, w, 0.0003, 8, "predicted"), (w - 8 * H + 40 * MINUTE, w, 0.0003, 8, "predicted")]
+    )
+    hourly = settled(w - 7 * H, [0.0000125] * 8, hours=1)
+    after = prints([(w + 20 * MINUTE, w + H, 0.0000125, 1, "predicted")])
+    return pl.concat([settled(T0, WORKED_RATES[:8]), stale, hourly, after]), w
+
+
+def test_a_realised_print_supersedes_the_prediction_of_an_interval_that_ended():
+    frame, w = eight_to_one_hour_window()
+    row = strip.roll_snapshots(frame).filter(pl.col("ts") == w).row(0, named=True)
+    assert row["b0"] == pytest.approx(0.1095, abs=1e-12) and row["coverage"] == 1.0
+    # as of each sample, once the first hour has settled: the settled hours only
+    intraday = strip.intraday_snapshots(frame, every="10m").filter(pl.col("funding_time") == w)
+    before = intraday.filter(pl.col("ts") < w - 7 * H)
+    assert before["b0"].to_list() == pytest.approx([0.0003 * 1095] * before.height)  # the 8h quote
+    settling = intraday.filter(pl.col("ts") >= w - 7 * H)
+    assert settling.height == 42
+    assert settling["b0"].to_list() == pytest.approx([0.1095] * 42, abs=1e-12)
+    hours_settled = ((settling["ts"] - (w - 8 * H)).dt.total_hours()).to_list()
+    assert settling["coverage"].to_list() == pytest.approx([h / 8 for h in hours_settled])
+    assert set(settling["interval_hours"].to_list()) == {1.0}
+    # live: the same rows
+    live = live_rows(frame)
+    assert live.filter((pl.col("kind") == "roll") & (pl.col("ts") == w))["b0"].to_list() == pytest.approx([0.1095])
+    live_intraday = live.filter(
+        (pl.col("kind") == "intraday") & (pl.col("funding_time") == w) & (pl.col("ts") >= w - 7 * H)
+    )
+    assert live_intraday["b0"].to_list() == pytest.approx([0.1095] * 7, abs=1e-12)
+    assert live_intraday["coverage"].to_list() == pytest.approx([k / 8 for k in range(1, 8)])
+
+
+def test_a_realised_print_supersedes_predictions_of_a_shorter_interval():
+    """1h -> 8h: hourly predictions of the window are stale once the 8h settlement lands."""
+    w = T0 + 8 * 8 * H
+    stale = prints(
+        [
+            (w - 8 * H + 5 * MINUTE, w - 7 * H, 0.00005, 1, "predicted"),
+            (w - 7 * H + 5 * MINUTE, w - 6 * H, 0.00005, 1, "predicted"),
+        ]
+    )
+    frame = pl.concat([settled(T0, WORKED_RATES[:8]), stale, settled(w, [0.0001])])
+    row = last_roll(frame)
+    assert row["ts"] == w and row["b0"] == pytest.approx(0.1095, abs=1e-12) and row["coverage"] == 1.0
+    assert live_rows(frame).filter(pl.col("kind") == "roll")["b0"][-1] == pytest.approx(0.1095, abs=1e-12)
+
+
+def test_coverage_is_the_share_of_hours_known_in_each_window():
+    end = dt.datetime(2024, 1, 4)
+    history = settled(end - 7 * 8 * H, [0.0001] * 7)
+    one_hour = pl.concat([history, settled(end, [0.0000125], hours=1, venue="binance")])
+    row = last_roll(one_hour)
+    assert row["ts"] == end and row["coverage"] == 0.125 and row["min_coverage"] == 1.0
+    assert row["b0"] == pytest.approx(0.1095, abs=1e-12)  # r8 of the hour known
+    # two 8h settlements in one grid window (a venue that moved its schedule): 16 h of 8
+    moved = pl.concat([history, settled(end - 4 * H, [0.0001]), settled(end, [0.0001])])
+    assert last_roll(moved)["coverage"] == 2.0
+    # a filled bucket counts 0 in min_coverage
+    gap = settled(T0, WORKED_RATES).with_row_index().filter(pl.col("index") != 5).drop("index")
+    gap = pl.concat([settled(T0 - 3 * 8 * H, [0.0001] * 3), gap])
+    filled = strip.roll_snapshots(gap).filter(pl.col("ts") == dt.datetime(2024, 1, 4)).row(0, named=True)
+    assert filled["n_filled"] == 1 and filled["min_coverage"] == 0.0 and filled["coverage"] == 1.0
+    # intraday: the open window so far
+    hourly = settled(end + H, [0.0000125] * 3, hours=1)
+    intraday = strip.intraday_snapshots(pl.concat([settled(end - 7 * 8 * H, [0.0001] * 8), hourly]), every=0)
+    assert intraday.sort("ts")["coverage"].to_list()[-3:] == [0.125, 0.25, 0.375]
+
+
 def test_predicted_window_closes_on_a_later_windows_print():
     hist = settled(T0, WORKED_RATES[:8])
     w = T0 + 8 * 8 * H
@@ -203,6 +316,35 @@ def test_predicted_window_closes_on_a_later_windows_print():
     assert row["ts"] == w and row["b0"] == pytest.approx(0.00011 * 1095)
 
 
+def test_ignored_prints_are_listed_with_their_reason_and_left_out():
+    w = T0 + 8 * 8 * H
+    hist = settled(T0, WORKED_RATES[:8])
+    kept = prints(
+        [
+            (w - 20 * H, w, 0.0002, 8, "predicted"),  # quoted the day before W's day: kept
+            (w + 30 * 1000 * MS, w, 0.0002, 8, "predicted"),  # 30 s after settlement: clock jitter
+            (w + 8 * H + 10 * H, w + 8 * H, 0.0001, 8, "realised"),  # fetched 10 h late: at settlement
+        ]
+    )
+    ignored = prints(
+        [
+            (w - 60 * H, w, 0.0009, 8, "predicted"),  # two days before W's day
+            (w + 2 * MINUTE, w, 0.0009, 8, "predicted"),  # a prediction after settlement
+        ]
+    )
+    frame = pl.concat([hist, kept, ignored])
+    listed = strip.ignored_prints(frame)
+    assert listed["reason"].to_list() == ["quoted_before_previous_day", "predicted_after_settlement"]
+    assert listed["ts"].to_list() == ignored["ts"].to_list() and set(listed["rate"].to_list()) == {0.0009}
+    without = pl.concat([hist, kept])
+    for fn in (strip.roll_snapshots, lambda f: strip.intraday_snapshots(f, every=0)):
+        assert fn(frame).equals(fn(without))
+    assert last_roll(frame)["b0"] == pytest.approx(0.0001 * 1095)
+    live = LiveStrip()
+    live.update(frame.with_columns(venue_symbol=pl.lit("X"), source=pl.lit("t")).select(PRINT_COLUMNS).rows())
+    assert live.series[("binance", "BTC")].ignored == listed.height
+
+
 def test_hourly_window_closes_when_its_last_hour_settles():
     end = dt.datetime(2024, 1, 4)
     hourly = settled(end - 71 * H, [0.0000125] * 71, hours=1, venue="hyperliquid")  # up to 23:00
@@ -211,7 +353,64 @@ def test_hourly_window_closes_when_its_last_hour_settles():
     assert last_roll(pl.concat([hourly, last_hour]))["ts"] == end
 
 
-def test_cold_start_gives_a_live_strip_from_realised_history():
+def outage_across_midnight() -> tuple[pl.DataFrame, dt.datetime]:
+    """An hourly venue whose 16:00 hour never settles, silent until after midnight."""
+    w = dt.datetime(2024, 1, 4, 16)
+    hourly = settled(w - 71 * H, [0.0000125] * 71, hours=1, venue="hyperliquid")  # up to 15:00
+    after = prints(
+        [
+            (w + 8 * H + 30 * MINUTE, w + 9 * H, 0.00002, 1, "predicted"),
+            (w + 9 * H, w + 9 * H, 0.00002, 1, "realised"),
+        ],
+        venue="hyperliquid",
+    )
+    return pl.concat([hourly, after]), w
+
+
+def test_a_window_closed_after_midnight_is_known_and_stored_on_the_day_it_closed():
+    frame, w = outage_across_midnight()
+    closed_at = w + 8 * H + 30 * MINUTE  # 00:30 the next day
+    roll = strip.roll_snapshots(frame).filter(pl.col("ts") == w)
+    assert roll.select("ts", "as_of", "coverage").rows() == [(w, closed_at, 0.875)]
+    stored = strip.partition_snapshots(frame).filter(pl.col("kind") == "roll")
+    assert stored.filter(pl.col("ts") == w)["as_of"].to_list() == [closed_at]
+    # the next day alone (with its lookback) files the same row as the whole range
+    day = closed_at.date()
+    lo = dt.datetime.combine(day, dt.time()) - dt.timedelta(days=strip.LOOKBACK_DAYS)
+    alone = strip.partition_snapshots(frame.filter(pl.col("ts") >= lo))
+    assert alone.filter(pl.col("as_of").dt.date() == day).equals(
+        strip.partition_snapshots(frame).filter(pl.col("as_of").dt.date() == day)
+    )
+    # rows closed within their window's day are known at the window's end
+    on_time = strip.roll_snapshots(frame).filter(pl.col("ts") < w)
+    assert (on_time["as_of"] == on_time["ts"]).all()
+    # live: the same row
+    live = live_rows(frame).filter((pl.col("kind") == "roll") & (pl.col("ts") == w))
+    assert live.select("ts", "as_of").rows() == [(w, closed_at)]
+
+
+def test_a_window_closed_more_than_a_day_late_emits_no_roll_row():
+    frame, w = outage_across_midnight()
+    later = frame.with_columns(
+        pl.when(pl.col("ts") > w).then(pl.col(c) + dt.timedelta(days=1)).otherwise(pl.col(c)).alias(c)
+        for c in ("ts", "funding_time")
+    )
+    assert strip.roll_snapshots(later).filter(pl.col("ts") == w).is_empty()
+    assert live_rows(later).filter((pl.col("kind") == "roll") & (pl.col("ts") == w)).is_empty()
+
+
+def test_live_refiles_a_row_when_a_gap_fill_shows_it_closed_earlier():
+    """After the outage the stream's first quote closes W; the REST gap fill then delivers
+    the settlements of the next window (ts 17:00..00:00): W closed within its day after all."""
+    frame, w = outage_across_midnight()
+    fill = settled(w + H, [0.00001] * 8, hours=1, venue="hyperliquid")
+    arrival = pl.concat([frame, fill])  # the fill arrives last
+    batch = strip.roll_snapshots(arrival).filter(pl.col("ts") == w)
+    assert batch["as_of"].to_list() == [w]
+    live = live_rows(arrival).filter(pl.col("kind") == "roll")
+    assert live.filter(pl.col("ts") == w)["as_of"].to_list() == [w]
+    assert live.equals(strip.roll_snapshots(arrival))
+
     history = settled(T0, WORKED_RATES[:8], jitter=18 * MS)  # 7 closed windows behind the open one
     w = T0 + 8 * 8 * H
     first_live = prints([(w - 7 * H, w, 0.0001, 8, "predicted")])
@@ -308,8 +507,10 @@ def test_partition_rows_are_the_same_alone_or_inside_a_range():
             for t in (start + dt.timedelta(minutes=rng.randrange(0, 11 * 24 * 60)) for _ in range(3000))
         ]
     )
-    frame = pl.concat(
-        [model.settlements(v, "BTC", start, stop).select(live.columns) for v in ("binance", "hyperliquid")] + [live]
+    frame = normalise(
+        pl.concat(
+            [model.settlements(v, "BTC", start, stop).select(live.columns) for v in ("binance", "hyperliquid")] + [live]
+        )
     )
     everything = strip.partition_snapshots(frame, every="10m")
     for day in (dt.date(2024, 2, 6), dt.date(2024, 2, 9)):
@@ -320,9 +521,9 @@ def test_partition_rows_are_the_same_alone_or_inside_a_range():
                 & (pl.col("ts") < lo + dt.timedelta(days=1))
             ),
             every="10m",
-        ).filter(pl.col("ts").dt.date() == day)
-        in_range = everything.filter(pl.col("ts").dt.date() == day)
-        assert alone.height > 100
+        ).filter(pl.col("as_of").dt.date() == day)
+        in_range = everything.filter(pl.col("as_of").dt.date() == day)
+        assert alone.height > 100 and alone.filter(pl.col("kind") == "roll").height >= 6
         assert alone.equals(in_range)
 
 

@@ -159,6 +159,7 @@ def curve_snapshots(
     bucket 0's 8 hours whose native windows are known. Reads the prints of the
     ``strip.LOOKBACK_DAYS`` days before each day (declared partition mapping).
     """
+    funding.require_within("curve_snapshots", strip.lookback_days(funding.max_fill), strip.LOOKBACK_DAYS, "max_fill")
     keys = partition_keys(context)
     snaps = strip.partition_snapshots(
         raw_prints,

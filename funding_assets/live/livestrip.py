@@ -5,29 +5,40 @@
 the snapshot rows it causes:
 
 - **native window values** (rule 2): per ``funding_time`` the winning print -- realised
-  beats predicted, then the later ``ts``, then the later arrival;
+  beats predicted, then the later ``ts``, then the later ``published_at``, then the later
+  arrival. A realised print's ``ts`` is its settlement time, as in the batch engine; a
+  native window whose winning quote a realised print of another native window of its grid
+  window overlaps is marked void and not counted (superseding, as in the batch engine);
 - **grid window values** (rule 3): per 8h grid window ``r8 = sum(rate) * 8 /
-  sum(interval_hours)`` over its native windows, recomputed (at most 8 terms) when one of
-  them changes;
-- an **intraday row** for each live print (``kind='intraday'``, ``ts`` = the print's ts,
-  ``funding_time`` = end of the grid window open at ``ts``): bucket 0 is that open window so
-  far, buckets 1..7 the closed windows before it, gaps of at most ``max_fill`` windows
-  interpolated in annualised space (rule 5). Rows are only emitted while ``ts`` moves
-  forward (a late REST print updates the state but is not a sample "as of" its old ts);
+  sum(interval_hours)`` and coverage ``sum(interval_hours) / 8`` over its native windows,
+  recomputed (at most 8 terms) when one of them changes;
+- an **intraday row** for each live print (``kind='intraday'``, ``ts = as_of`` = the
+  print's ts, ``funding_time`` = end of the grid window open at ``ts``): bucket 0 is that
+  open window so far, buckets 1..7 the closed windows before it, gaps of at most
+  ``max_fill`` windows interpolated in annualised space (rule 5), ``coverage`` and
+  ``min_coverage`` as the batch engine's. Rows are only emitted while ``ts`` moves forward
+  (a late REST print updates the state but is not a sample "as of" its old ts);
 - a **roll row** (``kind='roll'``, ``ts = funding_time`` = window end) when a grid window
   closes: a print of a later grid window arrives, or a realised print settles exactly at
   its end (rule 4). Roll rows are computed by :func:`funding_assets.strip.roll_snapshots`
-  itself on the series' retained prints, so they equal the batch engine's by construction.
-  A late print that changes a closed window (a realised settlement recovered by a REST gap
-  fill after a disconnect) re-emits every roll row it changes: the store's last row per
-  window is the batch engine's row over everything received.
+  itself on the series' retained prints, so they equal the batch engine's by construction,
+  ``as_of`` included. A late print that changes a closed window (a realised settlement
+  recovered by a REST gap fill after a disconnect), or that is an earlier first print of a
+  later window (and so moves the instant the windows before it closed), re-emits every
+  roll row it changes: the store's last row per window is the batch engine's row over
+  everything received.
 
-Memory: only the winning print of each native window is kept (an exact reduction for the
-batch engine: it reads nothing else of a window's prints, see :meth:`SeriesStrip.roll_job`)
-for the last :data:`RETAIN_MS` (7 days: 21 values for an 8h venue, 168 for an hourly one)
-of grid windows; older windows are dropped, and prints for them are ignored by the strip
-(they still land). A roll row is only (re)computed when none of the windows it reads has
-been dropped, so live and batch rows stay equal for prints up to 4 days late.
+Ignored, as by the batch engine (:func:`funding_assets.strip.ignored_prints`, counted in
+:attr:`SeriesStrip.ignored`): a print quoted before the day preceding its grid window's
+day, and a prediction quoted after its own settlement.
+
+Memory: only the winning print of each native window is kept, plus the ``ts`` of each grid
+window's first print (an exact reduction for the batch engine: it reads nothing else of a
+window's prints, see :meth:`SeriesStrip.prints_frame`) for the last :data:`RETAIN_MS`
+(8 days: 24 values for an 8h venue, 192 for an hourly one) of grid windows; older windows
+are dropped, and prints for them are ignored by the strip (they still land). A roll row is
+only (re)computed when none of the windows it reads has been dropped, so live and batch
+rows stay equal for prints up to :data:`funding_assets.strip.LOOKBACK_DAYS` days late.
 
 Units: rates are decimal fractions per native interval, ``interval_hours`` in hours,
 ``b0..b7`` annualised decimals (``apr = r8 * 1095``, ``apy = (1 + r8) ** 1095 - 1``), times
@@ -44,7 +55,7 @@ from collections.abc import Iterable, Sequence
 import polars as pl
 
 from .. import strip
-from ..prints import MINUTE_MS, PRINT_SCHEMA, REALISED, TS
+from ..prints import MINUTE_MS, PRINT_SCHEMA, REALISED, STORED_PRINT_SCHEMA, TS
 from ..strip import (
     DEFAULT_MAX_FILL,
     GRID_HOURS,
@@ -57,20 +68,22 @@ from ..strip import (
 )
 
 DAY_MS = 86_400_000
-#: Grid windows kept per series (ms): the batch engine's lookback (4 days) plus the 72 h a
-#: roll row reads back, so a print up to 4 days late still revises every row it changes.
+#: Grid windows kept per series (ms): the batch engine's lookback (5 days) plus the 72 h a
+#: roll row reads back, so a print up to 5 days late still revises every row it changes.
 RETAIN_MS = LOOKBACK_DAYS * DAY_MS + (N_BUCKETS - 1 + DEFAULT_MAX_FILL) * GRID_MS
 EPOCH = dt.datetime(1970, 1, 1)
 ONE_MS = dt.timedelta(milliseconds=1)
 INTRADAY = "intraday"
 ROLL = "roll"
-#: Columns of the print tuples :meth:`LiveStrip.update` takes (PRINT_SCHEMA order; a
-#: stored print's ``published_at`` is not read).
+#: Columns of the print tuples :meth:`LiveStrip.update` takes (PRINT_SCHEMA order),
+#: optionally followed by ``published_at`` (STORED_PRINT_SCHEMA order).
 PRINT_COLUMNS = tuple(PRINT_SCHEMA)
 SNAPSHOT_COLUMNS = tuple(SNAPSHOT_SCHEMA)
 _I_VENUE, _I_SYMBOL, _I_TS, _I_FT, _I_RATE, _I_HOURS, _I_KIND = (
     PRINT_COLUMNS.index(c) for c in ("venue", "symbol", "ts", "funding_time", "rate", "interval_hours", "kind")
 )
+_I_PUBLISHED = tuple(STORED_PRINT_SCHEMA).index("published_at")
+_AS_OF = SNAPSHOT_COLUMNS.index("as_of")
 
 Row = tuple  # one SNAPSHOT_SCHEMA row, columns in SNAPSHOT_COLUMNS order
 
@@ -141,6 +154,7 @@ class SeriesStrip:
         "newest",
         "dropped_below",
         "settled",
+        "first_ts",
         "emitted",
         "last_ts",
         "ignored",
@@ -160,7 +174,8 @@ class SeriesStrip:
         self.depth = N_BUCKETS + max_fill
         self.retain_ms = retain_ms
         self._ann = _annualiser(annualisation)
-        #: funding_time ms -> [ts ms, rate, interval_hours, realised]: the winning print
+        #: funding_time ms -> [ts ms, rate, interval_hours, realised, published_at ms, void]:
+        #: the winning print; ``void``: a quote a realised print supersedes (not counted)
         self.native: dict[int, list] = {}
         #: grid end ms -> sorted funding_time ms of its native windows
         self.by_grid: dict[int, list[int]] = {}
@@ -173,17 +188,23 @@ class SeriesStrip:
         self.newest: int | None = None  # newest grid end with a print
         self.dropped_below: int | None = None  # grid ends <= this are forgotten
         self.settled: set[int] = set()  # grid ends with a realised print settling at the end
+        #: grid end ms -> ts ms of its earliest print (a later window's first print closes
+        #: the windows before it: the batch engine's ``closed_at``)
+        self.first_ts: dict[int, int] = {}
         self.emitted: dict[int, Row] = {}  # grid end ms -> last roll row emitted
         self.last_ts = -1  # ts ms of the last intraday sample
         self.ignored = 0  # prints outside the strip's reach (a day away, or forgotten window)
 
     # --- state ---------------------------------------------------------------------------
 
-    def add(self, ts: int, funding_time: int, rate: float, hours: float, realised: bool) -> tuple[bool, int | None]:
+    def add(
+        self, ts: int, funding_time: int, rate: float, hours: float, realised: bool, published: int | None = None
+    ) -> tuple[bool, tuple[int, int] | None]:
         """Fold one print (epoch ms, snapped or not) into the state.
 
-        Returns (accepted, dirty): ``dirty`` is the oldest grid end whose roll row may have
-        changed (None if none).
+        ``published`` (ms) breaks ties of ``ts`` (two realised prints of one settlement: the
+        later published wins); default ``ts``. Returns (accepted, dirty): ``dirty`` is the
+        (oldest, newest) grid end whose roll row may have changed (None if none).
         """
         ft = (funding_time + MINUTE_MS // 2) // MINUTE_MS * MINUTE_MS
         g = -(-ft // GRID_MS) * GRID_MS
@@ -196,32 +217,35 @@ class SeriesStrip:
         if ts < day - DAY_MS or (self.dropped_below is not None and g <= self.dropped_below):
             self.ignored += 1
             return False, None
+        published = ts if published is None else published
+        reclosed = self._first_print(g, ts)
         cur = self.native.get(ft)
         changed = False
-        if not realised and (cur is None or not cur[3]) and self._overlaps_realised(g, ft, hours):
-            return True, None  # superseded by a realised print: the quote changes nothing
-        if cur is None:
-            self.native[ft] = [ts, rate, hours, realised]
-            bisect.insort(self.by_grid.setdefault(g, []), ft)
-            changed = True
-        elif (realised, ts) >= (cur[3], cur[0]):
-            changed = cur[1] != rate or cur[2] != hours or cur[3] != realised
-            cur[0], cur[1], cur[2], cur[3] = ts, rate, hours, realised
-        if changed and realised:
-            self._supersede(g, ft, hours)
+        if cur is None or (realised, ts, published) >= (cur[3], cur[0], cur[4]):
+            void = not realised and self._overlaps_realised(g, ft, hours)
+            entry = [ts, rate, hours, realised, published, void]
+            if cur is None:
+                self.native[ft] = entry
+                bisect.insort(self.by_grid.setdefault(g, []), ft)
+                changed = True
+            else:
+                changed = cur[1:4] != entry[1:4] or cur[5] != void
+                cur[:] = entry
+            if realised:
+                changed = self._supersede(g) or changed
         if changed:
-            fts = self.by_grid[g]
             natives = self.native
             total_rate = total_hours = 0.0
-            for f in fts:  # in funding_time order, like the batch engine
+            for f in self.by_grid[g]:  # in funding_time order, like the batch engine
                 n = natives[f]
-                total_rate += n[1]
-                total_hours += n[2]
+                if not n[5]:
+                    total_rate += n[1]
+                    total_hours += n[2]
             self.r8[g] = total_rate * GRID_HOURS / total_hours
             self.cover[g] = total_hours / GRID_HOURS
         seen = self.hours.get(g)
-        if seen is None or ts >= seen[0]:
-            n = self.native[ft]
+        n = self.native[ft]
+        if (seen is None or ts >= seen[0]) and not (n[5] and n[0] == ts):  # a voided quote shows nothing
             self.hours[g] = (ts, n[2] if n[3] else hours)
         dirty = None
         newest = self.newest
@@ -235,7 +259,22 @@ class SeriesStrip:
         if realised and ft == g and g not in self.settled:
             self.settled.add(g)
             dirty = g if dirty is None else min(dirty, g)
-        return True, dirty
+        if dirty is None:
+            return True, reclosed
+        if reclosed is None:
+            return True, (dirty, dirty)
+        return True, (min(dirty, reclosed[0]), max(dirty, reclosed[1]))
+
+    def _first_print(self, g: int, ts: int) -> tuple[int, int] | None:
+        """Record a print of window ``g`` at ``ts``; the (oldest, newest) emitted rows whose
+        close it makes earlier (a REST gap fill of a later window delivered after the
+        stream's first print), which :meth:`roll_job` then recomputes (their ``as_of``)."""
+        first = self.first_ts.get(g)
+        if first is not None and first <= ts:
+            return None
+        self.first_ts[g] = ts
+        moved = [w for w, row in self.emitted.items() if w < g and to_ms(row[_AS_OF]) > max(ts, w)]
+        return (min(moved), max(moved)) if moved else None
 
     def _overlaps_realised(self, g: int, ft: int, hours: float) -> bool:
         """Whether the span ``(ft - hours, ft]`` overlaps a realised native window of ``g``."""
@@ -246,15 +285,16 @@ class SeriesStrip:
                 return True
         return False
 
-    def _supersede(self, g: int, ft: int, hours: float) -> None:
-        """Drop the predicted native windows of ``g`` that the realised ``ft`` overlaps (rule 2)."""
-        start = ft - hours * 3_600_000
-        fts = self.by_grid[g]
-        for f in list(fts):
+    def _supersede(self, g: int) -> bool:
+        """Mark the quotes of ``g`` whose span a realised print of ``g`` overlaps as void
+        (rule 2: they count for nothing); whether any mark changed."""
+        flipped = False
+        for f in self.by_grid[g]:
             n = self.native[f]
-            if f != ft and not n[3] and f - n[2] * 3_600_000 < ft and start < f:
-                fts.remove(f)
-                del self.native[f]
+            void = not n[3] and self._overlaps_realised(g, f, n[2])
+            if void != n[5]:
+                n[5], flipped = void, True
+        return flipped
 
     def _forget(self, horizon: int) -> None:
         """Drop grid windows ending at or before ``horizon`` (ms)."""
@@ -268,6 +308,8 @@ class SeriesStrip:
             self.cover.pop(g, None)
             self.hours.pop(g, None)
             self.settled.discard(g)
+        for g in [g for g in self.first_ts if g <= horizon]:
+            del self.first_ts[g]
         for g in [g for g in self.emitted if g <= horizon]:
             del self.emitted[g]
         self.dropped_below = max(horizon, self.dropped_below or horizon)
@@ -306,18 +348,31 @@ class SeriesStrip:
         )
 
     def prints_frame(self, lo: int | None = None) -> pl.DataFrame:
-        """The retained winning prints (grid end >= ``lo`` ms) as a strip input frame."""
-        fts = sorted(ft for g, f in self.by_grid.items() if lo is None or g >= lo for ft in f)
-        rows = [self.native[ft] for ft in fts]
+        """The retained prints of grid windows ending at or after ``lo`` (ms) as a strip
+        input frame: the winning print of each native window, and before them, for a window
+        whose earliest print lost, a copy of its earliest winner quoted at that print's
+        ``ts`` (a predicted quote that loses to every winner: it only carries the instant
+        the window was first seen, which closes the windows before it)."""
+        natives = self.native
+        markers, winners = [], []
+        for g in sorted(g for g in self.by_grid if lo is None or g >= lo):
+            fts = self.by_grid[g]
+            winners.extend((ft, *natives[ft]) for ft in fts)
+            earliest = min(fts, key=lambda f: natives[f][0])
+            n = natives[earliest]
+            if self.first_ts[g] < n[0]:
+                markers.append((earliest, self.first_ts[g], n[1], n[2], False, self.first_ts[g]))
+        rows = markers + winners
         return pl.DataFrame(
             {
                 "venue": [self.venue] * len(rows),
                 "symbol": [self.symbol] * len(rows),
-                "ts": [r[0] for r in rows],
-                "funding_time": fts,
-                "rate": [r[1] for r in rows],
-                "interval_hours": [r[2] for r in rows],
-                "kind": ["realised" if r[3] else "predicted" for r in rows],
+                "ts": [r[1] for r in rows],
+                "funding_time": [r[0] for r in rows],
+                "rate": [r[2] for r in rows],
+                "interval_hours": [r[3] for r in rows],
+                "kind": [REALISED if r[4] else "predicted" for r in rows],
+                "published_at": [r[5] for r in rows],
             },
             schema={
                 "venue": pl.String,
@@ -327,8 +382,9 @@ class SeriesStrip:
                 "rate": pl.Float64,
                 "interval_hours": pl.Float64,
                 "kind": pl.String,
+                "published_at": pl.Int64,
             },
-        ).with_columns(pl.col("ts", "funding_time").cast(TS))
+        ).with_columns(pl.col("ts", "funding_time", "published_at").cast(TS))
 
     def roll_job(self, lo: int, hi: int) -> RollJob:
         """The work to (re)compute the roll rows of closed windows ending in
@@ -384,7 +440,8 @@ class LiveStrip:
     """Per (venue, symbol) strips fed print by print. Not thread-safe: one owner task.
 
     ``update(prints)`` takes PRINT_SCHEMA tuples (``venue, symbol, venue_symbol, ts,
-    funding_time, rate, interval_hours, kind, source``; datetimes naive UTC) and returns the
+    funding_time, rate, interval_hours, kind, source``, optionally ``published_at``;
+    datetimes naive UTC; ``ts`` as the source stamped it or normalised) and returns the
     SNAPSHOT_SCHEMA row tuples they cause: one intraday row per print with ``intraday=True``
     (when the open window has a value and the strip is complete), then the roll rows of
     windows that closed or changed.
@@ -428,12 +485,14 @@ class LiveStrip:
             ft = to_ms(p[_I_FT])
             # a realised print counts from its settlement time, as in the batch engine
             ts = (ft + MINUTE_MS // 2) // MINUTE_MS * MINUTE_MS if realised else to_ms(p[_I_TS])
-            accepted, d = s.add(ts, ft, p[_I_RATE], p[_I_HOURS], realised)
+            published = p[_I_PUBLISHED] if len(p) > _I_PUBLISHED else None
+            published_ms = to_ms(p[_I_TS] if published is None else published)
+            accepted, d = s.add(ts, ft, p[_I_RATE], p[_I_HOURS], realised, published_ms)
             if not accepted:
                 continue
             if d is not None:
-                lo, hi = dirty.get(s, (d, d))
-                dirty[s] = (min(lo, d), max(hi, d))
+                lo, hi = dirty.get(s, d)
+                dirty[s] = (min(lo, d[0]), max(hi, d[1]))
             if intraday and ts >= s.last_ts:
                 s.last_ts = ts
                 row = s.intraday(ts)
@@ -442,8 +501,10 @@ class LiveStrip:
         return rows, [s.roll_job(lo, hi) for s, (lo, hi) in dirty.items()]
 
     def update_frame(self, frame: pl.DataFrame, *, intraday: bool = True) -> list[Row]:
-        """:meth:`update` on a print-model frame (PRINT_SCHEMA columns)."""
-        return self.update(frame.select(PRINT_COLUMNS).iter_rows(), intraday=intraday)
+        """:meth:`update` on a print-model frame (PRINT_SCHEMA columns, and ``published_at``
+        when present)."""
+        columns = [*PRINT_COLUMNS, "published_at"] if "published_at" in frame.columns else PRINT_COLUMNS
+        return self.update(frame.select(columns).iter_rows(), intraday=intraday)
 
     def current(self, venue: str, symbol: str, ts: dt.datetime) -> Row | None:
         """The intraday row of a series as of ``ts`` (naive UTC) from the state so far."""

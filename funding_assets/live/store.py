@@ -5,7 +5,9 @@ keeps its live strip in a file of its own, holds one long-lived connection to it
 only writer. Table ``live_strip``: the snapshot columns of :mod:`funding_assets.strip` plus
 ``received_at`` (when the venue message that produced the row arrived) and ``stored_at``
 (when the row was committed), both naive UTC ``Datetime("ms")``; key
-``(venue, symbol, kind, ts)``, a later row replacing an earlier one with the same key.
+``(venue, symbol, kind, ts)``, a later row replacing an earlier one with the same key. A
+store written before a column existed (``as_of``, ``coverage``, ``min_coverage``) gains it
+when opened, null in its old rows.
 
 Rows are queued by :meth:`LiveStore.put` and committed by a background thread in batches
 (one transaction per batch, one Arrow insert, no per-row SQL), which is what lets it keep
