@@ -18,7 +18,7 @@ from dagster._core.events import DagsterEventType
 
 from . import strip
 from .definitions import ASSETS
-from .defs.assets import FEATURES_LOOKBACK_DAYS, PCA_LOOKBACK_DAYS, SPREADS_LOOKBACK_DAYS
+from .defs.assets import FEATURES_LOOKBACK_DAYS, PCA_LOOKBACK_DAYS, SPREADS_LOOKBACK_DAYS, require_declared
 from .errors import FundingInputError
 from .partitions import START_DATE
 from .partitions import venues as venue_partitions
@@ -88,16 +88,7 @@ def plan(start: dt.date, end: dt.date, config: FundingConfig, today: dt.date) ->
         return max(day, FIRST_DAY)
 
     days = dt.timedelta
-    # the run's own configuration must fit the loaded declarations (refused with the reason)
-    config.require_within(
-        "the spreads and z-scores",
-        config.rolling_lookback_days + strip.MAX_CLOSE_LAG_DAYS,
-        SPREADS_LOOKBACK_DAYS,
-        "FUNDING_ASSETS_Z_WINDOW",
-    )
-    config.require_within(
-        "the PCA", config.pca_lookback_days + strip.MAX_CLOSE_LAG_DAYS, PCA_LOOKBACK_DAYS, "FUNDING_ASSETS_PCA_*"
-    )
+    require_declared(config)  # the run's configuration must fit the loaded declarations
     b0_from = clamp(start - days(SPREADS_LOOKBACK_DAYS))
     features_from = b0_from
     # the fit that scores the first requested days is stored too (its day is a pca_fits partition)

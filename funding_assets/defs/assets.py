@@ -50,6 +50,23 @@ PCA_LOOKBACK_DAYS = DECLARED.pca_lookback_days + strip.MAX_CLOSE_LAG_DAYS
 SPREADS_LOOKBACK_DAYS = DECLARED.rolling_lookback_days + strip.MAX_CLOSE_LAG_DAYS
 
 
+def require_declared(config: FundingConfig) -> None:
+    """Refuse a configuration that needs more history than the loaded definitions declare."""
+    stats = config.rolling_lookback_days + strip.MAX_CLOSE_LAG_DAYS
+    pca_days = config.pca_lookback_days + strip.MAX_CLOSE_LAG_DAYS
+    for what, needed, declared, settings in (
+        ("curve_snapshots", strip.lookback_days(config.max_fill), strip.LOOKBACK_DAYS, "max_fill"),
+        ("the z-scores and spreads", stats, min(FEATURES_LOOKBACK_DAYS, SPREADS_LOOKBACK_DAYS), "FUNDING_ASSETS_Z_*"),
+        (
+            "pca_factors",
+            pca_days,
+            PCA_LOOKBACK_DAYS,
+            "FUNDING_ASSETS_PCA_WINDOW_DAYS and FUNDING_ASSETS_PCA_REFIT_DAYS",
+        ),
+    ):
+        config.require_within(what, needed, declared, settings)
+
+
 def partition_keys(context: dg.AssetExecutionContext) -> pl.DataFrame:
     """The (date, venue) keys of this run as a frame (venue null for daily assets)."""
     pairs = [split_key(k) for k in context.partition_keys]
@@ -159,7 +176,7 @@ def curve_snapshots(
     bucket 0's 8 hours whose native windows are known. Reads the prints of the
     ``strip.LOOKBACK_DAYS`` days before each day (declared partition mapping).
     """
-    funding.require_within("curve_snapshots", strip.lookback_days(funding.max_fill), strip.LOOKBACK_DAYS, "max_fill")
+    require_declared(funding)
     keys = partition_keys(context)
     snaps = strip.partition_snapshots(
         raw_prints,
@@ -202,12 +219,7 @@ def curve_features(
     """Level, slope, curvature, decays and shock age of each snapshot, with level/slope
     z-scores against the previous roll snapshots (``FUNDING_ASSETS_Z_*``: by default the
     previous 30, the current one excluded; declared lookback)."""
-    funding.require_within(
-        "curve_features z-scores",
-        funding.rolling_lookback_days + strip.MAX_CLOSE_LAG_DAYS,
-        FEATURES_LOOKBACK_DAYS,
-        "FUNDING_ASSETS_Z_WINDOW",
-    )
+    require_declared(funding)
     keys = partition_keys(context)
     feats = features.curve_features(curve_snapshots, shock_threshold=funding.shock_threshold, rolling=funding.rolling())
     return keep_partitions(feats, keys, ts_col="as_of")
@@ -241,12 +253,7 @@ def pca_factors(context: dg.AssetExecutionContext, funding: FundingConfig, curve
     """
     if funding.pca_components not in (1, 2):
         raise FundingInputError("funding.pca_components: funding.pca_factors stores pc1 and pc2; use 1 or 2")
-    funding.require_within(
-        "pca_factors",
-        funding.pca_lookback_days + strip.MAX_CLOSE_LAG_DAYS,
-        PCA_LOOKBACK_DAYS,
-        "FUNDING_ASSETS_PCA_WINDOW_DAYS and FUNDING_ASSETS_PCA_REFIT_DAYS",
-    )
+    require_declared(funding)
     keys = partition_keys(context)
     start, end = day_span(keys)
     times = pca.fit_times(start, end, funding.pca_refit_days)
@@ -324,12 +331,7 @@ def spread_signals(context: dg.AssetExecutionContext, funding: FundingConfig, ro
     one excluded), z-score, ``band_k``-sigma bands, a signal in {-1, 0, +1} (none without a
     positive std) and the cross-venue dispersion of b0. ``as_of``: when both legs were known.
     """
-    funding.require_within(
-        "spread_signals",
-        funding.rolling_lookback_days + strip.MAX_CLOSE_LAG_DAYS,
-        SPREADS_LOOKBACK_DAYS,
-        "FUNDING_ASSETS_Z_WINDOW",
-    )
+    require_declared(funding)
     keys = partition_keys(context)
     signals = spreads.spread_signals(roll_b0, rolling=funding.rolling())
     known = roll_b0.select("venue", "symbol", "funding_time", "as_of")
