@@ -190,3 +190,19 @@ def test_a_warehouse_written_by_the_previous_schema_gains_new_columns_on_first_w
         (dt.datetime(2024, 1, 1, 8), None),
         (dt.datetime(2024, 1, 1, 16), dt.datetime(2024, 1, 1, 16, 0, 1)),
     ]
+
+
+def test_a_day_the_source_has_no_prints_for_is_materialised_empty(home, tmp_path, monkeypatch, instance):
+    """Formerly the empty merge fell back to the live_prints frame, which lacks
+    published_at, and the run failed with a schema error."""
+    folder = tmp_path / "replay" / "okx"
+    folder.mkdir(parents=True)
+    (folder / "btc.csv").write_text("symbol,ts,funding_time,rate\nBTC,2024-03-01T08:00:00,2024-03-01T08:00:00,0.0001\n")
+    monkeypatch.setenv("FUNDING_ASSETS_SOURCE", f"replay:{tmp_path / 'replay'}")
+    monkeypatch.setenv("FUNDING_ASSETS_VENUES", "okx")
+    monkeypatch.setenv("FUNDING_ASSETS_COINS", "BTC")
+    run(instance, ["raw_prints"], "2024-03-05", "2024-03-05", ["okx"])
+    assert table(home, "raw_prints", "ts").height == 0
+    assert Warehouse(database=str(home / "warehouse.duckdb")).materialised("raw_prints", ["2024-03-05|okx"]) == {
+        "2024-03-05|okx"
+    }

@@ -28,7 +28,7 @@ from ..errors import FundingInputError
 from ..partitions import daily, date_venue, lookback, split_key
 from ..prints import normalise
 from ..resources import FundingConfig
-from ..warehouse import Warehouse, conform
+from ..warehouse import Warehouse, conform, empty
 from . import checks
 
 # single_run() is the backfill policy this pipeline is built around (one run per range);
@@ -140,8 +140,8 @@ def raw_prints(context: dg.AssetExecutionContext, funding: FundingConfig, wareho
     with ThreadPoolExecutor(max_workers=max(1, len({t[0] for t in tasks}))) as pool:
         frames = list(pool.map(lambda t: source.fetch(t[0], coins, t[1], t[2]), tasks))
     live = warehouse.live_prints_in(list(context.partition_keys))
-    merged = pl.concat([conform("raw_prints", normalise(f)) for f in [live, *frames] if f.height] or [live])
-    prints = conform("raw_prints", merged)
+    found = [conform("raw_prints", normalise(f)) for f in [live, *frames] if f.height]
+    prints = pl.concat(found) if found else empty("raw_prints")
     prints = prints.unique(subset=PRINT_KEY, keep="last", maintain_order=True).sort(PRINT_KEY)
     inside = keep_partitions(prints, keys)
     return dg.MaterializeResult(
