@@ -48,10 +48,14 @@ class WarehouseIOManager(dg.ConfigurableIOManager):
     """Tables in schema ``funding``; partitions replaced atomically, never duplicated.
 
     ``venues``: the configured venues; inputs load (and require) only their partitions.
+    ``coins``: the coins of the run. An output replaces only these coins' rows of its
+    partitions (a run narrowed to BTC leaves ETH alone) and is recorded as materialised per
+    coin; an input requires every one of them to be materialised.
     """
 
     warehouse: Warehouse
     venues: list[str] | None = None
+    coins: list[str]
 
     def _table(self, context: dg.OutputContext | dg.InputContext) -> str:
         return context.asset_key.path[-1]
@@ -74,18 +78,24 @@ class WarehouseIOManager(dg.ConfigurableIOManager):
         else:
             expr = self._expr(context)
             keys = list(context.asset_partition_keys)
-            self._check_inside(table, obj, expr, _keys(keys))
-            where, params, relations = partition_filter(expr, keys)
+            self._check_inside(table, obj, expr, _keys(keys), self.coins)
+            where, params, relations = partition_filter(expr, keys, self.coins)
             written = self.warehouse.replace(
-                table, obj, where, params, relations=relations, partitions=_rows_per_key(obj, expr, keys)
+                table, obj, where, params, relations=relations, partitions=_rows_per_key(obj, expr, keys, self.coins)
             )
         context.add_output_metadata({"rows": dg.MetadataValue.int(written), "table": f"{SCHEMA}.{table}"})
 
     @staticmethod
-    def _check_inside(table: str, obj: pl.DataFrame, expr: dict[str, str], keys: pl.DataFrame) -> None:
-        """Refuse rows outside the partitions being written: they would survive a re-run twice."""
+    def _check_inside(table: str, obj: pl.DataFrame, expr: dict[str, str], keys: pl.DataFrame, coins) -> None:
+        """Refuse rows outside the partitions and coins being written: they would survive a re-run twice."""
         if obj.height == 0:
             return
+        other = obj.filter(~pl.col("symbol").is_in(list(coins)))
+        if other.height:
+            raise dg.DagsterInvariantViolationError(
+                f"{SCHEMA}.{table}: {other.height} row(s) of coin(s) this run does not write "
+                f"({', '.join(sorted(other['symbol'].unique().to_list()))}; the run writes {', '.join(coins)})"
+            )
         venue = pl.col(expr["venue"]) if "venue" in expr else pl.lit(None, pl.String)
         got = obj.select(_date=pl.col(expr["date"]).dt.date(), _venue=venue)
         outside = got.join(keys, on=["_date", "_venue"], how="anti", nulls_equal=True)
@@ -103,15 +113,15 @@ class WarehouseIOManager(dg.ConfigurableIOManager):
         keys = [k for k in context.asset_partition_keys if self._configured(k)]
         if not keys:
             return empty(table)
-        missing = sorted(set(keys) - self.warehouse.materialised(table, keys))
+        missing = sorted(set(keys) - self.warehouse.materialised(table, keys, self.coins))
         if missing:
             raise FundingInputError(
                 f"{SCHEMA}.{table} is not materialised for {len(missing)} of the {len(keys)} partition(s) "
-                f"this run reads: {describe_keys(missing)}. Materialise them first "
+                f"this run reads (coins {','.join(self.coins)}): {describe_keys(missing)}. Materialise them first "
                 "(funding-assets backfill materialises every lookback before the requested days); "
                 "computing without them would give different numbers"
             )
-        where, params, relations = partition_filter(self._expr(context), keys)
+        where, params, relations = partition_filter(self._expr(context), keys, self.coins)
         return self.warehouse.read(table, where, params, relations=relations)
 
     def _configured(self, key: str) -> bool:
@@ -119,14 +129,16 @@ class WarehouseIOManager(dg.ConfigurableIOManager):
         return venue is None or self.venues is None or venue in self.venues
 
 
-def _rows_per_key(obj: pl.DataFrame, expr: dict[str, str], keys: list[str]) -> dict[str, int]:
-    """Rows written per partition key (0 for a key with no rows: it is still materialised)."""
-    counts = dict.fromkeys(keys, 0)
+def _rows_per_key(
+    obj: pl.DataFrame, expr: dict[str, str], keys: list[str], coins: list[str]
+) -> dict[tuple[str, str], int]:
+    """Rows written per (partition key, coin); 0 for a pair with no rows: it is still materialised."""
+    counts = {(k, c): 0 for k in keys for c in coins}
     if obj.height:
-        by = [pl.col(expr["date"]).dt.date().alias("_date")]
+        by = [pl.col(expr["date"]).dt.date().alias("_date"), pl.col("symbol")]
         if "venue" in expr:
             by.append(pl.col(expr["venue"]).alias("_venue"))
         for row in obj.group_by(by).len().iter_rows(named=True):
             key = f"{row['_date']}|{row['_venue']}" if "venue" in expr else str(row["_date"])
-            counts[key] = counts.get(key, 0) + row["len"]
+            counts[(key, row["symbol"])] = counts.get((key, row["symbol"]), 0) + row["len"]
     return counts

@@ -18,11 +18,13 @@ from .errors import FundingInputError
 from .io_manager import WarehouseIOManager
 from .rolling import RollingWindow
 from .settings import (
+    ENV_ALLOW_FEWER_PRINTS,
     ENV_ANNUALISATION,
     ENV_BAND_K,
     ENV_COINS,
     ENV_HOME,
     ENV_INTRADAY_EVERY,
+    ENV_LOCK_TIMEOUT,
     ENV_PCA_REFIT_DAYS,
     ENV_PCA_WINDOW_DAYS,
     ENV_SOURCE,
@@ -38,6 +40,7 @@ from .settings import (
     parse_list,
     parse_positive_float,
     parse_source,
+    refuse_blank,
 )
 from .sources import Source, open_source
 from .venues import DEFAULT_COINS, VENUES, check_coin, check_venue
@@ -73,11 +76,14 @@ class FundingConfig(dg.ConfigurableResource):
     z_include_current: bool = False
     z_min_obs: int = 20
     band_k: float = 1.5
+    lock_timeout_s: float = 120.0
+    allow_fewer_prints: bool = False
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> "FundingConfig":
         """The configuration from ``FUNDING_ASSETS_*`` (``os.environ`` by default)."""
         env = os.environ if environ is None else environ
+        refuse_blank(env, ENV_VENUES, ENV_COINS)  # set but empty is a mistake, not the default
         config = cls(
             data_dir=env.get(ENV_HOME) or "data",
             source=parse_source(env.get(ENV_SOURCE) or "sim"),
@@ -91,6 +97,8 @@ class FundingConfig(dg.ConfigurableResource):
             z_include_current=parse_flag(env.get(ENV_Z_INCLUDE_CURRENT) or "0", ENV_Z_INCLUDE_CURRENT),
             z_min_obs=parse_days(env.get(ENV_Z_MIN_OBS) or "20", ENV_Z_MIN_OBS, lo=2, hi=10_000),
             band_k=parse_positive_float(env.get(ENV_BAND_K) or "1.5", ENV_BAND_K),
+            lock_timeout_s=parse_positive_float(env.get(ENV_LOCK_TIMEOUT) or "120", ENV_LOCK_TIMEOUT),
+            allow_fewer_prints=parse_flag(env.get(ENV_ALLOW_FEWER_PRINTS) or "0", ENV_ALLOW_FEWER_PRINTS),
         )
         config.rolling()  # refuse an inconsistent window now, naming the settings
         return config
@@ -146,9 +154,9 @@ class FundingConfig(dg.ConfigurableResource):
 
 def build_resources(config: FundingConfig | None = None) -> dict[str, object]:
     c = config or FundingConfig.from_env()
-    warehouse = Warehouse(database=str(c.warehouse_path))
+    warehouse = Warehouse(database=str(c.warehouse_path), lock_timeout_s=c.lock_timeout_s)
     return {
         "warehouse": warehouse,
-        "io_manager": WarehouseIOManager(warehouse=warehouse, venues=list(c.venues)),
+        "io_manager": WarehouseIOManager(warehouse=warehouse, venues=list(c.venues), coins=list(c.coins)),
         "funding": c,
     }

@@ -23,7 +23,12 @@ FUNDING_ASSETS_Z_INCLUDE_CURRENT  ``1``: the current observation is part  ``0``
                                pandas ``rolling``)
 FUNDING_ASSETS_Z_MIN_OBS       observations before a mean/std exists      ``20``
 FUNDING_ASSETS_BAND_K          spread bands at mean +- k * std            ``1.5``
+FUNDING_ASSETS_DEBUG           ``1``: the command line shows tracebacks   ``0``
+                               and Dagster's log instead of one line
 =============================  =========================================  ==============
+
+An empty ``FUNDING_ASSETS_VENUES`` or ``FUNDING_ASSETS_COINS`` is refused on the command line
+(unset the variable for the default): an empty list is never silently the full one.
 
 The PCA window and cadence and the rolling window shape the declared partition lookbacks,
 so the code location reads them when it loads; a run whose configuration needs more
@@ -32,6 +37,7 @@ history than the loaded definitions declare is refused (restart or reload to app
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -49,6 +55,9 @@ ENV_Z_WINDOW = "FUNDING_ASSETS_Z_WINDOW"
 ENV_Z_INCLUDE_CURRENT = "FUNDING_ASSETS_Z_INCLUDE_CURRENT"
 ENV_Z_MIN_OBS = "FUNDING_ASSETS_Z_MIN_OBS"
 ENV_BAND_K = "FUNDING_ASSETS_BAND_K"
+ENV_DEBUG = "FUNDING_ASSETS_DEBUG"
+ENV_LOCK_TIMEOUT = "FUNDING_ASSETS_LOCK_TIMEOUT"
+ENV_ALLOW_FEWER_PRINTS = "FUNDING_ASSETS_ALLOW_FEWER_PRINTS"
 
 #: Every setting variable, e.g. for tests that need a clean environment.
 ENV_VARS = (
@@ -64,6 +73,8 @@ ENV_VARS = (
     ENV_Z_INCLUDE_CURRENT,
     ENV_Z_MIN_OBS,
     ENV_BAND_K,
+    ENV_LOCK_TIMEOUT,
+    ENV_ALLOW_FEWER_PRINTS,
 )
 
 ANNUALISATIONS = ("apr", "apy")
@@ -73,8 +84,18 @@ WAREHOUSE_FILE = "warehouse.duckdb"
 def parse_list(value: str, check, setting: str) -> tuple[str, ...]:
     items = [check(v, setting) for v in value.split(",") if v.strip()]
     if not items:
-        raise FundingInputError(f"{setting}: empty list")
+        raise FundingInputError(
+            f"{setting}={value!r}: empty list; give at least one name, or leave it out for the default"
+        )
     return tuple(dict.fromkeys(items))
+
+
+def refuse_blank(environ, *settings: str) -> None:
+    """Refuse a list variable that is set but blank, which would otherwise mean its default."""
+    for setting in settings:
+        value = environ.get(setting)
+        if value is not None and not value.strip():
+            raise FundingInputError(f"{setting}={value!r}: empty list; unset it for the default or give a comma list")
 
 
 def parse_every_minutes(value: str, setting: str = ENV_INTRADAY_EVERY) -> int:
@@ -139,3 +160,9 @@ def ensure_writable_home(home: Path, setting: str = ENV_HOME) -> Path:
     except OSError as exc:
         raise FundingInputError(f"{setting}={home}: data directory is not writable ({exc.strerror or exc})") from None
     return home
+
+
+def debug_enabled(environ=None) -> bool:
+    """``FUNDING_ASSETS_DEBUG``: tracebacks and Dagster's log instead of one line (any value but 0)."""
+    env = os.environ if environ is None else environ
+    return (env.get(ENV_DEBUG) or "0").strip() not in ("", "0")

@@ -21,14 +21,19 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import re
+import shutil
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import dagster as dg
 import duckdb
 import polars as pl
-from dagster._utils.backoff import backoff
 from dagster_duckdb import DuckDBResource
 
+from .errors import FundingInputError
 from .features import FEATURE_COLUMNS
 from .partitions import split_key
 from .pca import FITS_SCHEMA
@@ -109,11 +114,20 @@ def _keys(partition_keys: list[str]) -> pl.DataFrame:
     )
 
 
-def partition_filter(expr: dict[str, str], partition_keys: list[str]) -> tuple[str, list, dict[str, pl.DataFrame]]:
-    """SQL ``where``, its parameters and relations selecting exactly these partitions' rows."""
+def partition_filter(
+    expr: dict[str, str], partition_keys: list[str], symbols: list[str] | None = None
+) -> tuple[str, list, dict[str, pl.DataFrame]]:
+    """SQL ``where``, its parameters and relations selecting exactly these partitions' rows.
+
+    ``symbols``: only these coins' rows (a coin-narrowed run replaces its coins, no others).
+    """
     keys = _keys(partition_keys)
     where, params = _where(expr, keys)
-    return where, params, {"_keys": keys}
+    relations = {"_keys": keys}
+    if symbols is not None:
+        where += " AND symbol IN (SELECT symbol FROM _symbols)"
+        relations["_symbols"] = pl.DataFrame({"symbol": list(symbols)}, schema={"symbol": pl.String})
+    return where, params, relations
 
 
 def _where(expr: dict[str, str], keys: pl.DataFrame) -> tuple[str, list]:
@@ -132,30 +146,38 @@ def _where(expr: dict[str, str], keys: pl.DataFrame) -> tuple[str, list]:
 PARTITIONS_TABLE = "_partitions"
 
 
+#: Its columns: one row per asset, partition key and coin written (rows may be 0).
+PARTITIONS_COLUMNS = {"asset": "VARCHAR", "partition_key": "VARCHAR", "symbol": "VARCHAR", "rows": "BIGINT"}
+
+
 def create_statements() -> list[str]:
     out = [f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}"]
     for table, schema in TABLES.items():
         cols = ", ".join(f'"{c}" {duckdb_type(t)}' for c, t in schema.items())
         out.append(f"CREATE TABLE IF NOT EXISTS {SCHEMA}.{table} ({cols})")
-    out.append(
-        f"CREATE TABLE IF NOT EXISTS {SCHEMA}.{PARTITIONS_TABLE} "
-        "(asset VARCHAR NOT NULL, partition_key VARCHAR NOT NULL, rows BIGINT NOT NULL)"
-    )
+    cols = ", ".join(f"{c} {t}" for c, t in PARTITIONS_COLUMNS.items())
+    out.append(f"CREATE TABLE IF NOT EXISTS {SCHEMA}.{PARTITIONS_TABLE} ({cols})")
     return out
 
 
 def add_missing_columns(con: duckdb.DuckDBPyConnection) -> list[str]:
-    """Add the columns a table definition has and the stored table lacks; ``table.column`` added."""
+    """Add the columns a table definition has and the stored table lacks; ``table.column`` added.
+
+    Bookkeeping rows written before ``_partitions.symbol`` existed keep a null coin: they
+    prove nothing about a coin, so those partitions read as not materialised until re-run.
+    """
     stored: dict[str, set[str]] = {}
     for table, column in con.execute(
         "SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = ?", [SCHEMA]
     ).fetchall():
         stored.setdefault(table, set()).add(column)
+    wanted = {table: {c: duckdb_type(t) for c, t in schema.items()} for table, schema in TABLES.items()}
+    wanted[PARTITIONS_TABLE] = PARTITIONS_COLUMNS
     added = []
-    for table, schema in TABLES.items():
-        for column, dtype in schema.items():
+    for table, schema in wanted.items():
+        for column, sql_type in schema.items():
             if column not in stored.get(table, set()):
-                con.execute(f'ALTER TABLE {SCHEMA}.{table} ADD COLUMN "{column}" {duckdb_type(dtype)}')
+                con.execute(f'ALTER TABLE {SCHEMA}.{table} ADD COLUMN "{column}" {sql_type}')
                 added.append(f"{table}.{column}")
     return added
 
@@ -178,21 +200,81 @@ def conform(table: str, frame: pl.DataFrame) -> pl.DataFrame:
 _WRITABLE: set[str] = set()
 
 
+class WarehouseError(RuntimeError):
+    """The warehouse file cannot be opened: locked too long by another process, or not a DuckDB file."""
+
+
+class WarehouseLockedError(WarehouseError):
+    pass
+
+
+_LOCK_HOLDER = re.compile(r"Conflicting lock is held in (?P<exe>.*?) \(PID (?P<pid>\d+)\)")
+#: Seconds between attempts while the file is locked (grows to the maximum).
+_LOCK_POLL_S = (0.05, 1.0)
+
+
+def _lock_holder(message: str) -> str | None:
+    """``pid 123 (python3.11)`` from DuckDB's lock error, or None when it is not a lock error."""
+    if "Could not set lock" not in message and "Conflicting lock" not in message:
+        return None
+    found = _LOCK_HOLDER.search(message)
+    return f"pid {found['pid']} ({Path(found['exe']).name})" if found else "pid unknown"
+
+
+def _say(text: str) -> None:
+    """Tell the user once: on stderr (the command line) and in the Dagster run's log."""
+    sys.stderr.write(text + "\n")
+    sys.stderr.flush()
+    dg.get_dagster_logger("funding_assets").warning(text)
+
+
+def open_database(path: str, read_only: bool, timeout_s: float) -> duckdb.DuckDBPyConnection:
+    """Open ``path``; while another process holds its lock, say so once and wait up to ``timeout_s``.
+
+    A file that is not a DuckDB database fails at once, naming it (retrying cannot help).
+    """
+    deadline = time.monotonic() + timeout_s
+    delay, max_delay = _LOCK_POLL_S
+    announced = False
+    while True:
+        try:
+            return duckdb.connect(path, read_only=read_only)
+        except duckdb.IOException as exc:
+            message = str(exc)
+            if "not a valid DuckDB database file" in message:
+                raise WarehouseError(
+                    f"{path} is not a DuckDB database (corrupt or another kind of file): move it aside "
+                    "and run funding-assets backfill to rebuild it"
+                ) from None
+            holder = _lock_holder(message)
+            if holder is None:
+                raise WarehouseError(f"cannot open the warehouse {path}: {message.splitlines()[0]}") from None
+            if time.monotonic() >= deadline:
+                raise WarehouseLockedError(
+                    f"warehouse {path} still locked by another process ({holder}) after {timeout_s:g} s; "
+                    "close that connection (notebooks: query funding_assets.warehouse.snapshot()), "
+                    "or raise FUNDING_ASSETS_LOCK_TIMEOUT"
+                ) from None
+            if not announced:
+                _say(f"warehouse locked by another process ({holder}); waiting up to {timeout_s:g} s")
+                announced = True
+            time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
+            delay = min(delay * 2, max_delay)
+
+
 class Warehouse(DuckDBResource):
     """The warehouse file (a :class:`DuckDBResource` with atomic partition writes)."""
 
+    #: Seconds a connection waits for another process's lock before failing (``FUNDING_ASSETS_LOCK_TIMEOUT``).
+    lock_timeout_s: float = 120.0
+
     @contextlib.contextmanager
     def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
-        """A short-lived connection; waits (with back-off) while another process holds the lock."""
+        """A short-lived connection; waits up to ``lock_timeout_s`` while another process holds the file."""
         if not read_only and self.database not in _WRITABLE:
             ensure_writable_home(Path(self.database).parent)
             _WRITABLE.add(self.database)
-        con = backoff(
-            fn=duckdb.connect,
-            retry_on=(duckdb.IOException,),
-            kwargs={"database": self.database, "read_only": read_only},
-            max_retries=10,
-        )
+        con = open_database(self.database, read_only, self.lock_timeout_s)
         try:
             if not read_only:
                 for statement in create_statements():
@@ -210,12 +292,13 @@ class Warehouse(DuckDBResource):
         params: list | None = None,
         *,
         relations: dict[str, pl.DataFrame] | None = None,
-        partitions: dict[str, int] | None = None,
+        partitions: dict[tuple[str, str], int] | None = None,
     ) -> int:
         """Atomically delete ``where`` from ``table`` and insert ``frame``; returns rows written.
 
         ``relations`` are frames registered by name for ``where`` to refer to (key lists);
-        ``partitions`` (key -> rows) are recorded as materialised in the same transaction.
+        ``partitions`` ((partition key, coin) -> rows) are recorded as materialised in the
+        same transaction.
         """
         rows = conform(table, frame)
         with self.connect() as con:
@@ -229,17 +312,24 @@ class Warehouse(DuckDBResource):
                     con.execute(f"INSERT INTO {SCHEMA}.{table} BY NAME SELECT * FROM incoming")
                 if partitions:
                     done = pl.DataFrame(
-                        {"partition_key": list(partitions), "rows": list(partitions.values())},
-                        schema={"partition_key": pl.String, "rows": pl.Int64},
+                        {
+                            "partition_key": [k for k, _ in partitions],
+                            "symbol": [c for _, c in partitions],
+                            "rows": list(partitions.values()),
+                        },
+                        schema={"partition_key": pl.String, "symbol": pl.String, "rows": pl.Int64},
                     )
                     con.register("_done", done.to_arrow())
                     con.execute(
-                        f"DELETE FROM {SCHEMA}.{PARTITIONS_TABLE} WHERE asset = ? "
-                        "AND partition_key IN (SELECT partition_key FROM _done)",
+                        f"DELETE FROM {SCHEMA}.{PARTITIONS_TABLE} AS p WHERE asset = ? AND EXISTS "
+                        "(SELECT 1 FROM _done AS d WHERE d.partition_key = p.partition_key "
+                        "AND (d.symbol = p.symbol OR p.symbol IS NULL))",
                         [table],
                     )
                     con.execute(
-                        f"INSERT INTO {SCHEMA}.{PARTITIONS_TABLE} SELECT ?, partition_key, rows FROM _done", [table]
+                        f"INSERT INTO {SCHEMA}.{PARTITIONS_TABLE} BY NAME "
+                        "SELECT ? AS asset, partition_key, symbol, rows FROM _done",
+                        [table],
                     )
                 con.execute("COMMIT")
             except BaseException:
@@ -268,16 +358,21 @@ class Warehouse(DuckDBResource):
         absent = [pl.lit(None, dtype).alias(c) for c, dtype in TABLES[table].items() if c not in frame.columns]
         return conform(table, frame.with_columns(absent))
 
-    def materialised(self, table: str, partition_keys: list[str]) -> set[str]:
-        """Which of ``partition_keys`` of ``table`` this warehouse holds as materialised."""
+    def materialised(self, table: str, partition_keys: list[str], symbols: list[str]) -> set[str]:
+        """Which of ``partition_keys`` of ``table`` this warehouse holds as materialised for every coin."""
         if not partition_keys:
             return set()
-        keys = pl.DataFrame({"partition_key": partition_keys}, schema={"partition_key": pl.String})
+        wanted = pl.DataFrame(
+            [(k, c) for k in partition_keys for c in symbols],
+            schema={"partition_key": pl.String, "symbol": pl.String},
+            orient="row",
+        )
         with self.connect() as con:
-            con.register("_wanted", keys.to_arrow())
+            con.register("_wanted", wanted.to_arrow())
             found = con.execute(
-                f"SELECT partition_key FROM {SCHEMA}.{PARTITIONS_TABLE} "
-                "WHERE asset = ? AND partition_key IN (SELECT partition_key FROM _wanted)",
+                f"SELECT w.partition_key FROM _wanted AS w LEFT JOIN {SCHEMA}.{PARTITIONS_TABLE} AS p "
+                "ON p.asset = ? AND p.partition_key = w.partition_key AND p.symbol = w.symbol "
+                "GROUP BY w.partition_key HAVING bool_and(p.asset IS NOT NULL)",
                 [table],
             ).fetchall()
         return {k for (k,) in found}
@@ -294,6 +389,19 @@ class Warehouse(DuckDBResource):
         rows = self.read("curve_snapshots", "kind = 'roll' AND ts >= ? AND ts < ?", [start, end])
         return rows.filter(pl.col("venue").is_in(list(venues)))
 
+    def realised_counts(self, partition_keys: list[str], symbols: list[str]) -> dict[tuple[str, str], int]:
+        """Stored realised prints per (``date|venue`` key, coin), for the keys and coins given."""
+        where, params, relations = partition_filter({"date": "ts", "venue": "venue"}, partition_keys, symbols)
+        with self.connect() as con:
+            for name, rel in relations.items():
+                con.register(name, rel.to_arrow())
+            rows = con.execute(
+                f"SELECT CAST(ts AS DATE), venue, symbol, count(*) FROM {SCHEMA}.raw_prints "
+                f"WHERE kind = 'realised' AND {where} GROUP BY ALL",
+                params,
+            ).fetchall()
+        return {(f"{day}|{venue}", symbol): n for day, venue, symbol, n in rows}
+
     def upsert_live_prints(self, rows: pl.DataFrame) -> int:
         """Insert live prints, replacing rows with the same (venue, symbol, ts, funding_time)."""
         key = TABLE_KEYS["live_prints"]
@@ -301,3 +409,37 @@ class Warehouse(DuckDBResource):
         return self.replace(
             "live_prints", rows, f"EXISTS (SELECT 1 FROM _k WHERE {match})", relations={"_k": rows.select(key)}
         )
+
+
+def snapshot(source: str | Path | None = None, dest: str | Path | None = None, timeout_s: float = 120.0) -> Path:
+    """A consistent read-only copy of the warehouse for notebooks; returns its path.
+
+    Holds the file's lock only while copying (about a second per GB), so a running
+    Dagster write waits that long at most, and the notebook then queries the copy without
+    blocking anything. ``source`` defaults to ``$FUNDING_ASSETS_HOME/warehouse.duckdb``,
+    ``dest`` to ``warehouse_snapshot.duckdb`` next to it (not named like the ``funding``
+    schema, which would make ``funding.`` ambiguous).
+    """
+    from .resources import FundingConfig
+
+    src = Path(source) if source is not None else FundingConfig.from_env().warehouse_path
+    if not src.is_file():
+        raise FundingInputError(f"{src}: no warehouse here (run funding-assets backfill or demo first)")
+    out = Path(dest) if dest is not None else src.with_name("warehouse_snapshot.duckdb")
+    if out.stem == SCHEMA:
+        raise FundingInputError(f"{out}: a file named like the schema {SCHEMA!r} makes {SCHEMA}. ambiguous")
+    partial = out.with_name(out.name + ".partial")
+    # A read-only connection holds a shared lock: no writer can change the file while it is copied,
+    # and an open connection has checkpointed any write-ahead log into the file.
+    con = open_database(str(src), True, timeout_s)
+    try:
+        shutil.copyfile(src, partial)
+        wal = src.with_name(src.name + ".wal")  # left by a writer that was killed: replayed on open
+        if wal.is_file():
+            shutil.copyfile(wal, out.with_name(out.name + ".wal"))
+        else:
+            out.with_name(out.name + ".wal").unlink(missing_ok=True)
+    finally:
+        con.close()
+    partial.replace(out)
+    return out

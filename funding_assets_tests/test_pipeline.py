@@ -193,9 +193,12 @@ def test_a_failed_write_keeps_the_previous_rows(home, monkeypatch):
 def test_the_io_manager_refuses_rows_outside_the_partitions_it_writes(home, instance, monkeypatch):
     from funding_assets.io_manager import WarehouseIOManager, _keys
 
-    frame = pl.DataFrame({"ts": [dt.datetime(2024, 1, 2, 8)], "venue": ["okx"]})
+    frame = pl.DataFrame({"ts": [dt.datetime(2024, 1, 2, 8)], "venue": ["okx"], "symbol": ["BTC"]})
+    expr = {"date": "ts", "venue": "venue"}
     with pytest.raises(dg.DagsterInvariantViolationError, match="outside the partitions"):
+        WarehouseIOManager._check_inside("raw_prints", frame, expr, _keys(["2024-01-01|okx"]), ["BTC"])
+    with pytest.raises(dg.DagsterInvariantViolationError, match="coin.*ETH"):
         WarehouseIOManager._check_inside(
-            "raw_prints", frame, {"date": "ts", "venue": "venue"}, _keys(["2024-01-01|okx"])
+            "raw_prints", frame.with_columns(symbol=pl.lit("ETH")), expr, _keys(["2024-01-02|okx"]), ["BTC"]
         )
-    WarehouseIOManager._check_inside("raw_prints", frame, {"date": "ts", "venue": "venue"}, _keys(["2024-01-02|okx"]))
+    WarehouseIOManager._check_inside("raw_prints", frame, expr, _keys(["2024-01-02|okx"]), ["BTC"])

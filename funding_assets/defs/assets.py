@@ -142,17 +142,50 @@ def raw_prints(context: dg.AssetExecutionContext, funding: FundingConfig, wareho
     live = warehouse.live_prints_in(list(context.partition_keys))
     found = [conform("raw_prints", normalise(f)) for f in [live, *frames] if f.height]
     prints = pl.concat(found) if found else empty("raw_prints")
+    prints = prints.filter(pl.col("symbol").is_in(list(coins)))  # the run replaces its coins only
     prints = prints.unique(subset=PRINT_KEY, keep="last", maintain_order=True).sort(PRINT_KEY)
     inside = keep_partitions(prints, keys)
+    stored = warehouse.realised_counts(list(context.partition_keys), list(coins))
+    if not funding.allow_fewer_prints:
+        refuse_fewer_prints(inside, stored, source.name)
     return dg.MaterializeResult(
         value=inside,
         metadata={
             "prints": len(inside),
             "source": source.name,
             "realised": int((inside["kind"] == "realised").sum()),
+            "unread_files": dg.MetadataValue.json(list(getattr(source, "unread", []))),
         },
-        check_results=checks.raw_prints_checks(inside, len(prints) - len(inside), scope(keys)),
+        check_results=checks.raw_prints_checks(inside, len(prints) - len(inside), scope(keys), keys, coins),
     )
+
+
+def realised_per_key(prints: pl.DataFrame) -> dict[tuple[str, str], int]:
+    """Realised prints per (``date|venue`` key, coin)."""
+    realised = prints.filter(pl.col("kind") == "realised")
+    counts = realised.group_by(pl.col("ts").dt.date().alias("day"), "venue", "symbol").len()
+    return {(f"{r['day']}|{r['venue']}", r["symbol"]): r["len"] for r in counts.iter_rows(named=True)}
+
+
+def refuse_fewer_prints(prints: pl.DataFrame, stored: dict[tuple[str, str], int], source: str) -> None:
+    """Refuse to replace a partition's realised prints with fewer: settlements never un-happen.
+
+    A source that returns nothing, or less than before, for days the warehouse holds (a replay
+    folder that lost files, a venue outage, a file in the wrong unit) would otherwise wipe
+    them silently.
+    """
+    new = realised_per_key(prints)
+    fewer = sorted(
+        (key, coin, n, new.get((key, coin), 0)) for (key, coin), n in stored.items() if new.get((key, coin), 0) < n
+    )
+    if fewer:
+        shown = "; ".join(f"{key} {coin}: {now} < {n}" for key, coin, n, now in fewer[:4])
+        more = f" and {len(fewer) - 4} more" if len(fewer) > 4 else ""
+        raise FundingInputError(
+            f"source {source} returned fewer realised prints than the warehouse holds for {len(fewer)} "
+            f"partition coin(s) ({shown}{more}); nothing was replaced. Check the source, or set "
+            "FUNDING_ASSETS_ALLOW_FEWER_PRINTS=1 to replace them with what it returns"
+        )
 
 
 @dg.asset(

@@ -15,6 +15,9 @@ import polars as pl
 from ..venues import RATE_CAPS
 
 MISSING_SHARE_LIMIT = 0.02
+#: A past day whose realised prints cover less than this share of its 24 hours, for a venue
+#: and coin, is reported: the source returned far fewer prints than the schedule implies.
+SCHEDULE_MIN_SHARE = 0.75
 MISSING_WINDOW_DAYS = 30
 PRINT_KEY = ["venue", "symbol", "ts", "funding_time"]
 SNAPSHOT_KEY = ["venue", "symbol", "kind", "ts"]
@@ -38,6 +41,14 @@ RAW_PRINTS = [
         "raw_prints_all_filed",
         "Every print the source returned is stored: a realised print whose settlement day is "
         "outside the run's days is counted here (materialise its day to store it).",
+        blocking=False,
+    ),
+    _spec(
+        "raw_prints",
+        "raw_prints_schedule",
+        f"For every venue, coin and past day of the run, realised prints cover at least "
+        f"{SCHEDULE_MIN_SHARE:.0%} of the day's 24 hours (sum of their interval_hours): a source that "
+        "returns nothing or far fewer prints than the venue's schedule is flagged, with the days.",
         blocking=False,
     ),
 ]
@@ -102,9 +113,27 @@ def _duplicates(spec: dg.AssetCheckSpec, frame: pl.DataFrame, key: list[str], sc
     )
 
 
-def raw_prints_checks(prints: pl.DataFrame, outside: int, scope: str) -> list[dg.AssetCheckResult]:
+def schedule_shortfall(prints: pl.DataFrame, keys: pl.DataFrame, coins, today: dt.date) -> pl.DataFrame:
+    """(day, venue, symbol, hours) of the run's past days whose realised prints cover too few hours."""
+    wanted = keys.filter(pl.col("day") < today).join(
+        pl.DataFrame({"symbol": list(coins)}, schema={"symbol": pl.String}), how="cross"
+    )
+    hours = (
+        prints.filter(pl.col("kind") == "realised")
+        .group_by(pl.col("ts").dt.date().alias("day"), "venue", "symbol")
+        .agg(hours=pl.col("interval_hours").cast(pl.Float64).sum())
+    )
+    covered = wanted.join(hours, on=["day", "venue", "symbol"], how="left").with_columns(pl.col("hours").fill_null(0.0))
+    return covered.filter(pl.col("hours") < 24 * SCHEDULE_MIN_SHARE).sort("venue", "symbol", "day")
+
+
+def raw_prints_checks(
+    prints: pl.DataFrame, outside: int, scope: str, keys: pl.DataFrame, coins, today: dt.date | None = None
+) -> list[dg.AssetCheckResult]:
     """``outside``: prints the source returned that fall outside the run's partitions."""
-    unique, caps, grid, filed = RAW_PRINTS
+    unique, caps, grid, filed, schedule = RAW_PRINTS
+    today = today or dt.datetime.now(dt.UTC).date()
+    short = schedule_shortfall(prints, keys, coins, today)
     cap = pl.col("venue").replace_strict(RATE_CAPS, return_dtype=pl.Float64)
     beyond = prints.filter(pl.col("rate").abs() > cap)
     interval_ms = (pl.col("interval_hours") * 3_600_000).cast(pl.Int64)
@@ -122,6 +151,18 @@ def raw_prints_checks(prints: pl.DataFrame, outside: int, scope: str) -> list[dg
             grid, off.height == 0, scope, off_grid=off.height, example=str(off["funding_time"][0]) if off.height else ""
         ),
         _result(filed, outside == 0, scope, outside_partitions=outside),
+        _result(
+            schedule,
+            short.height == 0,
+            scope,
+            short_days=short.height,
+            examples=dg.MetadataValue.json(
+                [
+                    f"{r['day']}|{r['venue']} {r['symbol']}: {r['hours']:g} h"
+                    for r in short.head(5).iter_rows(named=True)
+                ]
+            ),
+        ),
     ]
 
 

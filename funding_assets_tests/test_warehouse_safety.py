@@ -1,0 +1,334 @@
+"""The warehouse never loses rows nobody asked to replace, and says why it cannot open.
+
+- A run replaces only the (partition, coin) rows it computes: a coin-narrowed run leaves
+  other coins alone (a property over random stores and narrowed writes, and end to end).
+- A source that returns fewer realised prints than a partition holds is refused, naming
+  the partitions, unless ``FUNDING_ASSETS_ALLOW_FEWER_PRINTS=1``; a past day with far
+  fewer prints than the schedule is a WARN check.
+- Another process holding the file: one line saying so and for how long the writer waits,
+  then success when released, or one clear line after the bound.
+- A file that is not a DuckDB database fails at once naming it.
+- ``snapshot()`` gives notebooks a consistent copy to query.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import subprocess
+import sys
+import textwrap
+import time
+
+import duckdb
+import polars as pl
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from test_cli_bad_input import Cli, digest, good_rows, write_csv
+
+from funding_assets.warehouse import (
+    TABLES,
+    Warehouse,
+    WarehouseError,
+    WarehouseLockedError,
+    partition_filter,
+    snapshot,
+)
+
+# --------------------------------------------------------------------------- narrowed writes
+
+DAYS = [dt.date(2024, 1, 1) + dt.timedelta(days=i) for i in range(3)]
+VENUES = ["okx", "bybit"]
+COINS = ["BTC", "ETH", "SOL"]
+KEYS = [f"{d}|{v}" for d in DAYS for v in VENUES]
+
+
+def prints(cells: list[tuple[dt.date, str, str]], rate: float) -> pl.DataFrame:
+    """One realised print per (day, venue, coin) cell at 08:00."""
+    rows = [
+        {
+            "venue": v,
+            "symbol": c,
+            "venue_symbol": c,
+            "ts": dt.datetime.combine(d, dt.time(8)),
+            "funding_time": dt.datetime.combine(d, dt.time(8)),
+            "rate": rate,
+            "interval_hours": 8,
+            "kind": "realised",
+            "source": "test",
+            "published_at": None,
+        }
+        for d, v, c in cells
+    ]
+    return pl.DataFrame(rows, schema=TABLES["raw_prints"])
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    stored=st.sets(st.sampled_from([(d, v, c) for d in DAYS for v in VENUES for c in COINS])),
+    keys=st.sets(st.sampled_from(KEYS), min_size=1),
+    coins=st.sets(st.sampled_from(COINS), min_size=1),
+    fresh=st.sets(st.sampled_from([(d, v, c) for d in DAYS for v in VENUES for c in COINS])),
+)
+def test_a_narrowed_write_replaces_exactly_its_partitions_and_coins(tmp_path_factory, stored, keys, coins, fresh):
+    warehouse = Warehouse(database=str(tmp_path_factory.mktemp("wh") / "warehouse.duckdb"))
+    before = prints(sorted(stored), 0.0001)
+    warehouse.replace("raw_prints", before)
+    inside = {(d, v, c) for d, v, c in fresh if f"{d}|{v}" in keys and c in coins}
+    written = prints(sorted(inside), 0.0002)
+    where, params, relations = partition_filter({"date": "ts", "venue": "venue"}, sorted(keys), sorted(coins))
+    warehouse.replace("raw_prints", written, where, params, relations=relations)
+
+    after = warehouse.read("raw_prints")
+    cell = pl.struct(pl.col("ts").dt.date(), "venue", "symbol")
+    untouched = {(d, v, c) for d, v, c in stored if f"{d}|{v}" not in keys or c not in coins}
+    expected = pl.concat([prints(sorted(untouched), 0.0001), written]).sort("venue", "symbol", "ts")
+    assert after.sort("venue", "symbol", "ts").select(cell, "rate").rows() == expected.select(cell, "rate").rows()
+
+
+def test_materialised_means_every_coin_of_the_run(tmp_path):
+    warehouse = Warehouse(database=str(tmp_path / "warehouse.duckdb"))
+    where, params, relations = partition_filter({"date": "ts", "venue": "venue"}, ["2024-01-01|okx"], ["BTC"])
+    warehouse.replace(
+        "raw_prints", prints([], 0.0), where, params, relations=relations, partitions={("2024-01-01|okx", "BTC"): 0}
+    )
+    assert warehouse.materialised("raw_prints", ["2024-01-01|okx"], ["BTC"]) == {"2024-01-01|okx"}
+    assert warehouse.materialised("raw_prints", ["2024-01-01|okx"], ["BTC", "ETH"]) == set()
+
+
+def test_bookkeeping_of_an_earlier_version_is_not_taken_for_any_coin(tmp_path):
+    path = tmp_path / "warehouse.duckdb"
+    with duckdb.connect(str(path)) as con:
+        con.execute("CREATE SCHEMA funding")
+        con.execute("CREATE TABLE funding._partitions (asset VARCHAR, partition_key VARCHAR, rows BIGINT)")
+        con.execute("INSERT INTO funding._partitions VALUES ('raw_prints', '2024-01-01|okx', 3)")
+    warehouse = Warehouse(database=str(path))
+    assert warehouse.materialised("raw_prints", ["2024-01-01|okx"], ["BTC"]) == set()
+    where, params, relations = partition_filter({"date": "ts", "venue": "venue"}, ["2024-01-01|okx"], ["BTC"])
+    warehouse.replace(
+        "raw_prints", prints([], 0.0), where, params, relations=relations, partitions={("2024-01-01|okx", "BTC"): 0}
+    )
+    assert warehouse.materialised("raw_prints", ["2024-01-01|okx"], ["BTC"]) == {"2024-01-01|okx"}
+
+
+def coin_rows(path, coin: str) -> dict[str, list]:
+    with duckdb.connect(str(path), read_only=True) as con:
+        return {
+            t: con.execute(f"SELECT * FROM funding.{t} WHERE symbol = ? ORDER BY ALL", [coin]).fetchall()
+            for t in ("raw_prints", "curve_snapshots", "curve_features", "pca_factors", "roll_b0", "spread_signals")
+        }
+
+
+def test_a_coin_narrowed_backfill_leaves_the_other_coins_rows(home, monkeypatch, capsys):
+    """Formerly ``--coins BTC`` replaced whole date x venue partitions: every ETH row of the
+    touched days was deleted, and everything downstream with it."""
+    from funding_assets import cli
+
+    monkeypatch.setenv("FUNDING_ASSETS_VENUES", "okx,bybit")
+    assert cli.main(["backfill", "--start", "2024-03-01", "--end", "2024-03-02", "--coins", "BTC,ETH"]) == 0
+    path = home / "warehouse.duckdb"
+    eth, btc = coin_rows(path, "ETH"), coin_rows(path, "BTC")
+    assert all(eth[t] for t in ("raw_prints", "curve_snapshots", "spread_signals"))
+    assert cli.main(["backfill", "--start", "2024-03-01", "--end", "2024-03-02", "--coins", "BTC"]) == 0
+    assert coin_rows(path, "ETH") == eth
+    assert coin_rows(path, "BTC") == btc
+
+
+# --------------------------------------------------------------------------- fewer prints
+
+
+@pytest.fixture
+def replayed(tmp_path, monkeypatch, capsys) -> Cli:
+    run = Cli(tmp_path, monkeypatch, capsys)
+    write_csv(run.replay / "binance" / "btc.csv", good_rows())
+    rc, err = run()
+    assert rc == 0, err
+    return run
+
+
+@pytest.mark.parametrize(
+    "shrink",
+    ["other_coin_only", "outside_range", "one_day_missing"],
+)
+def test_a_source_returning_fewer_prints_is_refused_and_keeps_the_rows(replayed, shrink):
+    run = replayed
+    before = digest(run.warehouse)
+    rows = good_rows()
+    if shrink == "other_coin_only":
+        kept = [{**r, "symbol": "ETHUSDT"} for r in rows]
+    elif shrink == "outside_range":
+        kept = rows[:40]  # ends 2024-01-14, long before the range
+    else:
+        kept = [r for i, r in enumerate(rows) if (dt.datetime(2024, 1, 1) + dt.timedelta(hours=8 * i)).day != 21]
+    write_csv(run.replay / "binance" / "btc.csv", kept)
+    rc, err = run()
+    assert rc != 0
+    line = run.error_line(err)
+    assert "fewer realised prints" in line and "|binance BTC" in line and "FUNDING_ASSETS_ALLOW_FEWER_PRINTS" in line
+    assert "Traceback" not in err
+    assert digest(run.warehouse) == before
+
+
+def test_allow_fewer_prints_replaces_them(replayed, monkeypatch):
+    run = replayed
+    rows = [r for i, r in enumerate(good_rows()) if (dt.datetime(2024, 1, 1) + dt.timedelta(hours=8 * i)).day != 21]
+    write_csv(run.replay / "binance" / "btc.csv", rows)
+    monkeypatch.setenv("FUNDING_ASSETS_ALLOW_FEWER_PRINTS", "1")
+    rc, err = run()
+    assert rc == 0, err
+    with duckdb.connect(str(run.warehouse), read_only=True) as con:
+        days = {d for (d,) in con.execute("SELECT DISTINCT CAST(ts AS DATE) FROM funding.raw_prints").fetchall()}
+    assert dt.date(2024, 2, 21) not in days and dt.date(2024, 2, 20) in days
+    assert "raw_prints_schedule" in err  # the short day is flagged
+
+
+def test_a_past_day_with_far_fewer_prints_than_the_schedule_is_flagged():
+    from funding_assets.defs.checks import schedule_shortfall
+
+    keys = pl.DataFrame({"day": DAYS, "venue": ["okx"] * 3}, schema={"day": pl.Date, "venue": pl.String})
+    got = prints([(DAYS[0], "okx", "BTC"), (DAYS[1], "okx", "BTC")], 0.0001)
+    full = pl.concat([got, got.with_columns(pl.col("ts", "funding_time").dt.offset_by("8h"))])
+    full = pl.concat([full, got.with_columns(pl.col("ts", "funding_time").dt.offset_by("-8h"))])
+    short = schedule_shortfall(full, keys, ["BTC", "ETH"], today=DAYS[2])
+    # day 0 and 1 of BTC are complete; ETH has nothing; day 2 is today and not judged
+    assert short.select("day", "symbol").rows() == [(DAYS[0], "ETH"), (DAYS[1], "ETH")]
+
+
+# --------------------------------------------------------------------------- locks and corrupt files
+
+HOLD = textwrap.dedent(
+    """
+    import sys, time, duckdb
+    con = duckdb.connect(sys.argv[1], read_only=True)
+    print("holding", flush=True)
+    sys.stdin.readline()
+    con.close()
+    """
+)
+
+
+@pytest.fixture
+def holder(tmp_path):
+    """Start a process holding the warehouse read-only (a notebook); ``release()`` closes it."""
+    path = tmp_path / "warehouse.duckdb"
+    Warehouse(database=str(path)).replace("pca_fits", pl.DataFrame(schema=TABLES["pca_fits"]))
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HOLD, str(path)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    assert proc.stdout.readline().strip() == "holding"
+
+    class Holder:
+        pid = proc.pid
+        database = str(path)
+
+        @staticmethod
+        def release():
+            if proc.poll() is None:
+                proc.stdin.write("\n")
+                proc.stdin.flush()
+                proc.wait(timeout=30)
+
+    yield Holder
+    Holder.release()
+
+
+def test_a_writer_waits_for_a_reader_saying_so_once_then_writes(holder, capsys):
+    import threading
+
+    warehouse = Warehouse(database=holder.database, lock_timeout_s=120)
+    timer = threading.Timer(1.5, holder.release)
+    timer.start()
+    with warehouse.connect() as con:
+        con.execute("SELECT 1")
+    timer.join()
+    err = capsys.readouterr().err
+    waits = [ln for ln in err.splitlines() if "warehouse locked by another process" in ln]
+    assert len(waits) == 1, err
+    assert f"pid {holder.pid}" in waits[0] and "waiting up to 120 s" in waits[0]
+
+
+def test_a_writer_gives_up_after_the_bound_with_one_line_naming_the_holder(holder):
+    warehouse = Warehouse(database=holder.database, lock_timeout_s=0.5)
+    with pytest.raises(WarehouseLockedError) as caught:
+        with warehouse.connect():
+            pass
+    message = str(caught.value)
+    assert "\n" not in message
+    assert f"pid {holder.pid}" in message and "FUNDING_ASSETS_LOCK_TIMEOUT" in message and "snapshot()" in message
+
+
+def test_a_backfill_blocked_past_the_bound_fails_with_one_line(holder, home, monkeypatch, capsys):
+    from funding_assets import cli
+
+    monkeypatch.setenv("FUNDING_ASSETS_HOME", str(holder.database).rsplit("/", 1)[0])
+    monkeypatch.setenv("FUNDING_ASSETS_LOCK_TIMEOUT", "1")
+    monkeypatch.setenv("FUNDING_ASSETS_VENUES", "okx")
+    rc = cli.main(["backfill", "--start", "2024-03-01", "--end", "2024-03-01", "--coins", "BTC"])
+    err = capsys.readouterr().err
+    assert rc == 1
+    errors = [ln for ln in err.splitlines() if ln.startswith("error: ")]
+    assert errors and "locked by another process" in errors[-1] and f"pid {holder.pid}" in errors[-1], err
+    assert "Traceback" not in err
+
+
+def test_a_file_that_is_not_a_database_fails_at_once_naming_it(tmp_path):
+    path = tmp_path / "warehouse.duckdb"
+    path.write_bytes(b"not a database" * 1000)
+    started = time.monotonic()
+    with pytest.raises(WarehouseError, match=str(path)) as caught:
+        with Warehouse(database=str(path)).connect():
+            pass
+    assert time.monotonic() - started < 10  # formerly retried for ~108 s
+    assert "rebuild" in str(caught.value)
+
+
+# --------------------------------------------------------------------------- snapshot
+
+
+def test_snapshot_gives_a_queryable_consistent_copy(tmp_path, monkeypatch):
+    path = tmp_path / "warehouse.duckdb"
+    warehouse = Warehouse(database=str(path))
+    warehouse.replace("raw_prints", prints([(DAYS[0], "okx", "BTC")], 0.0001))
+    monkeypatch.setenv("FUNDING_ASSETS_HOME", str(tmp_path))
+    copy = snapshot()
+    assert copy.name == "warehouse_snapshot.duckdb"
+    with duckdb.connect(str(copy), read_only=True) as con:
+        assert con.execute("SELECT rate FROM funding.raw_prints").fetchall() == [(0.0001,)]
+    # the original stays writable while the notebook holds its copy open
+    with duckdb.connect(str(copy), read_only=True):
+        warehouse.replace("raw_prints", prints([(DAYS[1], "okx", "BTC")], 0.0002), "FALSE")
+    assert warehouse.read("raw_prints").height == 2
+
+
+def test_snapshot_refuses_a_name_that_clashes_with_the_schema(tmp_path):
+    path = tmp_path / "warehouse.duckdb"
+    Warehouse(database=str(path)).replace("raw_prints", prints([], 0.0))
+    with pytest.raises(ValueError, match="ambiguous"):
+        snapshot(path, tmp_path / "funding.duckdb")
+
+
+def test_a_backfill_into_a_corrupt_warehouse_is_one_line_at_once(home, monkeypatch, capsys):
+    from funding_assets import cli
+
+    home.mkdir(parents=True)
+    (home / "warehouse.duckdb").write_bytes(b"\x00garbage" * 4096)
+    monkeypatch.setenv("FUNDING_ASSETS_VENUES", "okx")
+    started = time.monotonic()
+    rc = cli.main(["backfill", "--start", "2024-03-01", "--end", "2024-03-01", "--coins", "BTC"])
+    err = capsys.readouterr().err
+    assert rc == 1 and time.monotonic() - started < 60
+    errors = [ln for ln in err.splitlines() if ln.startswith("error: ")]
+    assert len(errors) == 1 and "is not a DuckDB database" in errors[0] and "warehouse.duckdb" in errors[0], err
+    assert "Traceback" not in err
+    assert (home / "warehouse.duckdb").read_bytes() == b"\x00garbage" * 4096
+
+
+def test_the_snapshot_command_prints_the_copy(home, capsys):
+    from funding_assets import cli
+
+    Warehouse(database=str(home / "warehouse.duckdb")).replace("raw_prints", prints([(DAYS[0], "okx", "BTC")], 0.0001))
+    assert cli.main(["snapshot"]) == 0
+    out = capsys.readouterr().out.strip()
+    assert out.endswith("warehouse_snapshot.duckdb")
+    with duckdb.connect(out, read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM funding.raw_prints").fetchone() == (1,)
