@@ -23,11 +23,14 @@ from .errors import FundingInputError
 from .partitions import START_DATE
 from .partitions import venues as venue_partitions
 from .resources import FundingConfig, build_resources
-from .settings import ensure_writable_home
+from .settings import debug_enabled, ensure_writable_home
 from .sources import open_source
 
 FIRST_DAY = dt.date.fromisoformat(START_DATE)
-QUIET = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
+#: Dagster's console log of a run: silent unless ``FUNDING_ASSETS_DEBUG=1``. A failed run's
+#: events stay in the instance; the command line prints its root cause as one line.
+QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
+DEBUG_LOG = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -119,13 +122,25 @@ def _ticker(label: str, done_runs: int, total_runs: int, show: Callable[[str], N
         )
 
 
+#: Errors whose message is the whole story for a user: shown without step or class name.
+USER_ERRORS = ("FundingInputError", "VenueUnreachable", "WarehouseError", "WarehouseLockedError")
+
+
 def _failure(result: dg.ExecuteInProcessResult) -> str:
+    """The root cause of a failed run on one line: a user error's message as it is, any
+    other error as ``<step>: <class>: <message>``."""
     for event in result.all_events:
         if event.event_type == DagsterEventType.STEP_FAILURE and event.step_failure_data:
             err = event.step_failure_data.error
-            while err is not None and err.cause is not None and "FundingInputError" not in err.cls_name:
+            while err is not None and err.cause is not None and err.cls_name not in USER_ERRORS:
                 err = err.cause
-            return f"{event.step_key}: {err.message.strip() if err else 'failed'}"
+            if err is None:
+                return f"{event.step_key}: failed"
+            text = " ".join(err.message.split())
+            head, colon, rest = text.partition(": ")
+            if colon and head.endswith(err.cls_name):  # the "module.Class: " of a formatted exception
+                text = rest
+            return text if err.cls_name in USER_ERRORS else f"{event.step_key}: {err.cls_name}: {text}"
     return "run failed"
 
 
@@ -147,7 +162,7 @@ def run_step(
             instance=instance,
             resources=build_resources(settings),
             tags=step.tags,
-            run_config=QUIET,
+            run_config=DEBUG_LOG if debug_enabled() else QUIET,
             raise_on_error=False,
         )
     finally:

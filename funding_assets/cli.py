@@ -2,21 +2,36 @@
 
 Runs go through Dagster (in-process executor, one run per asset group per range). With
 ``DAGSTER_HOME`` set they are recorded in that instance and show up in ``dagster dev``;
-otherwise an ephemeral instance is used. Exit codes: 0 done, 1 a run failed, 2 bad input.
+otherwise an ephemeral instance is used. Exit codes: 0 done, 1 a run failed or the
+environment failed (a host out of reach, a port in use, a file system error), 2 bad input.
+
+Every failure ends in one ``error: ...`` line on stderr. Dagster's own log of a failed run
+and the traceback of an unexpected error are shown with ``FUNDING_ASSETS_DEBUG=1``.
 """
 
 import argparse
 import contextlib
 import datetime as dt
+import math
 import os
 import sys
 import time
+from pathlib import Path
 
 from .errors import FundingInputError
-from .settings import ENV_COINS, ENV_VENUES, ensure_writable_home, parse_list
+from .settings import (
+    ENV_COINS,
+    ENV_DEBUG,
+    ENV_HOME,
+    ENV_VENUES,
+    debug_enabled,
+    ensure_writable_home,
+    parse_list,
+)
 from .venues import VENUES, check_coin, check_venue
 
 DEMO_DAYS = 90
+DEBUG_HINT = f"{ENV_DEBUG}=1 shows the traceback"
 
 
 def _date(text: str) -> dt.date:
@@ -24,6 +39,66 @@ def _date(text: str) -> dt.date:
         return dt.date.fromisoformat(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a date like 2024-01-31, got {text!r}") from None
+
+
+def _instant(text: str) -> dt.datetime:
+    """An ISO date or time; with a UTC offset it is converted, without one it is UTC (naive UTC out)."""
+    try:
+        when = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected an ISO time like 2025-01-01T00:00 (UTC) or 2025-01-01T00:00+02:00, got {text!r}"
+        ) from None
+    return when.astimezone(dt.UTC).replace(tzinfo=None) if when.tzinfo is not None else when
+
+
+def _whole(text: str, lo: int, hi: int | None = None) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = None
+    if value is None or value < lo or (hi is not None and value > hi):
+        bounds = f"{lo}..{hi}" if hi is not None else f">= {lo}"
+        raise argparse.ArgumentTypeError(f"expected a whole number {bounds}, got {text!r}")
+    return value
+
+
+def _port(text: str) -> int:
+    return _whole(text, 0, 65535)
+
+
+def _days(text: str) -> int:
+    return _whole(text, 1)
+
+
+def _count(text: str) -> int:
+    return _whole(text, 0)
+
+
+def _number(text: str, ok, expected: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and ok(value)):
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
+    return value
+
+
+def _positive(text: str) -> float:
+    return _number(text, lambda v: v > 0, "a positive number")
+
+
+def _share(text: str) -> float:
+    return _number(text, lambda v: 0 <= v <= 1, "a share between 0 and 1")
+
+
+def _debug() -> bool:
+    return debug_enabled()
+
+
+def _one_line(text: object) -> str:
+    return " ".join(str(text).split())
 
 
 class Console:
@@ -43,6 +118,26 @@ class Console:
             self.stream.write("\r" + " " * 150 + "\r")
         self.stream.write(text + "\n")
         self.stream.flush()
+
+
+def _check_dagster_home() -> None:
+    """Refuse a ``DAGSTER_HOME`` Dagster cannot use, before anything runs or is written."""
+    value = os.environ.get("DAGSTER_HOME")
+    if not value:
+        return
+    home = Path(value)
+    if not home.is_absolute():
+        raise FundingInputError(
+            f"DAGSTER_HOME={value!r}: must be an absolute path to an existing directory, "
+            f"e.g. DAGSTER_HOME={Path(value).absolute()} (or unset it for a throwaway instance)"
+        )
+    if not home.is_dir():
+        what = "is not a directory" if home.exists() else "does not exist"
+        fix = f"create it with `mkdir -p {home}` or " if not home.exists() else ""
+        raise FundingInputError(
+            f"DAGSTER_HOME={value}: {what}; it must be an absolute path to an existing directory "
+            f"({fix}unset DAGSTER_HOME for a throwaway instance)"
+        )
 
 
 @contextlib.contextmanager
@@ -65,9 +160,10 @@ def _config():
 
 def _settings(args: argparse.Namespace, **overrides):
     s = _config()
-    if getattr(args, "venues", None):
+    # `is not None`: an empty --venues "" is refused, not silently the default
+    if getattr(args, "venues", None) is not None:
         overrides["venues"] = parse_list(args.venues, check_venue, "--venues")
-    if getattr(args, "coins", None):
+    if getattr(args, "coins", None) is not None:
         overrides["coins"] = parse_list(args.coins, check_coin, "--coins")
     return s.with_(**overrides)
 
@@ -101,20 +197,34 @@ def _run_backfill(start: dt.date, end: dt.date, settings, console: Console) -> i
     )
     console.log(f"{len(outcomes)} runs in {time.monotonic() - t0:.1f}s")
     if failed:
-        console.log(f"error: {failed[0].error}")
+        error = failed[0].error or "run failed"
+        console.log(f"error: {_one_line(error)}")
+        # a user error comes bare; anything else as "<asset>: <class>: ..." (backfill._failure)
+        if not _debug() and any(error.startswith(f"{asset}: ") for asset in failed[0].step.assets):
+            console.log(f"({DEBUG_HINT} and Dagster's log of the failed run)")
         return 1
     return 0
 
 
 def cmd_backfill(args: argparse.Namespace, console: Console) -> int:
-    return _run_backfill(args.start, args.end, _settings(args), console)
+    settings = _settings(args)
+    _check_dagster_home()
+    return _run_backfill(args.start, args.end, settings, console)
 
 
 def cmd_demo(args: argparse.Namespace, console: Console) -> int:
+    from .partitions import START_DATE
     from .report import build_report, format_summary, summary
 
     settings = _settings(args, source="sim", venues=VENUES)
+    _check_dagster_home()
     end = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1)
+    first = dt.date.fromisoformat(START_DATE)
+    if args.days > (end - first).days + 1:
+        raise FundingInputError(
+            f"--days {args.days}: reaches back before the first partition {first}; "
+            f"at most {(end - first).days + 1} days"
+        )
     start = end - dt.timedelta(days=args.days - 1)
     code = _run_backfill(start, end, settings, console)
     if code:
@@ -129,7 +239,9 @@ def cmd_report(args: argparse.Namespace, console: Console) -> int:
     from .report import build_report, format_summary, summary
 
     settings = _config()
-    print(format_summary(summary(settings.warehouse_path)))
+    table = format_summary(summary(settings.warehouse_path))  # refuses a missing warehouse first
+    ensure_writable_home(settings.home, ENV_HOME)
+    print(table)
     out = build_report(settings.warehouse_path, settings.home / "report.html")
     print(f"\nreport: {out.resolve()}")
     return 0
@@ -148,8 +260,10 @@ def cmd_status(args: argparse.Namespace, console: Console) -> int:
 
     try:
         print(status_table(_config().home))
-    except FileNotFoundError as exc:
-        console.log(f"error: {exc}")
+    except FundingInputError:
+        raise
+    except (FileNotFoundError, ValueError) as exc:  # no status yet, or an unreadable one
+        console.log(f"error: {_one_line(exc)}")
         return 1
     return 0
 
@@ -158,8 +272,10 @@ def cmd_sim(args: argparse.Namespace, console: Console) -> int:
     import signal
     import threading
 
-    from .sim.server import Faults, SimClock, SimServer
+    from .sim.server import Faults, PortInUseError, SimClock, SimServer
 
+    if args.port and args.port == args.ws_port:
+        raise FundingInputError(f"--port and --ws-port are both {args.port}; REST and WebSocket need a port each")
     faults = Faults(
         seed=args.seed,
         error_rate=args.error_rate,
@@ -170,15 +286,20 @@ def cmd_sim(args: argparse.Namespace, console: Console) -> int:
         ws_drop_after=args.ws_drop_after,
         ws_stall_after=args.ws_stall_after,
     )
-    start = dt.datetime.fromisoformat(args.start) if args.start else None
-    server = SimServer(
-        clock=SimClock(start, args.speed),
-        faults=faults,
-        limits=args.limits,
-        push_interval_s=args.push_interval,
-        port=args.port,
-        ws_port=args.ws_port,
-    ).start()
+    start = args.start
+    try:
+        server = SimServer(
+            clock=SimClock(start, args.speed),
+            faults=faults,
+            limits=args.limits,
+            push_interval_s=args.push_interval,
+            port=args.port,
+            ws_port=args.ws_port,
+        ).start()
+    except PortInUseError as exc:
+        flag = "--port" if exc.kind == "REST" else "--ws-port"
+        console.log(f"error: {exc}; stop what holds it or choose another with {flag}")
+        return 1
     console.log(
         f"venue simulator on loopback (time {'now' if start is None else start} x{args.speed:g}, "
         f"real budgets {'on' if args.limits else 'off'}); Ctrl-C stops it"
@@ -191,6 +312,37 @@ def cmd_sim(args: argparse.Namespace, console: Console) -> int:
     stop.wait()
     server.stop()
     console.log("simulator stopped")
+    return 0
+
+
+def cmd_dev(args: argparse.Namespace, console: Console) -> int:
+    """``dagster dev`` on this project, stoppable by SIGTERM and Ctrl-C however it was started."""
+    import signal
+
+    from dagster._cli.dev import dev_command
+
+    if not os.environ.get("DAGSTER_HOME"):
+        os.environ["DAGSTER_HOME"] = str(Path(".dagster_home").resolve())
+        Path(os.environ["DAGSTER_HOME"]).mkdir(parents=True, exist_ok=True)
+    _check_dagster_home()
+    # Started in the background (`nohup ... &`), a process inherits SIGINT ignored, and dagster
+    # dev maps SIGTERM to SIGINT's handler: both would be ignored. Restore Ctrl-C first.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    console.log(f"dagster dev on http://{args.host}:{args.port}  (DAGSTER_HOME {os.environ['DAGSTER_HOME']})")
+    argv = ["-m", "funding_assets.definitions", "--host", args.host, "--port", str(args.port)]
+    try:
+        dev_command.main(args=argv, standalone_mode=False)
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def cmd_snapshot(args: argparse.Namespace, console: Console) -> int:
+    from .warehouse import snapshot
+
+    config = _config()
+    out = snapshot(config.warehouse_path, args.out, timeout_s=config.lock_timeout_s)
+    print(out.resolve())
     return 0
 
 
@@ -209,7 +361,7 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--coins", help=f"comma list, default {ENV_COINS} or BTC,ETH")
     b.set_defaults(run=cmd_backfill)
     d = sub.add_parser("demo", help=f"simulate the last {DEMO_DAYS} days for all venues, then summarise and report")
-    d.add_argument("--days", type=int, default=DEMO_DAYS, help=f"days of history (default {DEMO_DAYS})")
+    d.add_argument("--days", type=_days, default=DEMO_DAYS, help=f"days of history (default {DEMO_DAYS})")
     d.add_argument("--coins", help="comma list, default BTC,ETH")
     d.set_defaults(run=cmd_demo)
     r = sub.add_parser("report", help="rebuild the HTML report from the warehouse")
@@ -220,32 +372,59 @@ def parser() -> argparse.ArgumentParser:
     c.set_defaults(run=cmd_collect)
     st = sub.add_parser("status", help="the live collector's state per venue")
     st.set_defaults(run=cmd_status)
+    dv = sub.add_parser("dev", help="the Dagster UI and daemon for this project (stops on Ctrl-C or SIGTERM)")
+    dv.add_argument("--host", default="127.0.0.1", help="address to serve on (default 127.0.0.1)")
+    dv.add_argument("--port", type=_port, default=3000, help="UI port (default 3000)")
+    dv.set_defaults(run=cmd_dev)
+    sn = sub.add_parser("snapshot", help="a consistent copy of the warehouse for notebooks; prints its path")
+    sn.add_argument("--out", help="where to write it (default: warehouse_snapshot.duckdb next to the warehouse)")
+    sn.set_defaults(run=cmd_snapshot)
     s = sub.add_parser("sim", help="serve the five venues' APIs on loopback from the funding model")
-    s.add_argument("--port", type=int, default=8400, help="REST port (default 8400)")
-    s.add_argument("--ws-port", type=int, default=8401, help="WebSocket port (default 8401)")
-    s.add_argument("--start", help="simulated start instant, ISO UTC (default: now)")
-    s.add_argument("--speed", type=float, default=1.0, help="simulated seconds per real second")
-    s.add_argument("--push-interval", type=float, default=1.0, help="seconds between stream pushes")
+    s.add_argument("--port", type=_port, default=8400, help="REST port (default 8400; 0: any free port)")
+    s.add_argument("--ws-port", type=_port, default=8401, help="WebSocket port (default 8401; 0: any free port)")
+    s.add_argument(
+        "--start", type=_instant, help="simulated start instant, ISO; UTC unless it has an offset (default: now)"
+    )
+    s.add_argument("--speed", type=_positive, default=1.0, help="simulated seconds per real second")
+    s.add_argument("--push-interval", type=_positive, default=1.0, help="seconds between stream pushes")
     s.add_argument("--limits", action="store_true", help="enforce the venues' real request budgets")
     s.add_argument("--seed", type=int, default=0, help="seed of the fault injection")
     for name in ("error-rate", "drop-rate", "stall-rate", "malformed-rate", "ws-garbage-rate"):
         s.add_argument(
-            f"--{name}", type=float, default=0.0, help=f"share of requests/frames ({name.replace('-', ' ')})"
+            f"--{name}", type=_share, default=0.0, help=f"share of requests/frames ({name.replace('-', ' ')})"
         )
-    s.add_argument("--ws-drop-after", type=int, help="drop each stream after this many frames")
-    s.add_argument("--ws-stall-after", type=int, help="silence each stream after this many frames")
+    s.add_argument("--ws-drop-after", type=_count, help="drop each stream after this many frames")
+    s.add_argument("--ws-stall-after", type=_count, help="silence each stream after this many frames")
     s.set_defaults(run=cmd_sim)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .clients.http import VenueUnreachable
+    from .warehouse import WarehouseError
+
     args = parser().parse_args(argv)
     console = Console()
     try:
         return args.run(args, console)
     except FundingInputError as exc:
-        console.log(f"error: {exc}")
+        console.log(f"error: {_one_line(exc)}")
         return 2
+    except (VenueUnreachable, WarehouseError) as exc:
+        console.log(f"error: {_one_line(exc)}")
+        return 1
+    except KeyboardInterrupt:
+        console.log("interrupted: a partition being written keeps its previous rows; run the command again")
+        return 130
+    except Exception as exc:
+        if _debug():
+            raise
+        if isinstance(exc, OSError):  # the environment: a file system, a socket
+            where = f"{exc.filename}: " if exc.filename else ""
+            console.log(f"error: {where}{_one_line(exc.strerror or exc)} ({DEBUG_HINT})")
+        else:
+            console.log(f"error: unexpected {type(exc).__name__}: {_one_line(exc)} ({DEBUG_HINT})")
+        return 1
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ import html
 import os
 import re
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -574,14 +574,21 @@ def _page(warehouse: Path, data: _ReportData) -> str:
 
 
 def _write_atomic(out: Path, text: str) -> None:
-    """Write to a sibling temp file and rename, so a reader never sees half a report."""
-    out.parent.mkdir(parents=True, exist_ok=True)
+    """Write to a sibling temp file and rename, so a reader never sees half a report.
+
+    A directory that cannot be written (read-only, not a directory) is a
+    :class:`FundingInputError` naming ``out``; nothing is left behind.
+    """
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     try:
+        out.parent.mkdir(parents=True, exist_ok=True)
         tmp.write_text(text, encoding="utf-8")
         os.replace(tmp, out)
+    except OSError as exc:
+        raise FundingInputError(f"{out}: cannot write the report ({exc.strerror or exc})") from None
     finally:
-        tmp.unlink(missing_ok=True)
+        with suppress(OSError):  # a temp file under a non-directory never existed
+            tmp.unlink(missing_ok=True)
 
 
 def build_report(warehouse: Path, out: Path) -> Path:

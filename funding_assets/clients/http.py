@@ -4,7 +4,10 @@ Every request waits for its venue's budget (a token bucket), has a timeout, and 
 only when it is idempotent: on a timeout or dropped connection, on 429/418/403 and 5xx
 (honouring ``Retry-After``, and pausing the whole client so it stops hammering), and on a
 malformed body. Back-off is exponential with full jitter. A 4xx that is not a limit is a
-:class:`VenueError` at once, naming the venue, path and status.
+:class:`VenueError` at once, naming the venue, path and status. A host that cannot be
+connected to at all (name not resolved, connection refused, connect timeout) is given only
+``connect_attempts`` tries, then :class:`VenueUnreachable`: no answer is coming, so the
+full retry budget would only delay the error.
 """
 
 import random
@@ -21,6 +24,15 @@ LIMIT_STATUSES = (429, 418, 403)
 
 class VenueError(RuntimeError):
     """A venue answered with an error we cannot retry past (names venue, path and reason)."""
+
+
+class VenueUnreachable(VenueError):
+    """No connection to a venue's host could be made (names the venue and ``host:port``)."""
+
+    def __init__(self, venue: str, host: str, message: str) -> None:
+        super().__init__(message)
+        self.venue = venue
+        self.host = host
 
 
 @dataclass(frozen=True)
@@ -91,6 +103,7 @@ class HttpClient:
         *,
         timeout_s: float = 10.0,
         max_attempts: int = 8,
+        connect_attempts: int = 3,
         backoff_s: float = 0.25,
         backoff_cap_s: float = 30.0,
         limiter: RateLimiter | None = None,
@@ -101,6 +114,7 @@ class HttpClient:
         self.base_url = base_url.rstrip("/")
         self.limiter = limiter or RateLimiter(budget, sleep=sleep)
         self.max_attempts = max_attempts
+        self.connect_attempts = connect_attempts
         self.backoff_s = backoff_s
         self.backoff_cap_s = backoff_cap_s
         self.sleep = sleep
@@ -134,6 +148,13 @@ class HttpClient:
         """POST ``body`` as JSON; retried only if the caller declares it ``idempotent`` (a read)."""
         return self.request("POST", path, json=body, cost=cost, idempotent=idempotent)
 
+    def _host(self, exc: httpx.TransportError, path: str) -> str:
+        try:
+            url = exc.request.url
+        except RuntimeError:  # raised before httpx attached the request
+            url = self._client.build_request("GET", path).url
+        return f"{url.host}:{url.port or (443 if url.scheme == 'https' else 80)}"
+
     def _backoff(self, attempt: int) -> float:
         return self.rng.uniform(0, min(self.backoff_cap_s, self.backoff_s * 2**attempt))
 
@@ -150,6 +171,7 @@ class HttpClient:
     ) -> Any:
         where = f"{self.venue} {method} {self.base_url}{path}"
         last = "no attempt"
+        refused = 0  # connection attempts that reached no server
         for attempt in range(self.max_attempts):
             if attempt:
                 self.retries += 1
@@ -158,7 +180,23 @@ class HttpClient:
             self.requests += 1
             try:
                 response = self._client.request(method, path, params=params, json=json)
-            except httpx.TransportError as exc:  # timeouts, refused or dropped connections
+            except httpx.UnsupportedProtocol as exc:
+                raise VenueError(f"{where}: {exc}") from None
+            except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+                # no server reached (no such name, refused): nothing was sent, so even a
+                # non-idempotent request may be tried again
+                refused += 1
+                if refused >= self.connect_attempts:
+                    host = self._host(exc, path)
+                    raise VenueUnreachable(
+                        self.venue,
+                        host,
+                        f"{self.venue}: cannot reach {host} ({type(exc).__name__}: {exc or 'no detail'}) "
+                        f"after {refused} attempt{'s' * (refused > 1)} ({method} {path})",
+                    ) from None
+                self.sleep(self._backoff(attempt))
+                continue
+            except httpx.TransportError as exc:  # read timeouts, dropped connections
                 last = f"{type(exc).__name__}: {exc}"
                 if not idempotent:
                     raise VenueError(f"{where}: {last} (not retried: the request is not idempotent)") from exc

@@ -91,26 +91,57 @@ def read_status(path: Path) -> tuple[dt.datetime, list[VenueStatus]]:
     """``(written_at, statuses)`` from a status file, times naive UTC.
 
     Raises :class:`FileNotFoundError` when no collector has written one yet and
-    :class:`ValueError` naming the file when it cannot be parsed.
+    :class:`ValueError` naming the file for anything else: a file that cannot be read, is not
+    UTF-8 JSON, or does not have the shape :func:`write_status` writes.
     """
     path = Path(path)
     try:
-        text = path.read_text()
+        raw = path.read_bytes()
     except FileNotFoundError:
         raise FileNotFoundError(
             f"no collector status at {path}: no collector has run with this data directory "
             "(start one with `funding-assets collect`)"
         ) from None
+    except OSError as exc:
+        raise ValueError(f"collector status {path} is unreadable: {exc.strerror or exc}") from None
     try:
-        doc = json.loads(text)
-        written_at = dt.datetime.fromisoformat(doc["written_at"])
-        statuses = []
-        for item in doc["venues"]:
-            times = {t: dt.datetime.fromisoformat(item[t]) if item.get(t) else None for t in _TIMES}
-            statuses.append(VenueStatus(**{**item, **times}))
-    except (ValueError, KeyError, TypeError) as exc:
-        raise ValueError(f"collector status {path} is unreadable: {exc}") from None
-    return _naive_utc(written_at), statuses
+        return _parse_status(json.loads(raw.decode("utf-8")))
+    except (ValueError, KeyError, TypeError, RecursionError) as exc:
+        raise ValueError(
+            f"collector status {path} is unreadable: {exc}; a running collector rewrites it every few seconds"
+        ) from None
+
+
+_COUNTS = ("messages", "prints", "reconnects", "gaps_filled", "skipped_frames")
+
+
+def _time(value) -> dt.datetime | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise TypeError(f"expected an ISO time, got {value!r}")
+    return dt.datetime.fromisoformat(value)
+
+
+def _parse_status(doc) -> tuple[dt.datetime, list[VenueStatus]]:
+    """The statuses of a decoded status document; TypeError/ValueError on any other shape."""
+    if not isinstance(doc, dict) or not isinstance(doc.get("venues"), list) or not doc.get("written_at"):
+        raise TypeError("expected an object with 'written_at' and a 'venues' list")
+    statuses = []
+    for item in doc["venues"]:
+        if (
+            not isinstance(item, dict)
+            or not isinstance(item.get("venue"), str)
+            or not isinstance(item.get("state"), str)
+        ):
+            raise TypeError(f"expected a venue object with 'venue' and 'state', got {str(item)[:80]}")
+        for name in _COUNTS:
+            if type(item.get(name, 0)) is not int:
+                raise TypeError(f"{item['venue']}: {name} must be a whole number, got {item[name]!r}")
+        if not isinstance(item.get("last_error"), str | None):
+            raise TypeError(f"{item['venue']}: last_error must be text, got {item['last_error']!r}")
+        statuses.append(VenueStatus(**{**item, **{t: _time(item.get(t)) for t in _TIMES}}))
+    return _naive_utc(_time(doc["written_at"])), statuses
 
 
 def _seconds(now: dt.datetime, then: dt.datetime | None) -> str:

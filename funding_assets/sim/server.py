@@ -15,6 +15,7 @@ Only loopback addresses are ever bound.
 import asyncio
 import dataclasses
 import datetime as dt
+import errno
 import json
 import random
 import socket
@@ -33,6 +34,42 @@ from ..clients.http import Budget
 from .model import FundingModel
 
 LOOPBACK = "127.0.0.1"
+
+
+class PortInUseError(OSError):
+    """A port the simulator was asked to listen on is taken (``kind``: ``REST`` or ``WebSocket``)."""
+
+    def __init__(self, kind: str, port: int) -> None:
+        super().__init__(errno.EADDRINUSE, f"{kind} port {port} on {LOOPBACK} is already in use")
+        self.kind = kind
+        self.port = port
+
+    def __str__(self) -> str:
+        return self.strerror
+
+
+def _listen(kind: str, port: int, bind: Callable[[], Any]) -> Any:
+    """``bind()``, turning "address in use" into :class:`PortInUseError`."""
+    try:
+        return bind()
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise PortInUseError(kind, port) from None
+        raise
+
+
+def _ws_socket(port: int) -> socket.socket:
+    """A listening loopback TCP socket for the WebSocket server, bound now so a taken port
+    fails in the constructor rather than in the server thread."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((LOOPBACK, port))
+        sock.listen(128)
+    except OSError:
+        sock.close()
+        raise
+    return sock
 
 
 class SimClock:
@@ -202,18 +239,21 @@ class VenueSim:
 
 
 class _Bucket:
-    """The server side of a venue budget: refuses (never waits) when it is spent."""
+    """The server side of a venue budget: refuses (never waits) when it is spent.
 
-    def __init__(self, budget: Budget) -> None:
+    ``clock`` (seconds, monotonic) refills it; tests pass one they advance themselves."""
+
+    def __init__(self, budget: Budget, clock: Callable[[], float] = time.monotonic) -> None:
         self.budget = budget
+        self.clock = clock
         self.tokens = budget.requests
-        self.stamp = time.monotonic()
+        self.stamp = clock()
         self.lock = threading.Lock()
 
     def take(self, cost: float) -> float:
         """0 if granted, else the seconds until it would be."""
         with self.lock:
-            now = time.monotonic()
+            now = self.clock()
             self.tokens = min(self.budget.requests, self.tokens + (now - self.stamp) * self.budget.per_second)
             self.stamp = now
             if self.tokens >= cost:
@@ -223,7 +263,9 @@ class _Bucket:
 
 
 class SimServer:
-    """All five venues on loopback. Use as a context manager or call start()/stop()."""
+    """All five venues on loopback. Use as a context manager or call start()/stop().
+
+    With ``limits``, each venue's budget refills on ``limits_clock`` (monotonic seconds)."""
 
     def __init__(
         self,
@@ -232,6 +274,7 @@ class SimServer:
         clock: Callable[[], dt.datetime] | None = None,
         faults: Faults | None = None,
         limits: bool = False,
+        limits_clock: Callable[[], float] = time.monotonic,
         push_interval_s: float = 1.0,
         port: int = 0,
         ws_port: int = 0,
@@ -244,15 +287,22 @@ class SimServer:
         self.sims: dict[str, VenueSim] = {
             v: cls(self.feed, self.faults, push_interval_s) for v, cls in VENUE_SIMS.items()
         }
-        self.buckets = {v: _Bucket(s.budget) for v, s in self.sims.items()} if limits else {}
+        self.buckets = {v: _Bucket(s.budget, limits_clock) for v, s in self.sims.items()} if limits else {}
         self.requests: dict[str, int] = {v: 0 for v in self.sims}
         self._counter_lock = threading.Lock()
         self._rng = random.Random(f"{self.faults.seed}:rest")
-        self._http = ThreadingHTTPServer((LOOPBACK, port), _handler(self))
+        # Both ports are bound here, so a taken one is a PortInUseError at once.
+        self._http = _listen("REST", port, lambda: ThreadingHTTPServer((LOOPBACK, port), _handler(self)))
         self._http.daemon_threads = True
-        self._ws_port = ws_port
+        try:
+            self._ws_sock = _listen("WebSocket", ws_port, lambda: _ws_socket(ws_port))
+        except OSError:
+            self._http.server_close()
+            raise
+        self._ws_port = self._ws_sock.getsockname()[1]
         self._loop: asyncio.AbstractEventLoop | None = None
         self._ws_ready = threading.Event()
+        self._ws_error: BaseException | None = None
         self._threads: list[threading.Thread] = []
 
     @property
@@ -275,8 +325,9 @@ class SimServer:
         self._threads = [rest, ws]
         rest.start()
         ws.start()
-        if not self._ws_ready.wait(10):
-            raise RuntimeError("the simulator's WebSocket server did not start")
+        if not self._ws_ready.wait(10) or self._ws_error is not None:
+            self.stop()
+            raise RuntimeError(f"the simulator's WebSocket server did not start: {self._ws_error or 'timed out'}")
         return self
 
     def stop(self) -> None:
@@ -286,6 +337,7 @@ class SimServer:
             self._loop.call_soon_threadsafe(self._ws_stop.set)
         for t in self._threads:
             t.join(5)
+        self._ws_sock.close()  # already closed by the server if it ran; not if start() never came
 
     def __enter__(self) -> "SimServer":
         return self.start()
@@ -335,12 +387,15 @@ class SimServer:
 
     def _run_ws(self) -> None:
         self._loop = asyncio.new_event_loop()
-        self._loop.run_until_complete(self._serve_ws())
+        try:
+            self._loop.run_until_complete(self._serve_ws())
+        except Exception as exc:  # noqa: BLE001 - handed to start(), which raises it
+            self._ws_error = exc
+            self._ws_ready.set()
 
     async def _serve_ws(self) -> None:
         self._ws_stop = asyncio.Event()
-        async with serve(self._ws_handler, LOOPBACK, self._ws_port, ping_interval=None, max_size=2**22) as server:
-            self._ws_port = next(s.getsockname()[1] for s in server.sockets if s.family == socket.AF_INET)
+        async with serve(self._ws_handler, sock=self._ws_sock, ping_interval=None, max_size=2**22):
             self._ws_ready.set()
             await self._ws_stop.wait()
 

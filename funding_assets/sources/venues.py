@@ -11,6 +11,7 @@ import threading
 import polars as pl
 
 from ..clients import Budget, HttpClient, VenueClient, client_for
+from ..clients.http import VenueUnreachable
 from ..prints import PRINT_SCHEMA
 from . import day_bounds
 
@@ -62,7 +63,17 @@ class ClientSource:
     def fetch(self, venue: str, coins: tuple[str, ...], start: dt.date, end: dt.date) -> pl.DataFrame:
         lo, hi = day_bounds(start, end)
         client = self.client(venue)
-        frames = [client.settled(coin, lo - SETTLEMENT_SLACK, hi) for coin in coins]
+        try:
+            frames = [client.settled(coin, lo - SETTLEMENT_SLACK, hi) for coin in coins]
+        except VenueUnreachable as exc:
+            if self.name != "exchanges":
+                raise
+            raise VenueUnreachable(
+                exc.venue,
+                exc.host,
+                f"{exc}; check the network, or work offline on the simulator with "
+                "FUNDING_ASSETS_SOURCE=sim (the default)",
+            ) from None
         prints = pl.concat(frames) if frames else pl.DataFrame(schema=PRINT_SCHEMA)
         return prints.filter((pl.col("ts") >= lo) & (pl.col("ts") < hi))
 
