@@ -2,7 +2,7 @@
 
 - ``sim``: the venue clients against the loopback simulator in this process, offline.
 - ``exchanges``: the venue clients against the real venues' public APIs.
-- ``replay:<dir>``: the user's own files, ``<dir>/<venue>/*.csv|*.parquet``.
+- ``replay:<dir>``: the user's own files, ``<dir>/<venue>/*.csv|*.csv.gz|*.parquet``.
 
 A source answers one question: every print of ``venue`` for ``coins`` whose ``ts`` falls on
 the UTC days ``start..end`` (inclusive), in the print model of :mod:`funding_assets.prints`.
