@@ -202,3 +202,23 @@ def test_the_io_manager_refuses_rows_outside_the_partitions_it_writes(home, inst
             "raw_prints", frame.with_columns(symbol=pl.lit("ETH")), expr, _keys(["2024-01-02|okx"]), ["BTC"]
         )
     WarehouseIOManager._check_inside("raw_prints", frame, expr, _keys(["2024-01-02|okx"]), ["BTC"])
+
+
+def test_the_code_location_loads_as_dagster_dev_loads_it(home):
+    """``dagster definitions validate`` loads the module in a fresh process, as the code
+    server of ``dagster dev`` does (config classes, sensors and schedules resolved)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    dagster = Path(sys.executable).with_name("dagster")
+    done = subprocess.run(
+        [str(dagster), "definitions", "validate", "-m", "funding_assets.definitions"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={k: v for k, v in os.environ.items() if k != "DAGSTER_HOME"},
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Validation successful" in done.stdout + done.stderr
