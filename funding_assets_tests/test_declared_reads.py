@@ -203,6 +203,6 @@ def test_a_day_the_source_has_no_prints_for_is_materialised_empty(home, tmp_path
     monkeypatch.setenv("FUNDING_ASSETS_COINS", "BTC")
     run(instance, ["raw_prints"], "2024-03-05", "2024-03-05", ["okx"])
     assert table(home, "raw_prints", "ts").height == 0
-    assert Warehouse(database=str(home / "warehouse.duckdb")).materialised("raw_prints", ["2024-03-05|okx"], ["BTC"]) == {
-        "2024-03-05|okx"
-    }
+    assert Warehouse(database=str(home / "warehouse.duckdb")).materialised(
+        "raw_prints", ["2024-03-05|okx"], ["BTC"]
+    ) == {"2024-03-05|okx"}

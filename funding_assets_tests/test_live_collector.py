@@ -417,9 +417,10 @@ def test_collector_across_rolls_with_drops_stalls_and_garbage_loses_nothing(simu
     written_at, statuses = read_status(status_path(home))
     assert {s.venue for s in statuses} == set(venues)
     for s in statuses:
-        assert (
-            s.state == "stopped" and s.reconnects >= 6 and s.gaps_filled > 0 and s.skipped_frames > 0 and s.prints > 0
-        )
+        assert s.state == "stopped" and s.reconnects >= 6 and s.skipped_frames > 0 and s.prints > 0
+        # whether a settlement comes back by a gap fill or by the settlement poll is a race
+        # (30 s after a settlement is 4 ms here): the status reports what the gap fills found
+        assert s.gaps_filled == collector.runtimes[s.venue].gaps_filled
         assert s.last_error and s.last_message_at is not None
 
     # (e) clean shutdown: whole files only, every print landed, the last samples stored

@@ -1,19 +1,32 @@
 """The landing area (DESIGN section 5): whole files, names in write order, readers never see
-half a file, damaged files named in the error."""
+half a file, damaged files named in the error; a journal that makes a killed writer lose
+nothing; rejection, retention and confinement."""
 
 import datetime as dt
 import os
+import re
+import signal
+import subprocess
+import sys
 import threading
+from pathlib import Path
 
 import polars as pl
 import pytest
 
 from funding_assets.live.landing import (
+    JOURNAL_RE,
     LANDING_SCHEMA,
+    REJECTED_DIR,
     LandingError,
+    LandingPathError,
     LandingWriter,
+    confined_landed_path,
+    landed_at,
     landed_files,
+    prune_landed,
     read_landed,
+    reject_landed,
 )
 
 T0 = dt.datetime(2025, 3, 1, 8, 0)
@@ -213,3 +226,184 @@ def test_a_frame_missing_a_print_column_is_refused_before_buffering(tmp_path):
     with pytest.raises(ValueError, match="received_at"):
         writer.write(prints(2).drop("received_at"))
     assert writer.flush() is None
+
+
+# --- the journal: what a crash of the writer can lose ---------------------------------------------
+
+KILLED_WRITER = """
+import datetime as dt, os, signal, sys
+import polars as pl
+from funding_assets.live.landing import LandingWriter
+sys.path.insert(0, {tests!r})
+from test_live_landing import prints
+writer = LandingWriter({folder!r}, rotate_s=3600, journal=True)
+for i in range({frames}):
+    writer.write(prints(3, start=3 * i))
+os.kill(os.getpid(), signal.SIGKILL)  # no close, no flush: the buffer only lives in the journal
+"""
+
+
+def kill_a_writer_after(folder, frames: int) -> None:
+    """A journaled writer in its own process, SIGKILLed after writing ``frames`` frames of 3 rows."""
+    script = KILLED_WRITER.format(tests=str(Path(__file__).parent), folder=str(folder), frames=frames)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+
+
+def journals(folder) -> list[str]:
+    return sorted(n for n in os.listdir(folder) if JOURNAL_RE.fullmatch(n))
+
+
+def test_a_killed_writers_rows_are_landed_first_as_one_file_by_the_next_journaled_writer(tmp_path):
+    kill_a_writer_after(tmp_path, frames=40)
+    assert landed_files(tmp_path) == [] and len(journals(tmp_path)) == 1
+    writer = LandingWriter(tmp_path, journal=True)
+    assert writer.recovered_rows == 120 and journals(tmp_path) == []
+    (recovered,) = landed_files(tmp_path)
+    assert read_landed(recovered).equals(prints(120))  # every row, in the order written
+    writer.write(prints(2, start=500))
+    later = writer.flush()
+    assert landed_files(tmp_path) == [recovered, later]  # the recovered file comes first
+    writer.close()
+    assert journals(tmp_path) == []
+
+
+def test_without_the_journal_a_killed_writer_loses_its_whole_buffer(tmp_path):
+    """What the journal fixes: the buffer (up to rotate_s of prints) lived only in memory."""
+    script = KILLED_WRITER.replace("journal=True", "journal=False")
+    script = script.format(tests=str(Path(__file__).parent), folder=str(tmp_path), frames=40)
+    subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=60)
+    assert LandingWriter(tmp_path, journal=True).recovered_rows == 0 and landed_files(tmp_path) == []
+
+
+def test_a_torn_last_journal_record_is_dropped_and_the_whole_ones_landed(tmp_path):
+    kill_a_writer_after(tmp_path, frames=5)
+    (journal,) = journals(tmp_path)
+    whole = (tmp_path / journal).read_bytes()
+    (tmp_path / journal).write_bytes(whole + whole[:-7][-200:])  # half a record, cut by the crash
+    writer = LandingWriter(tmp_path, journal=True)
+    assert writer.recovered_rows == 15
+    assert read_landed(landed_files(tmp_path)[0]).equals(prints(15))
+
+
+class Crash(Exception):
+    """Stands for the process dying at this point."""
+
+
+def test_a_crash_after_the_file_landed_but_before_its_journal_was_deleted_duplicates_nothing(tmp_path, monkeypatch):
+    writer = LandingWriter(tmp_path, rotate_s=3600, journal=True)
+    writer.write(prints(6))
+    real_unlink = Path.unlink
+
+    def unlink(self, *args, **kwargs):
+        if JOURNAL_RE.fullmatch(self.name):
+            raise Crash(self.name)
+        return real_unlink(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "unlink", unlink)
+    with pytest.raises(Crash):
+        writer.flush()
+    monkeypatch.undo()
+    (landed,) = landed_files(tmp_path)
+    (claimed,) = journals(tmp_path)
+    assert claimed.endswith(landed.name)  # the journal names the file it became
+    restarted = LandingWriter(tmp_path, journal=True)
+    assert restarted.recovered_rows == 0 and landed_files(tmp_path) == [landed] and journals(tmp_path) == []
+
+
+def test_a_crash_before_the_file_took_its_name_lands_the_rows_once_on_restart(tmp_path, monkeypatch):
+    writer = LandingWriter(tmp_path, rotate_s=3600, journal=True)
+    writer.write(prints(6))
+
+    def link(src, dst):
+        raise Crash(dst)
+
+    monkeypatch.setattr(os, "link", link)
+    with pytest.raises(Crash):
+        writer.flush()
+    monkeypatch.undo()
+    assert landed_files(tmp_path) == [] and len(journals(tmp_path)) == 1
+    restarted = LandingWriter(tmp_path, journal=True)
+    assert restarted.recovered_rows == 6
+    assert read_landed(landed_files(tmp_path)[0]).equals(prints(6))
+
+
+def test_the_journal_is_fsynced_at_most_every_journal_fsync_s(tmp_path, monkeypatch):
+    clock = FakeClock()
+    writer = LandingWriter(tmp_path, rotate_s=3600, clock=clock, journal=True, journal_fsync_s=1.0)
+    synced = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(fd), real_fsync(fd)))
+    for i in range(10):  # a second of frames, 0.1 s apart: one fsync, when the second is up
+        writer.write(prints(1, start=i))
+        clock.now += 0.1
+    assert len(synced) == 0
+    writer.write(prints(1, start=10))
+    assert len(synced) == 1
+    clock.now += 0.5
+    writer.tick()
+    assert len(synced) == 1  # nothing written since, and not yet due
+    writer.write(prints(1, start=11))
+    clock.now += 1.0
+    writer.tick()  # an idle writer's tick syncs what is waiting
+    assert len(synced) == 2
+
+
+def test_close_lands_the_buffer_and_removes_the_journal(tmp_path):
+    writer = LandingWriter(tmp_path, rotate_s=3600, journal=True)
+    writer.write(prints(4))
+    assert len(journals(tmp_path)) == 1
+    writer.close()
+    assert journals(tmp_path) == [] and read_landed(landed_files(tmp_path)[0]).height == 4
+
+
+def test_a_writer_without_a_journal_leaves_another_writers_journal_alone(tmp_path):
+    collector = LandingWriter(tmp_path, rotate_s=3600, journal=True)
+    collector.write(prints(4))
+    with LandingWriter(tmp_path) as poll:  # the sensor's REST poll lands into the same folder
+        poll.write(prints(1, start=100))
+    assert len(journals(tmp_path)) == 1 and collector.recovered_rows == 0
+    collector.close()
+    assert sorted(read_landed(p).height for p in landed_files(tmp_path)) == [1, 4]
+
+
+# --- rejection, retention and confinement ------------------------------------------------------
+
+
+def test_a_rejected_file_moves_to_rejected_and_is_no_longer_listed(good_file):
+    moved = reject_landed(good_file)
+    assert moved == good_file.parent / REJECTED_DIR / good_file.name and moved.exists()
+    assert landed_files(good_file.parent) == [] and not good_file.exists()
+
+
+def test_prune_deletes_only_ingested_files_past_the_retention_and_old_rejected_files(tmp_path):
+    wall = FakeClock(dt.datetime(2025, 3, 1, tzinfo=dt.UTC).timestamp())
+    paths = []
+    with LandingWriter(tmp_path, wall_clock=wall) as writer:
+        for day in range(10):  # one file a day, 1 to 10 March
+            writer.write(prints(1, start=day))
+            paths.append(writer.flush())
+            wall.now += 86400
+    assert [landed_at(p.name) for p in paths[:2]] == [dt.datetime(2025, 3, 1), dt.datetime(2025, 3, 2)]
+    reject_landed(paths[0])
+    now = dt.datetime(2025, 3, 11, 0, 0, 1)
+    deleted = prune_landed(tmp_path, done_upto=paths[5].name, now=now)
+    assert deleted == paths[1:4]  # ingested and older than 7 days: 2, 3 and 4 March
+    assert landed_files(tmp_path) == paths[4:]  # 5 March on; 7 March on not yet ingested
+    assert prune_landed(tmp_path, done_upto=None, now=now + dt.timedelta(days=60))[0].parent.name == REJECTED_DIR
+    assert landed_files(tmp_path) == paths[4:]  # never ingested: kept whatever its age
+
+
+def test_only_landed_files_directly_inside_the_folder_are_accepted(tmp_path):
+    folder = tmp_path / "landing"
+    name = "prints-20250301T080000.000-000000.parquet"
+    assert confined_landed_path(str(folder / name), folder) == folder.resolve() / name
+    for bad in (
+        tmp_path / name,
+        folder / "sub" / name,
+        folder / ".." / "landing" / name,
+        folder / "notes.txt",
+        folder / f".{name}.tmp",
+    ):
+        with pytest.raises(LandingPathError, match=re.escape(repr(str(bad)))):
+            confined_landed_path(str(bad), folder)

@@ -1,7 +1,8 @@
 """The collector's state under ``$FUNDING_ASSETS_HOME/live`` (DESIGN section 5).
 
 The strip store: its own file, insert-or-replace on the key, batched commits fast enough for
-the live latency target (p99 < 250 ms). The status file: what ``funding-assets status`` shows.
+the live latency target (p99 < 250 ms), rows pruned after the retention so the file stays
+bounded. The status file: what ``funding-assets status`` shows.
 """
 
 import datetime as dt
@@ -13,6 +14,7 @@ import pytest
 
 from funding_assets.live.status import VenueStatus, read_status, status_path, status_table, write_status
 from funding_assets.live.store import (
+    LIVE_RETENTION,
     LIVE_STRIP_SCHEMA,
     PUT_SCHEMA,
     LiveStore,
@@ -136,7 +138,8 @@ def test_a_store_written_before_as_of_and_coverage_opens_and_gains_them(home):
     path = live_store_path(home)
     path.parent.mkdir(parents=True)
     old_columns = [c for c in LIVE_STRIP_SCHEMA if c not in ("as_of", "coverage", "min_coverage")]
-    old = strip_rows(1, kind="roll").with_columns(stored_at=pl.lit(T0, pl.Datetime("ms"))).select(old_columns)
+    # stored now: a row older than the retention would be pruned when the store opens
+    old = strip_rows(1, kind="roll").with_columns(stored_at=pl.lit(utcnow(), pl.Datetime("ms"))).select(old_columns)
     with duckdb.connect(str(path)) as con:
         con.register("old", old.to_arrow())
         con.execute("CREATE TABLE live_strip AS SELECT * FROM old")
@@ -190,6 +193,49 @@ def test_throughput_100k_rows_at_over_20k_rows_per_second_with_low_latency(store
     assert len(latencies) == total
     assert total / elapsed > 20_000
     assert p99 < 1000  # the target is 250 ms; the bound is generous for a busy CI machine
+
+
+# -- retention ------------------------------------------------------------------------------
+
+
+class SettableClock:
+    def __init__(self, now: dt.datetime):
+        self.now = now
+
+    def __call__(self) -> dt.datetime:
+        return self.now
+
+
+def test_rows_older_than_the_retention_are_pruned_when_the_store_opens(home):
+    clock = SettableClock(T0)
+    with LiveStore(live_store_path(home), clock=clock) as first:
+        first.put(strip_rows(5, kind="roll"))
+    clock.now = T0 + LIVE_RETENTION  # exactly the retention: kept
+    with LiveStore(live_store_path(home), clock=clock) as second:
+        assert second.rows_pruned == 0 and second.rolls("binance", "BTC").height == 5
+        second.put(strip_rows(2, kind="roll", start_ms=10))
+    clock.now = T0 + LIVE_RETENTION + dt.timedelta(milliseconds=1)
+    with LiveStore(live_store_path(home), clock=clock) as third:
+        assert third.rows_pruned == 5
+        assert third.rolls("binance", "BTC")["stored_at"].to_list() == [T0 + LIVE_RETENTION] * 2
+
+
+def test_a_running_store_prunes_every_prune_every_s_and_its_file_stays_bounded(home):
+    """Forty simulated days of 5,000 rows a day with a 7-day retention: the store holds 8
+    days' worth and its file stops growing once the first week is pruned (freed blocks are
+    reused), where without pruning it would grow fivefold."""
+    clock = SettableClock(T0)
+    sizes = []
+    with LiveStore(live_store_path(home), clock=clock, prune_every_s=0.0) as store:
+        for day in range(40):
+            clock.now = T0 + dt.timedelta(days=day)
+            store.put(strip_rows(5_000, symbols=("BTC", "ETH"), start_ms=day * 1_000_000))
+            store.flush()
+            sizes.append(store.path.stat().st_size)
+        held = store._query("SELECT * FROM live_strip", [])
+    assert held.height == 8 * 5_000 and held["stored_at"].min() == T0 + dt.timedelta(days=32)
+    assert store.rows_pruned == 32 * 5_000
+    assert max(sizes[25:]) <= 1.25 * max(sizes[10:25]), sizes
 
 
 # -- status file ---------------------------------------------------------------------------

@@ -12,6 +12,12 @@ when opened, null in its old rows.
 Rows are queued by :meth:`LiveStore.put` and committed by a background thread in batches
 (one transaction per batch, one Arrow insert, no per-row SQL), which is what lets it keep
 up with tens of thousands of rows per second at a latency of tens of milliseconds.
+
+Retention: the store keeps what the collector committed in the last :data:`LIVE_RETENTION`
+(7 days, by ``stored_at``): older rows are deleted when the store opens and then every
+:data:`PRUNE_EVERY_S` (1 h) by the writer thread, and the freed space is reused, so the file
+stays bounded while the collector runs for months. The strip itself is rebuilt from REST
+history at every start (the collector's pre-warm); the store is a record, not the state.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import collections
 import datetime as dt
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import duckdb
@@ -41,6 +48,10 @@ LIVE_STRIP_SCHEMA: dict[str, pl.DataType] = {**PUT_SCHEMA, "stored_at": TS}
 
 DEFAULT_BATCH_S = 0.05
 LATENCY_SAMPLES = 200_000
+#: Rows committed (``stored_at``) longer ago than this are pruned.
+LIVE_RETENTION = dt.timedelta(days=7)
+#: Seconds (monotonic) between two prunes while the store is written.
+PRUNE_EVERY_S = 3600.0
 
 
 def live_dir(home: Path) -> Path:
@@ -83,14 +94,30 @@ class LiveStore:
     returned (so they include the commit itself and are never below ``stored_at -
     received_at``). Thread-safe. If a commit fails the writer stops and every later call
     raises :class:`LiveStoreError` with the cause.
+
+    ``retention``: rows whose ``stored_at`` is older than ``clock() - retention`` are deleted
+    on open and every ``prune_every_s`` seconds (module docstring); ``clock`` (naive UTC) also
+    stamps ``stored_at``. ``rows_pruned`` counts the rows deleted.
     """
 
-    def __init__(self, path: Path, *, batch_s: float = DEFAULT_BATCH_S):
+    def __init__(
+        self,
+        path: Path,
+        *,
+        batch_s: float = DEFAULT_BATCH_S,
+        retention: dt.timedelta = LIVE_RETENTION,
+        prune_every_s: float = PRUNE_EVERY_S,
+        clock: Callable[[], dt.datetime] = _utcnow,
+    ):
         self.path = Path(path)
         if self.path.name == WAREHOUSE_FILE:
             raise ValueError(f"the live store must not be the warehouse file ({self.path})")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.batch_s = batch_s
+        self.retention = retention
+        self.prune_every_s = prune_every_s
+        self._clock = clock
+        self.rows_pruned = 0
         self._con = duckdb.connect(str(self.path))
         self._db_lock = threading.Lock()
         # column types are DuckDB's own mapping of the Arrow schema every batch arrives in
@@ -105,6 +132,8 @@ class LiveStore:
         for column, sql_type in zip(shape.columns, shape.types):
             if column not in present:
                 self._con.execute(f'ALTER TABLE {TABLE} ADD COLUMN "{column}" {sql_type}')
+        self.prune()
+        self._pruned_at = time.monotonic()
 
         self._cond = threading.Condition()
         self._queue: list[pl.DataFrame] = []
@@ -166,6 +195,18 @@ class LiveStore:
         if self._error is not None:
             raise LiveStoreError(f"live store {self.path}: writer failed: {self._error}") from self._error
 
+    def prune(self) -> int:
+        """Delete the rows committed before ``clock() - retention``; returns how many."""
+        cutoff = self._clock() - self.retention
+        with self._db_lock:
+            if self._con is None:
+                raise LiveStoreError(f"live store {self.path} is closed")
+            (deleted,) = self._con.execute(f"DELETE FROM {TABLE} WHERE stored_at < ?", [cutoff]).fetchone()
+            if deleted:
+                self._con.execute("CHECKPOINT")  # hand the freed blocks back for reuse
+        self.rows_pruned += deleted
+        return deleted
+
     def _run(self) -> None:
         last_commit = 0.0
         while True:
@@ -191,13 +232,22 @@ class LiveStore:
             with self._cond:
                 self._committed += len(frames)
                 self._cond.notify_all()
+            if time.monotonic() - self._pruned_at >= self.prune_every_s:
+                self._pruned_at = time.monotonic()
+                try:
+                    self.prune()
+                except BaseException as exc:  # noqa: BLE001 - kept and re-raised to every caller
+                    with self._cond:
+                        self._error = exc
+                        self._cond.notify_all()
+                    return
 
     def _commit(self, frames: list[pl.DataFrame]) -> None:
         # the last row of a key wins, as a later row would replace it in the table
         batch = pl.concat(frames, rechunk=True).unique(subset=KEY, keep="last", maintain_order=True)
         cols = ", ".join(f'"{c}"' for c in LIVE_STRIP_SCHEMA)
         with self._db_lock:
-            stored_at = _utcnow()
+            stored_at = self._clock()
             table = batch.with_columns(stored_at=pl.lit(stored_at, TS)).to_arrow()
             self._con.register("incoming", table)
             try:
