@@ -18,7 +18,7 @@ import pytest
 import websockets
 from websockets.asyncio.client import connect
 
-from funding_assets.clients import Budget, HttpClient, VenueError, bybit, client_for, settled_rows
+from funding_assets.clients import Budget, HttpClient, RateLimiter, VenueError, bybit, client_for, settled_rows
 from funding_assets.sim import FundingModel
 from funding_assets.sim.server import Faults, SimClock, SimServer
 from funding_assets.sim.venues import VENUE_SIMS
@@ -430,17 +430,37 @@ def test_stream_raises_when_the_connection_drops_or_stalls(faults, error):
 
 
 class TinyBudgetSim(bybit_sim.Sim):
-    budget = Budget(2, 0.5)
+    budget = Budget(2, 0.5)  # one request unit every 0.25 s
+
+
+class ManualClock:
+    """Monotonic seconds that move only when someone sleeps on them: the simulator's budget
+    and the client's limiter share it, so refills never depend on how fast this machine is."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
 
 
 def test_a_burst_beyond_the_budget_gets_403_and_the_client_completes(monkeypatch):
     monkeypatch.setitem(VENUE_SIMS, "bybit", TinyBudgetSim)
-    with SimServer(clock=SimClock(start=START), limits=True) as server:
+    clock = ManualClock()
+    with SimServer(clock=SimClock(start=START), limits=True, limits_clock=clock) as server:
         statuses = [get(server, bybit_sim.TICKERS_PATH, category="linear").status_code for _ in range(3)]
-        assert statuses[:2] == [200, 200] and statuses[2] == 403
+        assert statuses == [200, 200, 403]
         refused = get(server, bybit_sim.TICKERS_PATH, category="linear")
-        assert refused.text == "access too frequent" and float(refused.headers["Retry-After"]) > 0
-        client = make_client(server, budget=Budget(1000, 1.0))  # a client that bursts anyway
+        assert refused.status_code == 403 and refused.text == "access too frequent"
+        assert float(refused.headers["Retry-After"]) == 0.25  # until one request unit is back
+        # a client that bursts anyway (its own budget far above the venue's) on the same clock
+        limiter = RateLimiter(Budget(1000, 1.0), clock=clock, sleep=clock.sleep)
+        http = HttpClient("bybit", server.rest_url("bybit"), limiter.budget, limiter=limiter, sleep=clock.sleep)
+        client = client_for("bybit", server.rest_url("bybit"), server.ws_url("bybit"), http=http)
         for _ in range(4):
             assert client.current(["BTC"]).height == 1
-        assert client.http.retries > 0
+        # each call is refused once, waits exactly the Retry-After, and then gets through
+        assert client.http.retries == 4 and limiter.waited_s == 1.0

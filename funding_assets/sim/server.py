@@ -414,6 +414,9 @@ class SimServer:
 def _handler(server: SimServer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        # Headers and body go out as separate small writes; with Nagle's algorithm on, the
+        # second waits for the client's delayed ACK (~40 ms per answer on loopback).
+        disable_nagle_algorithm = True
 
         def _serve(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
