@@ -63,8 +63,11 @@ def venue_symbol(venue: str, coin: str) -> str:
     return VENUE_SYMBOLS[venue][coin]
 
 
-def coin_for_symbol(venue: str, symbol: str) -> str | None:
-    """Map a coin or a venue instrument name back to the canonical coin; None if unknown."""
+def coin_for_symbol(venue: str, symbol: object) -> str | None:
+    """Map a coin or a venue instrument name back to the canonical coin; None if unknown or
+    not a string (a damaged payload field)."""
+    if not isinstance(symbol, str):
+        return None
     wanted = symbol.strip().upper()
     if wanted in COINS:
         return wanted

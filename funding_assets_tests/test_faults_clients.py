@@ -13,8 +13,8 @@
 - **Malformed, truncated and garbage REST bodies** (``hypothesis``): one answer of a
   ``settled`` or ``current`` call replaced; the call returns exactly the clean result
   (a truncated body is retried) or raises, never a different result.
-- **Known bugs** found by the fuzzing, each a strict xfail naming the bug: they fail until
-  fixed, and the fuzz strategies leave exactly those inputs out (``KNOWN_*`` below).
+- **Known bugs** found by the fuzzing, now fixed: each keeps a test of its fix, and the fuzz
+  strategies no longer leave their inputs out.
 
 Every case records a row for RELIABILITY.md (``reliability.py``). Loopback only; nothing
 depends on how fast this machine is but the timeouts (90 s for a collector case, 10 s a stream).
@@ -294,9 +294,9 @@ def leaves(message) -> list[tuple]:
 
 
 DELETE = object()
-#: Values a bad frame or body puts where a field was. Booleans, NaN, infinities and
-#: out-of-range numbers are left out: every client takes them for prints (known bug 1).
-WRONG_VALUES = (None, "", "abc", [], {}, DELETE)
+#: Values a bad frame or body puts where a field was, booleans, NaN and infinities among them:
+#: a client must not take them for prints. (Times out of range are the known-bug test's.)
+WRONG_VALUES = (None, "", "abc", [], {}, DELETE, True, "NaN", float("nan"), float("inf"))
 
 
 def mutated(message, path: tuple, value):
@@ -311,11 +311,6 @@ def mutated(message, path: tuple, value):
     return out
 
 
-#: Fuzz inputs that hit a known bug (tested below as strict xfails), left out of the fuzz:
-#: (venue, field) whose non-string values crash the stream (known bug 3).
-KNOWN_WS_CRASHES = {("okx", "instId")}
-
-
 def bad_frames(venue: str, good: list[dict]) -> st.SearchStrategy:
     """Frames a venue should never send: truncated, garbage (text or bytes), or a good push
     with one field deleted or of the wrong type. Drawn as ``(frame, is_json)``."""
@@ -327,9 +322,7 @@ def bad_frames(venue: str, good: list[dict]) -> st.SearchStrategy:
     def wrong_field(draw):
         message = draw(st.sampled_from(good))
         path = draw(st.sampled_from(leaves(message)))
-        value = draw(st.sampled_from(WRONG_VALUES))
-        assume(not ((venue, path[-1]) in KNOWN_WS_CRASHES and not isinstance(value, str)))
-        return text(mutated(message, path, value))
+        return text(mutated(message, path, draw(st.sampled_from(WRONG_VALUES))))
 
     def with_json_flag(frame):
         try:
@@ -395,11 +388,6 @@ CALLS: dict[str, Callable] = {
     "settled": lambda client: client.settled("BTC", *SETTLED),
     "current": lambda client: client.current(COINS),
 }
-#: Fields whose wrong value a client takes silently (known bug 4): a history row whose symbol
-#: is not the one asked for is dropped (a settlement lost); ``current`` of OKX and Hyperliquid
-#: leaves out a coin whose row lost its instId/instType or universe name (a prediction lost),
-#: and a Hyperliquid universe entry whose delisting flag is broken shifts a coin's context.
-KNOWN_SILENT_FIELDS = {"binance": {"symbol"}, "okx": {"instId", "instType"}, "hyperliquid": {"name", "isDelisted"}}
 
 
 class Tamper:
@@ -456,7 +444,6 @@ def test_a_bad_rest_body_gives_the_clean_answer_or_an_error_never_another_answer
             paths = [p for p in leaves(payload) if p]
             assume(paths)  # an empty list has no field to break
             path = draw(st.sampled_from(paths))
-            assume(path[-1] not in KNOWN_SILENT_FIELDS.get(venue, ()))
             return nth, text(mutated(payload, path, draw(st.sampled_from(WRONG_VALUES)))).encode()
 
         @fuzz(reliability)
@@ -498,7 +485,7 @@ def _is_json(body: bytes) -> bool:
         return False
 
 
-# --- known bugs, found by the fuzzing above (strict xfails: they pass once fixed) --------------
+# --- known bugs, found by the fuzzing above and fixed: a test of each fix -----------------------
 
 #: Each venue's rate field in its push, for known bug 1.
 RATE_FIELD = {
@@ -527,33 +514,22 @@ def one_bad_push(venue: str, rest_sim, path: tuple, value) -> tuple[pl.DataFrame
     return clean, got, client.skipped_frames
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known bug 1: every client parses a NaN/Infinity rate (and booleans, negative or "
-    "far-future times) into a print; fix: one check of each parsed row in clients/__init__.py "
-    "(finite rate, interval in KNOWN_INTERVALS, times 2015..2100, no bools) inside the parsers' try",
-)
 @pytest.mark.parametrize("venue", VENUES)
 def test_known_bug_a_nan_rate_is_skipped_not_printed(venue, rest_sim, reliability):
     value = float("nan") if venue == "deribit" else "NaN"  # Deribit's rates are JSON numbers
     clean, got, skipped = one_bad_push(venue, rest_sim, RATE_FIELD[venue], value)
     wrong = got.filter(~pl.col("rate").is_finite()).height
     reliability.record(
-        "known bugs (strict xfail)",
+        "known bugs (fixed)",
         f"{venue}: a push whose rate is NaN",
         expected=clean.height - 1,
         stored=got.height,
         duplicates=0,
-        user_sees=f"{wrong} print with rate NaN reaches the live strip and the landing files",
+        user_sees=f"{wrong} prints with rate NaN; {skipped} frame skipped and counted (status column 'skipped')",
     )
     assert wrong == 0 and skipped == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known bug 2: a time beyond int64 passes the parser and then fails building the polars "
-    "frame (prints_frame, outside the parsers' try), ending the stream; fix: the row check of bug 1",
-)
 @pytest.mark.parametrize("venue", sorted(TIME_FIELD))
 def test_known_bug_a_huge_timestamp_does_not_end_the_stream(venue, rest_sim, reliability):
     value = str(10**30) if venue in ("bybit", "okx") else 10**30  # strings where the venue sends strings
@@ -561,49 +537,36 @@ def test_known_bug_a_huge_timestamp_does_not_end_the_stream(venue, rest_sim, rel
     try:
         clean, got, skipped = one_bad_push(venue, rest_sim, TIME_FIELD[venue], value)
     except Exception as exc:
-        user_sees = f"the stream ends with {type(exc).__name__}"
+        user_sees = f"the stream ends with {type(exc).__name__} (the collector reconnects and fills the gap)"
         raise
     finally:
         reliability.record(
-            "known bugs (strict xfail)",
+            "known bugs (fixed)",
             f"{venue}: a push whose time is 10^30 ms",
             expected=3,
             stored=got.height,
             duplicates=0,
-            user_sees=user_sees + " (the collector reconnects and fills the gap from REST)",
+            user_sees=user_sees,
         )
     assert got.height == clean.height - 1 and skipped == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known bug 3: okx._stream_frame catches KeyError/TypeError/ValueError but a null instId "
-    "raises AttributeError in venues.coin_for_symbol (None.strip), ending the stream; fix: "
-    "coin_for_symbol returns None for a non-string (or catch AttributeError)",
-)
 def test_known_bug_okx_a_null_inst_id_is_skipped(rest_sim, reliability):
     got = pl.DataFrame()
     try:
         clean, got, skipped = one_bad_push("okx", rest_sim, ("data", 0, "instId"), None)
     finally:
         reliability.record(
-            "known bugs (strict xfail)",
+            "known bugs (fixed)",
             "okx: a push whose instId is null",
             expected=3,
             stored=got.height,
             duplicates=0,
-            user_sees="stream ends with AttributeError (the collector reconnects and fills the gap)",
+            user_sees="the frame is skipped and counted; the stream goes on",
         )
     assert got.height == clean.height - 1 and skipped == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known bug 5: bybit.merge_ticker folds a delta into the state before parse_ticker "
-    "checks it, so one delta with a malformed fundingRate makes every later delta of that "
-    "symbol fail (skipped) until the rate changes; fix: merge into a copy and keep it only if "
-    "parse_ticker accepts it",
-)
 def test_known_bug_bybit_a_malformed_delta_does_not_silence_later_pushes(rest_sim, reliability):
     snapshot = {
         "topic": "tickers.BTCUSDT",
@@ -627,23 +590,16 @@ def test_known_bug_bybit_a_malformed_delta_does_not_silence_later_pushes(rest_si
     got = run_stream(client, [text(m) for m in [snapshot, bad, *later, sentinel]])
     btc = got.filter(pl.col("symbol") == "BTC")
     reliability.record(
-        "known bugs (strict xfail)",
+        "known bugs (fixed)",
         "bybit: one malformed delta, then 3 good deltas (funding unchanged)",
         expected=4,
         stored=btc.height,
         duplicates=0,
-        user_sees=f"{client.skipped_frames} frames skipped: the good deltas after the bad one are dropped too",
+        user_sees=f"{client.skipped_frames} frame skipped; the good deltas after it still print",
     )
     assert btc.height == 4 and client.skipped_frames == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known bug 4: binance.parse_funding_history keeps only rows whose symbol is the one "
-    "asked for, so a row with another (or a null) symbol is a settlement silently lost (okx "
-    "history and the current() of okx and hyperliquid likewise drop a row they cannot place); "
-    "fix: refuse it with a VenueError, as bybit._history and bybit.current do",
-)
 def test_known_bug_binance_a_history_row_of_another_symbol_is_refused_not_dropped(rest_sim, reliability):
     tamper = Tamper(rest_sim)
     try:
@@ -661,7 +617,7 @@ def test_known_bug_binance_a_history_row_of_another_symbol_is_refused_not_droppe
     finally:
         tamper.close()
     reliability.record(
-        "known bugs (strict xfail)",
+        "known bugs (fixed)",
         "binance settled: one history row with a null symbol",
         expected=clean.height,
         stored=clean.height if got is None else got.height,
@@ -671,12 +627,6 @@ def test_known_bug_binance_a_history_row_of_another_symbol_is_refused_not_droppe
     assert got is None, "the bad row was dropped without a word"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known bug 6: okx.parse_history, deribit.history_rows (and hyperliquid's universe "
-    "parsing) let KeyError/TypeError/ValueError out instead of a VenueError naming the venue, so "
-    "a backfill fails with a bare \"'realizedRate'\"; fix: wrap them as bybit.parse_history does",
-)
 @pytest.mark.parametrize(("venue", "field"), [("okx", "realizedRate"), ("deribit", "interest_1h")])
 def test_known_bug_a_malformed_history_row_is_a_venue_error(venue, field, rest_sim, reliability):
     tamper = Tamper(rest_sim)
@@ -695,7 +645,7 @@ def test_known_bug_a_malformed_history_row_is_a_venue_error(venue, field, rest_s
     finally:
         tamper.close()
     reliability.record(
-        "known bugs (strict xfail)",
+        "known bugs (fixed)",
         f"{venue} settled: a history row without {field}",
         expected=0,
         stored=0,

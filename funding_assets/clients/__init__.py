@@ -7,35 +7,48 @@ streams) and parses into the print model of :mod:`funding_assets.prints`:
   complete, ordered, deduplicated, each with its interval;
 - :meth:`VenueClient.current` -- the current predicted funding of several coins, in as few
   requests as the venue allows;
-- :meth:`VenueClient.stream` -- live predicted prints from the venue's WebSocket.
+- :meth:`VenueClient.stream` -- live predicted prints from the venue's WebSocket;
+- :meth:`VenueClient.premium_history` -- the premium-index samples a venue publishes to
+  rebuild its funding, in :data:`PREMIUM_SCHEMA` (``ts`` = the instant a sample is known).
 
 Clients reach the real venue or the loopback simulator by base URL alone.
 """
 
 import datetime as dt
-from collections.abc import AsyncIterator, Sequence
-from typing import ClassVar
+import math
+from collections.abc import AsyncIterator, Iterable, Sequence
+from typing import Any, ClassVar
 
 import polars as pl
 
+from ..premium import PREMIUM_SCHEMA
 from ..prints import PRINT_SCHEMA, REALISED, TS
 from ..venues import DEFAULT_INTERVAL_HOURS, venue_symbol
 from .http import Budget, HttpClient, RateLimiter, VenueError
 
 __all__ = [
+    "PREMIUM_SCHEMA",
     "Budget",
     "HttpClient",
     "RateLimiter",
     "VenueClient",
     "VenueError",
+    "check_print",
+    "checked",
     "client_for",
     "infer_intervals",
+    "number",
+    "premium_frame",
     "prints_frame",
 ]
 
 HOUR_MS = 3_600_000
+MINUTE_MS = 60_000
 #: Native funding intervals venues use (hours).
 KNOWN_INTERVALS = (1.0, 2.0, 4.0, 6.0, 8.0)
+#: Epoch ms a print's times lie in, [2015-01-01, 2100-01-01): anything else is a damaged payload
+#: (and a time beyond int64 would fail only later, building the prints frame).
+PLAUSIBLE_MS = (1_420_070_400_000, 4_102_444_800_000)
 
 
 def epoch_ms(when: dt.datetime) -> int:
@@ -48,6 +61,36 @@ def epoch_ms(when: dt.datetime) -> int:
 def snap_ms(ms: int) -> int:
     """Round epoch ms to the nearest whole minute (settlement jitter)."""
     return (ms + 30_000) // 60_000 * 60_000
+
+
+def number(value: Any) -> float:
+    """A JSON number or a decimal string as a float; a boolean, which ``float()`` would take for
+    1 or 0, is a ``ValueError``."""
+    if isinstance(value, bool):
+        raise ValueError(f"expected a number, got {value!r}")
+    return float(value)
+
+
+def check_print(rate: Any, times_ms: Iterable[Any], interval_hours: Any = KNOWN_INTERVALS[0]) -> None:
+    """Refuse (``ValueError``) values no venue could mean: a rate that is a boolean or not finite,
+    an interval no venue uses (hours), a time (epoch ms) that is a boolean or outside
+    :data:`PLAUSIBLE_MS`. Parsers call it inside their error handling, so a bad stream frame is
+    skipped and counted and a bad REST row is the client's :class:`VenueError`."""
+    if isinstance(rate, bool) or not math.isfinite(rate):
+        raise ValueError(f"rate {rate!r} is not a finite number")
+    if isinstance(interval_hours, bool) or interval_hours not in KNOWN_INTERVALS:
+        raise ValueError(f"interval {interval_hours!r} h is not one the venues use")
+    lo, hi = PLAUSIBLE_MS
+    for ms in times_ms:
+        if isinstance(ms, bool) or not lo <= ms < hi:
+            raise ValueError(f"time {ms!r} ms is outside 2015..2100")
+
+
+def checked(row: dict) -> dict:
+    """A print row ``{coin, ts_ms, funding_time_ms, rate, interval_hours, kind}`` after
+    :func:`check_print`."""
+    check_print(row["rate"], (row["ts_ms"], row["funding_time_ms"]), row["interval_hours"])
+    return row
 
 
 def infer_intervals(funding_times_ms: Sequence[int], default_hours: float) -> list[float]:
@@ -102,6 +145,24 @@ def prints_frame(rows: list[dict], venue: str, source: str) -> pl.DataFrame:
             "source": [source] * len(keys),
         },
         schema=PRINT_SCHEMA,
+    )
+
+
+def premium_frame(
+    venue: str, coin: str, points: Iterable[tuple[int, float]], start_ms: int, end_ms: int
+) -> pl.DataFrame:
+    """``(known-at epoch ms, premium)`` points -> a :data:`PREMIUM_SCHEMA` frame of those known in
+    ``(start_ms, end_ms]``, one row per instant (the last point wins), sorted by ``ts``."""
+    latest = {ts_ms: premium for ts_ms, premium in points if start_ms < ts_ms <= end_ms}
+    times = sorted(latest)
+    return pl.DataFrame(
+        {
+            "venue": [venue] * len(times),
+            "symbol": [coin] * len(times),
+            "ts": pl.Series(times, dtype=pl.Int64).cast(TS),
+            "premium": pl.Series([latest[t] for t in times], dtype=pl.Float64),
+        },
+        schema=PREMIUM_SCHEMA,
     )
 
 
@@ -165,6 +226,12 @@ class VenueClient:
 
     def stream(self, coins: Sequence[str]) -> AsyncIterator[pl.DataFrame]:
         """Live predicted prints as they arrive, one small frame per venue message."""
+        raise NotImplementedError
+
+    def premium_history(self, coin: str, start: dt.datetime, end: dt.datetime) -> pl.DataFrame:
+        """Premium-index samples of ``coin`` known in ``(start, end]`` (naive UTC), complete,
+        one per instant, sorted: :data:`PREMIUM_SCHEMA`, ``ts`` the instant the sample is known,
+        ``premium`` a decimal fraction (never percent)."""
         raise NotImplementedError
 
 

@@ -12,12 +12,19 @@ Endpoints (public, no key), all rates decimal fractions per native interval, tim
   quote time. Rows with ``nextFundingTime: 0`` (settling, delisted, delivery) carry no funding.
 - ``GET /fapi/v1/fundingInfo`` -- ``fundingIntervalHours`` of adjusted symbols (absent = 8 h):
   the interval of the open window, which ``premiumIndex`` does not give.
+- ``GET /fapi/v1/premiumIndexKlines?symbol=&interval=1m&startTime=&endTime=&limit=`` --
+  premium-index candles ``[openTime, open, high, low, close, "0", closeTime, "0", n, "0",
+  "0", "0"]`` (times ms numbers, OHLC decimal strings), ascending, at most 1500: the first
+  ``limit`` from ``startTime``, so pages go forward. A 1-minute candle summarises the
+  minute's 5-second samples; its ``close`` is taken as the minute's sample, known at the
+  minute's end (``openTime + 1 min``). Weight by ``limit``: 1 / 2 / 5 / 10.
 - ``wss://fstream.binance.com/market/stream?streams=<sym>@markPrice@1s/...`` -- the routed
   path: the legacy ``/ws`` and ``/stream`` paths still connect but never push mark prices.
   The server pings every 3 min (websockets answers); frames ``{"stream", "data": {"r", "T", ...}}``.
 
 Budgets: ``fundingRate`` and ``fundingInfo`` share their own bucket of 500 requests per 5 min
-per IP; ``premiumIndex`` draws 10 weight (1 with a symbol) from the 2400 weight/min bucket.
+per IP; ``premiumIndex`` draws 10 weight (1 with a symbol) and ``premiumIndexKlines`` up to 10
+from the 2400 weight/min bucket.
 """
 
 from __future__ import annotations
@@ -35,13 +42,25 @@ from websockets.asyncio.client import connect
 
 from ..prints import PREDICTED
 from ..venues import venue_symbol
-from . import KNOWN_INTERVALS, VenueClient, epoch_ms, prints_frame, settled_rows
+from . import (
+    KNOWN_INTERVALS,
+    MINUTE_MS,
+    VenueClient,
+    check_print,
+    checked,
+    epoch_ms,
+    number,
+    premium_frame,
+    prints_frame,
+    settled_rows,
+)
 from .http import Budget, HttpClient, VenueError
 
 VENUE = "binance"
 FUNDING_RATE = "/fapi/v1/fundingRate"
 PREMIUM_INDEX = "/fapi/v1/premiumIndex"
 FUNDING_INFO = "/fapi/v1/fundingInfo"
+PREMIUM_KLINES = "/fapi/v1/premiumIndexKlines"
 STREAM_PATH = "/market/stream"
 
 #: ``fundingRate`` + ``fundingInfo``: their own bucket, 500 requests / 5 min / IP.
@@ -52,6 +71,7 @@ PREMIUM_INDEX_WEIGHT_ALL = 10
 PREMIUM_INDEX_WEIGHT_ONE = 1
 
 PAGE_LIMIT = 1000  # the endpoint's maximum
+KLINE_LIMIT = 1500  # premiumIndexKlines' maximum
 HOUR_MS = 3_600_000
 #: History fetched around the asked range so the gap before its first settlement and after
 #: its last is known (up to three missing 8 h settlements in a row).
@@ -77,6 +97,11 @@ def weight_cost(weight: float) -> float:
     return weight * HISTORY_BUDGET.per_second / WEIGHT_BUDGET.per_second
 
 
+def kline_weight(limit: int) -> int:
+    """``REQUEST_WEIGHT`` of a ``premiumIndexKlines`` call asking for ``limit`` candles."""
+    return 1 if limit < 100 else 2 if limit < 500 else 5 if limit <= 1000 else 10
+
+
 def _rate(text: Any) -> float:
     """A decimal string (``"0.00010000"``) as the nearest float; anything else is malformed."""
     if not isinstance(text, str) or not text:
@@ -94,14 +119,32 @@ def _ms(value: Any) -> int:
 def parse_funding_history(payload: Any, symbol: str) -> list[tuple[int, float]]:
     """``fundingRate`` rows of ``symbol`` -> ``(fundingTime ms as stamped, rate per interval)``.
 
-    ``markPrice`` (absent or ``""`` on old rows) and ``rateType`` are not needed.
+    ``markPrice`` (absent or ``""`` on old rows) and ``rateType`` are not needed. A row of
+    another symbol is a :class:`VenueError`: dropping it could lose a settlement unnoticed.
     """
     if not isinstance(payload, list):
         raise VenueError(f"{VENUE} {FUNDING_RATE}: expected a list, got {str(payload)[:200]}")
+    points = []
+    for row in payload:
+        try:
+            if row["symbol"] != symbol:
+                raise ValueError(f"symbol {row['symbol']!r}, asked for {symbol}")
+            point = _ms(row["fundingTime"]), _rate(row["fundingRate"])
+            check_print(point[1], point[:1])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise VenueError(f"{VENUE} {FUNDING_RATE}: malformed row {str(row)[:200]} ({exc})") from None
+        points.append(point)
+    return points
+
+
+def parse_premium_klines(payload: Any) -> list[tuple[int, float]]:
+    """``premiumIndexKlines`` candles -> ``(openTime ms, close)``, as sent (ascending)."""
+    if not isinstance(payload, list):
+        raise VenueError(f"{VENUE} {PREMIUM_KLINES}: expected a list, got {str(payload)[:200]}")
     try:
-        return [(_ms(row["fundingTime"]), _rate(row["fundingRate"])) for row in payload if row["symbol"] == symbol]
-    except (KeyError, TypeError, ValueError) as exc:
-        raise VenueError(f"{VENUE} {FUNDING_RATE}: malformed row ({exc})") from None
+        return [(_ms(row[0]), _rate(row[4])) for row in payload]
+    except (IndexError, KeyError, TypeError, ValueError) as exc:
+        raise VenueError(f"{VENUE} {PREMIUM_KLINES}: malformed candle ({exc})") from None
 
 
 def parse_funding_info(payload: Any) -> dict[str, float]:
@@ -109,7 +152,7 @@ def parse_funding_info(payload: Any) -> dict[str, float]:
     if not isinstance(payload, list):
         raise VenueError(f"{VENUE} {FUNDING_INFO}: expected a list, got {str(payload)[:200]}")
     try:
-        return {row["symbol"]: float(row["fundingIntervalHours"]) for row in payload}
+        return {row["symbol"]: number(row["fundingIntervalHours"]) for row in payload}
     except (KeyError, TypeError, ValueError) as exc:
         raise VenueError(f"{VENUE} {FUNDING_INFO}: malformed row ({exc})") from None
 
@@ -180,14 +223,17 @@ def parse_mark_price(text: str | bytes, intervals: Mapping[str, float]) -> list[
 
 
 def _quote(symbol: str, ts_ms: int, funding_time_ms: int, rate: float, hours: float) -> dict:
-    return {
-        "symbol": symbol,
-        "ts_ms": ts_ms,
-        "funding_time_ms": funding_time_ms,
-        "rate": rate,
-        "interval_hours": hours,
-        "kind": PREDICTED,
-    }
+    """A predicted quote, checked (:func:`check_print`: ``ValueError`` if no venue could mean it)."""
+    return checked(
+        {
+            "symbol": symbol,
+            "ts_ms": ts_ms,
+            "funding_time_ms": funding_time_ms,
+            "rate": rate,
+            "interval_hours": hours,
+            "kind": PREDICTED,
+        }
+    )
 
 
 def quote_prints(quotes: list[dict], coins: Sequence[str], source: str) -> pl.DataFrame:
@@ -249,6 +295,29 @@ class Client(VenueClient):
             start_ms = max(ts for ts, _ in page) + 1
         return points
 
+    def premium_history(self, coin: str, start: dt.datetime, end: dt.datetime) -> pl.DataFrame:
+        """Per-minute premium samples known in ``(start, end]`` (naive UTC), in :data:`PREMIUM_SCHEMA`.
+
+        One 1-minute candle per sample: ``ts`` = ``openTime + 1 min`` (the minute's end, when
+        the sample is known), ``premium`` = its ``close`` (decimal fraction). Pages of 1500
+        go forward from ``startTime`` (= last ``openTime`` + 1).
+        """
+        symbol = venue_symbol(self.venue, coin)
+        start_ms, end_ms = epoch_ms(start), epoch_ms(end)
+        first, last = start_ms - MINUTE_MS + 1, end_ms - MINUTE_MS  # openTime of samples known in range
+        points: list[tuple[int, float]] = []
+        cost = weight_cost(kline_weight(KLINE_LIMIT))
+        while first <= last:
+            params = {"symbol": symbol, "interval": "1m", "startTime": first, "endTime": last, "limit": KLINE_LIMIT}
+            page = parse_premium_klines(self.http.get(PREMIUM_KLINES, params, cost=cost))
+            points.extend((open_ms + MINUTE_MS, close) for open_ms, close in page)
+            if len(page) < KLINE_LIMIT:
+                break
+            if page[-1][0] < first:
+                raise VenueError(f"{VENUE} {PREMIUM_KLINES}: page went backwards ({page[-1][0]} < {first})")
+            first = page[-1][0] + 1
+        return premium_frame(self.venue, coin, points, start_ms, end_ms)
+
     def funding_intervals(self) -> dict[str, float]:
         """``fundingInfo`` intervals by symbol (hours), re-read after :data:`FUNDING_INFO_TTL_S`."""
         if time.monotonic() >= self._intervals_expire:
@@ -260,7 +329,11 @@ class Client(VenueClient):
         """Predicted prints of the open windows, one per coin, from one all-symbols call."""
         intervals = self.funding_intervals()
         payload = self.http.get(PREMIUM_INDEX, cost=weight_cost(PREMIUM_INDEX_WEIGHT_ALL))
-        return quote_prints(parse_premium_index(payload, intervals), coins, self.source)
+        frame = quote_prints(parse_premium_index(payload, intervals), coins, self.source)
+        missing = set(coins) - set(frame["symbol"])
+        if missing:
+            raise VenueError(f"{VENUE} {PREMIUM_INDEX}: no funding for {', '.join(sorted(missing))}")
+        return frame
 
     async def stream(
         self,

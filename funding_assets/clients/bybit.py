@@ -8,6 +8,11 @@ Endpoints (``https://api.bybit.com``, ``wss://stream.bybit.com/v5/public/linear`
 - ``GET /v5/market/tickers?category=linear`` -- every symbol in one call: ``fundingRate``
   is the estimate of the open window, settling at ``nextFundingTime``.
 - WebSocket ``tickers.<SYMBOL>`` -- a snapshot, then deltas carrying only changed fields.
+- ``GET /v5/market/premium-index-price-kline?category=linear&symbol=&interval=1&start=&end=
+  &limit=`` -- premium-index candles ``[startTime, open, high, low, close]`` (all strings),
+  **newest first**, at most 1000: the newest ``limit`` in ``[start, end]``, so pages go
+  backwards by ``end`` like the funding history. Bybit updates the premium index once a
+  minute: a 1-minute candle is one sample, known at the minute's end (``startTime + 1 min``).
 
 Payload units: rates are decimal strings, a fraction per native interval; times are ms
 strings (UTC) except the envelope ``time`` / ``ts`` (ms numbers); ``fundingIntervalHour``
@@ -28,14 +33,29 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from ..prints import PREDICTED
 from ..venues import venue_symbol
-from . import Budget, VenueClient, VenueError, epoch_ms, prints_frame, settled_rows
+from . import (
+    MINUTE_MS,
+    Budget,
+    VenueClient,
+    VenueError,
+    check_print,
+    checked,
+    epoch_ms,
+    number,
+    premium_frame,
+    prints_frame,
+    settled_rows,
+)
 
 HISTORY_PATH = "/v5/market/funding/history"
 TICKERS_PATH = "/v5/market/tickers"
+PREMIUM_KLINE_PATH = "/v5/market/premium-index-price-kline"
 WS_PATH = "/v5/public/linear"
 CATEGORY = "linear"
 #: Most rows the history endpoint returns per request (also its default).
 PAGE_LIMIT = 200
+#: Most candles premium-index-price-kline returns per request (default 200).
+KLINE_LIMIT = 1000
 #: Bybit asks for ``{"op":"ping"}`` every 20 s.
 PING_INTERVAL_S = 20.0
 #: History fetched beyond each end of the asked range (ms), so the first and last rows of
@@ -63,11 +83,24 @@ def parse_history(payload: Any) -> list[tuple[str, int, float]]:
     """Funding-history rows as ``(venue symbol, settlement ts ms UTC, rate per interval)``,
     in the venue's order (newest first). Anything but funding rows is a :class:`VenueError`."""
     try:
-        return [
-            (row["symbol"], int(row["fundingRateTimestamp"]), float(row["fundingRate"])) for row in result_list(payload)
-        ]
-    except (KeyError, TypeError, ValueError) as exc:
+        return [_history_row(row) for row in result_list(payload)]
+    except (KeyError, TypeError, ValueError, OverflowError) as exc:
         raise VenueError(f"bybit: malformed funding-history row ({exc!r})") from None
+
+
+def _history_row(row: Mapping[str, Any]) -> tuple[str, int, float]:
+    symbol, ts_ms, rate = row["symbol"], int(row["fundingRateTimestamp"]), number(row["fundingRate"])
+    check_print(rate, (ts_ms,))
+    return symbol, ts_ms, rate
+
+
+def parse_premium_klines(payload: Any) -> list[tuple[int, float]]:
+    """premium-index-price-kline candles as ``(startTime ms, close)``, in the venue's order
+    (newest first); a close is a decimal fraction. Anything else is a :class:`VenueError`."""
+    try:
+        return [(int(row[0]), float(row[4])) for row in result_list(payload)]
+    except (IndexError, TypeError, ValueError) as exc:
+        raise VenueError(f"bybit: malformed premium-index candle ({exc!r})") from None
 
 
 def parse_ticker(fields: Mapping[str, Any], coin: str, ts_ms: int, default_hours: float) -> dict | None:
@@ -77,7 +110,7 @@ def parse_ticker(fields: Mapping[str, Any], coin: str, ts_ms: int, default_hours
     ``nextFundingTime`` (ms string); dated futures send both as ``""`` and give None, as
     does a state that has not seen them yet. ``fundingIntervalHour`` (hours, a string) is
     the native interval; payloads from before that field existed (2025-10) get
-    ``default_hours``.
+    ``default_hours``. Callers pass the row through :func:`checked` inside their error handling.
     """
     rate, funding_time = fields.get("fundingRate"), fields.get("nextFundingTime")
     if rate in (None, "") or funding_time in (None, ""):
@@ -87,8 +120,8 @@ def parse_ticker(fields: Mapping[str, Any], coin: str, ts_ms: int, default_hours
         "coin": coin,
         "ts_ms": int(ts_ms),
         "funding_time_ms": int(funding_time),
-        "rate": float(rate),
-        "interval_hours": float(hours) if hours not in (None, "") else float(default_hours),
+        "rate": number(rate),
+        "interval_hours": number(hours) if hours not in (None, "") else float(default_hours),
         "kind": PREDICTED,
     }
 
@@ -102,8 +135,8 @@ def parse_tickers(payload: Any, symbols: Mapping[str, str], default_hours: float
         parsed = (
             parse_ticker(t, symbols[t["symbol"]], ts_ms, default_hours) for t in rows if t.get("symbol") in symbols
         )
-        return [row for row in parsed if row is not None]
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        return [checked(row) for row in parsed if row is not None]
+    except (KeyError, TypeError, ValueError, OverflowError, AttributeError) as exc:
         raise VenueError(f"bybit: malformed tickers answer ({exc!r})") from None
 
 
@@ -111,8 +144,10 @@ def merge_ticker(state: dict[str, dict], message: Mapping[str, Any]) -> tuple[st
     """Fold one ``tickers.*`` push into ``state`` (venue symbol -> merged fields).
 
     A ``snapshot`` replaces the symbol's fields; a ``delta`` updates only the fields it
-    carries (a missing field is unchanged, never null). Returns the symbol and its merged
-    fields; raises KeyError/TypeError/ValueError on a malformed push.
+    carries (a missing field is unchanged, never null). The symbol's fields are replaced by
+    a new dict, never updated in place, so a shallow copy of ``state`` is a safe trial.
+    Returns the symbol and its merged fields; raises KeyError/TypeError/ValueError on a
+    malformed push.
     """
     data = message["data"]
     symbol = data["symbol"]
@@ -120,7 +155,7 @@ def merge_ticker(state: dict[str, dict], message: Mapping[str, Any]) -> tuple[st
     if kind == "snapshot":
         state[symbol] = dict(data)
     elif kind == "delta":
-        state.setdefault(symbol, {}).update(data)
+        state[symbol] = {**state.get(symbol, {}), **data}
     else:
         raise ValueError(f"unknown tickers message type {kind!r}")
     return symbol, state[symbol]
@@ -175,6 +210,35 @@ class Client(VenueClient):
                 break  # the whole of [lo_ms, end_ms] fitted in this page
             end_ms = min(ts_ms for _, ts_ms, _ in page) - 1
         return points
+
+    def premium_history(self, coin: str, start: dt.datetime, end: dt.datetime) -> pl.DataFrame:
+        """Per-minute premium samples known in ``(start, end]`` (naive UTC), in :data:`PREMIUM_SCHEMA`.
+
+        ``ts`` = ``startTime + 1 min`` of each 1-minute candle, ``premium`` its ``close``
+        (decimal fraction). Pages of 1000 go backwards: ``end`` = oldest ``startTime`` - 1.
+        """
+        symbol = venue_symbol(self.venue, coin)
+        start_ms, end_ms = epoch_ms(start), epoch_ms(end)
+        first, last = start_ms - MINUTE_MS + 1, end_ms - MINUTE_MS  # startTime of samples known in range
+        points: list[tuple[int, float]] = []
+        while last >= first:
+            params = {
+                "category": CATEGORY,
+                "symbol": symbol,
+                "interval": "1",
+                "start": first,
+                "end": last,
+                "limit": KLINE_LIMIT,
+            }
+            page = parse_premium_klines(self.http.get(PREMIUM_KLINE_PATH, params))
+            points.extend((open_ms + MINUTE_MS, close) for open_ms, close in page)
+            if len(page) < KLINE_LIMIT:
+                break  # the whole of [first, last] fitted in this page
+            oldest = min(open_ms for open_ms, _ in page)
+            if oldest > last:
+                raise VenueError(f"bybit: premium-index candles for {symbol} past the asked end ({oldest} > {last})")
+            last = oldest - 1
+        return premium_frame(self.venue, coin, points, start_ms, end_ms)
 
     def current(self, coins: Sequence[str]) -> pl.DataFrame:
         """Current predicted prints of ``coins`` from one all-symbols tickers request; ``ts``
@@ -243,12 +307,16 @@ class Client(VenueClient):
             self._control(message)
             return None
         try:
-            symbol, fields = merge_ticker(state, message)
+            symbol, fields = merge_ticker(dict(state), message)  # a trial: kept below only if it parses
             coin = symbols.get(symbol)
-            return parse_ticker(fields, coin, message["ts"], self.default_interval) if coin else None
-        except (KeyError, TypeError, ValueError, AttributeError):
+            row = parse_ticker(fields, coin, message["ts"], self.default_interval) if coin else None
+            if row is not None:
+                checked(row)
+        except (KeyError, TypeError, ValueError, OverflowError, AttributeError):
             self.skipped_frames += 1
             return None
+        state[symbol] = fields  # a malformed push must not poison the deltas after it
+        return row
 
     def _control(self, message: dict) -> None:
         """Subscribe acks and pongs: a refused subscription is fatal, pongs are counted."""

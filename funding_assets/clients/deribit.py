@@ -18,6 +18,9 @@ funding realised over each hour, so a Deribit print is hourly (``interval_hours`
   heartbeat: ``public/set_heartbeat`` and a ``public/test`` answer to every ``test_request``,
   without which the server closes the connection.
 
+Premium history: Deribit publishes none. Its hourly history is the funding itself (the
+dead-band formula already applied), so :meth:`Client.premium_history` is empty.
+
 Rates are decimal fractions per hour; timestamps are epoch ms (UTC). JSON numbers arrive as
 Python floats, which ``json`` parses correctly rounded from the decimal text (no lossy
 intermediate).
@@ -37,7 +40,7 @@ from websockets.asyncio.client import connect
 
 from ..prints import PREDICTED, REALISED
 from ..venues import COINS, venue_symbol
-from . import HOUR_MS, VenueClient, epoch_ms, prints_frame
+from . import HOUR_MS, PREMIUM_SCHEMA, VenueClient, checked, epoch_ms, number, prints_frame
 from .http import Budget, VenueError
 
 VENUE = "deribit"
@@ -71,18 +74,25 @@ def history_rows(coin: str, payload: Any) -> list[dict]:
     """Realised hourly rows of a ``get_funding_rate_history`` answer.
 
     ``rate`` is ``interest_1h`` (decimal fraction per hour) settled at ``timestamp`` (ms).
+    A malformed row is a :class:`VenueError`.
     """
-    return [
-        {
-            "coin": coin,
-            "ts_ms": int(row["timestamp"]),
-            "funding_time_ms": int(row["timestamp"]),
-            "rate": float(row["interest_1h"]),
-            "interval_hours": INTERVAL_HOURS,
-            "kind": REALISED,
-        }
-        for row in rpc_result(payload, "get_funding_rate_history")
-    ]
+    rows = rpc_result(payload, "get_funding_rate_history")
+    try:
+        return [
+            checked(
+                {
+                    "coin": coin,
+                    "ts_ms": int(row["timestamp"]),
+                    "funding_time_ms": int(row["timestamp"]),
+                    "rate": number(row["interest_1h"]),
+                    "interval_hours": INTERVAL_HOURS,
+                    "kind": REALISED,
+                }
+            )
+            for row in rows
+        ]
+    except (KeyError, TypeError, ValueError, OverflowError) as exc:
+        raise VenueError(f"{VENUE} {HISTORY_PATH}: malformed row ({exc!r})") from None
 
 
 def next_hour_ms(ts_ms: int) -> int:
@@ -91,22 +101,26 @@ def next_hour_ms(ts_ms: int) -> int:
 
 
 def ticker_row(coin: str, ticker: dict) -> dict:
-    """Predicted row of a ticker: ``funding_8h / 8`` per hour, settling at the next top of the hour."""
+    """Predicted row of a ticker: ``funding_8h / 8`` per hour, settling at the next top of the hour.
+
+    Raises KeyError/TypeError/ValueError/OverflowError on a malformed ticker."""
     ts_ms = int(ticker["timestamp"])
-    return {
-        "coin": coin,
-        "ts_ms": ts_ms,
-        "funding_time_ms": next_hour_ms(ts_ms),
-        "rate": float(ticker["funding_8h"]) / 8,
-        "interval_hours": INTERVAL_HOURS,
-        "kind": PREDICTED,
-    }
+    return checked(
+        {
+            "coin": coin,
+            "ts_ms": ts_ms,
+            "funding_time_ms": next_hour_ms(ts_ms),
+            "rate": number(ticker["funding_8h"]) / 8,
+            "interval_hours": INTERVAL_HOURS,
+            "kind": PREDICTED,
+        }
+    )
 
 
 def notification_row(message: dict) -> dict | None:
     """Predicted row of a ``ticker.{instrument}.{interval}`` notification; None for other messages
     or instruments that are not a known coin's perpetual. Raises KeyError/TypeError/ValueError
-    on a notification missing its fields."""
+    (or OverflowError) on a notification missing its fields."""
     if message.get("method") != "subscription":
         return None
     params = message["params"]
@@ -162,9 +176,21 @@ class Client(VenueClient):
         frame = prints_frame(rows, self.venue, self.source)
         return frame.filter(pl.col("funding_time").dt.epoch("ms").is_between(start_ms, end_ms))
 
+    def premium_history(self, coin: str, start: dt.datetime, end: dt.datetime) -> pl.DataFrame:
+        """Always empty (:data:`PREMIUM_SCHEMA`): Deribit publishes no premium-index history;
+        its hourly history is the funding rate itself (``interest_1h``), which is all there is
+        to rebuild a window from."""
+        return pl.DataFrame(schema=PREMIUM_SCHEMA)
+
     def current(self, coins: Sequence[str]) -> pl.DataFrame:
         """The open hour's predicted print per coin (one ticker request each)."""
-        rows = [ticker_row(coin, self._ticker(coin)) for coin in coins]
+        rows = []
+        for coin in coins:
+            ticker = self._ticker(coin)
+            try:
+                rows.append(ticker_row(coin, ticker))
+            except (KeyError, TypeError, ValueError, OverflowError, AttributeError) as exc:
+                raise VenueError(f"{VENUE} {TICKER_PATH} {coin}: malformed ticker ({exc!r})") from None
         return prints_frame(rows, self.venue, self.source)
 
     def _ticker(self, coin: str) -> dict:
@@ -231,7 +257,7 @@ class Client(VenueClient):
     def _row(self, message: dict) -> dict | None:
         try:
             return notification_row(message)
-        except (KeyError, TypeError, ValueError, AttributeError):
+        except (KeyError, TypeError, ValueError, OverflowError, AttributeError):
             self.skipped_frames += 1
             return None
 

@@ -7,7 +7,9 @@ Venue facts (VENUES.md section 4, DATA.md section 2):
   page on with ``startTime = last time + 1``. ``time`` is the settlement block time, from
   10 ms to ~24 min after the hour it settles, so it is rounded to the hour. ``fundingRate``
   is per hour since 2023-06-08 01:00 UTC and per 8 h before; no row says which, so the
-  interval comes from the gap to the previous settlement.
+  interval comes from the gap to the previous settlement. ``premium`` is the window's
+  average premium (a decimal fraction), the input of the funding formula: it is the
+  venue's premium history, one value per settlement.
 - ``metaAndAssetCtxs``: ``[meta, ctxs]`` where ``ctxs[i]`` belongs to ``meta.universe[i]``
   (an index join: ctxs carry no name). ``ctx.funding`` is the running hourly estimate
   that settles at the next top of the hour. The payload has no timestamp.
@@ -35,7 +37,20 @@ from websockets.asyncio.client import connect
 
 from ..prints import PREDICTED
 from ..venues import DEFAULT_INTERVAL_HOURS, check_coin, coin_for_symbol
-from . import HOUR_MS, Budget, HttpClient, VenueClient, VenueError, epoch_ms, prints_frame, settled_rows
+from . import (
+    HOUR_MS,
+    Budget,
+    HttpClient,
+    VenueClient,
+    VenueError,
+    check_print,
+    checked,
+    epoch_ms,
+    number,
+    premium_frame,
+    prints_frame,
+    settled_rows,
+)
 
 VENUE = "hyperliquid"
 INFO_PATH = "/info"
@@ -83,12 +98,16 @@ def parse_funding_history(coin: str, payload: list[dict]) -> list[dict]:
     ``funding_time_ms`` is ``time`` rounded to the hour, ``ts_ms`` the venue's stamp and
     ``rate`` the decimal fraction per ``interval_hours`` (1 h, or 8 h before the switch of
     2023-06-08), inferred from the gap to the previous settlement. A repeated hour keeps
-    the latest stamp.
+    the latest stamp. A malformed row is a :class:`VenueError`.
     """
     latest: dict[int, tuple[int, float]] = {}
-    for row in sorted(payload, key=lambda r: int(r["time"])):
-        stamp = int(row["time"])
-        latest[snap_hour(stamp)] = (stamp, float(row["fundingRate"]))
+    try:
+        for row in sorted(payload, key=lambda r: int(r["time"])):
+            stamp, rate = int(row["time"]), number(row["fundingRate"])
+            check_print(rate, (stamp,))
+            latest[snap_hour(stamp)] = (stamp, rate)
+    except (KeyError, TypeError, ValueError, OverflowError) as exc:
+        raise VenueError(f"{VENUE} fundingHistory {coin}: malformed row ({exc!r})") from None
     # settled_rows snaps to the minute; hand it the hours, then give back the venue's stamps.
     rows = settled_rows(coin, [(hour, rate) for hour, (_, rate) in latest.items()], DEFAULT_INTERVAL_HOURS[VENUE])
     for row in rows:
@@ -97,20 +116,32 @@ def parse_funding_history(coin: str, payload: list[dict]) -> list[dict]:
 
 
 def universe_coins(meta: dict) -> list[str | None]:
-    """Our coin for each ``meta.universe`` entry, by position; None if delisted or not ours."""
-    return [None if asset.get("isDelisted") else coin_for_symbol(VENUE, asset["name"]) for asset in meta["universe"]]
+    """Our coin for each ``meta.universe`` entry, by position; None if delisted or not ours.
+
+    Raises ValueError on an entry whose ``name`` is not a string or ``isDelisted`` not a
+    boolean: skipping it could lose a coin's prediction."""
+    coins = []
+    for asset in meta["universe"]:
+        name, delisted = asset["name"], asset.get("isDelisted", False)
+        if not isinstance(name, str) or not isinstance(delisted, bool):
+            raise ValueError(f"malformed universe entry {str(asset)[:200]}")
+        coins.append(None if delisted else coin_for_symbol(VENUE, name))
+    return coins
 
 
 def predicted_row(coin: str, funding: str, received_ms: int) -> dict:
-    """A live hourly estimate received at ``received_ms``, settling at the next top of the hour."""
-    return {
-        "coin": coin,
-        "ts_ms": received_ms,
-        "funding_time_ms": next_hour(received_ms),
-        "rate": float(funding),
-        "interval_hours": DEFAULT_INTERVAL_HOURS[VENUE],
-        "kind": PREDICTED,
-    }
+    """A live hourly estimate received at ``received_ms``, settling at the next top of the hour
+    (checked: ``ValueError`` if no venue could mean it)."""
+    return checked(
+        {
+            "coin": coin,
+            "ts_ms": received_ms,
+            "funding_time_ms": next_hour(received_ms),
+            "rate": number(funding),
+            "interval_hours": DEFAULT_INTERVAL_HOURS[VENUE],
+            "kind": PREDICTED,
+        }
+    )
 
 
 def parse_meta_and_asset_ctxs(payload: list, received_ms: int) -> list[dict]:
@@ -139,15 +170,17 @@ def parse_predicted_fundings(payload: list, received_ms: int) -> list[dict]:
             if venue is None or not entry or entry.get("fundingIntervalHours") is None:
                 continue
             rows.append(
-                {
-                    "venue": venue,
-                    "coin": coin,
-                    "ts_ms": received_ms,
-                    "funding_time_ms": int(entry["nextFundingTime"]),
-                    "rate": float(entry["fundingRate"]),
-                    "interval_hours": float(entry["fundingIntervalHours"]),
-                    "kind": PREDICTED,
-                }
+                checked(
+                    {
+                        "venue": venue,
+                        "coin": coin,
+                        "ts_ms": received_ms,
+                        "funding_time_ms": int(entry["nextFundingTime"]),
+                        "rate": number(entry["fundingRate"]),
+                        "interval_hours": number(entry["fundingIntervalHours"]),
+                        "kind": PREDICTED,
+                    }
+                )
             )
     return rows
 
@@ -160,6 +193,8 @@ def parse_ws_message(message: dict, received_ms: int) -> dict | None:
     if message.get("channel") != "activeAssetCtx":
         return None
     data = message["data"]
+    if not isinstance(data["coin"], str):
+        raise ValueError(f"activeAssetCtx coin {data['coin']!r}")
     coin = coin_for_symbol(VENUE, data["coin"])  # HIP-3 coins such as "xyz:AAPL" are not ours
     if coin is None:
         return None
@@ -240,6 +275,22 @@ class Client(VenueClient):
         rows = [r for r in parse_funding_history(coin, payload) if start_ms <= r["funding_time_ms"] <= end_ms]
         return prints_frame(rows, VENUE, self.source)
 
+    def premium_history(self, coin: str, start: dt.datetime, end: dt.datetime) -> pl.DataFrame:
+        """Each settled window's average premium known in ``(start, end]`` (naive UTC), in
+        :data:`PREMIUM_SCHEMA`: ``ts`` is the settlement (the window's end, ``time`` rounded
+        to the hour), ``premium`` the row's ``premium`` (decimal fraction). One row an hour
+        (every 8 h before 2023-06-08), from the same pages as :meth:`settled`.
+        """
+        coin = check_coin(coin)
+        start_ms, end_ms = epoch_ms(start), epoch_ms(end)
+        # A stamp trails its hour by less than SNAP_MS; hours up to `start` are not wanted.
+        payload = self.history_pages(coin, start_ms + 1, end_ms + SNAP_MS - 1)
+        try:
+            points = [(snap_hour(int(row["time"])), float(row["premium"])) for row in payload]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise VenueError(f"{VENUE} fundingHistory {coin}: malformed row ({exc!r})") from None
+        return premium_frame(VENUE, coin, points, start_ms, end_ms)  # a repeated hour: latest stamp wins
+
     # --- live ---------------------------------------------------------------------------
 
     def current(self, coins: Sequence[str]) -> pl.DataFrame:
@@ -247,10 +298,13 @@ class Client(VenueClient):
         wanted = {check_coin(c) for c in coins}
         payload = self._info({"type": "metaAndAssetCtxs"}, INFO_WEIGHT)
         try:
-            rows = parse_meta_and_asset_ctxs(payload, self._now_ms())
-        except (KeyError, TypeError, ValueError) as exc:
+            rows = [r for r in parse_meta_and_asset_ctxs(payload, self._now_ms()) if r["coin"] in wanted]
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise VenueError(f"{VENUE} metaAndAssetCtxs: unexpected payload ({exc})") from exc
-        return prints_frame([r for r in rows if r["coin"] in wanted], VENUE, self.source)
+        missing = wanted - {r["coin"] for r in rows}
+        if missing:
+            raise VenueError(f"{VENUE} metaAndAssetCtxs: no funding for {', '.join(sorted(missing))}")
+        return prints_frame(rows, VENUE, self.source)
 
     def predicted_fundings(self, coins: Sequence[str]) -> pl.DataFrame:
         """Hyperliquid's view of the next settlement on Binance, Bybit and itself, per coin.
@@ -259,7 +313,10 @@ class Client(VenueClient):
         """
         wanted = {check_coin(c) for c in coins}
         payload = self._info({"type": "predictedFundings"}, INFO_WEIGHT)
-        rows = [r for r in parse_predicted_fundings(payload, self._now_ms()) if r["coin"] in wanted]
+        try:
+            rows = [r for r in parse_predicted_fundings(payload, self._now_ms()) if r["coin"] in wanted]
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise VenueError(f"{VENUE} predictedFundings: unexpected payload ({exc!r})") from None
         source = f"{VENUE} predictedFundings"
         frames = [
             prints_frame([r for r in rows if r["venue"] == v], v, source) for v in sorted({r["venue"] for r in rows})

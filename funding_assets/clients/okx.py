@@ -20,6 +20,14 @@ epoch milliseconds sent as strings, UTC. Endpoints (VENUES.md section 3):
 - WS ``/ws/v5/public`` channel ``funding-rate``: pushes rows shaped like the REST ones
   every 30-90 s; the server drops a connection silent for 30 s, so the client sends the
   text ``ping`` after ``ping_interval_s`` of silence and expects the text ``pong``.
+- ``GET /api/v5/public/premium-history?instId=&after=&before=&limit=`` -- premium-index
+  rows ``{instId, premium, ts}`` (strings), newest first, at most 100; ``after`` / ``before``
+  are exclusive bounds on ``ts`` (older / newer than), so pages go backwards with ``after``
+  = the oldest ``ts`` seen. 20 requests / 2 s per IP. OKX computes the premium once a
+  minute and documents ``ts`` as the "data generation time" (its example,
+  ``1713925924000``, is 4 s past a minute): a row is the sample of the minute that ended
+  at ``ts`` floored to the minute, which is when it is known (UNVERIFIED: the docs do not
+  say which minute a row covers). Only the last months are kept (6 in the 2025 docs).
 
 UNVERIFIED archive layout (the public docs do not show it): each archive is a zip of one
 CSV with the header ``instrument_name,contract_type,funding_rate,real_funding_rate,
@@ -48,11 +56,26 @@ from websockets.asyncio.client import connect
 
 from ..prints import PREDICTED
 from ..venues import check_coin, coin_for_symbol, venue_symbol
-from . import HOUR_MS, Budget, VenueClient, VenueError, epoch_ms, prints_frame, settled_rows, snap_ms
+from . import (
+    HOUR_MS,
+    MINUTE_MS,
+    Budget,
+    VenueClient,
+    VenueError,
+    check_print,
+    checked,
+    epoch_ms,
+    number,
+    premium_frame,
+    prints_frame,
+    settled_rows,
+    snap_ms,
+)
 
 HISTORY_PATH = "/api/v5/public/funding-rate-history"
 CURRENT_PATH = "/api/v5/public/funding-rate"
 ARCHIVE_PATH = "/api/v5/public/market-data-history"
+PREMIUM_PATH = "/api/v5/public/premium-history"
 WS_PATH = "/ws/v5/public"
 ALL_PERPETUALS = "ANY"
 SWAP = "SWAP"
@@ -65,6 +88,13 @@ ARCHIVE_COLUMNS = ("instrument_name", "contract_type", "funding_rate", "real_fun
 CONTEXT = dt.timedelta(days=1)
 #: Silence after which the client pings; OKX drops a connection silent for 30 s.
 PING_INTERVAL_S = 20.0
+#: Rows per premium-history page (the endpoint's maximum and default).
+PREMIUM_LIMIT = 100
+#: premium-history allows 20 requests / 2 s per IP: half a unit of the 10 / 2 s budget.
+PREMIUM_COST = 0.5
+#: Pages go back to back at the venue's rate; a client pacing at exactly that rate is refused
+#: whenever an answer's latency exceeds the previous one's, so it charges itself 5 % more.
+PACING_HEADROOM = 1.05
 
 Point = tuple[int, float]  # (settlement epoch ms, rate per interval)
 
@@ -89,8 +119,29 @@ def envelope_rows(payload: Any) -> list[dict]:
 def parse_history(payload: Any) -> list[tuple[str, int, float]]:
     """funding-rate-history envelope -> ``(instId, fundingTime ms, realizedRate)``, as sent
     (newest first). ``realizedRate`` is the charged rate per interval; ``fundingRate``
-    differs from it in late decimals and is not kept."""
-    return [(row["instId"], int(row["fundingTime"]), float(row["realizedRate"])) for row in envelope_rows(payload)]
+    differs from it in late decimals and is not kept. A malformed row is a :class:`VenueError`."""
+    rows = envelope_rows(payload)
+    try:
+        return [_history_row(row) for row in rows]
+    except (KeyError, TypeError, ValueError, OverflowError) as exc:
+        raise VenueError(f"okx {HISTORY_PATH}: malformed row ({exc!r})") from None
+
+
+def _history_row(row: dict) -> tuple[str, int, float]:
+    inst, ts_ms, rate = row["instId"], int(row["fundingTime"]), number(row["realizedRate"])
+    if not isinstance(inst, str):
+        raise ValueError(f"instId {inst!r} in row {str(row)[:200]}")
+    check_print(rate, (ts_ms,))
+    return inst, ts_ms, rate
+
+
+def parse_premium_history(payload: Any) -> list[tuple[str, int, float]]:
+    """premium-history envelope -> ``(instId, ts ms, premium)`` as sent (newest first); the
+    premium is a decimal fraction of the index price."""
+    try:
+        return [(row["instId"], int(row["ts"]), float(row["premium"])) for row in envelope_rows(payload)]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise VenueError(f"okx: malformed premium-history row ({exc!r})") from None
 
 
 def open_interval_hours(row: dict) -> float:
@@ -108,21 +159,35 @@ def parse_funding_rates(payload: Any) -> list[dict]:
     Each row: ``inst_id``, ``coin`` (None unless one of our coins' USDT swaps), ``ts_ms``
     (quote time), ``funding_time_ms`` (the upcoming settlement, OKX ``fundingTime``),
     ``rate`` (``fundingRate``, per interval), ``interval_hours``, ``kind='predicted'``.
+    Raises KeyError/TypeError/ValueError on a malformed row (a non-string ``instId`` or
+    ``instType``, values no venue could mean: :func:`check_print`).
     """
     rows = payload if isinstance(payload, list) else envelope_rows(payload)
-    return [
+    return [_funding_row(row) for row in rows if _inst_type(row) == SWAP]
+
+
+def _inst_type(row: dict) -> str:
+    inst_type = row["instType"]
+    if not isinstance(inst_type, str):
+        raise ValueError(f"instType {inst_type!r} in row {str(row)[:200]}")
+    return inst_type
+
+
+def _funding_row(row: dict) -> dict:
+    inst = row["instId"]
+    if not isinstance(inst, str):
+        raise ValueError(f"instId {inst!r} in row {str(row)[:200]}")
+    return checked(
         {
-            "inst_id": row["instId"],
-            "coin": coin_for_symbol("okx", row["instId"]),
+            "inst_id": inst,
+            "coin": coin_for_symbol("okx", inst),
             "ts_ms": int(row["ts"]),
             "funding_time_ms": int(row["fundingTime"]),
-            "rate": float(row["fundingRate"]),
+            "rate": number(row["fundingRate"]),
             "interval_hours": open_interval_hours(row),
             "kind": PREDICTED,
         }
-        for row in rows
-        if row["instType"] == SWAP
-    ]
+    )
 
 
 def parse_archive_links(payload: Any) -> list[str]:
@@ -197,12 +262,17 @@ class Client(VenueClient):
 
     def _rest_history(self, inst: str, lo: int, hi: int) -> dict[int, Point]:
         """Settlements in ``[lo, hi]`` ms the REST window still holds, keyed by snapped time:
-        pages backwards (``after`` = oldest seen) until past ``lo`` or an empty page."""
+        pages backwards (``after`` = oldest seen) until past ``lo`` or an empty page. A row of
+        another instrument is a :class:`VenueError` (dropping it could lose a settlement)."""
         found: dict[int, Point] = {}
         after = hi + 1
         while True:
             query = {"instId": inst, "after": after, "limit": self.page_limit}
-            page = [(t, rate) for name, t, rate in parse_history(self.http.get(HISTORY_PATH, query)) if name == inst]
+            rows = parse_history(self.http.get(HISTORY_PATH, query))
+            strays = [name for name, _, _ in rows if name != inst]
+            if strays:
+                raise VenueError(f"okx {HISTORY_PATH}: rows of {strays[0]!r} in the history of {inst}")
+            page = [(t, rate) for _, t, rate in rows]
             if not page:
                 return found
             found.update((snap_ms(t), (t, rate)) for t, rate in page)
@@ -232,14 +302,47 @@ class Client(VenueClient):
         """GET and parse one archive file (a CDN download outside the API budget)."""
         return self.http.get(url, cost=0, decode=_archive_body)
 
+    # premium ------------------------------------------------------------------------------
+
+    def premium_history(self, coin: str, start: dt.datetime, end: dt.datetime) -> pl.DataFrame:
+        """Per-minute premium samples known in ``(start, end]`` (naive UTC), in :data:`PREMIUM_SCHEMA`.
+
+        ``ts`` = the row's ``ts`` (its generation time, seconds after its minute ended)
+        floored to the minute; ``premium`` a decimal fraction. Pages of 100 go backwards
+        (``after`` = oldest ``ts`` seen) until past ``start`` or out of rows: OKX keeps only
+        the last months, and older samples are simply absent.
+        """
+        inst = venue_symbol(self.venue, check_coin(coin))
+        start_ms, end_ms = epoch_ms(start), epoch_ms(end)
+        after = end_ms // MINUTE_MS * MINUTE_MS + MINUTE_MS  # rows before it are known by `end`
+        points: list[tuple[int, float]] = []
+        while True:
+            query = {"instId": inst, "after": after, "limit": PREMIUM_LIMIT}
+            payload = self.http.get(PREMIUM_PATH, query, cost=PREMIUM_COST * PACING_HEADROOM)
+            page = [(ts, premium) for name, ts, premium in parse_premium_history(payload) if name == inst]
+            points.extend((ts // MINUTE_MS * MINUTE_MS, premium) for ts, premium in page)
+            oldest = min((ts for ts, _ in page), default=None)
+            if oldest is None or oldest // MINUTE_MS * MINUTE_MS <= start_ms:
+                return premium_frame(self.venue, coin, points, start_ms, end_ms)
+            if oldest >= after:
+                raise VenueError(f"okx: premium-history for {inst} ignored `after` ({oldest} >= {after})")
+            after = oldest
+
     # current ------------------------------------------------------------------------------
 
     def current(self, coins: Sequence[str]) -> pl.DataFrame:
         """The open window's predicted rate per coin, all from one ``instId=ANY`` request;
         ``funding_time`` = OKX ``fundingTime`` (the upcoming settlement), ``ts`` = OKX ``ts``."""
         wanted = {check_coin(c) for c in coins}
-        rows = parse_funding_rates(self.http.get(CURRENT_PATH, {"instId": ALL_PERPETUALS}))
-        return prints_frame([r for r in rows if r["coin"] in wanted], self.venue, self.source)
+        payload = self.http.get(CURRENT_PATH, {"instId": ALL_PERPETUALS})
+        try:
+            rows = [r for r in parse_funding_rates(payload) if r["coin"] in wanted]
+        except (KeyError, TypeError, ValueError, OverflowError, AttributeError) as exc:
+            raise VenueError(f"okx {CURRENT_PATH}: malformed row ({exc!r})") from None
+        missing = wanted - {r["coin"] for r in rows}
+        if missing:
+            raise VenueError(f"okx {CURRENT_PATH}: no funding for {', '.join(sorted(missing))}")
+        return prints_frame(rows, self.venue, self.source)
 
     # stream -------------------------------------------------------------------------------
 
@@ -287,7 +390,7 @@ class Client(VenueClient):
             return None  # subscribe / unsubscribe acknowledgement
         try:
             rows = [r for r in parse_funding_rates(payload) if r["coin"] in wanted]
-        except (VenueError, KeyError, TypeError, ValueError):
+        except (VenueError, KeyError, TypeError, ValueError, OverflowError, AttributeError):
             return self._skip()
         return prints_frame(rows, self.venue, f"{self.venue} WS") if rows else None
 
