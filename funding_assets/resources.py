@@ -27,6 +27,7 @@ from .settings import (
     ENV_LOCK_TIMEOUT,
     ENV_PCA_REFIT_DAYS,
     ENV_PCA_WINDOW_DAYS,
+    ENV_RECONSTRUCT,
     ENV_SOURCE,
     ENV_VENUES,
     ENV_Z_INCLUDE_CURRENT,
@@ -78,6 +79,7 @@ class FundingConfig(dg.ConfigurableResource):
     band_k: float = 1.5
     lock_timeout_s: float = 120.0
     allow_fewer_prints: bool = False
+    reconstruct: bool = True
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> "FundingConfig":
@@ -99,6 +101,7 @@ class FundingConfig(dg.ConfigurableResource):
             band_k=parse_positive_float(env.get(ENV_BAND_K) or "1.5", ENV_BAND_K),
             lock_timeout_s=parse_positive_float(env.get(ENV_LOCK_TIMEOUT) or "120", ENV_LOCK_TIMEOUT),
             allow_fewer_prints=parse_flag(env.get(ENV_ALLOW_FEWER_PRINTS) or "0", ENV_ALLOW_FEWER_PRINTS),
+            reconstruct=parse_flag(env.get(ENV_RECONSTRUCT) or "1", ENV_RECONSTRUCT),
         )
         config.rolling()  # refuse an inconsistent window now, naming the settings
         return config

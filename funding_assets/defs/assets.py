@@ -23,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 import dagster as dg
 import polars as pl
 
-from .. import features, pca, spreads, strip
+from .. import features, pca, premium, spreads, strip
 from ..errors import FundingInputError
 from ..partitions import daily, date_venue, lookback, split_key
 from ..prints import normalise
@@ -139,8 +139,16 @@ def raw_prints(context: dg.AssetExecutionContext, funding: FundingConfig, wareho
     # Venues have separate request budgets: fetch them side by side.
     with ThreadPoolExecutor(max_workers=max(1, len({t[0] for t in tasks}))) as pool:
         frames = list(pool.map(lambda t: source.fetch(t[0], coins, t[1], t[2]), tasks))
+        samples = (
+            list(pool.map(lambda t: source.premium(t[0], coins, t[1], t[2]), tasks))
+            if funding.reconstruct and hasattr(source, "premium")
+            else []
+        )
+    settled = pl.concat([normalise(f) for f in frames if f.height]) if any(f.height for f in frames) else None
+    reconstructed, validation = reconstruct_predictions(samples, settled, funding.intraday_every_minutes)
     live = warehouse.live_prints_in(list(context.partition_keys))
-    found = [conform("raw_prints", normalise(f)) for f in [live, *frames] if f.height]
+    # a print seen twice is kept once: the source's over the live one, the live one over a rebuilt one
+    found = [conform("raw_prints", normalise(f)) for f in [reconstructed, live, *frames] if f.height]
     prints = pl.concat(found) if found else empty("raw_prints")
     prints = prints.filter(pl.col("symbol").is_in(list(coins)))  # the run replaces its coins only
     prints = prints.unique(subset=PRINT_KEY, keep="last", maintain_order=True).sort(PRINT_KEY)
@@ -156,8 +164,33 @@ def raw_prints(context: dg.AssetExecutionContext, funding: FundingConfig, wareho
             "realised": int((inside["kind"] == "realised").sum()),
             "unread_files": dg.MetadataValue.json(list(getattr(source, "unread", []))),
         },
-        check_results=checks.raw_prints_checks(inside, len(prints) - len(inside), scope(keys), keys, coins),
+        check_results=checks.raw_prints_checks(
+            inside, len(prints) - len(inside), scope(keys), keys, coins, validation=validation
+        ),
     )
+
+
+def reconstruct_predictions(
+    samples: list[pl.DataFrame], settled: pl.DataFrame | None, every_minutes: int
+) -> tuple[pl.DataFrame, pl.DataFrame | None]:
+    """Predicted prints rebuilt from premium samples, and each settled window's validation.
+
+    A reconstructed print is quoted strictly before its settlement (the realised print takes
+    over there) and never after the last sample of its series (no print for time not yet seen).
+    """
+    samples = [s for s in samples if s.height]
+    if not samples or settled is None:
+        return empty("raw_prints"), None
+    frame = pl.concat(samples)
+    realised = settled.filter(pl.col("kind") == "realised")
+    predicted = premium.reconstruct(frame, realised, every_minutes=every_minutes)
+    last = frame.group_by("venue", "symbol").agg(last_sample=pl.col("ts").max())
+    predicted = (
+        predicted.join(last, on=["venue", "symbol"])
+        .filter((pl.col("ts") < pl.col("funding_time")) & (pl.col("ts") <= pl.col("last_sample")))
+        .drop("last_sample")
+    )
+    return predicted, premium.validate(frame, realised)
 
 
 def realised_per_key(prints: pl.DataFrame) -> dict[tuple[str, str], int]:

@@ -12,12 +12,15 @@ import datetime as dt
 import dagster as dg
 import polars as pl
 
+from .. import premium
 from ..venues import RATE_CAPS
 
 MISSING_SHARE_LIMIT = 0.02
 #: A past day whose realised prints cover less than this share of its 24 hours, for a venue
 #: and coin, is reported: the source returned far fewer prints than the schedule implies.
 SCHEDULE_MIN_SHARE = 0.75
+#: Share of settled windows the premium reconstruction must reproduce (per venue).
+RECONSTRUCTION_MIN_SHARE = 0.99
 MISSING_WINDOW_DAYS = 30
 PRINT_KEY = ["venue", "symbol", "ts", "funding_time"]
 SNAPSHOT_KEY = ["venue", "symbol", "kind", "ts"]
@@ -49,6 +52,15 @@ RAW_PRINTS = [
         f"For every venue, coin and past day of the run, realised prints cover at least "
         f"{SCHEDULE_MIN_SHARE:.0%} of the day's 24 hours (sum of their interval_hours): a source that "
         "returns nothing or far fewer prints than the venue's schedule is flagged, with the days.",
+        blocking=False,
+    ),
+    _spec(
+        "raw_prints",
+        "raw_prints_reconstruction",
+        f"Predicted prints rebuilt from premium-index history reproduce the settlements: for every "
+        f"venue, at least {RECONSTRUCTION_MIN_SHARE:.0%} of settled windows with premium samples are "
+        "within one unit of the venue's last published decimal at the window's end; the share, the "
+        "exact share and the worst misses per venue are here.",
         blocking=False,
     ),
 ]
@@ -128,10 +140,18 @@ def schedule_shortfall(prints: pl.DataFrame, keys: pl.DataFrame, coins, today: d
 
 
 def raw_prints_checks(
-    prints: pl.DataFrame, outside: int, scope: str, keys: pl.DataFrame, coins, today: dt.date | None = None
+    prints: pl.DataFrame,
+    outside: int,
+    scope: str,
+    keys: pl.DataFrame,
+    coins,
+    today: dt.date | None = None,
+    validation: pl.DataFrame | None = None,
 ) -> list[dg.AssetCheckResult]:
-    """``outside``: prints the source returned that fall outside the run's partitions."""
-    unique, caps, grid, filed, schedule = RAW_PRINTS
+    """``outside``: prints the source returned that fall outside the run's partitions;
+    ``validation``: :func:`funding_assets.premium.validate` of the run's windows (None: no
+    premium history from this source)."""
+    unique, caps, grid, filed, schedule, rebuilt = RAW_PRINTS
     today = today or dt.datetime.now(dt.UTC).date()
     short = schedule_shortfall(prints, keys, coins, today)
     cap = pl.col("venue").replace_strict(RATE_CAPS, return_dtype=pl.Float64)
@@ -163,7 +183,36 @@ def raw_prints_checks(
                 ]
             ),
         ),
+        reconstruction_check(rebuilt, validation, scope),
     ]
+
+
+def reconstruction_check(spec: dg.AssetCheckSpec, validation: pl.DataFrame | None, scope: str) -> dg.AssetCheckResult:
+    """Share of settled windows the premium reconstruction reproduces, per venue, with the worst misses."""
+    if validation is None or validation.height == 0:
+        return _result(spec, True, scope, compared=0, note="no premium-index history from this source")
+    per_venue = premium.summary(validation)
+    shares = {r["venue"]: r["within_share"] for r in per_venue.iter_rows(named=True)}
+    passed = all(v is None or v >= RECONSTRUCTION_MIN_SHARE for v in shares.values())
+    table = [
+        {
+            "venue": r["venue"],
+            "compared": r["compared"],
+            "within_share": r["within_share"],
+            "exact_share": r["exact_share"],
+            "max_abs_diff": r["max_abs_diff"],
+            "worst": [{k: str(v) for k, v in m.items()} for m in (r["worst"] or [])][:3],
+        }
+        for r in per_venue.iter_rows(named=True)
+    ]
+    return _result(
+        spec,
+        passed,
+        scope,
+        compared=int(per_venue["compared"].sum()),
+        within_share=dg.MetadataValue.json(shares),
+        per_venue=dg.MetadataValue.json(table),
+    )
 
 
 def missing_window_share(roll: pl.DataFrame, start: dt.date, end: dt.date) -> pl.DataFrame:

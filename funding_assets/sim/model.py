@@ -26,6 +26,17 @@ Binance, Bybit, Hyperliquid and Deribit):
   at ``interval_hours / 8``.
 
 Every rate is finally clamped to ``+-RATE_CAPS[venue]``.
+
+Premium-index history (what the venues publish to rebuild their funding) is built from the
+settlements, never the other way round, so the two agree by construction as on the venues:
+
+- Binance, Bybit, OKX: one sample a minute on the venue's decimal grid
+  (:meth:`FundingModel.premium_minutes`). The sample taken in minute ``[m, m + 1 min)`` is
+  known at ``m + 1 min`` and belongs to the window whose ``(start, end]`` holds that instant;
+  the venue formula of :mod:`funding_assets.premium` (weights 1..n over the window's
+  samples) gives exactly the settled rate of every window, published or not.
+- Hyperliquid: each hour's average premium (:meth:`FundingModel.window_premiums`), from
+  which the formula gives exactly the hour's rate.
 """
 
 from __future__ import annotations
@@ -39,6 +50,7 @@ import numpy as np
 import polars as pl
 
 from ..errors import FundingInputError
+from ..premium import formula
 from ..prints import PRINT_SCHEMA, REALISED, TS
 from ..venues import COINS, RATE_CAPS, VENUES, check_coin, check_venue, venue_symbol
 
@@ -100,9 +112,37 @@ GAP_RUN_LENGTHS = (1, 2, 3)
 GAP_RUN_PROBS = (0.6, 0.25, 0.15)
 GAP_MIN_SPACING = max(GAP_RUN_LENGTHS) + 1
 
+# Premium-index samples, one a minute, on the venues that publish them. A sample is the
+# hourly path interpolated to the minute, plus a random walk pinned to zero at both ends of
+# its window and white noise, plus a bump (zero at both ends) that moves the window's
+# linear-weighted average onto the value its settled rate needs; so a window's samples join
+# its neighbours' without a jump unless the settled rate forces one.
+MINUTE_MS = 60_000
+MINUTE_VENUES = ("binance", "bybit", "okx")
+#: Decimal places of each venue's premium-index samples (Bybit documents 6, Binance prints 8).
+MINUTE_DECIMALS = {"binance": 8, "bybit": 6, "okx": 10}
+MINUTE_STEP_SD = 3e-6  # random-walk step per minute
+MINUTE_NOISE_SD = 4e-6  # sampling noise per minute
+#: Decimal places of a window's published average premium (Hyperliquid's fundingHistory).
+WINDOW_PREMIUM_DECIMALS = 8
+#: How far inside the clamp band (or past a cap) a target average is kept, so float
+#: rounding can never move it across the edge.
+BAND_MARGIN = 1e-6
+_WINDOW_SAMPLES_CACHE = 4096  # windows of samples kept (<= 480 floats each)
+
 # Delay of the venue-reported ts after the settlement boundary, ms (inclusive bounds);
 # venues not listed report the exact boundary.
 JITTER_MS: dict[str, tuple[int, int]] = {"binance": (1, 20), "hyperliquid": (10, 1400)}
+
+
+@dataclass(frozen=True)
+class _Windows:
+    """Every settlement window of one (seed, venue, coin) over the model span, published or not."""
+
+    end_hour: np.ndarray  # window end (its settlement), hours since EPOCH, increasing
+    hours: np.ndarray  # window length in hours; windows tile the span without gaps
+    premium_avg: np.ndarray  # mean of the hourly premium over the window
+    rate: np.ndarray  # settled rate per window (decimal fraction per window)
 
 
 @dataclass(frozen=True)
@@ -187,6 +227,67 @@ class FundingModel:
             }
         )
 
+    def premium_minutes(self, venue: str, coin: str, start: datetime, end: datetime) -> pl.DataFrame:
+        """Premium-index samples, one a minute, of the minutes starting in [start, end).
+
+        Columns ``ts`` (the start ``m`` of the sample's minute, naive UTC, ms) and ``premium``
+        (decimal fraction on the venue's grid of :data:`MINUTE_DECIMALS` places). The sample
+        is taken during ``[m, m + 1 min)``, known at ``m + 1 min`` and belongs to the window
+        whose ``(start, end]`` holds ``m + 1 min``; ``formula(venue).rate`` of a window's
+        samples is exactly the model's rate of that window. Venues: Binance, Bybit, OKX.
+        Samples are generated per window when asked (the same minute always has the same
+        value) and a few thousand windows are cached.
+        """
+        venue, coin = check_venue(venue), check_coin(coin)
+        if venue not in MINUTE_VENUES:
+            raise FundingInputError(f"venue: {venue} publishes no per-minute premium index (only {MINUTE_VENUES})")
+        start_ms, end_ms = _range_ms(start, end)
+        first = max(0, -(-(start_ms - EPOCH_MS) // MINUTE_MS))
+        stop = max(first, -(-(end_ms - EPOCH_MS) // MINUTE_MS))
+        if stop == first:
+            return pl.DataFrame({"ts": pl.Series([], dtype=TS), "premium": pl.Series([], dtype=pl.Float64)})
+        windows = _windows(self.seed, venue, coin)
+        lo, hi = np.searchsorted(windows.end_hour, [first // 60, (stop - 1) // 60], side="right")
+        samples = np.concatenate([_window_samples(self.seed, venue, coin, int(w)) for w in range(lo, hi + 1)])
+        offset = first - int(windows.end_hour[lo] - windows.hours[lo]) * 60
+        minutes = np.arange(first, stop, dtype=np.int64)
+        return pl.DataFrame(
+            {
+                "ts": pl.Series(EPOCH_MS + minutes * MINUTE_MS).cast(TS),
+                "premium": samples[offset : offset + minutes.size],
+            }
+        )
+
+    def window_premiums(self, venue: str, coin: str, start: datetime, end: datetime) -> pl.DataFrame:
+        """Each window's average premium as a venue publishes it, for windows ending in [start, end).
+
+        Columns ``funding_time`` (window end, naive UTC, ms), ``interval_hours``, ``rate``
+        (the model's, also for settlements the venue does not publish) and ``premium``: a
+        decimal fraction of :data:`WINDOW_PREMIUM_DECIMALS` places from which
+        ``formula(venue).rate_from_average`` gives exactly ``rate`` (Hyperliquid's hourly
+        ``fundingHistory`` premium): the model's mean premium inside the clamp band and past
+        a cap, within rounding of it elsewhere (see :func:`target_average`).
+        """
+        venue, coin = check_venue(venue), check_coin(coin)
+        start_ms, end_ms = _range_ms(start, end)
+        windows = _windows(self.seed, venue, coin)
+        end_ms_all = EPOCH_MS + windows.end_hour * HOUR_MS
+        lo, hi = np.searchsorted(end_ms_all, [start_ms, end_ms])
+        picked = slice(int(lo), int(hi))
+        hours, rate, mean = windows.hours[picked], windows.rate[picked], windows.premium_avg[picked]
+        premium = [
+            published_average(venue, float(r), float(h), float(m), WINDOW_PREMIUM_DECIMALS)
+            for r, h, m in zip(rate, hours, mean)
+        ]
+        return pl.DataFrame(
+            {
+                "funding_time": pl.Series(end_ms_all[picked]).cast(TS),
+                "interval_hours": hours.astype(np.float64),
+                "rate": rate,
+                "premium": pl.Series(premium, dtype=pl.Float64),
+            }
+        )
+
 
 def funding_rate(venue: str, premium_avg: np.ndarray, interval_hours: np.ndarray) -> np.ndarray:
     """Settled rate per native interval from the mean premium over each window.
@@ -216,6 +317,37 @@ def _clamp_formula(premium: np.ndarray, interest: np.ndarray | float) -> np.ndar
 def _dead_band(premium: np.ndarray, band: float) -> np.ndarray:
     """Zero inside +-band, the premium less the band outside it (Deribit's formula)."""
     return np.maximum(premium, band) + np.minimum(premium, -band)
+
+
+def target_average(venue: str, rate: float, interval_hours: float, premium_avg: float) -> float:
+    """An average premium from which ``formula(venue)`` gives exactly ``rate`` for the window.
+
+    Inverts the venue formula: a rate equal to the interest's (Deribit: zero) leaves the
+    average anywhere inside the clamp band (dead band), so ``premium_avg`` is kept, pulled
+    :data:`BAND_MARGIN` inside the band if needed; any other rate fixes the average at the
+    rate (on the formula's own basis: x 8 / interval for Hyperliquid and Deribit) plus or
+    minus the clamp; a capped rate needs an average at least that far out, so
+    ``premium_avg`` is kept if it is further. Decimal fraction, not rounded.
+    """
+    f = formula(venue)
+    share = interval_hours / f.basis_hours if f.basis_hours else 1.0
+    centre = f.interest_8h * (f.basis_hours or interval_hours) / 8.0
+    centre_rate = f.rate_from_average(centre, interval_hours)
+    if rate == centre_rate:
+        return min(max(premium_avg, centre - f.clamp + BAND_MARGIN), centre + f.clamp - BAND_MARGIN)
+    side = 1.0 if rate > centre_rate else -1.0
+    target = rate / share + side * f.clamp
+    if abs(rate) >= f.cap:
+        return side * max(side * premium_avg, side * target + BAND_MARGIN)
+    return target
+
+
+def published_average(venue: str, rate: float, interval_hours: float, premium_avg: float, decimals: int) -> float:
+    """:func:`target_average` rounded to ``decimals`` places, checked against the formula."""
+    average = round(target_average(venue, rate, interval_hours, premium_avg), decimals)
+    if formula(venue).rate_from_average(average, interval_hours) != rate:
+        raise RuntimeError(f"{venue}: average premium {average!r} does not give the settled rate {rate!r}")
+    return average
 
 
 # --- inputs -----------------------------------------------------------------------------
@@ -384,14 +516,82 @@ def _jitter_ms(rng: np.random.Generator, venue: str, n: int) -> np.ndarray:
     return rng.integers(low, high + 1, n)
 
 
-@lru_cache(maxsize=_SERIES_CACHE)
-def _series(seed: int, venue: str, coin: str) -> _Series:
-    """Every realised print of (seed, venue, coin) from EPOCH to HORIZON, gaps removed."""
+def _window_rates(seed: int, venue: str, coin: str) -> _Windows:
+    """Every window of (seed, venue, coin) with its mean premium and settled rate."""
     end_hour, interval = _schedule(_block_intervals(seed, venue, coin))
     # Mean premium over each window [end - interval, end) from a running sum of hours.
     running = np.concatenate(([0.0], np.cumsum(_venue_premium(seed, venue, coin))))
     premium_avg = (running[end_hour] - running[end_hour - interval]) / interval
     rate = funding_rate(venue, premium_avg, interval)
+    return _Windows(*(_frozen(a) for a in (end_hour, interval, premium_avg, rate)))
+
+
+# Cached apart from _series, and only for venues whose premium history is asked for: the
+# prints alone do not need the windows of Deribit's 175 000 hours kept.
+_windows = lru_cache(maxsize=_SERIES_CACHE)(_window_rates)
+
+
+@lru_cache(maxsize=_WINDOW_SAMPLES_CACHE)
+def _window_samples(seed: int, venue: str, coin: str, window: int) -> np.ndarray:
+    """The per-minute premium samples of one window, oldest first (see the module docstring).
+
+    Built from the window's settled rate: the target average of :func:`target_average`,
+    reached exactly on the venue's decimal grid by integer arithmetic, then checked with
+    the venue formula.
+    """
+    windows = _windows(seed, venue, coin)
+    end_hour, hours = int(windows.end_hour[window]), int(windows.hours[window])
+    rate = float(windows.rate[window])
+    target = target_average(venue, rate, hours, float(windows.premium_avg[window]))
+    n = hours * 60
+    start_hour = end_hour - hours
+    rng = _rng(seed, "minutes", venue, coin, str(start_hour))
+    # The hourly path (each value the mean of its hour) interpolated at the minute centres.
+    path = _venue_premium(seed, venue, coin)
+    lo, hi = max(start_hour - 1, 0), min(end_hour + 1, N_HOURS)
+    minute_hours = start_hour + (np.arange(n) + 0.5) / 60.0
+    base = np.interp(minute_hours, np.arange(lo, hi) + 0.5, path[lo:hi])
+    walk = np.cumsum(rng.standard_normal(n) * MINUTE_STEP_SD)
+    bridge = walk - walk[-1] * np.arange(1, n + 1) / n  # zero at both ends of the window
+    values = base + bridge + rng.standard_normal(n) * MINUTE_NOISE_SD
+    weights = np.arange(1, n + 1, dtype=np.float64)
+    bump = np.sin(np.pi * (np.arange(n) + 0.5) / n)
+    bump /= weights @ bump / weights.sum()  # linear-weighted average 1
+    values += (target - weights @ values / weights.sum()) * bump
+    scale = 10 ** MINUTE_DECIMALS[venue]
+    units = _with_weighted_sum(np.rint(values * scale).astype(np.int64), round(target * scale * (n * (n + 1) // 2)))
+    samples = units / scale
+    if formula(venue).rate(samples, hours) != rate:
+        raise RuntimeError(f"{venue} {coin}: premium samples of the window ending at hour {end_hour} miss its rate")
+    return _frozen(samples)
+
+
+def _with_weighted_sum(units: np.ndarray, total: int) -> np.ndarray:
+    """``units`` moved by whole units so that ``sum(i * units[i - 1])`` is exactly ``total``.
+
+    The rest is spread one unit at a time over the heaviest samples that fit (weights n..1
+    used at most once each can make any sum up to n(n+1)/2), so no sample moves by more
+    than one unit beyond a common shift.
+    """
+    n = units.size
+    weights = np.arange(1, n + 1, dtype=np.int64)
+    rest = total - int(weights @ units)
+    common = int(np.trunc(rest / int(weights.sum())))
+    units = units + common
+    rest -= common * int(weights.sum())
+    step = 1 if rest > 0 else -1
+    for i in range(n, 0, -1):
+        if abs(rest) >= i:
+            units[i - 1] += step
+            rest -= step * i
+    return units
+
+
+@lru_cache(maxsize=_SERIES_CACHE)
+def _series(seed: int, venue: str, coin: str) -> _Series:
+    """Every realised print of (seed, venue, coin) from EPOCH to HORIZON, gaps removed."""
+    windows = _window_rates(seed, venue, coin)
+    end_hour, interval, rate = windows.end_hour, windows.hours, windows.rate
 
     funding_ms = EPOCH_MS + end_hour * HOUR_MS
     ts_ms = funding_ms + _jitter_ms(_rng(seed, "jitter", venue, coin), venue, end_hour.size)

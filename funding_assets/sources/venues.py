@@ -1,4 +1,5 @@
-"""Settled funding through the venue clients: from the real venues or the simulator.
+"""Settled funding and premium-index history through the venue clients: from the real venues
+or the simulator.
 
 ``exchanges`` points the clients at the venues' public APIs; ``sim`` starts the loopback
 simulator in this process (once) and points the same clients at it, so the demo and the
@@ -7,10 +8,12 @@ tests run every line of client code without the internet.
 
 import datetime as dt
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import polars as pl
 
-from ..clients import Budget, HttpClient, VenueClient, client_for
+from ..clients import KNOWN_INTERVALS, PREMIUM_SCHEMA, Budget, HttpClient, VenueClient, client_for
 from ..clients.http import VenueUnreachable
 from ..prints import PRINT_SCHEMA
 from . import day_bounds
@@ -18,6 +21,9 @@ from . import day_bounds
 # A settlement's venue stamp trails its boundary by at most ~1.4 s (Hyperliquid), so a day's
 # prints come from settlements up to a minute before the day starts.
 SETTLEMENT_SLACK = dt.timedelta(minutes=1)
+#: The window settling at a day's first 00:00 began up to one longest native window earlier.
+FIRST_WINDOW = dt.timedelta(hours=max(KNOWN_INTERVALS))
+MS = dt.timedelta(milliseconds=1)
 #: The simulator in this process serves the pipeline unthrottled; budgets are a property of
 #: the real venues (benchmarks enforce them explicitly).
 UNLIMITED = Budget(1e9, 1.0)
@@ -60,11 +66,11 @@ class ClientSource:
     def check(self, venue: str) -> None:
         """Nothing to validate ahead: a venue's errors surface, named, when it is asked."""
 
-    def fetch(self, venue: str, coins: tuple[str, ...], start: dt.date, end: dt.date) -> pl.DataFrame:
-        lo, hi = day_bounds(start, end)
-        client = self.client(venue)
+    @contextmanager
+    def _reaching(self) -> Iterator[None]:
+        """An unreachable real venue's error, with the way to work offline added."""
         try:
-            frames = [client.settled(coin, lo - SETTLEMENT_SLACK, hi) for coin in coins]
+            yield
         except VenueUnreachable as exc:
             if self.name != "exchanges":
                 raise
@@ -74,8 +80,32 @@ class ClientSource:
                 f"{exc}; check the network, or work offline on the simulator with "
                 "FUNDING_ASSETS_SOURCE=sim (the default)",
             ) from None
+
+    def fetch(self, venue: str, coins: tuple[str, ...], start: dt.date, end: dt.date) -> pl.DataFrame:
+        lo, hi = day_bounds(start, end)
+        client = self.client(venue)
+        with self._reaching():
+            frames = [client.settled(coin, lo - SETTLEMENT_SLACK, hi) for coin in coins]
         prints = pl.concat(frames) if frames else pl.DataFrame(schema=PRINT_SCHEMA)
         return prints.filter((pl.col("ts") >= lo) & (pl.col("ts") < hi))
+
+    def premium(self, venue: str, coins: tuple[str, ...], start: dt.date, end: dt.date) -> pl.DataFrame:
+        """Premium-index samples of ``venue`` for ``coins`` known on the days ``start..end``,
+        and those of the window settling at the first 00:00.
+
+        :data:`~funding_assets.clients.PREMIUM_SCHEMA` rows, by coin then ``ts`` (the instant
+        a sample is known), with ``ts`` in ``(start 00:00 - 8 h, end + 1 day 00:00)``: every
+        window settling on these days has all its samples (the one settling at the first
+        00:00 lies in the 8 h before it: windows of 1/2/4/6/8 h never cross a UTC midnight),
+        and the window open at the last midnight has its samples so far. Samples of earlier
+        windows the 8 h may bring belong to no window settling on these days. Deribit
+        publishes none (empty frame).
+        """
+        lo, hi = day_bounds(start, end)
+        client = self.client(venue)
+        with self._reaching():
+            frames = [client.premium_history(coin, lo - FIRST_WINDOW, hi - MS) for coin in coins]
+        return pl.concat(frames) if frames else pl.DataFrame(schema=PREMIUM_SCHEMA)
 
 
 def simulator_source() -> ClientSource:

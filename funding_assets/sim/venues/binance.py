@@ -13,9 +13,18 @@ REST (under ``/binance``), rates as 8-dp decimal strings per native interval, ti
   venue. ``lastFundingRate`` is the open window's prediction; ``time`` is whole seconds.
 - ``GET /fapi/v1/fundingInfo``: only symbols whose open window is not 8 h (absent = 8 h);
   ``symbol`` is ignored, as on the venue.
+- ``GET /fapi/v1/premiumIndexKlines``: ``symbol`` and ``interval`` (``1m`` .. ``3d``; ``1w``
+  and ``1M`` are not simulated) required, ``startTime`` / ``endTime`` inclusive on
+  ``openTime``, ``limit`` default 500, larger values capped at 1500; ascending. With
+  ``startTime``: the first ``limit`` candles from it; otherwise the latest ``limit`` up to
+  ``endTime`` or now. Candles ``[openTime, open, high, low, close, "0", closeTime, "0",
+  samples x 12, "0", "0", "0"]`` (OHLC 8-dp strings) aggregate the model's 1-minute samples
+  (the sample of minute ``m`` is the 1-minute candle opening at ``m``); weight 1/2/5/10 by
+  ``limit``.
 
-Errors: ``{"code": <negative int>, "msg": ...}``; unknown symbol -> 400 ``-1121``; limits ->
-429 ``-1003`` with ``Retry-After``.
+Errors: ``{"code": <negative int>, "msg": ...}``; unknown symbol -> 400 ``-1121``; missing
+parameter -> ``-1102``; bad kline interval -> ``-1120``; limits -> 429 ``-1003`` with
+``Retry-After``.
 
 Stream (``ws://.../binance``): ``/market/stream?streams=a/b`` (combined envelope
 ``{"stream", "data"}``) and ``/market/ws/<stream>[/<stream>]`` (raw events) push
@@ -41,19 +50,30 @@ from ...clients.binance import (
     FUNDING_INFO,
     FUNDING_RATE,
     HISTORY_BUDGET,
+    KLINE_LIMIT,
     PREMIUM_INDEX,
     PREMIUM_INDEX_WEIGHT_ALL,
     PREMIUM_INDEX_WEIGHT_ONE,
+    PREMIUM_KLINES,
+    kline_weight,
     weight_cost,
 )
 from ...venues import COINS, RATE_CAPS, venue_symbol
-from ..model import INTEREST_8H
+from ..model import INTEREST_8H, MINUTE_MS
 from ..server import Request, Response, VenueSim, WsSession, json_response
+from .klines import candles
 
 VENUE = "binance"
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
 LATEST_DEFAULT = 200  # rows when neither bound is sent and no limit is given
+KLINE_DEFAULT = 500  # premiumIndexKlines candles when no limit is given
+#: premiumIndexKlines intervals served, in minutes (1w and 1M are not simulated).
+KLINE_MINUTES = {
+    "1m": 1, "3m": 3, "5m": 5, "15m": 15, "30m": 30, "1h": 60, "2h": 120, "4h": 240,
+    "6h": 360, "8h": 480, "12h": 720, "1d": 1440, "3d": 4320,
+}  # fmt: skip
+SAMPLES_PER_MINUTE = 12  # the venue samples the premium every 5 s
 #: How far back "the latest n rows" may reach: 16 h per row covers runs of missing rows.
 LATEST_SPAN_PER_ROW = dt.timedelta(hours=16)
 MARKPRICE_FROM = dt.datetime(2023, 11, 1)  # fundingRate rows carry markPrice from here on
@@ -131,6 +151,12 @@ class Sim(VenueSim):
         """fundingRate / fundingInfo: 1 of their bucket; premiumIndex: its weight, rescaled."""
         if request.path == PREMIUM_INDEX:
             return weight_cost(PREMIUM_INDEX_WEIGHT_ONE if "symbol" in request.query else PREMIUM_INDEX_WEIGHT_ALL)
+        if request.path == PREMIUM_KLINES:
+            try:
+                limit = int_param(request.query, "limit") or KLINE_DEFAULT
+            except BadParam:
+                limit = KLINE_DEFAULT
+            return weight_cost(kline_weight(min(limit, KLINE_LIMIT)))
         return 1.0
 
     def error(self, status: int, message: str) -> Response:
@@ -138,7 +164,12 @@ class Sim(VenueSim):
         return binance_error(status, code, ERROR_MESSAGES.get(status, message))
 
     def rest(self, request: Request) -> Response:
-        routes = {FUNDING_RATE: self.funding_rate, PREMIUM_INDEX: self.premium_index, FUNDING_INFO: self.funding_info}
+        routes = {
+            FUNDING_RATE: self.funding_rate,
+            PREMIUM_INDEX: self.premium_index,
+            FUNDING_INFO: self.funding_info,
+            PREMIUM_KLINES: self.premium_klines,
+        }
         handler = routes.get(request.path) if request.method == "GET" else None
         if handler is None:
             return super().rest(request)
@@ -232,6 +263,44 @@ class Sim(VenueSim):
             "nextFundingTime": to_ms(funding_time) if funding_time else 0,
             "time": to_ms(now) // 1000 * 1000,
         }
+
+    def premium_klines(self, query: dict[str, str]) -> list[list]:
+        """Premium-index candles of one perpetual (see the module docstring)."""
+        symbol, interval = query.get("symbol"), query.get("interval")
+        for name, value in (("symbol", symbol), ("interval", interval)):
+            if not value:
+                raise BadParam(-1102, f"Mandatory parameter '{name}' was not sent, was empty/null, or malformed.")
+        coin = {venue_symbol(VENUE, c): c for c in COINS}.get(symbol)
+        if coin is None:
+            raise BadParam(-1121, "Invalid symbol.")
+        if interval not in KLINE_MINUTES:
+            raise BadParam(-1120, "Invalid interval.")
+        start, end, limit = int_param(query, "startTime"), int_param(query, "endTime"), int_param(query, "limit")
+        if limit is not None and limit < 1:
+            raise BadParam(-1130, "Data sent for parameter 'limit' is not valid.")
+        if start is not None and end is not None and start > end:
+            raise BadParam(-1023, "Start time is greater than end time.")
+        minutes = KLINE_MINUTES[interval]
+        count = min(limit or KLINE_DEFAULT, KLINE_LIMIT)
+        frame = candles(self.feed, VENUE, coin, minutes, start, end, count, newest=start is None)
+        width = minutes * MINUTE_MS
+        return [
+            [
+                open_ms,
+                rate_text(o),
+                rate_text(h),
+                rate_text(lo),
+                rate_text(c),
+                "0",
+                open_ms + width - 1,
+                "0",
+                n * SAMPLES_PER_MINUTE,
+                "0",
+                "0",
+                "0",
+            ]
+            for open_ms, o, h, lo, c, n in frame.iter_rows()
+        ]
 
     def funding_info(self, query: dict[str, str]) -> list[dict]:
         cap = rate_text(RATE_CAPS[VENUE])

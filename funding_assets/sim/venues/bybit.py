@@ -10,6 +10,12 @@ except the envelope ``time``):
 - ``GET /v5/market/tickers`` (``category=linear``, optional ``symbol``): the open window's
   estimate ``fundingRate`` settling at ``nextFundingTime``, ``fundingIntervalHour``,
   ``fundingCap``; the all-symbols answer also lists a dated future with ``""`` funding.
+- ``GET /v5/market/premium-index-price-kline`` (``category`` optional, ``linear``;
+  ``symbol``, ``interval`` in 1/3/5/15/30/60/120/240/360/720/D -- W and M are not
+  simulated; ``start``, ``end``, ``limit`` in [1, 1000], default 200): the **newest**
+  ``limit`` candles with ``startTime`` in ``[start, end]`` (``end`` defaults to now), newest
+  first, ``[startTime, open, high, low, close]`` as strings (6 decimals), aggregated from
+  the model's 1-minute samples (a 1-minute candle is one sample).
 
 WebSocket ``/v5/public/linear``: ``{"op":"subscribe","args":["tickers.BTCUSDT"]}`` is
 acknowledged, answered with a snapshot, then every ``push_interval_s`` with a delta holding
@@ -35,9 +41,27 @@ from ...clients.http import Budget
 from ...venues import COINS, RATE_CAPS, venue_symbol
 from ..model import EPOCH
 from ..server import Request, Response, VenueSim, WsSession, json_response
+from .klines import candles
 
 HISTORY_PATH = "/v5/market/funding/history"
 TICKERS_PATH = "/v5/market/tickers"
+PREMIUM_KLINE_PATH = "/v5/market/premium-index-price-kline"
+KLINE_MAX_LIMIT = 1000
+KLINE_DEFAULT_LIMIT = 200
+#: premium-index-price-kline intervals served, in minutes (W and M are not simulated).
+KLINE_MINUTES = {
+    "1": 1,
+    "3": 3,
+    "5": 5,
+    "15": 15,
+    "30": 30,
+    "60": 60,
+    "120": 120,
+    "240": 240,
+    "360": 360,
+    "720": 720,
+    "D": 1440,
+}
 WS_PATH = "/v5/public/linear"
 MAX_LIMIT = 200
 UNIX = dt.datetime(1970, 1, 1)
@@ -98,7 +122,7 @@ class Sim(VenueSim):
         return Response(status, text.encode(), {"Content-Type": "text/plain"})
 
     def rest(self, request: Request) -> Response:
-        routes = {HISTORY_PATH: self._history, TICKERS_PATH: self._tickers}
+        routes = {HISTORY_PATH: self._history, TICKERS_PATH: self._tickers, PREMIUM_KLINE_PATH: self._premium_kline}
         route = routes.get(request.path)
         if route is None or request.method != "GET":
             return Response(404, b"404 page not found", {"Content-Type": "text/plain"})
@@ -156,6 +180,24 @@ class Sim(VenueSim):
                 for row in rows
             ],
         }
+
+    def _premium_kline(self, query: dict[str, str], now: dt.datetime) -> dict:
+        """Premium-index candles, newest first (see the module docstring)."""
+        coin = self._coin({"category": "linear", **query}, required=True)
+        minutes = KLINE_MINUTES.get(query.get("interval", ""))
+        if minutes is None:
+            raise ParamsError("interval invalid")
+        limit = self._int(query, "limit")
+        limit = KLINE_DEFAULT_LIMIT if limit is None else limit
+        if not 1 <= limit <= KLINE_MAX_LIMIT:
+            raise ParamsError("limit invalid")
+        start_ms, end_ms = self._int(query, "start"), self._int(query, "end")
+        frame = candles(self.feed, self.venue, coin, minutes, start_ms, end_ms, limit, newest=True)
+        rows = [
+            [str(open_ms), f"{o:.6f}", f"{h:.6f}", f"{lo:.6f}", f"{c:.6f}"]
+            for open_ms, o, h, lo, c, _ in frame.reverse().iter_rows()
+        ]
+        return {"symbol": venue_symbol(self.venue, coin), "category": "linear", "list": rows}
 
     def _tickers(self, query: dict[str, str], now: dt.datetime) -> dict:
         coin = self._coin(query, required=False)

@@ -5,6 +5,8 @@ Semantics served (VENUES.md section 4):
 - ``fundingHistory {coin, startTime, endTime?}``: rows stamped in ``[startTime, endTime]``
   (``endTime`` defaults to now), ascending, the first 500; ``fundingRate``/``premium`` as
   decimal strings, ``time`` as a ms number carrying the model's 10-1400 ms jitter.
+  ``premium`` is the window's average premium (8 decimals) from which Hyperliquid's formula
+  (:func:`funding_assets.premium.formula`) gives exactly ``fundingRate``.
 - ``metaAndAssetCtxs``, ``meta`` and ``predictedFundings`` from the model's open windows;
   the universe holds a delisted, book-less coin between ours (``null`` premium, midPx and
   impactPxs) so clients must join ctxs by index and skip ``isDelisted``.
@@ -28,7 +30,6 @@ import json
 from decimal import Decimal
 from typing import Any
 
-import numpy as np
 import polars as pl
 from websockets.exceptions import ConnectionClosed
 
@@ -189,15 +190,14 @@ class Sim(VenueSim):
         ]
 
     def window_premiums(self, coin: str, frame: pl.DataFrame) -> list[float]:
-        """Mean model premium over each settled window, rounded like the venue (8 decimals)."""
+        """The published average premium of each settled window of ``frame`` (8 decimals)."""
         if frame.is_empty():
             return []
-        first = frame["funding_time"][0] - dt.timedelta(hours=float(frame["interval_hours"].max()))
-        path = self.feed.model.premium(VENUE, coin, first, frame["funding_time"][-1])
-        running = np.concatenate(([0.0], np.cumsum(path["premium"].to_numpy())))
-        end = ((frame["funding_time"] - first).dt.total_hours()).to_numpy()
-        hours = frame["interval_hours"].to_numpy().astype(np.int64)
-        return np.round((running[end] - running[end - hours]) / hours, 8).tolist()
+        windows = self.feed.model.window_premiums(
+            VENUE, coin, frame["funding_time"][0], frame["funding_time"][-1] + dt.timedelta(milliseconds=1)
+        )
+        premium = dict(zip(windows["funding_time"], windows["premium"]))
+        return [premium[t] for t in frame["funding_time"]]
 
     def meta(self) -> dict:
         universe = [

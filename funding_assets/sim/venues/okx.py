@@ -23,6 +23,13 @@ epoch-ms time a string, rates with 16 decimals. Paths (under ``/okx``):
   ``fundingTime`` is its (upcoming) settlement, ``prevFundingTime`` its start,
   ``nextFundingTime`` the settlement after it (so ``nextFundingTime - fundingTime`` is the
   NEXT window's length), ``nextFundingRate`` is ``""``, ``ts`` the simulator's now.
+- ``GET /api/v5/public/premium-history?instId=&after=&before=&limit=``: the model's
+  per-minute premium samples, newest first, ``{instId, premium (16 decimals), ts}``
+  strings; ``ts`` is the sample's generation time, 0-9 s (fixed per minute) after the end
+  of the minute it was taken in; ``after`` / ``before`` exclusive bounds on ``ts``, with
+  ``before`` alone the newest rows still come first; ``limit`` default and maximum 100.
+  OKX keeps about six months; the simulator serves the whole model span (so backfills can
+  be tested). Budget: 20 requests / 2 s, half a unit of the bucket below.
 - WS ``/ws/v5/public``: ``subscribe`` / ``unsubscribe`` to channel ``funding-rate`` (ack
   ``{"event":"subscribe","arg":..,"connId":..}``, error event ``60018`` for an unknown
   instrument), a push of the current row per subscribed instrument on subscribing and every
@@ -45,6 +52,8 @@ import re
 import zipfile
 from decimal import Decimal
 
+import numpy as np
+import polars as pl
 from websockets.exceptions import ConnectionClosed
 
 from ...clients import epoch_ms
@@ -57,11 +66,17 @@ from ...clients.okx import (
     CHANNEL,
     CURRENT_PATH,
     HISTORY_PATH,
+    PREMIUM_COST,
+    PREMIUM_LIMIT,
+    PREMIUM_PATH,
     SWAP,
     WS_PATH,
 )
+from ...prints import MS as TIME_UNIT
 from ...venues import COINS, RATE_CAPS, coin_for_symbol, venue_symbol
+from ..model import MINUTE_MS
 from ..server import Request, Response, VenueSim, WsSession, json_response
+from .klines import known_minutes, now_ms
 
 REST_HISTORY = dt.timedelta(days=90)
 ARCHIVE_TZ_OFFSET = dt.timedelta(hours=8)  # OKX archives bucket days and months in UTC+8
@@ -79,6 +94,14 @@ STATUS_CODES = {400: "51000", 404: "404", 429: "50011"}  # anything else: 50001 
 def decimal_string(rate: float) -> str:
     """A rate as OKX prints it: 16 decimals, exactly the float's shortest decimal, padded."""
     return format(Decimal(repr(float(rate))), ".16f")
+
+
+def premium_stamps(minute_ms: np.ndarray) -> np.ndarray:
+    """OKX ``ts`` of the samples of the minutes starting at ``minute_ms``: the minute's end
+    plus a generation delay of 0-9 whole seconds, fixed per minute (a multiplicative hash)."""
+    minute = minute_ms // MINUTE_MS
+    delay_s = (minute * 2654435761 % 2**32) >> 16
+    return minute_ms + MINUTE_MS + delay_s % 10 * 1000
 
 
 def published_rate(rate: float, funding_ms: int) -> float:
@@ -119,6 +142,8 @@ class Sim(VenueSim):
     # --- REST -----------------------------------------------------------------------------
 
     def cost(self, request: Request) -> float:
+        if request.path == PREMIUM_PATH:
+            return PREMIUM_COST
         return 0.0 if request.path.startswith(CDN_PREFIX) else 1.0
 
     def error(self, status: int, message: str) -> Response:
@@ -128,7 +153,12 @@ class Sim(VenueSim):
         return json_response({"code": failure.code, "msg": failure.msg, "data": []}, failure.status)
 
     def rest(self, request: Request) -> Response:
-        routes = {HISTORY_PATH: self._history, CURRENT_PATH: self._current, ARCHIVE_PATH: self._archive_links}
+        routes = {
+            HISTORY_PATH: self._history,
+            CURRENT_PATH: self._current,
+            ARCHIVE_PATH: self._archive_links,
+            PREMIUM_PATH: self._premium_history,
+        }
         try:
             if request.path.startswith(CDN_PREFIX) and request.method == "GET":
                 return self._archive_file(request.path)
@@ -175,6 +205,29 @@ class Sim(VenueSim):
         rows = self.feed.settlements(self.venue, coin, start, end).reverse().head(min(limit, self.history_limit_max))
         return [
             self._history_row(inst, epoch_ms(t), rate) for t, rate in rows.select("funding_time", "rate").iter_rows()
+        ]
+
+    def _premium_history(self, query: dict[str, str]) -> list[dict]:
+        """premium-history rows, newest first (see the module docstring)."""
+        inst = query.get("instId")
+        coin = self._coin(inst)
+        limit = self._int(query, "limit", PREMIUM_LIMIT)
+        if limit < 1:
+            raise OkxFailure(400, "51000", "Parameter limit error")
+        limit = min(limit, PREMIUM_LIMIT)
+        after, before = self._int(query, "after"), self._int(query, "before")
+        upper = now_ms(self.feed) + 1 if after is None else min(after, now_ms(self.feed) + 1)  # ts < upper
+        # Stamps rise with the minute and trail its start by 60-69 s: the newest row before
+        # `upper` is among the two minutes starting just before upper - 60 s.
+        top = (upper - MINUTE_MS) // MINUTE_MS * MINUTE_MS
+        samples = known_minutes(self.feed, self.venue, coin, top - limit * MINUTE_MS, top + MINUTE_MS)
+        stamps = premium_stamps(samples["ts"].dt.epoch(TIME_UNIT).to_numpy())
+        rows = samples.with_columns(stamp=pl.Series(stamps)).filter(pl.col("stamp") < upper)
+        if before is not None:
+            rows = rows.filter(pl.col("stamp") > before)
+        return [
+            {"instId": inst, "premium": decimal_string(premium), "ts": str(stamp)}
+            for premium, stamp in rows.select("premium", "stamp").reverse().head(limit).iter_rows()
         ]
 
     @staticmethod

@@ -1,0 +1,85 @@
+"""Premium-index history in the simulator: the model's per-minute samples as the venues serve them.
+
+Binance (``premiumIndexKlines``) and Bybit (``premium-index-price-kline``) serve OHLC
+candles of the premium index, OKX (``premium-history``) the samples themselves; each venue
+module shapes the payload, this one picks what a query asks for. A minute's sample exists
+once the minute has ended (it is known at its end), so a candle is served as soon as its
+first minute has ended, with the minutes so far (its close is the latest sample), as the
+venues serve the open candle. Candles of ``k`` minutes open on multiples of ``k`` minutes
+since the Unix epoch. Times are epoch ms (UTC), premiums decimal fractions.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import polars as pl
+
+from ...prints import MS
+from ..model import EPOCH_MS, HORIZON_MS, MINUTE_MS
+from ..server import Feed
+
+UNIX = dt.datetime(1970, 1, 1)
+CANDLE_COLUMNS = ("open_ms", "open", "high", "low", "close", "samples")
+
+
+def at_ms(ms: int) -> dt.datetime:
+    """Epoch ms -> naive UTC datetime."""
+    return UNIX + dt.timedelta(milliseconds=ms)
+
+
+def now_ms(feed: Feed) -> int:
+    return (feed.clock() - UNIX) // dt.timedelta(milliseconds=1)
+
+
+def known_minutes(feed: Feed, venue: str, coin: str, lo_ms: int, hi_ms: int) -> pl.DataFrame:
+    """Samples (``ts`` = start of the minute, ``premium``) of the minutes starting in
+    ``[lo_ms, hi_ms)`` that have ended by the simulator's now, oldest first."""
+    hi_ms = min(hi_ms, now_ms(feed) // MINUTE_MS * MINUTE_MS, HORIZON_MS)
+    lo_ms = max(lo_ms, EPOCH_MS)
+    return feed.model.premium_minutes(venue, coin, at_ms(lo_ms), at_ms(max(lo_ms, hi_ms)))
+
+
+def candles(
+    feed: Feed,
+    venue: str,
+    coin: str,
+    minutes: int,
+    lo_ms: int | None,
+    hi_ms: int | None,
+    limit: int,
+    *,
+    newest: bool,
+) -> pl.DataFrame:
+    """Candles of ``minutes`` minutes opening in ``[lo_ms, hi_ms]`` (None: unbounded), ascending.
+
+    ``newest``: the last ``limit`` of them (up to ``hi_ms`` or now), else the first
+    ``limit`` from ``lo_ms``. Columns :data:`CANDLE_COLUMNS`: ``open_ms`` (epoch ms), OHLC
+    of the candle's samples (decimal fractions) and ``samples``, how many minutes it holds.
+    """
+    width = minutes * MINUTE_MS
+    known_end = min(now_ms(feed) // MINUTE_MS * MINUTE_MS, HORIZON_MS)  # minutes before it have ended
+    first_open = EPOCH_MS // width * width
+    if lo_ms is not None:
+        first_open = max(first_open, -(-lo_ms // width) * width)
+    last_open = (known_end - 1) // width * width
+    if hi_ms is not None:
+        last_open = min(last_open, hi_ms // width * width)
+    if newest:
+        first_open = max(first_open, last_open - (limit - 1) * width)
+    else:
+        last_open = min(last_open, first_open + (limit - 1) * width)
+    if last_open < first_open:
+        return pl.DataFrame(schema={c: pl.Int64 if c in ("open_ms", "samples") else pl.Float64 for c in CANDLE_COLUMNS})
+    samples = known_minutes(feed, venue, coin, first_open, last_open + width)
+    return (
+        samples.group_by((pl.col("ts").dt.epoch(MS) // width * width).alias("open_ms"), maintain_order=True)
+        .agg(
+            open=pl.col("premium").first(),
+            high=pl.col("premium").max(),
+            low=pl.col("premium").min(),
+            close=pl.col("premium").last(),
+            samples=pl.len().cast(pl.Int64),
+        )
+        .sort("open_ms")
+    )
