@@ -202,18 +202,17 @@ def test_a_request_whose_run_was_never_created_is_requested_again_under_the_same
 
 def test_a_run_created_by_a_tick_whose_cursor_was_lost_is_not_doubled_and_loses_nothing(home, instance, clock):
     """The run of a tick exists but the tick's cursor was not stored: the next tick, from the
-    older cursor, asks for the same run key; once that run succeeded, the files it did not
-    cover (landed after it) are requested, those it did are not."""
+    older cursor, reads the run records. While that run is in flight nothing is requested;
+    once it succeeded only the files landed after it are requested, never its own again
+    (formerly they were, under another key once a file had been rejected)."""
     collector_alive(home, clock.now)
     land(home, quotes(3, dt.datetime(2024, 3, 6, 8)))
     lost = tick(instance)
     assert launch(instance, lost.run_requests[0]).success
     land(home, quotes(2, dt.datetime(2024, 3, 6, 9)))
-    (same_key,) = tick(instance, None).run_requests  # from the cursor before the lost one
-    assert same_key.run_key == lost.run_requests[0].run_key and len(files_of(same_key)) == 2
-    stored = tick(instance, None).cursor  # this time the cursor is stored
-    rest = tick(instance, stored)
-    assert files_of(rest.run_requests[0]) == [str(landed_files(home / "landing")[-1])]
+    (rest,) = tick(instance, None).run_requests  # from the cursor before the lost one
+    assert rest.run_key != lost.run_requests[0].run_key
+    assert files_of(rest) == [str(landed_files(home / "landing")[-1])]
 
 
 def test_an_old_cursor_holding_a_file_name_is_read_as_done(home, instance, clock):
@@ -445,6 +444,11 @@ def test_todays_raw_prints_merge_live_predictions_with_settlements(home, instanc
         )
         assert result.success
     raw = warehouse_rows(home, "raw_prints").filter(pl.col("symbol") == "BTC")
-    assert raw.filter(pl.col("kind") == "predicted").height == 40
+    live_quotes = raw.filter((pl.col("kind") == "predicted") & (pl.col("source") != "reconstructed"))
+    assert live_quotes.height == 40
+    # beside them, the predictions rebuilt from premium history: one per 10 minutes before each settlement
+    # and, where no live quote was seen at the same instant, the predictions rebuilt from
+    # premium history (every 10 minutes before each settlement)
+    assert raw.filter(pl.col("source") == "reconstructed").height == 3 * 47 - 4
     assert raw.filter(pl.col("kind") == "realised").height == 3  # 00:00, 08:00, 16:00 settlements
     assert raw.height == raw.unique(["venue", "symbol", "ts", "funding_time"]).height

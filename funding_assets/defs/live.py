@@ -80,6 +80,14 @@ FILES_TAG = "funding_assets/landed_files"
 
 #: What the run records say about a batch (:func:`batch_status`).
 SUCCEEDED, IN_PROGRESS, FAILED, MISSING = "succeeded", "in progress", "failed", "missing"
+#: Successful batch runs read back on each tick to recover ``done`` after a lost cursor update.
+RECONCILE_RUNS = 20
+IN_FLIGHT = [
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+]
 _EPOCH = dt.datetime(1970, 1, 1)
 
 
@@ -205,6 +213,32 @@ def batch_status(instance: dg.DagsterInstance, batch: Batch) -> tuple[str, str |
     if {r.status for r in runs} - {dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED}:
         return IN_PROGRESS, None
     return (FAILED if runs else MISSING), None
+
+
+def reconcile(cursor: LiveCursor, instance: dg.DagsterInstance) -> LiveCursor:
+    """The cursor made consistent with the run records, which outlive a lost cursor update.
+
+    ``done`` is at least the last file any successful batch run ingested, and a batch whose
+    run is queued or running is the batch in flight, so a tick that lost its cursor neither
+    requests files a run already ingested (under another key, once a file was rejected) nor
+    launches a second batch beside one in progress.
+    """
+    recent = instance.get_run_records(
+        filters=dg.RunsFilter(job_name=live_prints_job.name, statuses=[dg.DagsterRunStatus.SUCCESS]),
+        limit=RECONCILE_RUNS,
+    )
+    ingested = [r.dagster_run.tags[LAST_TAG] for r in recent if LAST_TAG in r.dagster_run.tags]
+    done = max([cursor.done or "", *ingested]) or None
+    batch = cursor.batch
+    if batch is None:
+        running = instance.get_run_records(
+            filters=dg.RunsFilter(job_name=live_prints_job.name, statuses=IN_FLIGHT), limit=1
+        )
+        for record in running:
+            tags = record.dagster_run.tags
+            if {FIRST_TAG, LAST_TAG, ATTEMPT_TAG} <= tags.keys():
+                batch = Batch(tags[FIRST_TAG], tags[LAST_TAG], int(tags[ATTEMPT_TAG]))
+    return dataclasses.replace(cursor, done=done, batch=batch)
 
 
 # --- the REST poll (no collector) ------------------------------------------------------------
@@ -353,7 +387,7 @@ def live_prints_sensor(context: dg.SensorEvaluationContext):
     settings = FundingConfig.from_env()
     folder = settings.home / LANDING_DIR
     now = utcnow()
-    cursor = LiveCursor.from_json(context.cursor)
+    cursor = reconcile(LiveCursor.from_json(context.cursor), context.instance)
     if not collector_running(settings.home, now):
         cursor, _ = poll_current(settings, folder, now, cursor, context.log)
     status = batch_status(context.instance, cursor.batch) if cursor.batch is not None else None
