@@ -35,6 +35,8 @@ from funding_assets.sim.server import Faults, WsSession
 RUN_KEY_TAG = "dagster/run_key"
 T0 = dt.datetime(2024, 3, 6, 12)
 
+pytest_plugins = ["reliability"]
+
 
 def one_print(i: int) -> pl.DataFrame:
     ts = T0 + dt.timedelta(seconds=i)
@@ -254,7 +256,7 @@ def wait_for_status(home, ok, timeout_s=30.0):
     raise AssertionError("the collector never reached the expected state")
 
 
-def test_a_sigkilled_collector_loses_at_most_its_last_moments_of_prints(simulator, home, monkeypatch):
+def test_a_sigkilled_collector_loses_at_most_its_last_moments_of_prints(simulator, home, monkeypatch, reliability):
     """A real ``collect`` process against the loopback simulator, SIGKILLed while streaming;
     its restart lands the journal first. Every stream print the simulator sent more than
     CRASH_LOSS_S (+ scheduling slack) before the kill is landed, none twice; formerly the
@@ -312,6 +314,15 @@ def test_a_sigkilled_collector_loses_at_most_its_last_moments_of_prints(simulato
         report.append(
             f"{venue}: sent {before} before the kill ({last_100ms} in its last {CRASH_LOSS_S:g} s), "
             f"landed {got}, lost {before - got}"
+        )
+        reliability.record(
+            "SIGKILL of the collector",
+            f"{venue}: killed while streaming, restarted; stream quotes sent before the kill vs landed",
+            expected=before,
+            stored=got,
+            duplicates=0 if got <= before + after else got - before - after,
+            user_sees=f"restart: 'from the journal of a collector that did not stop cleanly'; only quotes "
+            f"received in the last {CRASH_LOSS_S:g} s may be lost ({last_100ms} were sent then)",
         )
         assert before - recent > 0  # the collector ran long enough for the bound to mean something
         assert got <= before + after  # never a print twice
