@@ -206,3 +206,14 @@ def test_a_day_the_source_has_no_prints_for_is_materialised_empty(home, tmp_path
     assert Warehouse(database=str(home / "warehouse.duckdb")).materialised(
         "raw_prints", ["2024-03-05|okx"], ["BTC"]
     ) == {"2024-03-05|okx"}
+
+
+def test_rebuilt_predictions_before_the_first_day_are_not_reported_as_unfiled(home, monkeypatch, instance):
+    """The window settling at the first day's 00:00 starts the day before: its rebuilt
+    predictions fall outside the run, which formerly warned that source prints went unfiled."""
+    monkeypatch.setenv("FUNDING_ASSETS_VENUES", "binance")
+    monkeypatch.setenv("FUNDING_ASSETS_COINS", "BTC")
+    result = run(instance, ["raw_prints"], "2024-03-05", "2024-03-05", ["binance"])
+    checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
+    assert checks["raw_prints_all_filed"] is True
+    assert table(home, "raw_prints", "ts").filter(pl.col("source") == "reconstructed").height > 100

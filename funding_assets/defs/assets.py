@@ -165,9 +165,17 @@ def raw_prints(context: dg.AssetExecutionContext, funding: FundingConfig, wareho
             "unread_files": dg.MetadataValue.json(list(getattr(source, "unread", []))),
         },
         check_results=checks.raw_prints_checks(
-            inside, len(prints) - len(inside), scope(keys), keys, coins, validation=validation
+            inside, outside_count(prints, inside), scope(keys), keys, coins, validation=validation
         ),
     )
+
+
+def outside_count(prints: pl.DataFrame, inside: pl.DataFrame) -> int:
+    """Prints the source returned outside the run's partitions. Rebuilt predictions are not
+    counted: the first window of a range starts the day before it (they are rebuilt again
+    when that day is materialised)."""
+    rebuilt = pl.col("source") == premium.RECONSTRUCTED
+    return prints.filter(~rebuilt).height - inside.filter(~rebuilt).height
 
 
 def reconstruct_predictions(
