@@ -93,10 +93,6 @@ def _share(text: str) -> float:
     return _number(text, lambda v: 0 <= v <= 1, "a share between 0 and 1")
 
 
-def _debug() -> bool:
-    return debug_enabled()
-
-
 def _one_line(text: object) -> str:
     return " ".join(str(text).split())
 
@@ -200,7 +196,7 @@ def _run_backfill(start: dt.date, end: dt.date, settings, console: Console) -> i
         error = failed[0].error or "run failed"
         console.log(f"error: {_one_line(error)}")
         # a user error comes bare; anything else as "<asset>: <class>: ..." (backfill._failure)
-        if not _debug() and any(error.startswith(f"{asset}: ") for asset in failed[0].step.assets):
+        if not debug_enabled() and any(error.startswith(f"{asset}: ") for asset in failed[0].step.assets):
             console.log(f"({DEBUG_HINT} and Dagster's log of the failed run)")
         return 1
     return 0
@@ -417,7 +413,7 @@ def main(argv: list[str] | None = None) -> int:
         console.log("interrupted: a partition being written keeps its previous rows; run the command again")
         return 130
     except Exception as exc:
-        if _debug():
+        if debug_enabled():
             raise
         if isinstance(exc, OSError):  # the environment: a file system, a socket
             where = f"{exc.filename}: " if exc.filename else ""

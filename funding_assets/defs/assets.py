@@ -144,11 +144,12 @@ def raw_prints(context: dg.AssetExecutionContext, funding: FundingConfig, wareho
             if funding.reconstruct and hasattr(source, "premium")
             else []
         )
-    settled = pl.concat([normalise(f) for f in frames if f.height]) if any(f.height for f in frames) else None
+    fetched = [normalise(f) for f in frames if f.height]  # normalised once, for the rebuild and the store
+    settled = pl.concat(fetched) if fetched else None
     reconstructed, validation = reconstruct_predictions(samples, settled, funding.intraday_every_minutes)
     live = warehouse.live_prints_in(list(context.partition_keys))
     # a print seen twice is kept once: the source's over the live one, the live one over a rebuilt one
-    found = [conform("raw_prints", normalise(f)) for f in [reconstructed, live, *frames] if f.height]
+    found = [conform("raw_prints", f) for f in [*(normalise(f) for f in (reconstructed, live) if f.height), *fetched]]
     prints = pl.concat(found) if found else empty("raw_prints")
     prints = prints.filter(pl.col("symbol").is_in(list(coins)))  # the run replaces its coins only
     prints = prints.unique(subset=PRINT_KEY, keep="last", maintain_order=True).sort(PRINT_KEY)
