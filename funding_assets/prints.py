@@ -1,6 +1,10 @@
 """The print model: one row per funding quote, the unit every source and the strip share.
 
-A print is ``(venue, symbol, ts, funding_time, rate, interval_hours, kind)``:
+A print is ``(venue, symbol, contract, ts, funding_time, rate, interval_hours, kind)``:
+
+- ``symbol``: the canonical coin (``PEPE`` for ``1000PEPEUSDT``); ``contract``: ``usdt``,
+  ``usdc`` or ``inverse`` (:mod:`funding_assets.venues`); ``venue_symbol``: the venue's own
+  instrument name. A frame without ``contract`` gets each venue's main perpetual of the coin.
 
 - ``ts``: when the venue quoted it (UTC, ms precision). For a realised print, its settlement
   time: ``ts = funding_time``, whenever it was published or fetched.
@@ -26,6 +30,7 @@ from __future__ import annotations
 import polars as pl
 
 from .errors import FundingInputError
+from .venues import SPECS
 
 PREDICTED = "predicted"
 REALISED = "realised"
@@ -38,6 +43,7 @@ TS = pl.Datetime(MS)
 PRINT_SCHEMA: dict[str, pl.DataType] = {
     "venue": pl.String(),
     "symbol": pl.String(),
+    "contract": pl.String(),
     "venue_symbol": pl.String(),
     "ts": TS,
     "funding_time": TS,
@@ -52,7 +58,7 @@ PRINT_SCHEMA: dict[str, pl.DataType] = {
 STORED_PRINT_SCHEMA: dict[str, pl.DataType] = {**PRINT_SCHEMA, "published_at": TS}
 
 #: Columns the strip engine needs; the rest are carried when present.
-STRIP_COLUMNS = ("venue", "symbol", "ts", "funding_time", "rate", "interval_hours", "kind")
+STRIP_COLUMNS = ("venue", "symbol", "contract", "ts", "funding_time", "rate", "interval_hours", "kind")
 
 MINUTE_MS = 60_000
 
@@ -83,10 +89,18 @@ def snap_to_minute(expr: pl.Expr) -> pl.Expr:
     return from_epoch_ms(((ms + MINUTE_MS // 2) // MINUTE_MS) * MINUTE_MS)
 
 
+def main_contracts(frame: pl.DataFrame) -> pl.Series:
+    """Each row's venue's main perpetual of its coin (null for a venue this package does not know)."""
+    pairs = frame.select(pl.col("venue").cast(pl.String), pl.col("symbol").cast(pl.String))
+    lookup = {(v, c): (SPECS[v].default_contract(c) if v in SPECS else None) for v, c in pairs.unique().iter_rows()}
+    return pl.Series("contract", [lookup[p] for p in pairs.iter_rows()], dtype=pl.String)
+
+
 def normalise(prints: pl.DataFrame, *, default_venue: str | None = None) -> pl.DataFrame:
     """Validate and coerce a researcher's print frame to the print model.
 
-    Adds ``interval_hours`` (8) and ``kind`` (``realised``) when absent, converts timestamps
+    Adds ``interval_hours`` (8), ``kind`` (``realised``) and ``contract`` (the venue's main
+    perpetual of the coin) when absent or null, converts timestamps
     to naive UTC ms and snaps ``funding_time`` to the minute. Keeps the quote time in
     ``published_at`` (unless given) and sets a realised print's ``ts`` to its settlement
     time, ``funding_time``. Idempotent. Raises
@@ -101,6 +115,11 @@ def normalise(prints: pl.DataFrame, *, default_venue: str | None = None) -> pl.D
         frame = frame.with_columns(interval_hours=pl.lit(8.0))
     if "kind" not in frame.columns:
         frame = frame.with_columns(kind=pl.lit(REALISED))
+    if {"venue", "symbol"} <= set(frame.columns):
+        if "contract" not in frame.columns:
+            frame = frame.with_columns(contract=main_contracts(frame))
+        elif frame["contract"].null_count():
+            frame = frame.with_columns(pl.col("contract").cast(pl.String).fill_null(main_contracts(frame)))
     missing = [c for c in STRIP_COLUMNS if c not in frame.columns]
     if missing:
         raise FundingInputError(f"prints: missing column(s) {', '.join(missing)}")
@@ -111,6 +130,7 @@ def normalise(prints: pl.DataFrame, *, default_venue: str | None = None) -> pl.D
         pl.col("interval_hours").cast(pl.Float64),
         pl.col("venue").cast(pl.String),
         pl.col("symbol").cast(pl.String),
+        pl.col("contract").cast(pl.String),
         pl.col("kind").cast(pl.String),
     ).with_columns(snap_to_minute(pl.col("funding_time")).alias("funding_time"))
     if "published_at" in frame.columns:
