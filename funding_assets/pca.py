@@ -5,7 +5,8 @@ window and b7 the oldest ("long end"); loadings are unit vectors over b0..b7, so
 ``pc_c = (x - mean) . loadings[c]`` is in the same annualised units.
 
 **Fits.** Fits are made at fixed instants ``fitted_at`` every ``refit_days`` (aligned to
-2020-01-01 00:00 UTC), each on the roll snapshots of one (venue, symbol) with ``ts`` in
+2020-01-01 00:00 UTC), each on the roll snapshots of one series (venue, symbol, contract)
+with ``ts`` in
 ``[fitted_at - window_days, fitted_at)`` that were known before the fit: ``as_of <
 fitted_at`` where the snapshots carry ``as_of`` (a null ``as_of`` counts as known at
 ``ts``). A window with fewer than :data:`MIN_OBS` rows, or whose rows are all identical (no
@@ -13,7 +14,14 @@ variance, so no principal axes), makes no fit. A fit is a pure function of its w
 the same fit comes out whatever other fit instants, snapshots or stored fits exist, so a
 backfill started anywhere and a live refit agree bit for bit.
 
-**No look-ahead.** A snapshot at ``ts`` is scored with the latest fit of its (venue, symbol)
+**Series.** A series is (venue, symbol, contract) (:data:`funding_assets.strip.KEYS`):
+``contract`` is the contract type of the coin's perpetual on the venue (``usdt``, ``usdc``,
+``inverse``), so Binance's BTCUSDT and BTCUSD_PERP get separate fits and scores. A fit's
+``fit_id`` is ``venue:symbol:contract:fitted_at`` (``binance:BTC:usdt:2024-01-01T00:00Z``; an
+empty contract part for a null ``contract``). Snapshots without a ``contract`` column are one
+series per (venue, symbol) with a null ``contract``; every output carries the column.
+
+**No look-ahead.** A snapshot at ``ts`` is scored with the latest fit of its series
 whose ``fitted_at`` is strictly before ``ts`` (optionally no older than ``max_age``). So
 every row behind a score has ``ts < fitted_at < `` the scored ``ts`` and, where ``as_of`` is
 recorded, ``as_of < fitted_at``: no score depends on its own snapshot or on anything later.
@@ -70,7 +78,7 @@ import polars as pl
 from sklearn.decomposition import PCA
 
 from .prints import TS
-from .strip import BUCKETS, KEYS, N_BUCKETS
+from .strip import BUCKETS, KEYS, N_BUCKETS, with_contract
 
 EPOCH = dt.datetime(2020, 1, 1)
 DEFAULT_WINDOW_DAYS = 30
@@ -100,11 +108,15 @@ UNMATCHED = "unmatched"
 DECISIVE = 1 / np.sqrt(2)
 _VOTE = REFERENCE.sum(axis=0)
 _TIE = 1e-9
+#: Stand-in for a null ``contract`` in the as-of join of :func:`score`, and its column.
+_NO_CONTRACT = "\x00"
+_CONTRACT_BY = "__contract_by"
 
 FITS_SCHEMA: dict[str, pl.DataType] = {
     "fit_id": pl.String(),
     "venue": pl.String(),
     "symbol": pl.String(),
+    "contract": pl.String(),
     "fitted_at": TS,
     "window_start": TS,
     "window_end": TS,
@@ -119,6 +131,7 @@ FITS_SCHEMA: dict[str, pl.DataType] = {
 VERIFY_SCHEMA: dict[str, pl.DataType] = {
     "venue": pl.String(),
     "symbol": pl.String(),
+    "contract": pl.String(),
     "ts": TS,
     "fit_id": pl.String(),
     "ok": pl.Boolean(),
@@ -137,10 +150,12 @@ class Fit:
     explained_variance: np.ndarray  # ratio per component
     mean: np.ndarray  # 8, annualised decimals
     shapes: tuple[str, ...] = ()  # matched reference shape per component
+    contract: str | None = None  # contract type of the series (usdt, usdc, inverse), None if unknown
 
     @property
     def fit_id(self) -> str:
-        return f"{self.venue}:{self.symbol}:{self.fitted_at:%Y-%m-%dT%H:%MZ}"
+        """``venue:symbol:contract:fitted_at`` (UTC to the minute), the contract empty if None."""
+        return f"{self.venue}:{self.symbol}:{self.contract or ''}:{self.fitted_at:%Y-%m-%dT%H:%MZ}"
 
 
 def lookback_days(window_days: int, refit_days: int) -> int:
@@ -199,15 +214,14 @@ def orient(loadings: np.ndarray) -> tuple[np.ndarray, tuple[str, ...]]:
     return out, tuple(UNMATCHED if r is None else REFERENCE_SHAPES[r] for r in match)
 
 
-def _window(roll: pl.DataFrame, venue: str, symbol: str, start: dt.datetime, fitted_at: dt.datetime) -> pl.DataFrame:
+def _window(
+    roll: pl.DataFrame, series: tuple[str, str, str | None], start: dt.datetime, fitted_at: dt.datetime
+) -> pl.DataFrame:
+    """The rows of ``series`` (venue, symbol, contract; a None contract matches null) with
+    ``ts`` in ``[start, fitted_at)`` known before ``fitted_at``, in ts order."""
     known = (pl.col("as_of").is_null() | (pl.col("as_of") < fitted_at)) if "as_of" in roll.columns else pl.lit(True)
-    return roll.filter(
-        (pl.col("venue") == venue)
-        & (pl.col("symbol") == symbol)
-        & (pl.col("ts") >= start)
-        & (pl.col("ts") < fitted_at)
-        & known
-    ).sort("ts")
+    same = [pl.col(key).eq_missing(pl.lit(value, pl.String)) for key, value in zip(KEYS, series)]
+    return roll.filter(*same, (pl.col("ts") >= start) & (pl.col("ts") < fitted_at) & known).sort("ts")
 
 
 def fit_one(
@@ -218,13 +232,16 @@ def fit_one(
     *,
     window_days: int,
     n_components: int,
+    contract: str | None = None,
 ) -> Fit | None:
-    """The fit of (venue, symbol) at ``fitted_at`` from the ``roll`` rows of its window.
+    """The fit of (venue, symbol, contract) at ``fitted_at`` from the ``roll`` rows of its
+    window (``window_days`` days). ``contract`` None is the series with a null contract (all
+    of ``roll`` when it has no ``contract`` column).
 
     None if the window holds too few rows or no variance.
     """
     start = fitted_at - dt.timedelta(days=window_days)
-    x = _window(roll, venue, symbol, start, fitted_at).select(BUCKETS).to_numpy()
+    x = _window(with_contract(roll), (venue, symbol, contract), start, fitted_at).select(BUCKETS).to_numpy()
     if x.shape[0] < max(MIN_OBS, n_components + 1) or not (x != x[0]).any():
         return None
     model = PCA(n_components=n_components, svd_solver="full").fit(x)
@@ -232,6 +249,7 @@ def fit_one(
     return Fit(
         venue=venue,
         symbol=symbol,
+        contract=contract,
         fitted_at=fitted_at,
         window_start=start,
         n_obs=x.shape[0],
@@ -249,18 +267,34 @@ def fit_walk_forward(
     window_days: int = DEFAULT_WINDOW_DAYS,
     n_components: int = DEFAULT_COMPONENTS,
 ) -> list[Fit]:
-    """Fits at ``times`` for every (venue, symbol) in ``snapshots`` (roll rows are used).
+    """Fits at ``times`` for every series (venue, symbol, contract) in ``snapshots`` (roll
+    rows are used).
 
-    Sorted by (venue, symbol, fitted_at). Each fit is :func:`fit_one` of its own window.
+    Sorted by (venue, symbol, contract, fitted_at), a null contract first. Each fit is
+    :func:`fit_one` of its own window.
     """
-    roll = snapshots.filter(pl.col("kind") == "roll")
+    roll = with_contract(snapshots).filter(pl.col("kind") == "roll")
     fits = []
-    for (venue, symbol), series in sorted(roll.partition_by(KEYS, as_dict=True).items()):
+    for (venue, symbol, contract), series in sorted(roll.partition_by(KEYS, as_dict=True).items(), key=_series_order):
         for fitted_at in sorted(times):
-            fit = fit_one(series, venue, symbol, fitted_at, window_days=window_days, n_components=n_components)
+            fit = fit_one(
+                series,
+                venue,
+                symbol,
+                fitted_at,
+                window_days=window_days,
+                n_components=n_components,
+                contract=contract,
+            )
             if fit is not None:
                 fits.append(fit)
     return fits
+
+
+def _series_order(item: tuple[tuple, pl.DataFrame]) -> tuple:
+    """Sort key of a (venue, symbol, contract) partition: a None contract before any other."""
+    venue, symbol, contract = item[0]
+    return venue, symbol, contract is not None, contract or ""
 
 
 def fits_frame(fits: list[Fit]) -> pl.DataFrame:
@@ -270,6 +304,7 @@ def fits_frame(fits: list[Fit]) -> pl.DataFrame:
             "fit_id": [f.fit_id for f in fits],
             "venue": [f.venue for f in fits],
             "symbol": [f.symbol for f in fits],
+            "contract": [f.contract for f in fits],
             "fitted_at": [f.fitted_at for f in fits],
             "window_start": [f.window_start for f in fits],
             "window_end": [f.fitted_at for f in fits],
@@ -285,7 +320,8 @@ def fits_frame(fits: list[Fit]) -> pl.DataFrame:
 
 
 def fits_from_frame(frame: pl.DataFrame) -> list[Fit]:
-    """:class:`Fit` objects from stored ``pca_fits`` rows (the inverse of :func:`fits_frame`)."""
+    """:class:`Fit` objects from stored ``pca_fits`` rows (the inverse of :func:`fits_frame`;
+    rows without a ``contract`` column give fits with a None contract)."""
     return [
         Fit(
             venue=r["venue"],
@@ -297,6 +333,7 @@ def fits_from_frame(frame: pl.DataFrame) -> list[Fit]:
             explained_variance=np.array(r["explained_variance"], dtype=float),
             mean=np.array(r["mean"], dtype=float),
             shapes=tuple(r["shapes"] or ()),
+            contract=r.get("contract"),
         )
         for r in frame.iter_rows(named=True)
     ]
@@ -312,10 +349,12 @@ def score(
 
     With ``max_age`` (the assets pass one refit cadence), a fit older than that is not used:
     when a refit was impossible (too few snapshots) the snapshots go unscored rather than
-    being scored with a stale fit. Rows with no usable fit are dropped. Columns: venue,
-    symbol, kind, ts, funding_time, as_of (only when ``snapshots`` has it), fit_id,
-    fitted_at, pc1..pcN.
+    being scored with a stale fit. A snapshot is scored only with a fit of its own series
+    (venue, symbol, contract). Rows with no usable fit are dropped. Columns: venue, symbol,
+    contract, kind, ts, funding_time, as_of (only when ``snapshots`` has it), fit_id,
+    fitted_at, pc1..pcN (annualised decimals, like the buckets).
     """
+    snapshots = with_contract(snapshots)
     pcs = [f"pc{c + 1}" for c in range(n_components)]
     columns = [*KEYS, "kind", "ts", "funding_time", *(["as_of"] if "as_of" in snapshots.columns else [])]
     empty = pl.DataFrame(
@@ -332,25 +371,30 @@ def score(
         {
             "venue": [f.venue for f in fits],
             "symbol": [f.symbol for f in fits],
+            "contract": [f.contract for f in fits],
             "fitted_at": [f.fitted_at for f in fits],
             "fit_id": [f.fit_id for f in fits],
         },
-        schema={"venue": pl.String, "symbol": pl.String, "fitted_at": TS, "fit_id": pl.String},
+        schema={"venue": pl.String, "symbol": pl.String, "contract": pl.String, "fitted_at": TS, "fit_id": pl.String},
     ).sort("fitted_at")
     by_id = {f.fit_id: f for f in fits}
+    # an as-of join never matches a null ``by`` value: match null contracts via a stand-in
+    contract = pl.col("contract").fill_null(_NO_CONTRACT).alias(_CONTRACT_BY)
     rows = (
-        snapshots.sort("ts")
+        snapshots.with_columns(contract)
+        .sort("ts")
         .join_asof(
-            table,
+            table.with_columns(contract).drop("contract"),
             left_on="ts",
             right_on="fitted_at",
-            by=KEYS,
+            by=["venue", "symbol", _CONTRACT_BY],
             strategy="backward",
             allow_exact_matches=False,
             tolerance=max_age,
             check_sortedness=False,
         )
         .filter(pl.col("fit_id").is_not_null())
+        .drop(_CONTRACT_BY)
     )
     parts = []
     for (fit_id,), group in rows.group_by("fit_id", maintain_order=True):
@@ -384,21 +428,23 @@ def verify_no_lookahead(
     For each sampled row (deterministic for a ``seed``), the fit it names is recomputed at
     its ``fitted_at`` by :func:`fit_one` from the roll ``snapshots`` with ``ts`` strictly
     before the row's ``ts`` only (and within ``[fitted_at - window_days, fitted_at)``), and
-    the row's buckets (looked up in ``snapshots`` by venue, symbol, kind, ts) re-scored.
-    ``ok`` is true when the fit was made before the row and every ``pc1..pcN`` agrees within
-    1e-9 of the buckets' scale (at least 1). A score from a fit that saw the row itself or
-    later data cannot pass. Columns: venue, symbol, ts, fit_id, ok, reason (null when ok).
+    the row's buckets (looked up in ``snapshots`` by venue, symbol, contract, kind, ts)
+    re-scored. ``ok`` is true when the fit was made before the row and every ``pc1..pcN``
+    agrees within 1e-9 of the buckets' scale (at least 1). A score from a fit that saw the row
+    itself or later data cannot pass. Columns: venue, symbol, contract, ts, fit_id, ok,
+    reason (null when ok).
     """
     if scores.height == 0 or sample <= 0:
         return pl.DataFrame(schema=VERIFY_SCHEMA)
+    scores, snapshots = with_contract(scores), with_contract(snapshots)
     key = [*KEYS, "kind", "ts"]
     picked = _sample(scores, sample, seed)
     buckets = (
-        snapshots.join(picked.select(key), on=key, how="semi")
+        snapshots.join(picked.select(key), on=key, how="semi", nulls_equal=True)
         .select(*key, *BUCKETS)
         .unique(subset=key, keep="last", maintain_order=True)
     )
-    rows = picked.drop(BUCKETS, strict=False).join(buckets, on=key, how="left", maintain_order="left")
+    rows = picked.drop(BUCKETS, strict=False).join(buckets, on=key, how="left", maintain_order="left", nulls_equal=True)
     roll = snapshots.filter(pl.col("kind") == "roll")
     pcs = [f"pc{c + 1}" for c in range(n_components)]
     out = []
@@ -411,7 +457,13 @@ def verify_no_lookahead(
         else:
             before = roll.filter(pl.col("ts") < r["ts"])
             fit = fit_one(
-                before, r["venue"], r["symbol"], r["fitted_at"], window_days=window_days, n_components=n_components
+                before,
+                r["venue"],
+                r["symbol"],
+                r["fitted_at"],
+                window_days=window_days,
+                n_components=n_components,
+                contract=r["contract"],
             )
             if fit is None or fit.fit_id != r["fit_id"]:
                 reason = "fit cannot be made from the snapshots before the row"
@@ -422,5 +474,5 @@ def verify_no_lookahead(
                 scale = max(1.0, float(np.abs(x).max()))
                 if not np.allclose(got, expected, rtol=0, atol=1e-9 * scale):
                     reason = "scores differ from a fit on the snapshots before the row"
-        out.append({**{c: r[c] for c in ("venue", "symbol", "ts", "fit_id")}, "ok": reason is None, "reason": reason})
+        out.append({**{c: r[c] for c in (*KEYS, "ts", "fit_id")}, "ok": reason is None, "reason": reason})
     return pl.DataFrame(out, schema=VERIFY_SCHEMA)

@@ -54,6 +54,7 @@ _HOURS_PER_UNIT = {"d": 24, "h": 1}
 _ROW = "__rolling_row"
 _HI = "__rolling_hi"
 _LO = "__rolling_lo"
+_GROUP = "__rolling_group"
 
 
 def _duration_hours(text: str, what: str) -> int:
@@ -177,6 +178,7 @@ class RollingWindow:
         doc says (``ts < t`` or ``ts <= t``; last ``window`` of them within ``max_age``, or the
         duration). Rows of ``observations`` with any of ``values`` null or NaN are not
         observations. A group should not repeat a time; statistics are null below ``min_obs``.
+        A null in a ``by`` column is a group value like any other (e.g. a null ``contract``).
         """
         by, values = list(by), list(values)
         queries = observations if at is None else at
@@ -208,8 +210,14 @@ class RollingWindow:
         # max_age: t - ts <= max_age. A duration w: pandas' closed="left" [t - w, t) without
         # the current point, closed="right" (t - w, t] with it.
         oldest_exact = isinstance(self.window, int) or not self.include_current
-        index = obs.select(*by, time, pl.col(_ROW).cast(pl.Int64)).sort(time)
-        asof = dict(on=time, by=by or None, check_sortedness=False)
+        index = obs.select(*by, time, pl.col(_ROW).cast(pl.Int64))
+        if by:
+            # one integer per group: an as-of join never matches a null ``by`` value
+            groups = obs.select(by).unique(maintain_order=True).with_row_index(_GROUP)
+            index = index.join(groups, on=by, nulls_equal=True).select(_GROUP, time, _ROW)
+            queries = queries.join(groups, on=by, how="left", nulls_equal=True).select(_ROW, _GROUP, time)
+        index = index.sort(time)
+        asof = dict(on=time, by=_GROUP if by else None, check_sortedness=False)
         newest = queries.sort(time).join_asof(
             index.rename({_ROW: _HI}), strategy="backward", allow_exact_matches=self.include_current, **asof
         )

@@ -61,7 +61,17 @@ So every print a row reads has ``ts`` <= its window's end + a minute (realised: 
 settlement), and a day's rows depend only on that day's prints and the
 :data:`LOOKBACK_DAYS` before it (see :func:`partition_snapshots`).
 
-Output columns (:data:`SNAPSHOT_SCHEMA`): ``venue, symbol, kind ('roll'|'intraday'), ts,
+**Series key** (:data:`KEYS`): ``(venue, symbol, contract)``. ``symbol`` is the canonical
+coin, ``contract`` the contract type of its perpetual on that venue (``usdt``, ``usdc`` or
+``inverse``: Binance BTCUSDT is ``usdt``, BTCUSD_PERP ``inverse``). Every rule above applies
+per series, and series never mix: two contracts of one coin on one venue are two strips,
+each equal to the one computed from its prints alone. Prints without a ``contract`` column
+(a researcher's own frame) are one series per (venue, symbol) with a null ``contract``; a
+null ``contract`` is a key value like any other (the engine keeps it null, rather than
+taking the venue's main perpetual as :func:`~funding_assets.prints.normalise` does), and
+the output always has the column.
+
+Output columns (:data:`SNAPSHOT_SCHEMA`): ``venue, symbol, contract, kind ('roll'|'intraday'), ts,
 funding_time, interval_hours, annualisation, b0..b7, n_filled, as_of, coverage,
 min_coverage``. ``interval_hours`` is the interval of bucket 0's latest native window;
 ``coverage`` bucket 0's coverage (intraday: of the open window so far); ``min_coverage``
@@ -108,10 +118,16 @@ PREDICTED_AFTER_SETTLEMENT = "predicted_after_settlement"
 ORDER = ("ts", "published_at", "arrival")
 
 BUCKETS = [f"b{k}" for k in range(N_BUCKETS)]
-KEYS = ["venue", "symbol"]
+#: The key of a series: canonical coin ``symbol``, contract type ``contract`` on ``venue``.
+KEYS = ["venue", "symbol", "contract"]
+CONTRACT = "contract"
+#: Stands in for a null ``contract`` inside the engine (polars joins never match nulls, and
+#: :func:`~funding_assets.prints.normalise` would fill in a main perpetual); never seen outside it.
+_NO_CONTRACT = "\x00"
 SNAPSHOT_SCHEMA: dict[str, pl.DataType] = {
     "venue": pl.String(),
     "symbol": pl.String(),
+    "contract": pl.String(),
     "kind": pl.String(),
     "ts": TS,
     "funding_time": TS,
@@ -134,13 +150,38 @@ def annualise(r8: pl.Expr, annualisation: str) -> pl.Expr:
     raise FundingInputError(f"annualisation must be one of {ANNUALISATIONS}, got {annualisation!r}")
 
 
+def with_contract(frame: pl.DataFrame) -> pl.DataFrame:
+    """``frame`` with a String ``contract`` column: null when the frame has none (one series
+    per (venue, symbol)), else its own cast to String. Any other column is left as it is."""
+    if CONTRACT not in frame.columns:
+        return frame.with_columns(pl.lit(None, pl.String).alias(CONTRACT))
+    return frame.with_columns(pl.col(CONTRACT).cast(pl.String))
+
+
+def _public_contract(frame: pl.DataFrame) -> pl.DataFrame:
+    """Undo the engine's stand-in for a null ``contract``."""
+    contract = pl.col(CONTRACT)
+    return frame.with_columns(pl.when(contract != _NO_CONTRACT).then(contract).alias(CONTRACT))
+
+
+#: Columns of a print the engine reads, the series key first.
+_PRINT_COLUMNS = [*KEYS, *(c for c in STRIP_COLUMNS if c not in KEYS)]
+
+
 def _ms(col: str) -> pl.Expr:
     return pl.col(col).dt.epoch(MS)
 
 
 def _tagged(prints: pl.DataFrame) -> pl.DataFrame:
     """Normalised prints with arrival order, grid window and the reason a rule ignores them."""
-    frame = normalise(prints).select(*STRIP_COLUMNS, "published_at")
+    # an absent or null contract is the venue's main perpetual of the coin (as stored);
+    # for a venue this package does not know it stays null, one series per (venue, symbol),
+    # held as a stand-in so that joins on KEYS match it (:func:`_public_contract` undoes it)
+    frame = (
+        normalise(with_contract(prints))
+        .with_columns(pl.col(CONTRACT).fill_null(_NO_CONTRACT))
+        .select(*_PRINT_COLUMNS, "published_at")
+    )
     grid_ms = (_ms("funding_time") + GRID_MS - 1) // GRID_MS * GRID_MS
     ts_ms = _ms("ts")
     early = ts_ms < grid_ms // DAY_MS * DAY_MS - DAY_MS
@@ -152,15 +193,19 @@ def _tagged(prints: pl.DataFrame) -> pl.DataFrame:
 def ignored_prints(prints: pl.DataFrame) -> pl.DataFrame:
     """The prints the strip rules ignore (see the module doc), with a ``reason`` column.
 
-    Normalised print columns (``venue, symbol, ts, funding_time, rate, interval_hours, kind,
-    published_at``) plus ``reason``: ``quoted_before_previous_day`` or
+    Normalised print columns (``venue, symbol, contract, ts, funding_time, rate,
+    interval_hours, kind, published_at``; ``contract`` null when ``prints`` has none) plus
+    ``reason``: ``quoted_before_previous_day`` or
     ``predicted_after_settlement``. The engine leaves out exactly these rows (same code).
     """
-    return _tagged(prints).filter(pl.col("reason").is_not_null()).drop("arrival", "grid_end")
+    return _public_contract(_tagged(prints).filter(pl.col("reason").is_not_null()).drop("arrival", "grid_end"))
 
 
 def _prepare(prints: pl.DataFrame) -> pl.DataFrame:
-    """Normalise, tag arrival order and grid window, leave out the prints a rule ignores."""
+    """Normalise, tag arrival order and grid window, leave out the prints a rule ignores.
+
+    A null ``contract`` is :data:`_NO_CONTRACT` from here on; :func:`_finish` turns it back
+    into null."""
     tagged = _tagged(prints)
     return tagged.filter(pl.col("reason").is_null()).drop("reason").with_columns(realised=pl.col("kind") == REALISED)
 
@@ -170,7 +215,7 @@ def _span_start(end: str, hours: str) -> pl.Expr:
 
 
 def _voided_from(p: pl.DataFrame) -> pl.DataFrame:
-    """Superseding (rule 2): for each ``(venue, symbol, funding_time, interval_hours)`` a
+    """Superseding (rule 2): for each ``(venue, symbol, contract, funding_time, interval_hours)`` a
     predicted print quotes, ``voided_from`` = the ts of the earliest realised print of
     another native window of the same grid window whose span overlaps the quoted span
     ``(funding_time - interval_hours, funding_time]`` (quotes never voided are absent).
@@ -286,6 +331,7 @@ def _finish(frame: pl.DataFrame, kind: str, annualisation: str) -> pl.DataFrame:
         frame.filter(complete)
         .with_columns(kind=pl.lit(kind), annualisation=pl.lit(annualisation))
         .select(list(SNAPSHOT_SCHEMA))
+        .pipe(_public_contract)
         .cast(SNAPSHOT_SCHEMA)
         .sort([*KEYS, "ts"])
     )
@@ -336,9 +382,10 @@ def roll_snapshots(
 ) -> pl.DataFrame:
     """One row per closed 8h grid window: the strip b0..b7 (annualised) as of its close.
 
-    ``prints`` needs ``venue, symbol, ts, funding_time, rate`` and optionally
-    ``interval_hours`` (default 8) and ``kind`` (default ``realised``); see
-    :mod:`funding_assets.prints`. ``ts = funding_time`` = the window's end (UTC).
+    ``prints`` needs ``venue, symbol, ts, funding_time, rate`` and optionally ``contract``
+    (default null), ``interval_hours`` (default 8) and ``kind`` (default ``realised``); see
+    :mod:`funding_assets.prints`. One strip per (venue, symbol, contract). ``ts =
+    funding_time`` = the window's end (UTC).
     """
     _check_options(annualisation, max_fill)
     return _roll(_prepare(prints), annualisation, max_fill)
@@ -513,11 +560,13 @@ def partition_snapshots(
     every_minutes = parse_every_minutes(str(every), setting="every")
     p = _prepare(prints)
     roll = _roll(p, annualisation, max_fill)
-    last_print_of_day = p.group_by(*KEYS, day=pl.col("ts").dt.truncate("1d")).agg(last_print=pl.col("ts").max())
+    last_print_of_day = _public_contract(
+        p.group_by(*KEYS, day=pl.col("ts").dt.truncate("1d")).agg(last_print=pl.col("ts").max())
+    )
     intraday = (
         _intraday(p, every_minutes, annualisation, max_fill)
         .with_columns(day=pl.col("ts").dt.truncate("1d"))
-        .join(last_print_of_day, on=[*KEYS, "day"], how="inner")
+        .join(last_print_of_day, on=[*KEYS, "day"], how="inner", nulls_equal=True)
         .filter(pl.col("ts") <= pl.col("last_print"))
         .drop("day", "last_print")
     )

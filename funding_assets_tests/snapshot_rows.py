@@ -10,13 +10,22 @@ EPOCH = datetime(2020, 1, 1)
 H8 = timedelta(hours=8)
 
 
-def snap(ts: datetime, buckets, *, kind: str = "roll", venue: str = "binance", symbol: str = "BTC") -> dict:
+def snap(
+    ts: datetime,
+    buckets,
+    *,
+    kind: str = "roll",
+    venue: str = "binance",
+    symbol: str = "BTC",
+    contract: str | None = "usdt",
+) -> dict:
     """One snapshot row; an intraday row's funding_time is the end of its open 8h window."""
     assert len(buckets) == 8
     funding_time = ts if kind == "roll" else EPOCH + ((ts - EPOCH) // H8 + 1) * H8
     return {
         "venue": venue,
         "symbol": symbol,
+        "contract": contract,
         "kind": kind,
         "ts": ts,
         "funding_time": funding_time,

@@ -329,7 +329,7 @@ def test_every_snapshot_row_gets_one_feature_row():
 
 def test_output_columns_pass_as_of_through_when_the_snapshots_have_it():
     rows = frame(rolls(LEVELS_20[:3]) + [snap(T0 + timedelta(hours=1), strip(0.2), kind="intraday")])
-    keys = ["venue", "symbol", "kind", "ts", "funding_time"]
+    keys = ["venue", "symbol", "contract", "kind", "ts", "funding_time"]
     with_as_of = curve_features(rows)
     assert with_as_of.columns == [*keys, "as_of", *FEATURE_COLUMNS]
     assert with_as_of["as_of"].to_list() == with_as_of["ts"].to_list()
@@ -360,3 +360,31 @@ def test_a_days_rows_are_the_same_from_its_lookback_alone_or_a_longer_range(data
         lookback_and_day = snapshots.filter(pl.col("ts") >= start, pl.col("ts") < day + timedelta(days=1))
         assert_frame_equal(curve_features(lookback_and_day, rolling=rolling).filter(on_day), whole)
     assert Z_LOOKBACK_DAYS == RollingWindow().lookback_days() == 20
+
+
+# --- contracts: a series is (venue, symbol, contract) ------------------------------------
+
+
+def test_z_statistics_are_per_contract_of_a_venue_and_coin():
+    usdt = rolls(LEVELS_20 + [0.5], slopes=SLOPES_20 + [0.5], contract="usdt")
+    inverse = rolls([9.0, -7.0] * 10 + [0.5], contract="inverse")
+    mixed = curve_features(frame(inverse + usdt))
+    for contract, rows in (("usdt", usdt), ("inverse", inverse)):
+        assert_frame_equal(mixed.filter(pl.col("contract") == contract), curve_features(frame(rows)))
+    assert at(mixed.filter(pl.col("contract") == "usdt"), T0 + 20 * H8)["level_z"] == pytest.approx(
+        LEVEL_Z_05, rel=1e-12
+    )
+    assert mixed["contract"].to_list()[:21] == ["inverse"] * 21  # keyed venue, symbol, contract
+
+
+def test_snapshots_without_a_contract_column_are_one_series_with_a_null_contract():
+    rows = frame(rolls(LEVELS_20 + [0.5], slopes=SLOPES_20 + [0.5]))
+    named = curve_features(rows)
+    plain = curve_features(rows.drop("contract"))
+    assert plain.columns == named.columns
+    assert plain.schema["contract"] == pl.String and plain["contract"].null_count() == plain.height
+    assert_frame_equal(plain.drop("contract"), named.drop("contract"))
+    # a null contract next to a named one of the same venue and coin: two series
+    other = frame(rolls([9.0, -7.0] * 10 + [0.5], contract="usdt"))
+    both = curve_features(pl.concat([rows.with_columns(contract=pl.lit(None, pl.String)), other]))
+    assert_frame_equal(both.filter(pl.col("contract").is_null()), plain)

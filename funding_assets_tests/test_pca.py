@@ -75,11 +75,14 @@ def rank2_rows(start: datetime, n: int, u1, u2, *, seed: int, mean: float = 0.1,
     return [snap(start + i * H8, x[i], **kw) for i in range(n)]
 
 
-def make_fit(fitted_at: datetime, mean, loadings, *, venue="binance", symbol="BTC", window_days=7) -> Fit:
+def make_fit(
+    fitted_at: datetime, mean, loadings, *, venue="binance", symbol="BTC", contract="usdt", window_days=7
+) -> Fit:
     loadings = np.asarray(loadings, dtype=float)
     return Fit(
         venue=venue,
         symbol=symbol,
+        contract=contract,
         fitted_at=fitted_at,
         window_start=fitted_at - timedelta(days=window_days),
         n_obs=21,
@@ -152,7 +155,19 @@ def test_a_fit_uses_the_roll_snapshots_of_its_trailing_window_only():
     assert fit.mean[7] == pytest.approx(0.12 - 0.05 / 21, abs=1e-12)
 
 
-SCORE_COLUMNS = ["venue", "symbol", "kind", "ts", "funding_time", "as_of", "fit_id", "fitted_at", "pc1", "pc2"]
+SCORE_COLUMNS = [
+    "venue",
+    "symbol",
+    "contract",
+    "kind",
+    "ts",
+    "funding_time",
+    "as_of",
+    "fit_id",
+    "fitted_at",
+    "pc1",
+    "pc2",
+]
 
 
 def test_too_few_roll_snapshots_make_no_fit_and_no_score():
@@ -436,7 +451,7 @@ def test_the_lookahead_check_passes_honest_walk_forward_scores():
     snaps = _random_snapshots(3)
     _, honest = _honest(snaps)
     checked = verify_no_lookahead(honest, snaps, window_days=10, sample=15)
-    assert checked.columns == ["venue", "symbol", "ts", "fit_id", "ok", "reason"]
+    assert checked.columns == ["venue", "symbol", "contract", "ts", "fit_id", "ok", "reason"]
     assert checked.height == 15 and checked["ok"].all()
     assert checked["reason"].null_count() == 15
 
@@ -449,7 +464,11 @@ def test_the_lookahead_check_fails_a_fit_that_saw_the_scored_rows():
     leaky = [
         replace(f2, fitted_at=f.fitted_at)
         for f in fits
-        if (f2 := fit_one(roll, f.venue, f.symbol, f.fitted_at + 2 * DAY, window_days=10, n_components=2))
+        if (
+            f2 := fit_one(
+                roll, f.venue, f.symbol, f.fitted_at + 2 * DAY, window_days=10, n_components=2, contract=f.contract
+            )
+        )
     ]
     checked = verify_no_lookahead(score(snaps, leaky), snaps, window_days=10, sample=15)
     assert checked.height == 15 and not checked["ok"].any()
@@ -461,7 +480,9 @@ def test_the_lookahead_check_fails_a_score_whose_own_snapshot_was_in_the_window(
     snaps = _random_snapshots(4)
     roll = snaps.filter((pl.col("kind") == "roll") & (pl.col("venue") == "binance") & (pl.col("symbol") == "BTC"))
     row = roll.filter(pl.col("ts") > T0 + 5 * DAY).row(0, named=True)
-    saw_it = fit_one(roll, "binance", "BTC", row["ts"] + timedelta(minutes=1), window_days=10, n_components=2)
+    saw_it = fit_one(
+        roll, "binance", "BTC", row["ts"] + timedelta(minutes=1), window_days=10, n_components=2, contract="usdt"
+    )
     claims_before = replace(saw_it, fitted_at=row["ts"] - timedelta(hours=1))
     leaky = score(roll.filter(pl.col("ts") == row["ts"]), [claims_before])
     (checked,) = verify_no_lookahead(leaky, snaps, window_days=10).iter_rows(named=True)
@@ -489,12 +510,12 @@ def test_the_lookahead_check_fails_a_fit_that_used_rows_known_only_after_it():
 def test_the_lookahead_check_sample_is_deterministic_and_spread():
     snaps = _random_snapshots(6)
     _, honest = _honest(snaps)
-    ordered = honest.sort(["venue", "symbol", "kind", "ts"]).with_row_index("i")
+    ordered = honest.sort(["venue", "symbol", "contract", "kind", "ts"]).with_row_index("i")
     n = 8
 
     def positions(seed: int) -> list[int]:
         checked = verify_no_lookahead(honest, snaps, window_days=10, sample=n, seed=seed)
-        return checked.join(ordered, on=["venue", "symbol", "ts", "fit_id"], how="left")["i"].to_list()
+        return checked.join(ordered, on=["venue", "symbol", "contract", "ts", "fit_id"], how="left")["i"].to_list()
 
     first = positions(0)
     assert first == positions(0)
@@ -512,7 +533,7 @@ def test_the_lookahead_check_of_no_scores_is_empty():
     _, honest = _honest(snaps)
     checked = verify_no_lookahead(honest.head(0), snaps, window_days=10)
     assert checked.height == 0
-    assert checked.columns == ["venue", "symbol", "ts", "fit_id", "ok", "reason"]
+    assert checked.columns == ["venue", "symbol", "contract", "ts", "fit_id", "ok", "reason"]
 
 
 def test_the_lookahead_check_fails_a_scored_row_missing_from_the_snapshots():
@@ -530,6 +551,7 @@ FITS_COLUMNS = {
     "fit_id": pl.String,
     "venue": pl.String,
     "symbol": pl.String,
+    "contract": pl.String,
     "fitted_at": pl.Datetime("ms"),
     "window_start": pl.Datetime("ms"),
     "window_end": pl.Datetime("ms"),
@@ -549,7 +571,7 @@ def test_fits_frame_schema_and_content():
     assert dict(table.schema) == FITS_COLUMNS
     assert table.height == 2
     assert table["fit_id"].n_unique() == 2
-    assert table["fit_id"].to_list() == ["binance:BTC:2024-01-17T00:00Z", "binance:BTC:2024-01-24T00:00Z"]
+    assert table["fit_id"].to_list() == ["binance:BTC:usdt:2024-01-17T00:00Z", "binance:BTC:usdt:2024-01-24T00:00Z"]
     assert table["fitted_at"].to_list() == [T0 + 7 * DAY, T0 + 14 * DAY]
     assert table["window_end"].to_list() == table["fitted_at"].to_list()
     assert table["window_start"].to_list() == [T0, T0 + 7 * DAY]
@@ -576,9 +598,10 @@ def test_fits_rebuilt_from_the_table_score_exactly_like_the_originals():
     rebuilt = fits_from_frame(fits_frame(fits))
     assert [f.fit_id for f in rebuilt] == [f.fit_id for f in fits]
     for a, b in zip(rebuilt, fits):
-        assert (a.venue, a.symbol, a.fitted_at, a.window_start, a.n_obs, a.shapes) == (
+        assert (a.venue, a.symbol, a.contract, a.fitted_at, a.window_start, a.n_obs, a.shapes) == (
             b.venue,
             b.symbol,
+            b.contract,
             b.fitted_at,
             b.window_start,
             b.n_obs,
@@ -599,18 +622,21 @@ def test_fits_frame_of_no_fits_is_empty_with_the_same_schema():
 # --- walk-forward property and determinism -----------------------------------------------
 
 
-def _random_snapshots(seed: int) -> pl.DataFrame:
+SERIES = (("binance", "BTC", "usdt"), ("okx", "BTC", "usdt"), ("binance", "ETH", "usdt"))
+
+
+def _random_snapshots(seed: int, series=SERIES) -> pl.DataFrame:
     rng = random.Random(seed)
     rows = []
     start = T0 - 20 * DAY
-    for venue, symbol in (("binance", "BTC"), ("okx", "BTC"), ("binance", "ETH")):
+    for venue, symbol, contract in series:
         t = start + timedelta(minutes=rng.randrange(0, 600))
         level = 0.1
         while t < T0 + 25 * DAY:
             level += rng.gauss(0, 0.02)
             buckets = [level + rng.gauss(0, 0.01) * (k + 1) for k in range(8)]
             kind = "roll" if rng.random() < 0.7 else "intraday"
-            rows.append(snap(t, buckets, kind=kind, venue=venue, symbol=symbol))
+            rows.append(snap(t, buckets, kind=kind, venue=venue, symbol=symbol, contract=contract))
             # mostly a few hours apart, sometimes a multi-day hole
             step = rng.choices([1, 60, 240, 480, 3 * 1440], weights=[5, 20, 30, 44, 1])[0]
             t += timedelta(minutes=step)
@@ -682,3 +708,68 @@ def test_a_fit_older_than_max_age_is_not_used():
     assert [f.fitted_at for f in fits] == [T0 + 7 * DAY]
     assert score(snaps, fits).filter(pl.col("ts") == T0 + 60 * DAY).height == 1
     assert score(snaps, fits, max_age=timedelta(days=7)).filter(pl.col("ts") == T0 + 60 * DAY).height == 0
+
+
+# --- contracts: a series is (venue, symbol, contract) ------------------------------------
+
+CONTRACTS = (("binance", "BTC", "inverse"), ("binance", "BTC", "usdt"), ("okx", "BTC", "usdt"))
+
+
+def test_two_contracts_of_one_venue_and_coin_get_their_own_fits_and_scores():
+    snaps = _random_snapshots(11, series=CONTRACTS)
+    times = fit_times(T0, T0 + 20 * DAY, 7)
+    fits, scores = _honest(snaps)
+    assert [f.fit_id for f in fits if f.fitted_at == times[1]] == [
+        f"binance:BTC:inverse:{times[1]:%Y-%m-%dT%H:%MZ}",
+        f"binance:BTC:usdt:{times[1]:%Y-%m-%dT%H:%MZ}",
+        f"okx:BTC:usdt:{times[1]:%Y-%m-%dT%H:%MZ}",
+    ]
+    for venue, symbol, contract in CONTRACTS:
+        mine = (pl.col("venue") == venue) & (pl.col("symbol") == symbol) & (pl.col("contract") == contract)
+        own_fits, own_scores = _honest(snaps.filter(mine))
+        assert [f.fit_id for f in own_fits] == [f.fit_id for f in fits if f.contract == contract and f.venue == venue]
+        assert all(f.fit_id.split(":")[2] == contract for f in own_fits)
+        assert_frame_equal(scores.filter(mine), own_scores)
+        assert (own_scores["fit_id"].str.split(":").list.get(2) == contract).all()
+    table = fits_frame(fits)
+    assert table.select("venue", "contract").unique().sort("venue", "contract").rows() == [
+        ("binance", "inverse"),
+        ("binance", "usdt"),
+        ("okx", "usdt"),
+    ]
+    assert [f.contract for f in fits_from_frame(table)] == [f.contract for f in fits]
+    checked = verify_no_lookahead(scores, snaps, window_days=10, sample=15)
+    assert checked.height == 15 and checked["ok"].all()
+    assert set(checked["contract"]) == {"inverse", "usdt"}
+
+
+def test_a_fit_of_the_other_contract_is_never_used():
+    usdt = make_fit(T0, [0.0] * 8, [[1, 0, 0, 0, 0, 0, 0, 0], [0, 1, 0, 0, 0, 0, 0, 0]], contract="usdt")
+    inverse = make_fit(T0 + DAY, [0.0] * 8, [[0, 0, 0, 0, 0, 0, 1, 0], [0, 0, 0, 0, 0, 0, 0, 1]], contract="inverse")
+    x = [1, 2, 3, 4, 5, 6, 7, 8]
+    snaps = frame([snap(T0 + 2 * DAY, x, contract="usdt"), snap(T0 + 2 * DAY, x, contract="inverse")])
+    out = score(snaps, [usdt, inverse])
+    assert out.select("contract", "fit_id", "pc1").rows() == [
+        ("inverse", inverse.fit_id, 7.0),
+        ("usdt", usdt.fit_id, 1.0),
+    ]
+    assert inverse.fit_id == "binance:BTC:inverse:2024-01-11T00:00Z"
+    # a series with no fit of its own is left unscored
+    assert score(snaps, [usdt])["contract"].to_list() == ["usdt"]
+
+
+def test_snapshots_without_a_contract_column_are_one_series_with_a_null_contract():
+    snaps = _random_snapshots(12, series=(("binance", "BTC", "usdt"),))
+    fits, scores = _honest(snaps)
+    plain_fits, plain_scores = _honest(snaps.drop("contract"))
+    assert [f.contract for f in plain_fits] == [None] * len(fits)
+    assert [f.fit_id for f in plain_fits] == [f.fit_id.replace(":usdt:", "::") for f in fits]
+    assert plain_scores.columns == scores.columns
+    assert plain_scores["contract"].null_count() == plain_scores.height
+    assert_frame_equal(plain_scores.drop("contract", "fit_id"), scores.drop("contract", "fit_id"))
+    checked = verify_no_lookahead(plain_scores, snaps.drop("contract"), window_days=10, sample=10)
+    assert checked["ok"].all() and checked["contract"].null_count() == 10
+    table = fits_frame(plain_fits)
+    assert table["contract"].null_count() == table.height
+    # rows stored before the contract column existed read back as fits without a contract
+    assert [f.fit_id for f in fits_from_frame(table.drop("contract"))] == table["fit_id"].to_list()

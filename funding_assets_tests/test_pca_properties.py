@@ -38,7 +38,7 @@ from funding_assets.pca import (
     verify_no_lookahead,
 )
 from funding_assets.sim.model import FundingModel
-from funding_assets.strip import BUCKETS, roll_snapshots
+from funding_assets.strip import BUCKETS, KEYS, roll_snapshots
 
 START, END = datetime(2022, 1, 1), datetime(2024, 1, 1)
 DAY = timedelta(days=1)
@@ -99,7 +99,15 @@ def test_a_fit_is_identical_whichever_date_the_walk_forward_started(offset_a, of
     # ... and equal to the fit made from its own window's rows alone
     for f in (min(late.values(), key=lambda f: f.fitted_at), max(late.values(), key=lambda f: f.fitted_at)):
         alone = snaps.filter((pl.col("ts") >= f.window_start) & (pl.col("ts") < f.fitted_at))
-        own = fit_one(alone, f.venue, f.symbol, f.fitted_at, window_days=WINDOW_DAYS, n_components=n_components)
+        own = fit_one(
+            alone,
+            f.venue,
+            f.symbol,
+            f.fitted_at,
+            window_days=WINDOW_DAYS,
+            n_components=n_components,
+            contract=f.contract,
+        )
         assert own is not None and same_fit(own, f)
 
 
@@ -246,10 +254,10 @@ def lookahead_scores(shift_hours: int) -> pl.DataFrame:
     snaps = early_history()
     roll = snaps.filter(pl.col("kind") == "roll")
     fits = []
-    for (venue, symbol), _ in roll.group_by(["venue", "symbol"]):
+    for (venue, symbol, contract), _ in roll.group_by(KEYS):
         for fitted_at in fit_times(START, START + 120 * DAY, REFIT_DAYS):
             made = fitted_at + timedelta(hours=shift_hours)
-            f = fit_one(roll, venue, symbol, made, window_days=WINDOW_DAYS, n_components=2)
+            f = fit_one(roll, venue, symbol, made, window_days=WINDOW_DAYS, n_components=2, contract=contract)
             if f is not None:
                 fits.append(replace(f, fitted_at=fitted_at))
     return score(snaps, fits, max_age=timedelta(days=REFIT_DAYS))
@@ -266,7 +274,7 @@ def test_honest_scores_pass_the_lookahead_check_and_leaky_ones_fail(seed, shift_
     assert leaky.height == 12 and not leaky["ok"].all()
     # a row passes only where the shift changed no score by more than the check's tolerance
     # (flat funding: the rows entering and leaving the window are alike)
-    key = ["venue", "symbol", "ts"]
+    key = [*KEYS, "ts"]
     passed = leaky.filter("ok").join(scores, on=key).join(lookahead_scores(0), on=key, suffix="_honest")
     for pc in ("pc1", "pc2"):
         assert np.allclose(passed[pc], passed[f"{pc}_honest"], rtol=0, atol=1e-9)

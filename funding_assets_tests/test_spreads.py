@@ -30,7 +30,7 @@ from pandas_reference import check_against_pandas
 from polars.testing import assert_frame_equal
 
 from funding_assets.rolling import RollingWindow
-from funding_assets.spreads import LOOKBACK_DAYS, spread_signals
+from funding_assets.spreads import LOOKBACK_DAYS, PAIR, spread_signals
 
 T0 = datetime(2024, 3, 1)
 H8 = timedelta(hours=8)
@@ -306,7 +306,9 @@ def test_output_columns_and_types():
     assert dict(out.schema) == {
         "symbol": pl.String,
         "venue_a": pl.String,
+        "contract_a": pl.String,
         "venue_b": pl.String,
+        "contract_b": pl.String,
         "funding_time": pl.Datetime("ms"),
         "b0_a": pl.Float64,
         "b0_b": pl.Float64,
@@ -321,3 +323,136 @@ def test_output_columns_and_types():
         "n_venues": pl.Int32,
     }
     assert out.select("symbol", "venue_a", "venue_b", "funding_time").is_unique().all()
+
+
+# --- contracts: a series is (venue, contract) ---------------------------------------------
+
+C_SCHEMA = {
+    "venue": pl.String,
+    "symbol": pl.String,
+    "contract": pl.String,
+    "funding_time": pl.Datetime("ms"),
+    "b0": pl.Float64,
+}
+
+
+def c_frame(rows: list[tuple]) -> pl.DataFrame:
+    """(venue, symbol, contract, funding_time, b0) rows."""
+    return pl.DataFrame(rows, schema=C_SCHEMA, orient="row")
+
+
+def pair_keys(out: pl.DataFrame) -> list[tuple]:
+    return out.select("venue_a", "contract_a", "venue_b", "contract_b").rows()
+
+
+def test_two_contracts_of_one_venue_are_paired_with_each_other_and_with_other_venues():
+    out = spread_signals(
+        c_frame(
+            [
+                ("okx", "BTC", "usdt", T0, 0.3),
+                ("binance", "BTC", "usdt", T0, 0.1),
+                ("bybit", "BTC", "usdc", T0, 0.25),
+                ("binance", "BTC", "inverse", T0, 0.05),
+            ]
+        )
+    )
+    assert pair_keys(out) == [
+        ("binance", "inverse", "binance", "usdt"),
+        ("binance", "inverse", "bybit", "usdc"),
+        ("binance", "inverse", "okx", "usdt"),
+        ("binance", "usdt", "bybit", "usdc"),
+        ("binance", "usdt", "okx", "usdt"),
+        ("bybit", "usdc", "okx", "usdt"),
+    ]
+    cross = out.row(0, named=True)
+    assert (cross["b0_a"], cross["b0_b"]) == (0.05, 0.1)
+    assert cross["spread"] == pytest.approx(-0.05, abs=1e-15)
+    # dispersion over the four series, each counted: 0.05, 0.1, 0.25, 0.3
+    assert out["n_venues"].to_list() == [4] * 6
+    assert out["dispersion"].to_list() == pytest.approx([float(np.std([0.05, 0.1, 0.25, 0.3], ddof=1))] * 6)
+
+
+def test_a_cross_contract_pair_has_the_statistics_of_its_own_spreads():
+    """binance/inverse vs binance/usdt carries HISTORY_20; binance/usdt vs okx/usdt something
+    else entirely. Each pair's statistics equal those of its two series alone."""
+    rows = []
+    for i, s in enumerate(HISTORY_20 + [0.5]):
+        t = T0 + i * H8
+        rows += [
+            ("binance", "BTC", "inverse", t, s),
+            ("binance", "BTC", "usdt", t, 0.0),
+            ("okx", "BTC", "usdt", t, 7.0 * (-1) ** i),
+        ]
+    out = spread_signals(c_frame(rows))
+    cross = out.filter(pl.col("venue_b") == "binance")
+    assert cross.select("contract_a", "contract_b").unique().rows() == [("inverse", "usdt")]
+    assert last(cross)["mean"] == pytest.approx(MEAN_20, rel=1e-12)
+    assert last(cross)["std"] == pytest.approx(STD_20, rel=1e-12)
+    assert last(cross)["signal"] == 1
+    for pair in out.partition_by(PAIR):
+        first = pair.row(0, named=True)
+        series = {(first["venue_a"], first["contract_a"]), (first["venue_b"], first["contract_b"])}
+        alone = spread_signals(c_frame([r for r in rows if (r[0], r[2]) in series]))
+        assert_frame_equal(pair.drop("dispersion", "n_venues"), alone.drop("dispersion", "n_venues"))
+    assert out["n_venues"].unique().to_list() == [3]
+
+
+def test_without_a_contract_column_each_venue_is_one_series_with_a_null_contract():
+    rows = pair_rows(HISTORY_20 + [0.5])
+    plain = spread_signals(b0_frame(rows))
+    assert plain["contract_a"].null_count() == plain.height
+    assert plain["contract_b"].null_count() == plain.height
+    # the same numbers as with an explicit contract
+    named = spread_signals(b0_frame(rows).with_columns(contract=pl.lit("usdt")))
+    assert_frame_equal(plain.drop("contract_a", "contract_b"), named.drop("contract_a", "contract_b"))
+    assert last(plain)["z"] == pytest.approx(last(named)["z"], abs=0)
+
+
+def test_a_null_contract_orders_as_the_empty_string():
+    out = spread_signals(
+        c_frame(
+            [
+                ("binance", "BTC", "usdt", T0, 0.1),
+                ("binance", "BTC", None, T0, 0.2),
+                ("aave", "BTC", "usdt", T0, 0.3),
+                ("okx", "BTC", None, T0, 0.4),
+            ]
+        )
+    )
+    assert pair_keys(out) == [
+        ("aave", "usdt", "binance", None),
+        ("aave", "usdt", "binance", "usdt"),
+        ("aave", "usdt", "okx", None),
+        ("binance", None, "binance", "usdt"),
+        ("binance", None, "okx", None),
+        ("binance", "usdt", "okx", None),
+    ]
+    assert out["n_venues"].to_list() == [4] * 6
+
+
+def test_the_same_series_twice_at_a_window_is_not_a_pair_and_rows_keep_their_order():
+    rows = [
+        ("binance", "BTC", "usdt", T0, 0.1),
+        ("binance", "BTC", "inverse", T0, 0.2),
+        ("bybit", "BTC", "usdt", T0, 0.4),
+    ]
+    out = spread_signals(c_frame(rows))
+    reordered = spread_signals(c_frame(rows[::-1]))
+    assert out.equals(reordered)  # same bytes, dispersion included
+    assert all((r[0], r[1]) != (r[2], r[3]) for r in pair_keys(out))
+
+
+def test_pairs_grow_with_the_series_of_each_coin_never_across_coins():
+    # 40 coins x 15 series x 3 windows: 40 * C(15, 2) * 3 pairs, and no mixed coins
+    venues = [f"v{i:02d}" for i in range(5)]
+    contracts = ["inverse", "usdc", "usdt"]
+    rows = [
+        (v, f"C{c:02d}", k, T0 + w * H8, 0.01 * c + 0.001 * w + 0.0001 * i)
+        for c in range(40)
+        for i, (v, k) in enumerate((v, k) for v in venues for k in contracts)
+        for w in range(3)
+    ]
+    out = spread_signals(c_frame(rows))
+    assert out.height == 40 * (15 * 14 // 2) * 3
+    assert out["n_venues"].unique().to_list() == [15]
+    assert out.select(PAIR).n_unique() == 40 * 105

@@ -19,13 +19,14 @@ T0 = dt.datetime(2024, 1, 1, 8)
 WORKED_RATES = [0.0001, 0.00012, 0.00008, 0.0001, 0.00015, 0.0002, 0.00011, 0.00009, 0.0001]
 
 
-def prints(rows: list[tuple], venue: str = "binance", symbol: str = "BTC") -> pl.DataFrame:
+def prints(rows: list[tuple], venue: str = "binance", symbol: str = "BTC", contract: str = "usdt") -> pl.DataFrame:
     """rows: (ts, funding_time, rate, interval_hours, kind)."""
     return pl.DataFrame(
         [
             {
                 "venue": venue,
                 "symbol": symbol,
+                "contract": contract,
                 "ts": r[0],
                 "funding_time": r[1],
                 "rate": r[2],
@@ -42,6 +43,11 @@ def settled(start: dt.datetime, rates: list[float], hours: float = 8, jitter=dt.
     return prints([(t + jitter, t + jitter, r, hours, "realised") for t, r in zip(times, rates)], **kw)
 
 
+def with_usdt(frame: pl.DataFrame) -> pl.DataFrame:
+    """``frame`` with a ``contract`` column (``usdt`` unless it has one)."""
+    return frame if "contract" in frame.columns else frame.with_columns(contract=pl.lit("usdt"))
+
+
 def buckets(row: dict) -> list[float]:
     return [row[f"b{k}"] for k in range(8)]
 
@@ -52,11 +58,11 @@ def last_roll(frame: pl.DataFrame) -> dict:
 
 def live_rows(frame: pl.DataFrame) -> pl.DataFrame:
     """The prints fed one by one to a LiveStrip in row order: the last row it emitted per
-    (venue, symbol, kind, ts), as the live store keeps them."""
+    (venue, symbol, contract, kind, ts), as the live store keeps them."""
     live = LiveStrip()
     full = frame.with_columns(venue_symbol=pl.lit("X"), source=pl.lit("test"))
     rows = [r for q in full.select(PRINT_COLUMNS).iter_rows() for r in live.update([q])]
-    keys = ["venue", "symbol", "kind", "ts"]
+    keys = [*strip.KEYS, "kind", "ts"]
     return rows_frame(rows).unique(keys, keep="last", maintain_order=True).sort(keys)
 
 
@@ -342,7 +348,7 @@ def test_ignored_prints_are_listed_with_their_reason_and_left_out():
     assert last_roll(frame)["b0"] == pytest.approx(0.0001 * 1095)
     live = LiveStrip()
     live.update(frame.with_columns(venue_symbol=pl.lit("X"), source=pl.lit("t")).select(PRINT_COLUMNS).rows())
-    assert live.series[("binance", "BTC")].ignored == listed.height
+    assert live.series[("binance", "BTC", "usdt")].ignored == listed.height
 
 
 def test_hourly_window_closes_when_its_last_hour_settles():
@@ -507,11 +513,8 @@ def test_partition_rows_are_the_same_alone_or_inside_a_range():
             for t in (start + dt.timedelta(minutes=rng.randrange(0, 11 * 24 * 60)) for _ in range(3000))
         ]
     )
-    frame = normalise(
-        pl.concat(
-            [model.settlements(v, "BTC", start, stop).select(live.columns) for v in ("binance", "hyperliquid")] + [live]
-        )
-    )
+    settlements = [with_usdt(model.settlements(v, "BTC", start, stop)) for v in ("binance", "hyperliquid")]
+    frame = normalise(pl.concat([s.select(live.columns) for s in settlements] + [live]))
     everything = strip.partition_snapshots(frame, every="10m")
     for day in (dt.date(2024, 2, 6), dt.date(2024, 2, 9)):
         lo = dt.datetime.combine(day, dt.time())

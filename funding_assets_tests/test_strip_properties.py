@@ -77,6 +77,7 @@ def print_frames(draw, days: int, venues=("binance",)) -> pl.DataFrame:
     return pl.DataFrame(rows, schema=schema, orient="row").with_columns(
         pl.col("ts", "funding_time").cast(pl.Datetime("ms")),
         symbol=pl.lit("BTC"),
+        contract=pl.lit("usdt"),
         venue_symbol=pl.lit("X"),
         source=pl.lit("test"),
     )
@@ -121,11 +122,11 @@ def test_live_rows_equal_the_batch_engine(frame):
     by_ts = normalise(frame).with_row_index("i").sort("ts", "i")["i"].to_list()
     live = LiveStrip()
     rows = [r for q in frame.select(PRINT_COLUMNS)[by_ts].iter_rows() for r in live.update([q])]
-    emitted = rows_frame(rows).unique(["venue", "symbol", "kind", "ts"], keep="last", maintain_order=True)
-    assert emitted.filter(pl.col("kind") == "roll").sort("venue", "symbol", "ts").equals(strip.roll_snapshots(frame))
+    emitted = rows_frame(rows).unique([*strip.KEYS, "kind", "ts"], keep="last", maintain_order=True)
+    assert emitted.filter(pl.col("kind") == "roll").sort(*strip.KEYS, "ts").equals(strip.roll_snapshots(frame))
     intraday = emitted.filter(pl.col("kind") == "intraday")
     batch = strip.intraday_snapshots(frame, every=0)
-    joined = intraday.join(batch, on=["venue", "symbol", "ts"], how="full", suffix="_batch")
+    joined = intraday.join(batch, on=[*strip.KEYS, "ts"], how="full", suffix="_batch")
     assert joined.height == intraday.height == batch.height
     for column in [*strip.BUCKETS, "coverage", "min_coverage", "interval_hours"]:
         assert ((joined[column] - joined[f"{column}_batch"]).abs() < 1e-9).all(), column

@@ -25,13 +25,18 @@ D = dt.timedelta(days=1)
 T0 = dt.datetime(2024, 1, 1)
 
 
-def prints(rows, venue="binance", symbol="BTC") -> pl.DataFrame:
+#: Position of a column in a snapshot row tuple of LiveStrip.
+COL = {c: i for i, c in enumerate(strip.SNAPSHOT_SCHEMA)}
+
+
+def prints(rows, venue="binance", symbol="BTC", contract="usdt") -> pl.DataFrame:
     """(ts, funding_time, rate, interval_hours, kind) tuples -> a print frame."""
     return pl.DataFrame(
         [
             {
                 "venue": venue,
                 "symbol": symbol,
+                "contract": contract,
                 "venue_symbol": f"{symbol}USDT",
                 "ts": ts,
                 "funding_time": ft,
@@ -104,8 +109,8 @@ def test_a_stale_prediction_of_the_old_interval_never_stays_in_the_window():
     assert before["b0"][0] == pytest.approx(0.0003 * 8 / 4 * 1095, abs=1e-12)  # not yet superseded
     live = LiveStrip()
     rows = live.update_frame(frame.sort("ts"))
-    last = [r for r in rows if r[2] == "roll" and r[3] == day + 16 * H][-1]
-    assert last[7] == pytest.approx(0.1095, abs=1e-12)
+    last = [r for r in rows if r[COL["kind"]] == "roll" and r[COL["ts"]] == day + 16 * H][-1]
+    assert last[COL["b0"]] == pytest.approx(0.1095, abs=1e-12)
 
 
 # --- rule 3: coverage -----------------------------------------------------------------------
@@ -139,8 +144,9 @@ def test_a_roll_row_closed_after_midnight_belongs_to_the_day_it_closed():
     row = rows.filter(pl.col("ts") == w).row(0, named=True)
     assert row["as_of"] == w + 10 * H and row["as_of"].date() == w.date() + D
     assert row["coverage"] == pytest.approx(7 / 8)
-    live = [r for r in LiveStrip().update_frame(frame.sort("ts")) if r[2] == "roll" and r[3] == w]
-    assert live and live[-1][-3] == row["as_of"]
+    rows = LiveStrip().update_frame(frame.sort("ts"))
+    live = [r for r in rows if r[COL["kind"]] == "roll" and r[COL["ts"]] == w]
+    assert live and live[-1][COL["as_of"]] == row["as_of"]
 
 
 # --- invariants -------------------------------------------------------------------------------
@@ -175,7 +181,7 @@ def random_prints(seed: int, days: int = 9) -> pl.DataFrame:
         },
         orient="row",
     )
-    return frame.with_columns(symbol=pl.lit("BTC"))
+    return frame.with_columns(symbol=pl.lit("BTC"), contract=pl.lit("usdt"))
 
 
 SLOW = settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -222,9 +228,8 @@ def test_live_roll_rows_equal_the_batch_engine(seed):
     rows = live.update_frame(frame.sort("ts").with_columns(venue_symbol=pl.lit("x"), source=pl.lit("t")))
     last = {}
     for r in rows:
-        if r[2] == "roll":
-            last[(r[0], r[1], r[3])] = r
-    live_roll = pl.DataFrame(list(last.values()), schema=strip.SNAPSHOT_SCHEMA, orient="row").sort(
-        "venue", "symbol", "ts"
-    )
-    assert live_roll.equals(batch.sort("venue", "symbol", "ts"))
+        if r[COL["kind"]] == "roll":
+            last[(*(r[COL[k]] for k in strip.KEYS), r[COL["ts"]])] = r
+    order = [*strip.KEYS, "ts"]
+    live_roll = pl.DataFrame(list(last.values()), schema=strip.SNAPSHOT_SCHEMA, orient="row").sort(order)
+    assert live_roll.equals(batch.sort(order))
