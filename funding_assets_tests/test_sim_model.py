@@ -14,8 +14,10 @@ import pytest
 
 from funding_assets.errors import FundingInputError
 from funding_assets.prints import PRINT_SCHEMA
-from funding_assets.sim import FundingModel
-from funding_assets.venues import COINS, RATE_CAPS, VENUES, venue_symbol
+from funding_assets.sim import FundingModel, universe
+from funding_assets.venues import RATE_CAPS, VENUES, venue_symbol
+
+COINS = ("BTC", "ETH", "SOL")
 
 START = datetime(2020, 1, 1)
 END = datetime(2027, 1, 1)
@@ -151,34 +153,40 @@ def test_timezone_aware_bounds_are_read_as_utc(model):
 # --- rates ------------------------------------------------------------------------------
 
 
-def test_rates_stay_within_the_venue_caps_and_squeezes_reach_them(history):
-    capped = []
+def test_rates_stay_within_the_instrument_caps_and_alt_squeezes_reach_them(model, history):
     for (venue, coin), frame in history.items():
-        assert frame["rate"].abs().max() <= RATE_CAPS[venue], (venue, coin)
+        assert frame["rate"].abs().max() <= model.instrument(venue, coin).rate_cap, (venue, coin)
         in_units_of_1e8 = frame["rate"] * 1e8
         assert (in_units_of_1e8 - in_units_of_1e8.round()).abs().max() < 1e-6, (venue, coin)
-        if venue in CEX and (frame["rate"] == RATE_CAPS[venue]).any():
-            capped.append((venue, coin))
-    assert capped, "no squeeze reached a CEX cap in 2020-2026"
+    capped = []
+    for venue in CEX:
+        for inst in universe.listing(venue)[:60]:
+            rates = model.settlements(venue, inst.symbol, START, END, contract=inst.contract)["rate"]
+            assert rates.abs().max() <= inst.rate_cap if rates.len() else True
+            if (rates.abs() == inst.rate_cap).any():
+                capped.append(inst.venue_symbol)
+    assert capped, "no squeeze reached an instrument's cap in 2020-2026"
 
 
 @pytest.mark.parametrize("venue", [*CEX, "hyperliquid"])
-def test_rates_sit_at_the_interest_baseline(history, venue):
+def test_rates_sit_at_the_interest_baseline_much_of_the_time(history, venue):
+    """Calibrated against real funding (test_sim_calibration.py): about 45 % of BTC's CEX
+    windows settle at 0.01 %, funding paid averages a little above it, no year below zero
+    by much nor above ~0.05 % per 8 h."""
     for coin in COINS:
         frame = history[(venue, coin)]
         per_8h = eight_hour_equivalent(frame)
         assert per_8h.median() == pytest.approx(0.0001, abs=1e-12), coin
-        assert (per_8h - 0.0001).abs().lt(1e-12).mean() > 0.5, coin
-        # Squeezes are mostly upward, so funding paid sits a little above 10.95 % APR.
-        assert abs(time_weighted_8h(frame) - 0.0001) < 0.00006, coin
+        assert 0.3 < (per_8h - 0.0001).abs().lt(1e-12).mean() < 0.9, coin
+        assert 0.00005 < time_weighted_8h(frame) < 0.0003, coin
         for year, rows in frame.group_by(pl.col("funding_time").dt.year()):
-            assert 0.00005 < time_weighted_8h(rows) < 0.00025, (coin, year)
+            assert -0.00005 < time_weighted_8h(rows) < 0.0008, (coin, year)
 
 
 def test_deribit_pays_premium_outside_its_dead_band(history):
     frame = history[("deribit", "BTC")]
     assert frame["rate"].median() == 0.0
-    assert 0.0 < time_weighted_8h(frame) < 0.0002
+    assert 0.0 < time_weighted_8h(frame) < 0.0004
     assert (frame["rate"] < 0).any()
 
 
@@ -330,8 +338,30 @@ def test_unknown_venue_is_named(model, call):
 
 
 def test_unknown_coin_is_named(model):
-    with pytest.raises(FundingInputError, match="DOGE"):
-        model.settlements("binance", "DOGE", START, END)
+    with pytest.raises(FundingInputError, match="NOPE"):
+        model.settlements("binance", "NOPE", START, END)
+    with pytest.raises(FundingInputError, match="inverse perpetual of DOGE"):
+        model.settlements("hyperliquid", "DOGE", START, END, contract="inverse")
+
+
+def test_nothing_settles_outside_the_listing(model):
+    for inst in [i for i in universe.listing("bybit") if i.delisted_at is not None][:5]:
+        prints = model.settlements("bybit", inst.symbol, START, END, contract=inst.contract)
+        assert prints.height > 0
+        assert prints["funding_time"].min() > inst.listed_at
+        assert prints["funding_time"].max() <= inst.delisted_at
+        assert (prints["venue_symbol"] == inst.venue_symbol).all()
+
+
+def test_contracts_of_a_coin_follow_its_common_factor(model):
+    """USDC and inverse contracts track the coin's main contract, each with its own noise."""
+    start, end = datetime(2021, 1, 1), datetime(2022, 1, 1)
+    usdt = model.premium("binance", "BTC", start, end)["premium"].to_numpy()
+    for contract in ("inverse",):
+        other = model.premium("binance", "BTC", start, end, contract=contract)["premium"].to_numpy()
+        assert 0.7 < np.corrcoef(usdt, other)[0, 1] < 0.999
+    okx = model.premium("okx", "BTC", start, end)["premium"].to_numpy()
+    assert 0.7 < np.corrcoef(usdt, okx)[0, 1] < 0.999
 
 
 def test_end_before_start_is_rejected(model):

@@ -31,9 +31,13 @@ from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
 from ..clients.http import Budget
+from ..instruments import Instrument
+from ..prints import PRINT_SCHEMA
+from . import universe
 from .model import FundingModel
 
 LOOPBACK = "127.0.0.1"
+MS = dt.timedelta(milliseconds=1)
 
 
 class PortInUseError(OSError):
@@ -135,19 +139,41 @@ def json_response(obj: Any, status: int = 200, headers: dict[str, str] | None = 
 
 
 class Feed:
-    """What the venues know: settlements up to now (minus the missing ones) and live estimates."""
+    """What the venues know: the universe's instruments listed by now, their settlements up to
+    now (minus the missing ones) and live estimates.
+
+    An instrument is ``(venue, coin, contract)``; ``contract`` None is the venue's main
+    perpetual of the coin. Instruments listed after the simulator's now are not known yet."""
 
     def __init__(self, model: FundingModel, clock: Callable[[], dt.datetime], missing: frozenset = frozenset()) -> None:
         self.model = model
         self.clock = clock
         self.missing = missing
 
-    def settlements(self, venue: str, coin: str, start: dt.datetime, end: dt.datetime):
-        """Realised prints with funding_time in [start, end) that have happened by now."""
-        end = min(end, self.clock() + dt.timedelta(milliseconds=1))
+    def listing(self, venue: str) -> list[Instrument]:
+        """``venue``'s perpetuals listed by now, delisted ones included, sorted by key."""
+        now = self.clock()
+        return [i for i in universe.listing(venue, self.model.seed) if _listed_by(i, now)]
+
+    def instrument(self, venue: str, name: str | None) -> Instrument | None:
+        """The instrument ``venue`` names ``name`` (exact), if listed by now; else None."""
+        found = universe.lookup(venue, name, self.model.seed) if isinstance(name, str) else None
+        return found if found is not None and _listed_by(found, self.clock()) else None
+
+    def trading(self, instrument: Instrument) -> bool:
+        """Listed and not delisted at the simulator's now."""
+        return universe.listed_at(instrument, self.clock())
+
+    def settlements(self, venue: str, coin: str, start: dt.datetime, end: dt.datetime, contract: str | None = None):
+        """Realised prints with funding_time in [start, end) that have happened by now (the
+        model has none outside the instrument's listing); empty for an instrument the venue
+        never listed."""
+        if universe.find(venue, coin, contract, self.model.seed) is None:
+            return pl.DataFrame(schema=PRINT_SCHEMA)
+        end = min(end, self.clock() + MS)
         if end <= start:
-            return self.model.settlements(venue, coin, start, start)
-        rows = self.model.settlements(venue, coin, start, end)
+            return self.model.settlements(venue, coin, start, start, contract=contract)
+        rows = self.model.settlements(venue, coin, start, end, contract=contract)
         rows = rows.filter(pl.col("ts") <= self.clock())
         if self.missing:
             gone = [t for v, c, t in self.missing if v == venue and c == coin]
@@ -155,9 +181,25 @@ class Feed:
                 rows = rows.filter(~pl.col("funding_time").is_in(gone))
         return rows
 
-    def predicted(self, venue: str, coin: str) -> tuple[float, dt.datetime, float]:
-        """(rate, funding_time, interval_hours) of the open window at the simulator's now."""
-        return self.model.predicted(venue, coin, self.clock())
+    def predicted(
+        self, venue: str, coin: str, contract: str | None = None, at: dt.datetime | None = None
+    ) -> tuple[float, dt.datetime, float]:
+        """(rate, funding_time, interval_hours) of the open window at ``at`` (the simulator's
+        now by default), taken at the millisecond a message stamps: a message that reads the
+        clock once for its timestamp and its rate says the model's estimate at that stamp."""
+        when = self.clock() if at is None else at
+        return self.model.predicted(
+            venue, coin, when.replace(microsecond=when.microsecond // 1000 * 1000), contract=contract
+        )
+
+    def interval_hours(self, instrument: Instrument) -> float:
+        """The instrument's native interval at the simulator's now (hours)."""
+        i = instrument
+        return self.model.interval_hours_at(i.venue, i.symbol, self.clock(), contract=i.contract)
+
+
+def _listed_by(instrument: Instrument, now: dt.datetime) -> bool:
+    return instrument.listed_at is None or instrument.listed_at <= now
 
 
 class WsSession:
@@ -168,6 +210,8 @@ class WsSession:
         self.path = path
         self.sim = sim
         self.sent = 0
+        #: time.monotonic() of the last frame sent (or of the connection's opening).
+        self.last_sent = time.monotonic()
 
     @property
     def feed(self) -> Feed:
@@ -195,6 +239,7 @@ class WsSession:
             self.sim.garbage_frames += 1
         self.sent += 1
         await self.connection.send(text)
+        self.last_sent = time.monotonic()
         self.sim.prints_sent += counts_prints
 
 

@@ -1,40 +1,60 @@
-"""Binance USD-M futures in the simulator: fundingRate, premiumIndex, fundingInfo, markPrice stream.
+"""Binance USD-M (``/fapi``) and COIN-M (``/dapi``) futures in the simulator.
 
-REST (under ``/binance``), rates as 8-dp decimal strings per native interval, times as ms numbers:
+Every perpetual of the universe (:mod:`funding_assets.sim.universe`) listed by the
+simulator's now: USD-M ``BTCUSDT``, ``1000PEPEUSDT``, ``BTCUSDC`` under ``/fapi/v1``, COIN-M
+``BTCUSD_PERP`` under ``/dapi/v1`` (the simulator serves both families on one base; the
+real venue has them on ``fapi``/``dapi.binance.com``). BTC and ETH also have a quarterly
+delivery contract in each family (``BTCUSDT_250328``, ``BTCUSD_250328``), which carries no
+funding. Rates are 8-dp decimal strings per native interval, times ms numbers. Paths (each
+under ``/fapi/v1`` and ``/dapi/v1``):
 
-- ``GET /fapi/v1/fundingRate``: ``symbol`` (omitted: every symbol, mixed), ``startTime`` /
-  ``endTime`` inclusive on the stamped ``fundingTime`` (ms jitter of the model's ``ts``),
-  ``limit`` default 100, larger values capped at 1000; ascending. Both bounds or only
-  ``startTime``: the first ``limit`` rows from the start. Neither: the latest ``limit`` rows
-  (200 when ``limit`` is not sent, as documented). Only ``endTime``: the latest ``limit``
-  rows up to it (UNVERIFIED on the real venue).
-- ``GET /fapi/v1/premiumIndex``: one object with ``symbol``, else an array of every symbol,
-  with one quarterly delivery contract per coin carrying ``nextFundingTime: 0`` as on the
-  venue. ``lastFundingRate`` is the open window's prediction; ``time`` is whole seconds.
-- ``GET /fapi/v1/fundingInfo``: only symbols whose open window is not 8 h (absent = 8 h);
-  ``symbol`` is ignored, as on the venue.
-- ``GET /fapi/v1/premiumIndexKlines``: ``symbol`` and ``interval`` (``1m`` .. ``3d``; ``1w``
-  and ``1M`` are not simulated) required, ``startTime`` / ``endTime`` inclusive on
-  ``openTime``, ``limit`` default 500, larger values capped at 1500; ascending. With
-  ``startTime``: the first ``limit`` candles from it; otherwise the latest ``limit`` up to
-  ``endTime`` or now. Candles ``[openTime, open, high, low, close, "0", closeTime, "0",
-  samples x 12, "0", "0", "0"]`` (OHLC 8-dp strings) aggregate the model's 1-minute samples
-  (the sample of minute ``m`` is the 1-minute candle opening at ``m``); weight 1/2/5/10 by
-  ``limit``.
+- ``GET fundingRate``: ``symbol`` (USD-M: omitted = every symbol, mixed; COIN-M: required),
+  ``startTime`` / ``endTime`` inclusive on the stamped ``fundingTime`` (ms jitter of the
+  model's ``ts``), ``limit`` default 100, larger values capped at 1000; ascending. Both
+  bounds or only ``startTime``: the first ``limit`` rows from the start. Neither: the latest
+  ``limit`` rows (200 when ``limit`` is not sent, as documented). Only ``endTime``: the
+  latest ``limit`` rows up to it (UNVERIFIED on the real venue). Rows exist only while the
+  symbol is listed; a delivery contract gives ``[]``.
+- ``GET premiumIndex``: USD-M one object with ``symbol``, else an array of every trading
+  perpetual and delivery contract; COIN-M always an array, with ``pair``, filtered by
+  ``symbol`` or ``pair``. ``lastFundingRate`` is the open window's prediction, ``time`` the
+  quote time in ms; delivery contracts and delisted perpetuals carry ``lastFundingRate`` and
+  ``interestRate`` ``""`` and ``nextFundingTime`` 0.
+- ``GET fundingInfo``: trading symbols whose open window is not 8 h or whose cap/floor is
+  not the venue default (absent = 8 h and +-0.375 %); ``symbol`` is ignored, as on the venue.
+- ``GET premiumIndexKlines``: ``symbol`` and ``interval`` (``1m`` .. ``3d``; ``1w`` and ``1M``
+  are not simulated) required, ``startTime`` / ``endTime`` inclusive on ``openTime``,
+  ``limit`` default 500, larger values capped at 1500; ascending. With ``startTime``: the
+  first ``limit`` candles from it; otherwise the latest ``limit`` up to ``endTime`` or now.
+  Candles ``[openTime, open, high, low, close, "0", closeTime, "0", samples x 12, "0", "0",
+  "0"]`` (OHLC 8-dp strings) aggregate the model's 1-minute samples; weight 1/2/5/10.
+- ``GET exchangeInfo``: ``{timezone, serverTime, rateLimits, exchangeFilters, symbols}``
+  (USD-M also ``futuresType``, ``assets``). A symbol row has ``symbol``, ``pair``,
+  ``contractType`` (``PERPETUAL`` / ``CURRENT_QUARTER``), ``deliveryDate`` (4133404800000 for
+  a perpetual that trades; its delisting for a delisted one), ``onboardDate``, ``status``
+  (COIN-M ``contractStatus``): ``TRADING``, ``SETTLING`` for 90 days after a delisting, then
+  ``CLOSE``; ``baseAsset`` (``1000PEPE``), ``quoteAsset``, ``marginAsset``, COIN-M
+  ``contractSize`` (USD a contract: 100 for BTC, 10 else), precisions and filters.
+- ``GET ticker/24hr``: USD-M one object with ``symbol``, else an array; COIN-M always an
+  array. ``quoteVolume`` is the 24 h volume in USD (USD-M); COIN-M ``volume`` is contracts
+  and ``baseVolume`` coins. Weight 1 with ``symbol``, 40 without.
+- ``GET openInterest?symbol=`` (required): USD-M ``{openInterest (base units), symbol,
+  time}``, COIN-M ``{symbol, pair, openInterest (contracts), contractType, time}``.
 
 Errors: ``{"code": <negative int>, "msg": ...}``; unknown symbol -> 400 ``-1121``; missing
 parameter -> ``-1102``; bad kline interval -> ``-1120``; limits -> 429 ``-1003`` with
 ``Retry-After``.
 
-Stream (``ws://.../binance``): ``/market/stream?streams=a/b`` (combined envelope
-``{"stream", "data"}``) and ``/market/ws/<stream>[/<stream>]`` (raw events) push
-``<sym>@markPrice[@1s]`` events (and the ``!markPrice@arr[@1s]`` array) every
-``push_interval_s``; ``SUBSCRIBE`` / ``UNSUBSCRIBE`` / ``LIST_SUBSCRIPTIONS`` requests are
-answered ``{"result", "id"}``. The legacy unrouted ``/ws`` and ``/stream`` paths accept the
-connection and never push, as on the venue since 2026-04-23. The server pings every
-``ping_interval_s`` and drops a connection whose pong is ``pong_timeout_s`` late.
+Streams (``ws://.../binance``): USD-M on the routed ``/market/stream?streams=a/b`` (combined
+envelope ``{"stream", "data"}``) and ``/market/ws/<stream>[/<stream>]`` (raw events):
+``<sym>@markPrice[@1s]`` and ``!markPrice@arr[@1s]`` every ``push_interval_s``. COIN-M on
+``/stream`` and ``/ws`` (dstream's paths): ``<sym>@markPrice[@1s]`` and
+``<pair>@markPrice[@1s]``; a USD-M stream there is never pushed, as on fstream's legacy
+unrouted paths since 2026-04-23. ``SUBSCRIBE`` / ``UNSUBSCRIBE`` / ``LIST_SUBSCRIPTIONS``
+requests are answered ``{"result", "id"}``. The server pings every ``ping_interval_s`` and
+drops a connection whose pong is ``pong_timeout_s`` late.
 
-Prices (``markPrice``, ``p``, ``i``, ...) are fixed placeholders: the model has no price path.
+Prices (``markPrice``, ``p``, ``i``, ...) are fixed placeholders (:mod:`.market`).
 """
 
 from __future__ import annotations
@@ -42,28 +62,37 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import math
 from urllib.parse import parse_qsl
 
 from websockets.exceptions import ConnectionClosed
 
 from ...clients.binance import (
-    FUNDING_INFO,
-    FUNDING_RATE,
     HISTORY_BUDGET,
     KLINE_LIMIT,
-    PREMIUM_INDEX,
     PREMIUM_INDEX_WEIGHT_ALL,
     PREMIUM_INDEX_WEIGHT_ONE,
-    PREMIUM_KLINES,
     kline_weight,
     weight_cost,
 )
-from ...venues import COINS, RATE_CAPS, venue_symbol
+from ...instruments import Instrument
+from ...venues import INVERSE, SPECS, USDC
 from ..model import INTEREST_8H, MINUTE_MS
 from ..server import Request, Response, VenueSim, WsSession, json_response
 from .klines import candles
+from .market import decimals_for, index_price, quote_price
 
 VENUE = "binance"
+USD_M, COIN_M = "/fapi/v1", "/dapi/v1"
+FUNDING_RATE = "/fundingRate"
+PREMIUM_INDEX = "/premiumIndex"
+FUNDING_INFO = "/fundingInfo"
+PREMIUM_KLINES = "/premiumIndexKlines"
+EXCHANGE_INFO = "/exchangeInfo"
+TICKER_24H = "/ticker/24hr"
+OPEN_INTEREST = "/openInterest"
+EXCHANGE_INFO_WEIGHT = 1
+TICKER_WEIGHT_ONE, TICKER_WEIGHT_ALL = 1, 40
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
 LATEST_DEFAULT = 200  # rows when neither bound is sent and no limit is given
@@ -79,7 +108,19 @@ LATEST_SPAN_PER_ROW = dt.timedelta(hours=16)
 MARKPRICE_FROM = dt.datetime(2023, 11, 1)  # fundingRate rows carry markPrice from here on
 STAMP_SLACK = dt.timedelta(minutes=1)  # stamped fundingTime trails the boundary by < 1 min
 UNIX = dt.datetime(1970, 1, 1)
-PRICES = {"BTC": "60000.00000000", "ETH": "3000.00000000", "SOL": "150.00000000"}
+#: deliveryDate of a perpetual that trades (2100-12-25 08:00 UTC).
+PERPETUAL_DELIVERY_MS = 4_133_404_800_000
+#: A delisted perpetual shows SETTLING this long, then CLOSE.
+SETTLING_FOR = dt.timedelta(days=90)
+#: Coins with a quarterly delivery contract in each family (no funding).
+DELIVERY_COINS = ("BTC", "ETH")
+DEFAULT_CAP = SPECS[VENUE].rate_cap
+DEFAULT_HOURS = SPECS[VENUE].default_interval_hours
+RATE_LIMITS = [
+    {"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1, "limit": 2400},
+    {"rateLimitType": "ORDERS", "interval": "MINUTE", "intervalNum": 1, "limit": 1200},
+    {"rateLimitType": "ORDERS", "interval": "SECOND", "intervalNum": 10, "limit": 300},
+]
 
 ERROR_CODES = {429: -1003, 418: -1003, 403: -1003}
 ERROR_MESSAGES = {
@@ -113,6 +154,10 @@ def rate_text(rate: float) -> str:
     return f"{rate:.8f}"
 
 
+def price_text(price: float) -> str:
+    return f"{price:.8f}"
+
+
 def int_param(query: dict[str, str], name: str) -> int | None:
     value = query.get(name)
     if value is None:
@@ -122,16 +167,53 @@ def int_param(query: dict[str, str], name: str) -> int | None:
     return int(value)
 
 
-def quarterly_symbol(symbol: str, now: dt.datetime) -> str:
-    """The current quarter's delivery contract (``BTCUSDT_250328``: last Friday of the quarter)."""
+def required(query: dict[str, str], name: str) -> str:
+    value = query.get(name)
+    if not value:
+        raise BadParam(-1102, f"Mandatory parameter '{name}' was not sent, was empty/null, or malformed.")
+    return value
+
+
+def quarterly_delivery(now: dt.datetime) -> dt.datetime:
+    """The current quarter's delivery: last Friday of Mar/Jun/Sep/Dec, 08:00 UTC."""
     year, month = now.year, (now.month - 1) // 3 * 3 + 3
     while True:
-        first_next = dt.date(year + month // 12, month % 12 + 1, 1)
+        first_next = dt.datetime(year + month // 12, month % 12 + 1, 1, 8)
         last_day = first_next - dt.timedelta(days=1)
         delivery = last_day - dt.timedelta(days=(last_day.weekday() - 4) % 7)
-        if delivery >= now.date():
-            return f"{symbol}_{delivery:%y%m%d}"
+        if delivery >= now:
+            return delivery
         year, month = (year + 1, 3) if month == 12 else (year, month + 3)
+
+
+def contract_size(coin: str) -> int:
+    """USD per COIN-M contract."""
+    return 100 if coin == "BTC" else 10
+
+
+def pair_of(instrument: Instrument) -> str:
+    """``BTCUSDT`` (USD-M: the symbol itself) or ``BTCUSD`` (COIN-M)."""
+    return instrument.venue_symbol.removesuffix("_PERP")
+
+
+def base_asset(instrument: Instrument) -> str:
+    """``1000PEPE`` of ``1000PEPEUSDT``; the coin for COIN-M."""
+    if instrument.contract == INVERSE:
+        return instrument.symbol
+    return instrument.venue_symbol[: -len(quote_asset(instrument))]
+
+
+def quote_asset(instrument: Instrument) -> str:
+    return "USD" if instrument.contract == INVERSE else (instrument.settle or "USDT")
+
+
+class Delivery:
+    """A quarterly delivery contract: listed, quoted, never funded."""
+
+    def __init__(self, perpetual: Instrument, delivery: dt.datetime) -> None:
+        self.perpetual = perpetual
+        self.delivery = delivery
+        self.symbol = f"{pair_of(perpetual)}_{delivery:%y%m%d}"
 
 
 class Sim(VenueSim):
@@ -148,10 +230,16 @@ class Sim(VenueSim):
     # --- REST -------------------------------------------------------------------------
 
     def cost(self, request: Request) -> float:
-        """fundingRate / fundingInfo: 1 of their bucket; premiumIndex: its weight, rescaled."""
-        if request.path == PREMIUM_INDEX:
-            return weight_cost(PREMIUM_INDEX_WEIGHT_ONE if "symbol" in request.query else PREMIUM_INDEX_WEIGHT_ALL)
-        if request.path == PREMIUM_KLINES:
+        """fundingRate / fundingInfo: 1 of their bucket; the others their weight, rescaled."""
+        _, path = self._route(request.path)
+        one = "symbol" in request.query
+        if path == PREMIUM_INDEX:
+            return weight_cost(PREMIUM_INDEX_WEIGHT_ONE if one else PREMIUM_INDEX_WEIGHT_ALL)
+        if path == TICKER_24H:
+            return weight_cost(TICKER_WEIGHT_ONE if one else TICKER_WEIGHT_ALL)
+        if path == EXCHANGE_INFO:
+            return weight_cost(EXCHANGE_INFO_WEIGHT)
+        if path == PREMIUM_KLINES:
             try:
                 limit = int_param(request.query, "limit") or KLINE_DEFAULT
             except BadParam:
@@ -163,39 +251,69 @@ class Sim(VenueSim):
         code = ERROR_CODES.get(status, -1000)
         return binance_error(status, code, ERROR_MESSAGES.get(status, message))
 
+    @staticmethod
+    def _route(path: str) -> tuple[bool, str]:
+        """(is COIN-M, path after the family prefix); ``""`` for a path of neither family."""
+        for prefix, coin_m in ((USD_M, False), (COIN_M, True)):
+            if path.startswith(prefix + "/"):
+                return coin_m, path[len(prefix) :]
+        return False, ""
+
     def rest(self, request: Request) -> Response:
+        coin_m, path = self._route(request.path)
         routes = {
             FUNDING_RATE: self.funding_rate,
             PREMIUM_INDEX: self.premium_index,
             FUNDING_INFO: self.funding_info,
             PREMIUM_KLINES: self.premium_klines,
+            EXCHANGE_INFO: self.exchange_info,
+            TICKER_24H: self.ticker_24h,
+            OPEN_INTEREST: self.open_interest,
         }
-        handler = routes.get(request.path) if request.method == "GET" else None
+        handler = routes.get(path) if request.method == "GET" else None
         if handler is None:
             return super().rest(request)
         try:
-            return json_response(handler(request.query))
+            return json_response(handler(request.query, coin_m))
         except BadParam as exc:
             return binance_error(400, exc.code, exc.msg)
 
-    def _symbols(self, query: dict[str, str], now: dt.datetime) -> dict[str, str | None]:
-        """``{symbol: coin}`` of the asked symbol (validated, exact case) or of every perpetual;
-        the coin is None for a delivery contract."""
-        perpetuals: dict[str, str | None] = {venue_symbol(VENUE, coin): coin for coin in COINS}
-        symbol = query.get("symbol")
-        if symbol is None:
-            return perpetuals
-        if symbol in perpetuals:
-            return {symbol: perpetuals[symbol]}
-        if symbol in self._delivery(now):
-            return {symbol: None}
-        raise BadParam(-1121, "Invalid symbol.")
+    # --- instruments of a family ------------------------------------------------------
 
-    def _delivery(self, now: dt.datetime) -> dict[str, str]:
-        """``{quarterly delivery symbol: coin}``: contracts without funding (nextFundingTime 0)."""
-        return {quarterly_symbol(venue_symbol(VENUE, coin), now): coin for coin in COINS}
+    def _listed(self, coin_m: bool) -> list[Instrument]:
+        """The family's perpetuals listed by now (delisted ones included)."""
+        return [i for i in self.feed.listing(VENUE) if (i.contract == INVERSE) == coin_m]
 
-    def funding_rate(self, query: dict[str, str]) -> list[dict]:
+    def _trading(self, coin_m: bool) -> list[Instrument]:
+        return [i for i in self._listed(coin_m) if self.feed.trading(i)]
+
+    def _deliveries(self, coin_m: bool, now: dt.datetime) -> list[Delivery]:
+        when = quarterly_delivery(now)
+        return [Delivery(i, when) for i in self._trading(coin_m) if i.symbol in DELIVERY_COINS and i.contract != USDC]
+
+    def _perpetual(self, symbol: str | None, coin_m: bool) -> Instrument | None:
+        found = self.feed.instrument(VENUE, symbol)
+        return found if found is not None and (found.contract == INVERSE) == coin_m else None
+
+    def _one(self, symbol: str, coin_m: bool, now: dt.datetime) -> Instrument | Delivery:
+        """The family's perpetual or delivery contract named ``symbol`` (exact), or -1121."""
+        found = self._perpetual(symbol, coin_m) or next(
+            (d for d in self._deliveries(coin_m, now) if d.symbol == symbol), None
+        )
+        if found is None:
+            raise BadParam(-1121, "Invalid symbol.")
+        return found
+
+    def _status(self, instrument: Instrument, now: dt.datetime) -> str:
+        if self.feed.trading(instrument):
+            return "TRADING"
+        return "SETTLING" if now - instrument.delisted_at < SETTLING_FOR else "CLOSE"
+
+    # --- funding history --------------------------------------------------------------
+
+    def funding_rate(self, query: dict[str, str], coin_m: bool) -> list[dict]:
+        if coin_m:
+            required(query, "symbol")
         start, end = int_param(query, "startTime"), int_param(query, "endTime")
         limit = int_param(query, "limit")
         if limit is not None and limit < 1:
@@ -204,74 +322,102 @@ class Sim(VenueSim):
             raise BadParam(-1023, "Start time is greater than end time.")
         count = min(limit or (LATEST_DEFAULT if start is None and end is None else DEFAULT_LIMIT), MAX_LIMIT)
         now = self.feed.clock()
-        symbols = self._symbols(query, now)
+        symbol = query.get("symbol")
+        if symbol is None:
+            perpetuals = self._listed(coin_m)
+        else:
+            found = self._one(symbol, coin_m, now)
+            perpetuals = [found] if isinstance(found, Instrument) else []  # delivery: no funding
         now_ms = to_ms(now)
         hi = from_ms(min(end, now_ms)) if end is not None else now
         lo = from_ms(min(start, now_ms)) if start is not None else hi - count * LATEST_SPAN_PER_ROW
         rows = sorted(
-            (
-                row
-                for symbol, coin in symbols.items()
-                if coin is not None
-                for row in self._history_rows(symbol, coin, lo, hi)
-            ),
+            (row for inst in perpetuals for row in self._history_rows(inst, lo, hi)),
             key=lambda row: (row["fundingTime"], row["symbol"]),
         )
         return rows[:count] if start is not None else rows[-count:]
 
-    def _history_rows(self, symbol: str, coin: str, lo: dt.datetime, hi: dt.datetime) -> list[dict]:
-        """Rows of ``coin`` with the stamped fundingTime in ``[lo, hi]``."""
-        frame = self.feed.settlements(VENUE, coin, lo - STAMP_SLACK, hi + STAMP_SLACK)
+    def _history_rows(self, inst: Instrument, lo: dt.datetime, hi: dt.datetime) -> list[dict]:
+        """Rows of ``inst`` with the stamped fundingTime in ``[lo, hi]``."""
+        frame = self.feed.settlements(VENUE, inst.symbol, lo - STAMP_SLACK, hi + STAMP_SLACK, inst.contract)
         lo_ms, hi_ms = to_ms(lo), to_ms(hi)
+        mark = price_text(quote_price(inst))
         rows = []
         for ts, funding_time, rate in frame.select("ts", "funding_time", "rate").iter_rows():
             stamp = to_ms(ts)
             if lo_ms <= stamp <= hi_ms:
-                mark = PRICES[coin] if funding_time >= MARKPRICE_FROM else ""
                 rows.append(
                     {
-                        "symbol": symbol,
+                        "symbol": inst.venue_symbol,
                         "fundingTime": stamp,
                         "fundingRate": rate_text(rate),
-                        "markPrice": mark,
+                        "markPrice": mark if funding_time >= MARKPRICE_FROM else "",
                         "rateType": "Regular",
                     }
                 )
         return rows
 
-    def premium_index(self, query: dict[str, str]) -> dict | list[dict]:
+    # --- live -------------------------------------------------------------------------
+
+    def premium_index(self, query: dict[str, str], coin_m: bool) -> dict | list[dict]:
         now = self.feed.clock()
-        delivery = self._delivery(now)
-        rows = [
-            self._premium_row(symbol, coin or delivery[symbol], now, perpetual=coin is not None)
-            for symbol, coin in self._symbols(query, now).items()
-        ]
-        if "symbol" in query:
-            return rows[0]
-        return rows + [self._premium_row(symbol, coin, now, perpetual=False) for symbol, coin in delivery.items()]
+        symbol = query.get("symbol")
+        if symbol is not None:
+            contracts = [self._one(symbol, coin_m, now)]
+        else:
+            contracts = [*self._trading(coin_m), *self._deliveries(coin_m, now)]
+            pair = query.get("pair")
+            if coin_m and pair is not None:
+                contracts = [c for c in contracts if pair_of(c if isinstance(c, Instrument) else c.perpetual) == pair]
+        rows = [self._premium_row(c, now, coin_m) for c in contracts]
+        return rows[0] if symbol is not None and not coin_m else rows
 
-    def _premium_row(self, symbol: str, coin: str, now: dt.datetime, *, perpetual: bool) -> dict:
-        """A perpetual's open-window prediction, or a delivery contract's funding-less row."""
-        rate, funding_time, hours = self.feed.predicted(VENUE, coin) if perpetual else (0.0, None, 0.0)
-        return {
-            "symbol": symbol,
-            "markPrice": PRICES[coin],
-            "indexPrice": PRICES[coin],
-            "estimatedSettlePrice": PRICES[coin],
-            "lastFundingRate": rate_text(rate),
-            "interestRate": rate_text(INTEREST_8H * hours / 8),
-            "nextFundingTime": to_ms(funding_time) if funding_time else 0,
-            "time": to_ms(now) // 1000 * 1000,
-        }
+    def _premium_row(self, contract: Instrument | Delivery, now: dt.datetime, coin_m: bool) -> dict:
+        """A perpetual's open-window prediction, or a funding-less row (delivery, delisted)."""
+        perpetual = contract if isinstance(contract, Instrument) else contract.perpetual
+        funded = isinstance(contract, Instrument) and self.feed.trading(contract)
+        price = price_text(quote_price(perpetual))
+        row = {"symbol": contract.venue_symbol if isinstance(contract, Instrument) else contract.symbol}
+        if coin_m:
+            row["pair"] = pair_of(perpetual)
+        row.update(markPrice=price, indexPrice=price, estimatedSettlePrice=price)
+        if funded:
+            rate, funding_time, hours = self.feed.predicted(*contract.key, at=now)
+            row.update(
+                lastFundingRate=rate_text(rate),
+                interestRate=rate_text(INTEREST_8H * hours / 8),
+                nextFundingTime=to_ms(funding_time),
+            )
+        else:
+            row.update(lastFundingRate="", interestRate="", nextFundingTime=0)
+        row["time"] = to_ms(now)
+        return row
 
-    def premium_klines(self, query: dict[str, str]) -> list[list]:
+    def funding_info(self, query: dict[str, str], coin_m: bool) -> list[dict]:
+        """Trading symbols with an adjusted interval or an adjusted cap/floor."""
+        rows = []
+        for inst in self._trading(coin_m):
+            cap = inst.rate_cap if inst.rate_cap is not None else DEFAULT_CAP
+            floor = inst.rate_floor if inst.rate_floor is not None else -cap
+            hours = self.feed.interval_hours(inst)
+            if hours != DEFAULT_HOURS or cap != DEFAULT_CAP or floor != -DEFAULT_CAP:
+                rows.append(
+                    {
+                        "symbol": inst.venue_symbol,
+                        "adjustedFundingRateCap": rate_text(cap),
+                        "adjustedFundingRateFloor": rate_text(floor),
+                        "fundingIntervalHours": int(hours),
+                        "disclaimer": False,
+                        "updateTime": to_ms(inst.listed_at) if inst.listed_at else None,
+                    }
+                )
+        return rows
+
+    def premium_klines(self, query: dict[str, str], coin_m: bool) -> list[list]:
         """Premium-index candles of one perpetual (see the module docstring)."""
-        symbol, interval = query.get("symbol"), query.get("interval")
-        for name, value in (("symbol", symbol), ("interval", interval)):
-            if not value:
-                raise BadParam(-1102, f"Mandatory parameter '{name}' was not sent, was empty/null, or malformed.")
-        coin = {venue_symbol(VENUE, c): c for c in COINS}.get(symbol)
-        if coin is None:
+        symbol, interval = required(query, "symbol"), required(query, "interval")
+        inst = self._perpetual(symbol, coin_m)
+        if inst is None:
             raise BadParam(-1121, "Invalid symbol.")
         if interval not in KLINE_MINUTES:
             raise BadParam(-1120, "Invalid interval.")
@@ -282,7 +428,7 @@ class Sim(VenueSim):
             raise BadParam(-1023, "Start time is greater than end time.")
         minutes = KLINE_MINUTES[interval]
         count = min(limit or KLINE_DEFAULT, KLINE_LIMIT)
-        frame = candles(self.feed, VENUE, coin, minutes, start, end, count, newest=start is None)
+        frame = candles(self.feed, inst, minutes, start, end, count, newest=start is None)
         width = minutes * MINUTE_MS
         return [
             [
@@ -302,40 +448,152 @@ class Sim(VenueSim):
             for open_ms, o, h, lo, c, n in frame.iter_rows()
         ]
 
-    def funding_info(self, query: dict[str, str]) -> list[dict]:
-        cap = rate_text(RATE_CAPS[VENUE])
-        rows = []
-        for coin in COINS:
-            hours = self.feed.predicted(VENUE, coin)[2]
-            if hours != 8:
-                rows.append(
-                    {
-                        "symbol": venue_symbol(VENUE, coin),
-                        "adjustedFundingRateCap": cap,
-                        "adjustedFundingRateFloor": f"-{cap}",
-                        "fundingIntervalHours": int(hours),
-                        "disclaimer": False,
-                        "updateTime": None,
-                    }
-                )
-        return rows
+    # --- instruments ------------------------------------------------------------------
+
+    def exchange_info(self, query: dict[str, str], coin_m: bool) -> dict:
+        now = self.feed.clock()
+        symbols = [self._symbol_row(i, now, coin_m) for i in self._listed(coin_m)]
+        symbols += [self._symbol_row(d.perpetual, now, coin_m, delivery=d) for d in self._deliveries(coin_m, now)]
+        info: dict = {"timezone": "UTC", "serverTime": to_ms(now)}
+        if not coin_m:
+            info["futuresType"] = "U_MARGINED"
+        info.update(rateLimits=RATE_LIMITS, exchangeFilters=[])
+        if not coin_m:
+            info["assets"] = [
+                {"asset": a, "marginAvailable": True, "autoAssetExchange": "-10000"} for a in ("USDT", "USDC", "BTC")
+            ]
+        info["symbols"] = symbols
+        return info
+
+    def _symbol_row(self, inst: Instrument, now: dt.datetime, coin_m: bool, delivery: Delivery | None = None) -> dict:
+        price = quote_price(inst)
+        decimals = decimals_for(price, 5)
+        tick = f"{10.0**-decimals:.{decimals}f}"
+        status = "TRADING" if delivery is not None else self._status(inst, now)
+        if delivery is not None:
+            delivery_ms = to_ms(delivery.delivery)
+        elif status == "TRADING":
+            delivery_ms = PERPETUAL_DELIVERY_MS
+        else:
+            delivery_ms = to_ms(inst.delisted_at)
+        row: dict = {
+            "symbol": delivery.symbol if delivery else inst.venue_symbol,
+            "pair": pair_of(inst),
+            "contractType": "CURRENT_QUARTER" if delivery else "PERPETUAL",
+            "deliveryDate": delivery_ms,
+            "onboardDate": to_ms(inst.listed_at) if inst.listed_at else 0,
+            "contractStatus" if coin_m else "status": status,
+        }
+        if coin_m:
+            row["contractSize"] = contract_size(inst.symbol)
+        row.update(
+            {
+                "maintMarginPercent": "2.5000",
+                "requiredMarginPercent": "5.0000",
+                "baseAsset": base_asset(inst),
+                "quoteAsset": quote_asset(inst),
+                "marginAsset": inst.symbol if coin_m else quote_asset(inst),
+                "pricePrecision": decimals,
+                "quantityPrecision": 0 if coin_m else max(0, min(3, math.floor(math.log10(price)) - 1)),
+                "baseAssetPrecision": 8,
+                "quotePrecision": 8,
+                "underlyingType": "COIN",
+                "underlyingSubType": [],
+                "triggerProtect": "0.0500",
+                "liquidationFee": "0.012500",
+                "marketTakeBound": "0.05",
+                "maxMoveOrderLimit": 10000,
+                "filters": [
+                    {"filterType": "PRICE_FILTER", "minPrice": tick, "maxPrice": "1000000", "tickSize": tick},
+                    {"filterType": "LOT_SIZE", "minQty": "1", "maxQty": "1000000", "stepSize": "1"},
+                    {"filterType": "MAX_NUM_ORDERS", "limit": 200},
+                    {"filterType": "PERCENT_PRICE", "multiplierUp": "1.0500", "multiplierDown": "0.9500"},
+                ],
+                "orderTypes": ["LIMIT", "MARKET", "STOP", "STOP_MARKET", "TAKE_PROFIT", "TAKE_PROFIT_MARKET"],
+                "timeInForce": ["GTC", "IOC", "FOK", "GTX"],
+            }
+        )
+        if coin_m:
+            row["equalQtyPrecision"] = 4
+        else:
+            row["settlePlan"] = 0
+        return row
+
+    def ticker_24h(self, query: dict[str, str], coin_m: bool) -> dict | list[dict]:
+        now = self.feed.clock()
+        symbol = query.get("symbol")
+        if symbol is not None:
+            found = self._perpetual(symbol, coin_m)
+            if found is None:
+                raise BadParam(-1121, "Invalid symbol.")
+            rows = [self._ticker_row(found, now, coin_m)]
+        else:
+            rows = [self._ticker_row(i, now, coin_m) for i in self._trading(coin_m)]
+        return rows[0] if symbol is not None and not coin_m else rows
+
+    def _ticker_row(self, inst: Instrument, now: dt.datetime, coin_m: bool) -> dict:
+        """24 h statistics at a constant price (the model has none): the volume is the universe's."""
+        price = quote_price(inst)
+        volume_usd = float(inst.volume_usd or 0.0) if self.feed.trading(inst) else 0.0
+        text = price_text(price)
+        row: dict = {"symbol": inst.venue_symbol}
+        if coin_m:
+            row["pair"] = pair_of(inst)
+        row.update(priceChange="0.00000000", priceChangePercent="0.000", weightedAvgPrice=text, lastPrice=text)
+        row.update(lastQty="1", openPrice=text, highPrice=text, lowPrice=text)
+        if coin_m:
+            row["volume"] = str(round(volume_usd / contract_size(inst.symbol)))
+            row["baseVolume"] = f"{volume_usd / price:.8f}"
+        else:
+            row["volume"] = f"{volume_usd / price:.3f}"
+            row["quoteVolume"] = f"{volume_usd:.2f}"
+        trades = round(volume_usd / 5_000)
+        row.update(
+            openTime=to_ms(now - dt.timedelta(days=1)),
+            closeTime=to_ms(now),
+            firstId=1,
+            lastId=trades,
+            count=trades,
+        )
+        return row
+
+    def open_interest(self, query: dict[str, str], coin_m: bool) -> dict:
+        inst = self._perpetual(required(query, "symbol"), coin_m)
+        if inst is None:
+            raise BadParam(-1121, "Invalid symbol.")
+        usd = float(inst.open_interest_usd or 0.0) if self.feed.trading(inst) else 0.0
+        now_ms = to_ms(self.feed.clock())
+        if coin_m:
+            contracts = str(round(usd / contract_size(inst.symbol)))
+            return {
+                "symbol": inst.venue_symbol,
+                "pair": pair_of(inst),
+                "openInterest": contracts,
+                "contractType": "PERPETUAL",
+                "time": now_ms,
+            }
+        return {"openInterest": f"{usd / quote_price(inst):.3f}", "symbol": inst.venue_symbol, "time": now_ms}
 
     # --- stream -----------------------------------------------------------------------
 
     async def ws(self, session: WsSession) -> None:
         path, _, query = session.path.partition("?")
         if path == "/market/stream":
-            combined, streams = True, dict(parse_qsl(query)).get("streams", "").split("/")
+            coin_m, combined, streams = False, True, dict(parse_qsl(query)).get("streams", "").split("/")
         elif path == "/market/ws" or path.startswith("/market/ws/"):
-            combined, streams = False, path.removeprefix("/market/ws").split("/")
-        else:  # legacy unrouted paths: connected, but markPrice is never pushed there
-            await session.connection.wait_closed()
+            coin_m, combined, streams = False, False, path.removeprefix("/market/ws").split("/")
+        elif path == "/stream":  # dstream's paths serve COIN-M; fstream's legacy ones never push USD-M
+            coin_m, combined, streams = True, True, dict(parse_qsl(query)).get("streams", "").split("/")
+        elif path == "/ws" or path.startswith("/ws/"):
+            coin_m, combined, streams = True, False, path.removeprefix("/ws").split("/")
+        else:
+            await session.connection.close(1008, "no stream at this path")
             return
         subscribed = {s for s in streams if s}
         try:
             async with asyncio.TaskGroup() as tasks:
                 tasks.create_task(self._keepalive(session))
-                tasks.create_task(self._push(session, subscribed, combined))
+                tasks.create_task(self._push(session, subscribed, combined, coin_m))
                 await self._requests(session, subscribed)
         except* (ConnectionClosed, ConnectionError):
             pass
@@ -378,36 +636,36 @@ class Sim(VenueSim):
             return {"code": 2, "msg": f"Invalid request: unknown variant {method!r}", "id": ident}
         return {"result": None, "id": ident}
 
-    async def _push(self, session: WsSession, subscribed: set[str], combined: bool) -> None:
+    async def _push(self, session: WsSession, subscribed: set[str], combined: bool, coin_m: bool) -> None:
         while True:
             for stream in sorted(subscribed):
-                events = self._stream_events(stream)
+                events = self._stream_events(stream, coin_m)
                 if events is not None:
                     count = len(events) if isinstance(events, list) else 1
                     await session.send({"stream": stream, "data": events} if combined else events, counts_prints=count)
             await asyncio.sleep(self.push_interval_s)
 
-    def _stream_events(self, stream: str) -> dict | list[dict] | None:
-        """The payload of one stream name now; None for names this venue does not serve."""
+    def _stream_events(self, stream: str, coin_m: bool) -> dict | list[dict] | None:
+        """The payload of one stream name now; None for names this path does not serve."""
         if stream in ("!markPrice@arr", "!markPrice@arr@1s"):
-            return [self._mark_price_event(coin) for coin in COINS]
+            return None if coin_m else [self._mark_price_event(i, coin_m) for i in self._trading(coin_m)]
         name, _, kind = stream.partition("@")
-        coin = {venue_symbol(VENUE, c).lower(): c for c in COINS}.get(name)
-        if coin is None or kind not in ("markPrice", "markPrice@1s"):
+        if kind not in ("markPrice", "markPrice@1s"):
             return None
-        return self._mark_price_event(coin)
+        trading = self._trading(coin_m)
+        found = next((i for i in trading if i.venue_symbol.lower() == name), None)
+        if found is not None:
+            return self._mark_price_event(found, coin_m)
+        of_pair = [i for i in trading if coin_m and pair_of(i).lower() == name]
+        return [self._mark_price_event(i, coin_m) for i in of_pair] or None
 
-    def _mark_price_event(self, coin: str) -> dict:
-        rate, funding_time, _ = self.feed.predicted(VENUE, coin)
-        price = PRICES[coin]
-        return {
-            "e": "markPriceUpdate",
-            "E": to_ms(self.feed.clock()),
-            "s": venue_symbol(VENUE, coin),
-            "p": price,
-            "ap": price,
-            "P": price,
-            "i": price,
-            "r": rate_text(rate),
-            "T": to_ms(funding_time),
-        }
+    def _mark_price_event(self, inst: Instrument, coin_m: bool) -> dict:
+        now = self.feed.clock()  # read once: the event's E and its rate are of one instant
+        rate, funding_time, _ = self.feed.predicted(*inst.key, at=now)
+        price = price_text(quote_price(inst))
+        event = {"e": "markPriceUpdate", "E": to_ms(now), "s": inst.venue_symbol, "p": price}
+        if not coin_m:
+            event["ap"] = price
+        event.update(P=price, i=price_text(index_price(inst.symbol) * inst.multiplier), r=rate_text(rate))
+        event["T"] = to_ms(funding_time)
+        return event

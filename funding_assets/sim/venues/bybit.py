@@ -1,26 +1,41 @@
-"""Bybit v5 linear in the simulator: funding history, tickers and the ``tickers.*`` stream.
+"""Bybit v5 in the simulator: instruments, funding history, tickers, premium klines and the
+``tickers.*`` streams of every linear and inverse perpetual of the universe.
 
-REST (HTTP 200 with ``retCode`` for logical errors, v5 envelope, every value a string
-except the envelope ``time``):
+Categories: ``linear`` (USDT ``BTCUSDT`` / ``1000PEPEUSDT``, USDC ``BTCUSDC``) and ``inverse``
+(``BTCUSD``). REST answers HTTP 200 with ``retCode`` for logical errors, in the v5 envelope,
+every value a string except the envelope ``time``:
 
-- ``GET /v5/market/funding/history`` (``category=linear``, ``symbol``, ``startTime``,
-  ``endTime``, ``limit`` in [1, 200], default 200): the **newest** ``limit`` settlements
-  with ``fundingRateTimestamp`` in ``[startTime, endTime]``, newest first. Only
+- ``GET /v5/market/instruments-info`` (``category`` required, ``symbol``, ``status``,
+  ``baseCoin``, ``limit`` in [1, 1000] default 500, ``cursor``): the category's perpetuals
+  sorted by symbol, paged by ``nextPageCursor`` (``""`` on the last page); by default only
+  ``status`` ``Trading`` ones, ``status=Closed`` lists the delisted ones (``deliveryTime`` =
+  the delisting). Rows: ``symbol``, ``contractType`` ``LinearPerpetual`` /
+  ``InversePerpetual`` (linear also lists a dated ``LinearFutures``), ``status``,
+  ``baseCoin`` (``1000PEPE``), ``quoteCoin``, ``settleCoin``, ``launchTime``,
+  ``deliveryTime`` (``"0"`` while trading), ``fundingInterval`` (minutes, the open window's),
+  ``upperFundingRate`` / ``lowerFundingRate``, ``priceScale`` and the filters.
+- ``GET /v5/market/funding/history`` (``category``, ``symbol``, ``startTime``, ``endTime``,
+  ``limit`` default 200, larger values clamped to 200): the **newest** ``limit``
+  settlements with ``fundingRateTimestamp`` in ``[startTime, endTime]``, newest first. Only
   ``endTime``: the newest up to it; neither: the latest; only ``startTime``: retCode 10001.
-- ``GET /v5/market/tickers`` (``category=linear``, optional ``symbol``): the open window's
+- ``GET /v5/market/tickers`` (``category``, optional ``symbol``): the open window's
   estimate ``fundingRate`` settling at ``nextFundingTime``, ``fundingIntervalHour``,
-  ``fundingCap``; the all-symbols answer also lists a dated future with ``""`` funding.
-- ``GET /v5/market/premium-index-price-kline`` (``category`` optional, ``linear``;
-  ``symbol``, ``interval`` in 1/3/5/15/30/60/120/240/360/720/D -- W and M are not
-  simulated; ``start``, ``end``, ``limit`` in [1, 1000], default 200): the **newest**
-  ``limit`` candles with ``startTime`` in ``[start, end]`` (``end`` defaults to now), newest
-  first, ``[startTime, open, high, low, close]`` as strings (6 decimals), aggregated from
-  the model's 1-minute samples (a 1-minute candle is one sample).
+  ``fundingCap``, prices and the ranking figures: linear ``openInterest`` (base units),
+  ``openInterestValue`` and ``turnover24h`` (USD), ``volume24h`` (base units); inverse
+  ``openInterest`` and ``volume24h`` in USD (contracts of 1 USD), ``openInterestValue`` and
+  ``turnover24h`` in coin. The all-symbols linear answer also lists a dated future with
+  ``""`` funding.
+- ``GET /v5/market/premium-index-price-kline`` (``category`` default ``linear``; ``symbol``,
+  ``interval`` in 1/3/5/15/30/60/120/240/360/720/D -- W and M are not simulated; ``start``,
+  ``end``, ``limit`` in [1, 1000], default 200): the **newest** ``limit`` candles with
+  ``startTime`` in ``[start, end]`` (``end`` defaults to now), newest first, ``[startTime,
+  open, high, low, close]`` as strings (6 decimals), from the model's 1-minute samples.
 
-WebSocket ``/v5/public/linear``: ``{"op":"subscribe","args":["tickers.BTCUSDT"]}`` is
-acknowledged, answered with a snapshot, then every ``push_interval_s`` with a delta holding
-only the fields that changed. ``{"op":"ping"}`` gets a pong; a connection that has not
-pinged for ``idle_timeout_s`` is closed.
+WebSocket ``/v5/public/linear`` and ``/v5/public/inverse`` (each its category's symbols):
+``{"op":"subscribe","args":["tickers.BTCUSDT"]}`` is acknowledged, answered with a
+snapshot, then every ``push_interval_s`` with a delta holding only the fields that
+changed. ``{"op":"ping"}`` gets a pong; a connection that has not pinged for
+``idle_timeout_s`` is closed.
 
 Budget: 600 requests per 5 s per IP, HTTP 403 beyond it.
 """
@@ -28,6 +43,7 @@ Budget: 600 requests per 5 s per IP, HTTP 403 beyond it.
 from __future__ import annotations
 
 import asyncio
+import base64
 import datetime as dt
 import itertools
 import json
@@ -38,10 +54,12 @@ import numpy as np
 from websockets.exceptions import ConnectionClosed
 
 from ...clients.http import Budget
-from ...venues import COINS, RATE_CAPS, venue_symbol
+from ...instruments import Instrument
+from ...venues import INVERSE, SPECS
 from ..model import EPOCH
 from ..server import Request, Response, VenueSim, WsSession, json_response
 from .klines import candles
+from .market import decimals_for, index_price, quote_price
 
 HISTORY_PATH = "/v5/market/funding/history"
 TICKERS_PATH = "/v5/market/tickers"
@@ -62,8 +80,16 @@ KLINE_MINUTES = {
     "720": 720,
     "D": 1440,
 }
-WS_PATH = "/v5/public/linear"
+INSTRUMENTS_PATH = "/v5/market/instruments-info"
+LINEAR, INVERSE_CATEGORY = "linear", "inverse"
+CATEGORIES = (LINEAR, INVERSE_CATEGORY)
+WS_PATHS = {f"/v5/public/{c}": c for c in CATEGORIES}
+PERPETUAL_TYPES = {LINEAR: "LinearPerpetual", INVERSE_CATEGORY: "InversePerpetual"}
 MAX_LIMIT = 200
+INSTRUMENTS_DEFAULT_LIMIT = 500
+INSTRUMENTS_MAX_LIMIT = 1000
+TRADING, CLOSED = "Trading", "Closed"
+DEFAULT_CAP = SPECS["bybit"].rate_cap
 UNIX = dt.datetime(1970, 1, 1)
 MS = dt.timedelta(milliseconds=1)
 PARAMS_ERROR = 10001
@@ -95,6 +121,34 @@ def quarterly_expiry(now: dt.datetime) -> dt.datetime:
         year, month = (year + 1, 1) if month == 12 else (year, month + 1)
 
 
+def category_of(instrument: Instrument) -> str:
+    return INVERSE_CATEGORY if instrument.contract == INVERSE else LINEAR
+
+
+def quote_coin(instrument: Instrument) -> str:
+    return "USD" if instrument.contract == INVERSE else (instrument.settle or "USDT")
+
+
+def base_coin(instrument: Instrument) -> str:
+    """``1000PEPE`` of ``1000PEPEUSDT``."""
+    return instrument.venue_symbol[: -len(quote_coin(instrument))]
+
+
+def encode_cursor(offset: int) -> str:
+    return base64.urlsafe_b64encode(f"offset={offset}".encode()).decode()
+
+
+def decode_cursor(cursor: str) -> int:
+    """The offset an ``encode_cursor`` token holds; ParamsError for anything else."""
+    try:
+        name, _, value = base64.urlsafe_b64decode(cursor.encode()).decode().partition("=")
+        if name != "offset" or not value.isdigit():
+            raise ValueError(cursor)
+        return int(value)
+    except ValueError:
+        raise ParamsError("cursor invalid") from None
+
+
 class Sim(VenueSim):
     venue = "bybit"
     budget = Budget(600, 5.0)
@@ -105,7 +159,6 @@ class Sim(VenueSim):
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self.symbols = {venue_symbol(self.venue, coin): coin for coin in COINS}
         self.pings = 0
         self._cross_sequence = itertools.count(1)
 
@@ -122,7 +175,12 @@ class Sim(VenueSim):
         return Response(status, text.encode(), {"Content-Type": "text/plain"})
 
     def rest(self, request: Request) -> Response:
-        routes = {HISTORY_PATH: self._history, TICKERS_PATH: self._tickers, PREMIUM_KLINE_PATH: self._premium_kline}
+        routes = {
+            HISTORY_PATH: self._history,
+            TICKERS_PATH: self._tickers,
+            PREMIUM_KLINE_PATH: self._premium_kline,
+            INSTRUMENTS_PATH: self._instruments,
+        }
         route = routes.get(request.path)
         if route is None or request.method != "GET":
             return Response(404, b"404 page not found", {"Content-Type": "text/plain"})
@@ -137,15 +195,29 @@ class Sim(VenueSim):
     def _envelope(code: int, message: str, result: dict, now: dt.datetime) -> Response:
         return json_response({"retCode": code, "retMsg": message, "result": result, "retExtInfo": {}, "time": ms(now)})
 
-    def _coin(self, query: dict[str, str], *, required: bool) -> str | None:
-        if query.get("category") != "linear":
+    @staticmethod
+    def _category(query: dict[str, str]) -> str:
+        category = query.get("category")
+        if category not in CATEGORIES:
             raise ParamsError("category invalid")
-        symbol = query.get("symbol")
-        if symbol is None and not required:
-            return None
-        if symbol not in self.symbols:
+        return category
+
+    def _listed(self, category: str) -> list[Instrument]:
+        """The category's perpetuals listed by now (delisted ones included), by symbol."""
+        found = [i for i in self.feed.listing(self.venue) if category_of(i) == category]
+        return sorted(found, key=lambda i: i.venue_symbol)
+
+    def _symbol(self, symbol: str | None, category: str) -> Instrument | None:
+        found = self.feed.instrument(self.venue, symbol)
+        return found if found is not None and category_of(found) == category else None
+
+    def _instrument(self, query: dict[str, str]) -> Instrument:
+        """The perpetual ``symbol`` names in ``category``, or retCode 10001."""
+        category = self._category(query)
+        found = self._symbol(query.get("symbol"), category)
+        if found is None:
             raise ParamsError("symbol invalid")
-        return self.symbols[symbol]
+        return found
 
     @staticmethod
     def _int(query: dict[str, str], name: str) -> int | None:
@@ -155,11 +227,12 @@ class Sim(VenueSim):
             raise ParamsError(f"{name} invalid") from None
 
     def _history(self, query: dict[str, str], now: dt.datetime) -> dict:
-        coin = self._coin(query, required=True)
+        inst = self._instrument(query)
         limit = self._int(query, "limit")
         limit = MAX_LIMIT if limit is None else limit
-        if not 1 <= limit <= MAX_LIMIT:
+        if limit < 1:
             raise ParamsError("limit invalid")
+        limit = min(limit, MAX_LIMIT)  # the venue clamps larger pages
         start_ms, end_ms = self._int(query, "startTime"), self._int(query, "endTime")
         if start_ms is not None and end_ms is None:
             raise ParamsError("endTime is required with startTime")
@@ -167,13 +240,13 @@ class Sim(VenueSim):
         hi = min(end_ms if end_ms is not None else ms(now), ms(now))
         rows = []
         if lo <= hi:  # inclusive bounds; the newest `limit` rows win
-            frame = self.feed.settlements(self.venue, coin, UNIX + lo * MS, UNIX + (hi + 1) * MS)
+            frame = self.feed.settlements(self.venue, inst.symbol, UNIX + lo * MS, UNIX + (hi + 1) * MS, inst.contract)
             rows = frame.tail(limit).reverse().iter_rows(named=True)
         return {
-            "category": "linear",
+            "category": category_of(inst),
             "list": [
                 {
-                    "symbol": row["venue_symbol"],
+                    "symbol": inst.venue_symbol,
                     "fundingRate": decimal_text(row["rate"]),
                     "fundingRateTimestamp": str(ms(row["ts"])),
                 }
@@ -183,7 +256,7 @@ class Sim(VenueSim):
 
     def _premium_kline(self, query: dict[str, str], now: dt.datetime) -> dict:
         """Premium-index candles, newest first (see the module docstring)."""
-        coin = self._coin({"category": "linear", **query}, required=True)
+        inst = self._instrument({"category": LINEAR, **query})
         minutes = KLINE_MINUTES.get(query.get("interval", ""))
         if minutes is None:
             raise ParamsError("interval invalid")
@@ -192,29 +265,61 @@ class Sim(VenueSim):
         if not 1 <= limit <= KLINE_MAX_LIMIT:
             raise ParamsError("limit invalid")
         start_ms, end_ms = self._int(query, "start"), self._int(query, "end")
-        frame = candles(self.feed, self.venue, coin, minutes, start_ms, end_ms, limit, newest=True)
+        frame = candles(self.feed, inst, minutes, start_ms, end_ms, limit, newest=True)
         rows = [
             [str(open_ms), f"{o:.6f}", f"{h:.6f}", f"{lo:.6f}", f"{c:.6f}"]
             for open_ms, o, h, lo, c, _ in frame.reverse().iter_rows()
         ]
-        return {"symbol": venue_symbol(self.venue, coin), "category": "linear", "list": rows}
+        return {"symbol": inst.venue_symbol, "category": category_of(inst), "list": rows}
 
     def _tickers(self, query: dict[str, str], now: dt.datetime) -> dict:
-        coin = self._coin(query, required=False)
-        tickers = [self._ticker(c, now) for c in ([coin] if coin else COINS)]
-        if coin is None:
-            tickers.append(self._dated_future(now))
-        return {"category": "linear", "list": tickers}
+        category = self._category(query)
+        if "symbol" in query:
+            tickers = [self._ticker(self._instrument(query), now)]
+        else:
+            tickers = [self._ticker(i, now) for i in self._listed(category) if self.feed.trading(i)]
+            if category == LINEAR:
+                tickers.append(self._dated_future(now))
+        return {"category": category, "list": tickers}
 
-    def _ticker(self, coin: str, now: dt.datetime) -> dict[str, str]:
-        """The funding fields of a perpetual's ticker (REST row and WS data alike)."""
-        rate, funding_time, hours = self.feed.model.predicted(self.venue, coin, now)
+    def _ticker(self, inst: Instrument, now: dt.datetime) -> dict[str, str]:
+        """A perpetual's ticker (REST row and WS data alike): the open window's funding, fixed
+        prices and the universe's open interest and volume in the category's units."""
+        rate, funding_time, hours = self.feed.predicted(*inst.key, at=now)
+        price = quote_price(inst)
+        decimals = decimals_for(price, 5)
+        text = f"{price:.{decimals}f}"
+        oi_usd = float(inst.open_interest_usd or 0.0)
+        volume_usd = float(inst.volume_usd or 0.0)
+        if inst.contract == INVERSE:  # contracts of 1 USD; values in coin
+            oi, oi_value = f"{oi_usd:.0f}", f"{oi_usd / price:.8f}"
+            volume, turnover = f"{volume_usd:.0f}", f"{volume_usd / price:.8f}"
+        else:
+            oi, oi_value = f"{oi_usd / price:.3f}", f"{oi_usd:.2f}"
+            volume, turnover = f"{volume_usd / price:.3f}", f"{volume_usd:.4f}"
+        cap = inst.rate_cap if inst.rate_cap is not None else DEFAULT_CAP
         return {
-            "symbol": venue_symbol(self.venue, coin),
+            "symbol": inst.venue_symbol,
+            "lastPrice": text,
+            "indexPrice": f"{index_price(inst.symbol) * inst.multiplier:.{decimals}f}",
+            "markPrice": text,
+            "prevPrice24h": text,
+            "price24hPcnt": "0",
+            "highPrice24h": text,
+            "lowPrice24h": text,
+            "prevPrice1h": text,
+            "openInterest": oi,
+            "openInterestValue": oi_value,
+            "turnover24h": turnover,
+            "volume24h": volume,
             "fundingRate": decimal_text(rate),
             "nextFundingTime": str(ms(funding_time)),
+            "predictedDeliveryPrice": "",
+            "basisRate": "",
+            "deliveryFeeRate": "",
+            "deliveryTime": "0",
             "fundingIntervalHour": str(int(hours)),
-            "fundingCap": decimal_text(RATE_CAPS[self.venue]),
+            "fundingCap": decimal_text(cap),
         }
 
     @staticmethod
@@ -228,15 +333,106 @@ class Sim(VenueSim):
             "deliveryTime": str(ms(expiry)),
         }
 
+    def _instruments(self, query: dict[str, str], now: dt.datetime) -> dict:
+        """instruments-info of a category, one cursor page (see the module docstring)."""
+        category = self._category(query)
+        limit = self._int(query, "limit")
+        limit = INSTRUMENTS_DEFAULT_LIMIT if limit is None else limit
+        if not 1 <= limit <= INSTRUMENTS_MAX_LIMIT:
+            raise ParamsError("limit invalid")
+        offset = decode_cursor(query["cursor"]) if query.get("cursor") else 0
+        status = query.get("status", TRADING)
+        base = query.get("baseCoin")
+        if base is not None:  # the venue answers every category of the coin
+            listed = [i for c in CATEGORIES for i in self._listed(c) if base_coin(i) == base]
+        else:
+            listed = self._listed(category)
+        if "symbol" in query:
+            listed = [i for i in listed if i.venue_symbol == query["symbol"]]
+        rows = [self._instrument_row(i, now) for i in listed if self._status(i) == status]
+        if category == LINEAR and status == TRADING and base in (None, "BTC") and "symbol" not in query:
+            rows.append(self._dated_future_row(now))
+        page = rows[offset : offset + limit]
+        more = offset + limit < len(rows)
+        return {
+            "category": category,
+            "list": page,
+            "nextPageCursor": encode_cursor(offset + limit) if more else "",
+        }
+
+    def _status(self, inst: Instrument) -> str:
+        return TRADING if self.feed.trading(inst) else CLOSED
+
+    def _instrument_row(self, inst: Instrument, now: dt.datetime) -> dict:
+        trading = self.feed.trading(inst)
+        hours = self.feed.interval_hours(inst) if trading else inst.interval_hours or 8.0
+        cap = inst.rate_cap if inst.rate_cap is not None else DEFAULT_CAP
+        floor = inst.rate_floor if inst.rate_floor is not None else -cap
+        decimals = decimals_for(quote_price(inst), 5)
+        tick = f"{10.0**-decimals:.{decimals}f}"
+        quote = quote_coin(inst)
+        return {
+            "symbol": inst.venue_symbol,
+            "contractType": PERPETUAL_TYPES[category_of(inst)],
+            "status": self._status(inst),
+            "baseCoin": base_coin(inst),
+            "quoteCoin": quote,
+            "launchTime": str(ms(inst.listed_at)) if inst.listed_at else "0",
+            "deliveryTime": "0" if trading else str(ms(inst.delisted_at)),
+            "deliveryFeeRate": "",
+            "priceScale": str(decimals),
+            "leverageFilter": {"minLeverage": "1", "maxLeverage": "25.00", "leverageStep": "0.01"},
+            "priceFilter": {"minPrice": tick, "maxPrice": "1999999.00", "tickSize": tick},
+            "lotSizeFilter": {
+                "maxOrderQty": "1000000",
+                "minOrderQty": "1",
+                "qtyStep": "1",
+                "postOnlyMaxOrderQty": "1000000",
+                "maxMktOrderQty": "100000",
+                "minNotionalValue": "5",
+            },
+            "unifiedMarginTrade": True,
+            "fundingInterval": int(hours * 60),
+            "settleCoin": inst.settle or quote,
+            "copyTrading": "none",
+            "upperFundingRate": decimal_text(cap),
+            "lowerFundingRate": decimal_text(floor),
+            "isPreListing": False,
+            "preListingInfo": None,
+            "riskParameters": {"priceLimitRatioX": "0.05", "priceLimitRatioY": "0.1"},
+            "symbolType": "",
+        }
+
+    @staticmethod
+    def _dated_future_row(now: dt.datetime) -> dict:
+        """The quarterly BTC future of :meth:`_dated_future` as instruments-info lists it."""
+        expiry = quarterly_expiry(now)
+        return {
+            "symbol": f"BTC-{expiry:%d%b%y}".upper(),
+            "contractType": "LinearFutures",
+            "status": TRADING,
+            "baseCoin": "BTC",
+            "quoteCoin": "USDC",
+            "launchTime": str(ms(expiry - dt.timedelta(days=91))),
+            "deliveryTime": str(ms(expiry)),
+            "deliveryFeeRate": "0.0005",
+            "priceScale": "2",
+            "fundingInterval": 0,
+            "settleCoin": "USDC",
+            "upperFundingRate": "",
+            "lowerFundingRate": "",
+        }
+
     # --- WebSocket ----------------------------------------------------------------------
 
     async def ws(self, session: WsSession) -> None:
-        if session.path != WS_PATH:
+        category = WS_PATHS.get(session.path)
+        if category is None:
             await session.connection.close(1008, f"no stream at {session.path}")
             return
         # A session stalled by fault injection never returns from send(); end it when its
         # client goes away, so that server shutdown does not wait for it.
-        serving = asyncio.ensure_future(self._serve(session))
+        serving = asyncio.ensure_future(self._serve(session, category))
         closed = asyncio.ensure_future(session.connection.wait_closed())
         try:
             await asyncio.wait({serving, closed}, return_when=asyncio.FIRST_COMPLETED)
@@ -246,9 +442,9 @@ class Sim(VenueSim):
         if serving.done() and not serving.cancelled():
             serving.result()  # re-raise what ended the session (a dropped connection: ConnectionError)
 
-    async def _serve(self, session: WsSession) -> None:
+    async def _serve(self, session: WsSession, category: str) -> None:
         """Commands, pushes and the idle cut-off of one connection."""
-        subscribed: dict[str, str] = {}  # venue symbol -> coin
+        subscribed: dict[str, Instrument] = {}  # venue symbol -> instrument
         pushed: dict[str, dict] = {}  # last fields sent per symbol, for deltas
         conn_id = uuid.uuid4().hex
         loop = asyncio.get_running_loop()
@@ -265,12 +461,14 @@ class Sim(VenueSim):
                     next_push = now + self.push_interval_s
                     continue
                 text = await session.recv(min(next_push, last_ping + self.idle_timeout_s) - now)
-                if text is not None and await self._command(session, text, conn_id, subscribed, pushed):
+                if text is not None and await self._command(session, text, conn_id, category, subscribed, pushed):
                     last_ping = loop.time()
         except ConnectionClosed:
             return
 
-    async def _command(self, session: WsSession, text: str, conn_id: str, subscribed: dict, pushed: dict) -> bool:
+    async def _command(
+        self, session: WsSession, text: str, conn_id: str, category: str, subscribed: dict, pushed: dict
+    ) -> bool:
         """Answer one client message; True if it was a ping."""
         try:
             message = json.loads(text)
@@ -288,23 +486,27 @@ class Sim(VenueSim):
             await session.send({**reply, "success": False, "ret_msg": f"error:handler not found,op:{op}"})
             return False
         args = message.get("args") if isinstance(message.get("args"), list) else []
-        symbols = [str(a).removeprefix("tickers.") for a in args]
-        bad = [a for a, s in zip(args, symbols) if not str(a).startswith("tickers.") or s not in self.symbols]
+        found = {str(a): self._symbol(str(a).removeprefix("tickers."), category) for a in args}
+        bad = [
+            a
+            for a, inst in found.items()
+            if not a.startswith("tickers.") or inst is None or not self.feed.trading(inst)
+        ]
         if bad or not args:
-            await session.send({**reply, "success": False, "ret_msg": f"Invalid symbol :[{','.join(map(str, bad))}]"})
+            await session.send({**reply, "success": False, "ret_msg": f"Invalid symbol :[{','.join(bad)}]"})
             return False
-        fresh = {s: self.symbols[s] for s in symbols if s not in subscribed}
+        fresh = {i.venue_symbol: i for i in found.values() if i.venue_symbol not in subscribed}
         subscribed.update(fresh)
         await session.send(reply)
         await self._push(session, fresh, pushed)  # a new subscription starts with a snapshot
         return False
 
-    async def _push(self, session: WsSession, symbols: dict[str, str], pushed: dict[str, dict]) -> None:
+    async def _push(self, session: WsSession, symbols: dict[str, Instrument], pushed: dict[str, dict]) -> None:
         """One ``tickers.<SYMBOL>`` message per symbol: a snapshot the first time, then a
         delta with only the changed fields (funding ones absent when unchanged)."""
         now = self._now()
-        for symbol, coin in symbols.items():
-            fields = self._ticker(coin, now)
+        for symbol, inst in symbols.items():
+            fields = self._ticker(inst, now)
             previous = pushed.get(symbol)
             if previous is None:
                 kind, data = "snapshot", fields

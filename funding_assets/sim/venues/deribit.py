@@ -1,4 +1,8 @@
-"""Deribit in the simulator: JSON-RPC over HTTP GET and over WebSocket, perpetuals only.
+"""Deribit in the simulator: JSON-RPC over HTTP GET and over WebSocket.
+
+Every perpetual of the universe listed by the simulator's now: inverse ``BTC-PERPETUAL`` and
+``ETH-PERPETUAL``, linear USDC ``SOL_USDC-PERPETUAL`` (and ``BTC_USDC-PERPETUAL``); BTC and
+ETH also list a quarterly future (``BTC-27JUN25``), which has no funding.
 
 REST (``/api/v2/public/<method>``, answers ``{"jsonrpc", "result" | "error", "usIn",
 "usOut", "usDiff", "testnet"}``; errors are HTTP 400, the rate limit HTTP 429):
@@ -8,9 +12,25 @@ REST (``/api/v2/public/<method>``, answers ``{"jsonrpc", "result" | "error", "us
   interest_1h}`` ascending, JSON numbers, with ``start_timestamp < timestamp <=
   end_timestamp`` (start exclusive: ccxt asks from ``since - 1``; end inclusive --
   UNVERIFIED). A request spans at most :data:`MAX_HISTORY_WINDOW` (744 h = 31 days): a
-  longer range keeps the first 744 h after ``start_timestamp`` (Deribit truncates at about
-  a month; which end it keeps is UNVERIFIED). ``interest_1h`` is the model's hourly rate;
+  longer range keeps the last 744 h before ``end_timestamp``, as the venue counts back
+  from the end. ``interest_1h`` is the model's hourly rate;
   ``interest_8h`` the sum of the hourly rates of the 8 h ending at ``timestamp``.
+- ``get_funding_rate_value?instrument_name&start_timestamp&end_timestamp``: the funding
+  accrued over ``[start, end]``, a JSON number: each hour's rate (``interest_1h``) pro-rated
+  by the share of the hour inside the range (funding accrues continuously).
+- ``get_instruments?currency=BTC|ETH|USDC|USDT|any[&kind=future][&expired=true]``: the
+  perpetuals (``settlement_period`` ``perpetual``, ``expiration_timestamp`` 32503708800000)
+  and quarterly futures of the currency (inverse ones under their coin, linear ones under
+  ``USDC``), active ones by default; ``expired=true`` lists the delisted perpetuals instead
+  (``is_active`` false, ``expiration_timestamp`` their delisting). Fields:
+  ``instrument_name``, ``instrument_id``, ``kind``, ``instrument_type`` (``reversed`` /
+  ``linear``), ``future_type``, ``base_currency``, ``counter_currency``, ``quote_currency``,
+  ``settlement_currency``, ``price_index``, ``contract_size``, ``creation_timestamp``,
+  ``expiration_timestamp``, ``is_active``, ``tick_size``, ``min_trade_amount``,
+  ``max_leverage``, commissions. Other kinds answer ``[]``.
+- ``get_book_summary_by_currency?currency=&kind=future``: per active instrument
+  ``open_interest`` (USD for inverse, coin for linear), ``volume_usd`` (the ranking
+  source), ``volume``, ``mark_price``, ``current_funding`` / ``funding_8h`` (perpetuals).
 - ``ticker?instrument_name``: ``timestamp`` (sim now, ms), ``funding_8h`` = the open hour's
   predicted rate x 8 (8 h basis), ``current_funding`` = the instantaneous 8 h-basis rate
   of the current hour's premium, ``interest_value`` = cumulative hourly funding since the
@@ -34,6 +54,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import hashlib
 import json
 import re
 from typing import Any
@@ -44,9 +65,11 @@ from websockets.exceptions import ConnectionClosed
 
 from ...clients import epoch_ms
 from ...clients.http import Budget
-from ...venues import COINS, venue_symbol
+from ...instruments import Instrument
+from ...venues import INVERSE
 from ..model import EPOCH, funding_rate
 from ..server import Request, Response, VenueSim, WsSession, json_response
+from .market import index_price
 
 VENUE = "deribit"
 PUBLIC = "/api/v2/public/"
@@ -60,7 +83,12 @@ CREDITS_PER_REQUEST = 500.0
 SERVER_VERSION = "1.2.26"
 #: Synthetic index prices, USD (the funding model has no prices).
 INDEX_PRICE = {"BTC": 65_000.0, "ETH": 3_200.0, "SOL": 150.0}
-INSTRUMENTS = {venue_symbol(VENUE, coin): coin for coin in COINS}
+#: expiration_timestamp of a perpetual (3000-01-01).
+PERPETUAL_EXPIRY_MS = 32_503_708_800_000
+CURRENCIES = ("BTC", "ETH", "USDC", "USDT", "EURR", "any")
+KINDS = ("future", "option", "spot", "future_combo", "option_combo")
+#: Coins with a quarterly future (inverse, no funding).
+FUTURE_COINS = ("BTC", "ETH")
 # Futures (BTC-27JUN25) and options (BTC-27JUN25-70000-C; Deribit writes a strike's
 # decimal point as "d"): Deribit's dated instruments.
 DATED = re.compile(r"^[A-Z0-9_]+-\d{1,2}[A-Z]{3}\d{2}(-[0-9d]+-[CP])?$")
@@ -96,6 +124,32 @@ def from_ms(ms: int) -> dt.datetime:
     return UNIX_EPOCH + ms * MS
 
 
+def hash_id(name: str) -> int:
+    """A stable positive instrument_id for a name."""
+    return int.from_bytes(hashlib.blake2b(name.encode(), digest_size=3).digest(), "little")
+
+
+def price_of(coin: str) -> float:
+    return INDEX_PRICE.get(coin) or index_price(coin)
+
+
+def currency_of(inst: Instrument) -> str:
+    """The ``currency`` a perpetual is listed under: its coin if inverse, else USDC."""
+    return inst.symbol if inst.contract == INVERSE else (inst.settle or "USDC")
+
+
+def quarterly_expiry(now: dt.datetime) -> dt.datetime:
+    """The next quarterly expiry: last Friday of Mar/Jun/Sep/Dec, 08:00 UTC."""
+    year, month = now.year, now.month
+    while True:
+        if month % 3 == 0:
+            last_day = dt.datetime(year + month // 12, month % 12 + 1, 1, 8) - dt.timedelta(days=1)
+            expiry = last_day - dt.timedelta(days=(last_day.weekday() - 4) % 7)
+            if expiry > now:
+                return expiry
+        year, month = (year + 1, 1) if month == 12 else (year, month + 1)
+
+
 class Sim(VenueSim):
     venue = VENUE
     budget = Budget(50_000.0, 5.0)  # credits: 50k pool, 10k/s refill
@@ -125,7 +179,13 @@ class Sim(VenueSim):
     # --- REST -------------------------------------------------------------------------
 
     def rest(self, request: Request) -> Response:
-        handlers = {"get_funding_rate_history": self.history, "ticker": self.ticker_answer}
+        handlers = {
+            "get_funding_rate_history": self.history,
+            "get_funding_rate_value": self.funding_value,
+            "get_instruments": self.instruments,
+            "get_book_summary_by_currency": self.book_summary,
+            "ticker": self.ticker_answer,
+        }
         method = request.path[len(PUBLIC) :] if request.path.startswith(PUBLIC) else None
         handler = handlers.get(method or "")
         try:
@@ -136,22 +196,26 @@ class Sim(VenueSim):
             return json_response(self.envelope(error=exc.body()), 400)
         return json_response(self.envelope(result=result))
 
-    def history(self, query: dict[str, str]) -> list[dict]:
-        """Hourly rows with start < timestamp <= end, at most 744 h after start."""
-        coin = self.perpetual(query.get("instrument_name"))
+    def _range(self, query: dict[str, str]) -> tuple[Instrument, dt.datetime, dt.datetime]:
+        inst = self.perpetual(query.get("instrument_name"))
         start = from_ms(self.int_param(query, "start_timestamp"))
-        end = min(from_ms(self.int_param(query, "end_timestamp")), start + MAX_HISTORY_WINDOW)
+        return inst, start, from_ms(self.int_param(query, "end_timestamp"))
+
+    def history(self, query: dict[str, str]) -> list[dict]:
+        """Hourly rows with start < timestamp <= end, at most the 744 h before end."""
+        inst, start, end = self._range(query)
+        start = max(start, end - MAX_HISTORY_WINDOW)
         if end <= start:
             return []
         # 7 h more before the range so every row's trailing 8 h sum is whole.
         rows = (
-            self.feed.settlements(VENUE, coin, start + MS - 7 * HOUR, end + MS)
+            self.feed.settlements(VENUE, inst.symbol, start + MS - 7 * HOUR, end + MS, inst.contract)
             .with_columns(
                 interest_8h=pl.col("rate").rolling_sum_by("funding_time", window_size=TRAILING_WINDOW, closed="right")
             )
             .filter(pl.col("funding_time") > start)
         )
-        price = INDEX_PRICE[coin]
+        price = price_of(inst.symbol)
         return [
             {
                 "timestamp": epoch_ms(row["ts"]),
@@ -163,45 +227,181 @@ class Sim(VenueSim):
             for row in rows.iter_rows(named=True)
         ]
 
+    def funding_value(self, query: dict[str, str]) -> float:
+        """Funding accrued over [start, end]: each hour's rate times its share inside the range."""
+        inst, start, end = self._range(query)
+        if end <= start:
+            return 0.0
+        rows = self.feed.settlements(VENUE, inst.symbol, start, end + HOUR, inst.contract)
+        total = 0.0
+        for funding_time, rate, hours in rows.select("funding_time", "rate", "interval_hours").iter_rows():
+            window = dt.timedelta(hours=hours)
+            inside = min(funding_time, end) - max(funding_time - window, start)
+            if inside > dt.timedelta(0):
+                total += rate * (inside / window)
+        return total
+
     def ticker_answer(self, query: dict[str, str]) -> dict:
         name = query.get("instrument_name")
         if not name:
             raise invalid_param("instrument_name", "must be present")
-        if name not in INSTRUMENTS:
+        inst = self.feed.instrument(VENUE, name)
+        if inst is None or not self.feed.trading(inst):
             raise RpcError(13020, "not_found")
-        return self.ticker(INSTRUMENTS[name])
+        return self.ticker(inst)
 
-    def ticker(self, coin: str) -> dict:
+    def ticker(self, inst: Instrument) -> dict:
         """The perpetual's ticker now (funding fields as JSON numbers, per the module docstring)."""
         now = self.feed.clock()
-        rate, _, interval_hours = self.feed.predicted(VENUE, coin)
-        hour = now.replace(minute=0, second=0, microsecond=0)
-        premium = float(self.feed.model.premium(VENUE, coin, hour, hour + HOUR)["premium"][0])
-        current_8h = float(funding_rate(VENUE, np.array([premium]), np.array([8.0]))[0])
-        index = INDEX_PRICE[coin]
-        mark = round(index * (1 + premium), 2)
+        index = price_of(inst.symbol)
+        mark, current_8h, funding_8h = self.funding_now(inst)
         return {
             "timestamp": epoch_ms(now),
             "state": "open",
-            "instrument_name": venue_symbol(VENUE, coin),
+            "instrument_name": inst.venue_symbol,
             "index_price": index,
             "mark_price": mark,
             "last_price": mark,
             "estimated_delivery_price": index,
-            "interest_value": float(self.feed.settlements(VENUE, coin, EPOCH, now)["rate"].sum()),
+            "interest_value": float(self.feed.settlements(VENUE, inst.symbol, EPOCH, now, inst.contract)["rate"].sum()),
             "current_funding": current_8h,
-            "funding_8h": rate * (8 / interval_hours),
+            "funding_8h": funding_8h,
         }
 
-    def perpetual(self, name: str | None) -> str:
-        """The coin of a perpetual's instrument name, or Deribit's error for it."""
+    def funding_now(self, inst: Instrument) -> tuple[float, float, float]:
+        """(mark price, ``current_funding``, ``funding_8h``) now: the current hour's premium as
+        an instantaneous 8 h-basis rate, and the open hour's predicted rate x 8."""
+        now = self.feed.clock()
+        rate, _, interval_hours = self.feed.predicted(*inst.key, at=now)
+        hour = now.replace(minute=0, second=0, microsecond=0)
+        premium = float(
+            self.feed.model.premium(VENUE, inst.symbol, hour, hour + HOUR, contract=inst.contract)["premium"][0]
+        )
+        current_8h = float(funding_rate(VENUE, np.array([premium]), np.array([8.0]))[0])
+        return round(price_of(inst.symbol) * (1 + premium), 2), current_8h, rate * (8 / interval_hours)
+
+    def perpetual(self, name: str | None) -> Instrument:
+        """The perpetual an instrument name names, or Deribit's error for it."""
         if not name:
             raise invalid_param("instrument_name", "must be present")
         if DATED.match(name):
             raise invalid_param("instrument_name", "perpetual instrument required")
-        if name not in INSTRUMENTS:
+        inst = self.feed.instrument(VENUE, name)
+        if inst is None:
             raise RpcError(13020, "not_found")
-        return INSTRUMENTS[name]
+        return inst
+
+    # --- instruments ------------------------------------------------------------------
+
+    @staticmethod
+    def _choice(query: dict[str, str], name: str, allowed: tuple[str, ...], *, required: bool) -> str | None:
+        value = query.get(name)
+        if value is None and not required:
+            return None
+        if value not in allowed:
+            raise invalid_param(name, "must be present" if value is None else f"must be one of {', '.join(allowed)}")
+        return value
+
+    def _of_currency(self, query: dict[str, str]) -> list[Instrument]:
+        """Perpetuals listed by now under ``currency`` (kind ``future`` or none asked)."""
+        currency = self._choice(query, "currency", CURRENCIES, required=True)
+        kind = self._choice(query, "kind", KINDS, required=False)
+        if kind not in (None, "future"):
+            return []
+        return [i for i in self.feed.listing(VENUE) if currency in ("any", currency_of(i))]
+
+    def instruments(self, query: dict[str, str]) -> list[dict]:
+        expired = query.get("expired", "false")
+        if expired not in ("true", "false"):
+            raise invalid_param("expired", "must be a boolean")
+        now = self.feed.clock()
+        listed = self._of_currency(query)
+        if expired == "true":
+            return [self._instrument_row(i) for i in listed if not self.feed.trading(i)]
+        rows = [self._instrument_row(i) for i in listed if self.feed.trading(i)]
+        expiry = quarterly_expiry(now)
+        rows += [
+            self._instrument_row(i, expiry=expiry)
+            for i in listed
+            if i.symbol in FUTURE_COINS and i.contract == INVERSE and self.feed.trading(i)
+        ]
+        return rows
+
+    def _instrument_row(self, inst: Instrument, expiry: dt.datetime | None = None) -> dict:
+        inverse = inst.contract == INVERSE
+        quote = "USD" if inverse else "USDC"
+        active = expiry is not None or self.feed.trading(inst)
+        if expiry is not None:
+            name, period, expires = f"{inst.symbol}-{expiry.day}{expiry:%b%y}".upper(), "month", epoch_ms(expiry)
+        elif active:
+            name, period, expires = inst.venue_symbol, "perpetual", PERPETUAL_EXPIRY_MS
+        else:
+            name, period, expires = inst.venue_symbol, "perpetual", epoch_ms(inst.delisted_at)
+        kind = "reversed" if inverse else "linear"
+        return {
+            "tick_size": 0.5 if inverse else 0.01,
+            "tick_size_steps": [],
+            "taker_commission": 0.0005,
+            "settlement_period": period,
+            "settlement_currency": inst.symbol if inverse else "USDC",
+            "rfq": False,
+            "quote_currency": quote,
+            "price_index": f"{inst.symbol.lower()}_{quote.lower()}",
+            "min_trade_amount": 10 if inverse else 0.1,
+            "max_liquidation_commission": 0.0075,
+            "max_leverage": 50 if inverse else 25,
+            "maker_commission": 0.0,
+            "kind": "future",
+            "is_active": active,
+            "instrument_type": kind,
+            "instrument_name": name,
+            "instrument_id": hash_id(name),
+            "future_type": kind,
+            "expiration_timestamp": expires,
+            "creation_timestamp": epoch_ms(inst.listed_at) if inst.listed_at else 0,
+            "counter_currency": quote,
+            "contract_size": (10 if inst.symbol == "BTC" else 1) if inverse else 1,
+            "block_trade_tick_size": 0.01,
+            "block_trade_min_trade_amount": 200000 if inverse else 25,
+            "block_trade_commission": 0.00025,
+            "base_currency": inst.symbol,
+        }
+
+    def book_summary(self, query: dict[str, str]) -> list[dict]:
+        """Open interest and 24 h volume of each active perpetual of ``currency``."""
+        now = self.feed.clock()
+        rows = []
+        for inst in self._of_currency(query):
+            if not self.feed.trading(inst):
+                continue
+            mark, current_8h, funding_8h = self.funding_now(inst)
+            price = price_of(inst.symbol)
+            oi_usd, volume_usd = float(inst.open_interest_usd or 0.0), float(inst.volume_usd or 0.0)
+            inverse = inst.contract == INVERSE
+            rows.append(
+                {
+                    "volume_usd": round(volume_usd, 2),
+                    "volume_notional": round(volume_usd if not inverse else volume_usd / price, 4),
+                    "volume": round(volume_usd / price, 4),
+                    "quote_currency": "USD" if inverse else "USDC",
+                    "price_change": 0.0,
+                    "open_interest": round(oi_usd if inverse else oi_usd / price, 4),
+                    "mid_price": mark,
+                    "mark_price": mark,
+                    "low": mark,
+                    "last": mark,
+                    "instrument_name": inst.venue_symbol,
+                    "high": mark,
+                    "estimated_delivery_price": price,
+                    "current_funding": current_8h,
+                    "funding_8h": funding_8h,
+                    "creation_timestamp": epoch_ms(now),
+                    "bid_price": mark,
+                    "base_currency": inst.symbol,
+                    "ask_price": mark,
+                }
+            )
+        return rows
 
     @staticmethod
     def int_param(query: dict[str, str], name: str) -> int:
@@ -230,7 +430,7 @@ class _Stream:
     def __init__(self, sim: Sim, session: WsSession) -> None:
         self.sim = sim
         self.session = session
-        self.channels: dict[str, str] = {}  # channel -> coin
+        self.channels: dict[str, Instrument] = {}  # channel -> perpetual
         self.heartbeat_s: float | None = None
         self.awaiting_test = False
 
@@ -293,8 +493,9 @@ class _Stream:
             raise invalid_param("channels", "must be a list")
         for channel in channels:
             match = TICKER_CHANNEL.match(channel) if isinstance(channel, str) else None
-            if match and match["instrument"] in INSTRUMENTS:
-                self.channels[channel] = INSTRUMENTS[match["instrument"]]
+            inst = self.sim.feed.instrument(VENUE, match["instrument"]) if match else None
+            if inst is not None and self.sim.feed.trading(inst):
+                self.channels[channel] = inst
         return [c for c in channels if c in self.channels]
 
     def test(self, params: dict) -> dict:
@@ -303,6 +504,6 @@ class _Stream:
         return {"version": SERVER_VERSION}
 
     async def push(self) -> None:
-        for channel, coin in list(self.channels.items()):
-            params = {"channel": channel, "data": self.sim.ticker(coin)}
+        for channel, inst in list(self.channels.items()):
+            params = {"channel": channel, "data": self.sim.ticker(inst)}
             await self.session.send({"jsonrpc": "2.0", "method": "subscription", "params": params}, counts_prints=1)

@@ -7,16 +7,23 @@ Semantics served (VENUES.md section 4):
   decimal strings, ``time`` as a ms number carrying the model's 10-1400 ms jitter.
   ``premium`` is the window's average premium (8 decimals) from which Hyperliquid's formula
   (:func:`funding_assets.premium.formula`) gives exactly ``fundingRate``.
-- ``metaAndAssetCtxs``, ``meta`` and ``predictedFundings`` from the model's open windows;
-  the universe holds a delisted, book-less coin between ours (``null`` premium, midPx and
-  impactPxs) so clients must join ctxs by index and skip ``isDelisted``.
+- ``meta`` and ``metaAndAssetCtxs``: every perpetual of the universe listed by now
+  (``BTC``, ``kPEPE``), in listing order as the venue appends new assets; a delisted one
+  stays in place with ``isDelisted: true`` (the key is absent otherwise) and a book-less
+  ctx (``null`` premium, midPx and impactPxs), so clients must join ctxs by index and skip
+  it. A ctx has ``funding`` (the open hour's estimate), ``openInterest`` (coins of the
+  name's unit), ``dayNtlVlm`` (USD), ``markPx`` / ``oraclePx`` / ``premium``: the ranking
+  source is ``openInterest`` x ``oraclePx`` or ``dayNtlVlm``.
+- ``predictedFundings``: per listed coin, Binance's, Hyperliquid's and Bybit's open window
+  of their main perpetual of the coin, ``null`` where a venue does not list it.
 - Errors as the venue's HTTP layer gives them: a body that is not JSON -> 400, an unknown
   request type or a bad field -> 422 (plain-text reasons), a coin it does not list -> 500
   with body ``null``.
 - Weight: 20 per info read, plus 1 per 20 ``fundingHistory`` rows returned; 1200 a minute.
 - Stream: subscribe -> ``subscriptionResponse`` ack echoing the request, then the coin's ctx
   at once and every ``push_interval_s``; ``{"method":"ping"}`` -> ``{"channel":"pong"}``;
-  the connection is closed when the client has sent nothing for ``idle_timeout_s`` (60 s).
+  the connection is closed when the server has sent nothing on it for ``idle_timeout_s``
+  (60 s): pushes and replies keep it open, a silent unsubscribed connection is cut.
 
 The page size and weights are restated here rather than imported from the client: the
 simulator stands for the venue, so a client that misreads them is caught.
@@ -27,6 +34,8 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import math
+import time
 from decimal import Decimal
 from typing import Any
 
@@ -34,8 +43,10 @@ import polars as pl
 from websockets.exceptions import ConnectionClosed
 
 from ...clients.http import Budget
-from ...venues import COINS
+from ...instruments import Instrument
+from .. import universe
 from ..server import Request, Response, VenueSim, WsSession, json_response
+from .market import decimals_for, index_price
 
 VENUE = "hyperliquid"
 PAGE_ROWS = 500
@@ -44,32 +55,33 @@ ROWS_PER_EXTRA_WEIGHT = 20
 HOUR = dt.timedelta(hours=1)
 EPOCH = dt.datetime(1970, 1, 1)
 
-#: Static per-coin market figures (prices are not modelled): szDecimals, maxLeverage,
-#: marginTableId, oracle price, open interest, day volume in coins.
-ASSETS: dict[str, tuple[int, int, int, float, float, float]] = {
-    "BTC": (5, 40, 56, 64429.0, 32227.66018, 17577.61508),
-    "ETH": (4, 25, 55, 3120.5, 1109512.2198, 158647.2869),
-    "SOL": (2, 20, 54, 142.31, 5671239.42, 1735938.95),
-}
-#: A delisted coin kept in the universe with a book-less ctx.
-DELISTED = {"szDecimals": 1, "name": "MATIC", "maxLeverage": 20, "marginTableId": 51, "isDelisted": True}
-DELISTED_CTX = {
-    "funding": "0.0",
-    "openInterest": "0.0",
-    "prevDayPx": "0.3812",
-    "dayNtlVlm": "0.0",
-    "premium": None,
-    "oraclePx": "0.3809",
-    "markPx": "0.3812",
-    "midPx": None,
-    "impactPxs": None,
-    "dayBaseVlm": "0.0",
+#: Static market figures of a few coins (prices are not modelled): szDecimals, maxLeverage,
+#: marginTableId, oracle price; other coins get :func:`asset_figures`.
+ASSETS: dict[str, tuple[int, int, int, float]] = {
+    "BTC": (5, 40, 56, 64429.0),
+    "ETH": (4, 25, 55, 3120.5),
+    "SOL": (2, 20, 54, 142.31),
 }
 MARGIN_TABLES = [[50, {"description": "", "marginTiers": [{"lowerBound": "0.0", "maxLeverage": 50}]}]]
 #: predictedFundings venue names, in the venue's order.
 PREDICTED_VENUES = (("BinPerp", "binance"), ("HlPerp", VENUE), ("BybitPerp", "bybit"))
 #: Perp prices carry at most 6 - szDecimals decimals.
 MAX_PRICE_DECIMALS = 6
+
+
+def asset_figures(inst: Instrument) -> tuple[int, int, int, float]:
+    """(szDecimals, maxLeverage, marginTableId, oracle price of the name's unit) of ``inst``."""
+    known = ASSETS.get(inst.venue_symbol)
+    if known is not None:
+        return known
+    oracle = index_price(inst.symbol) * inst.multiplier
+    sz = min(5, max(0, math.floor(math.log10(oracle)) + 1))
+    return sz, 10, 52, round(oracle, price_decimals(sz, oracle))
+
+
+def price_decimals(sz: int, price: float) -> int:
+    """Decimals of a perp price: ``6 - szDecimals``, or five significant digits of a tiny one."""
+    return max(MAX_PRICE_DECIMALS - sz, decimals_for(price, 5))
 
 
 class BadRequest(Exception):
@@ -168,11 +180,19 @@ class Sim(VenueSim):
         except UnknownCoin:
             return json_response(None, 500)
 
+    def _listed(self) -> list[Instrument]:
+        """The universe's perpetuals listed by now, in the order the venue appended them."""
+        return sorted(self.feed.listing(VENUE), key=lambda i: (i.listed_at or dt.datetime.min, i.venue_symbol))
+
+    def _coin(self, name: object) -> Instrument:
+        found = self.feed.instrument(VENUE, name) if isinstance(name, str) else None
+        if found is None:
+            raise UnknownCoin(name)
+        return found
+
     def history(self, body: dict) -> list[dict]:
         """``fundingHistory``: the first 500 settlements stamped in [startTime, endTime]."""
-        coin = body.get("coin")
-        if coin not in COINS:
-            raise UnknownCoin(coin)
+        inst = self._coin(body.get("coin"))
         now_ms = to_ms(self.feed.clock())
         start_ms = ms_field(body, "startTime")
         end_ms = min(ms_field(body, "endTime", now_ms), now_ms)
@@ -180,84 +200,118 @@ class Sim(VenueSim):
             return []
         # Stamps trail their settlement by < 1.5 s: take settlements up to an hour before.
         frame = self.feed.settlements(
-            VENUE, coin, from_ms(start_ms) - HOUR, from_ms(end_ms) + dt.timedelta(milliseconds=1)
+            VENUE, inst.symbol, from_ms(start_ms) - HOUR, from_ms(end_ms) + dt.timedelta(milliseconds=1), inst.contract
         )
         frame = frame.filter(pl.col("ts").is_between(from_ms(start_ms), from_ms(end_ms))).head(PAGE_ROWS)
-        premiums = self.window_premiums(coin, frame)
+        premiums = self.window_premiums(inst, frame)
         return [
-            {"coin": coin, "fundingRate": decimal_str(rate), "premium": decimal_str(premium), "time": to_ms(ts)}
+            {
+                "coin": inst.venue_symbol,
+                "fundingRate": decimal_str(rate),
+                "premium": decimal_str(premium),
+                "time": to_ms(ts),
+            }
             for rate, premium, ts in zip(frame["rate"], premiums, frame["ts"])
         ]
 
-    def window_premiums(self, coin: str, frame: pl.DataFrame) -> list[float]:
+    def window_premiums(self, inst: Instrument, frame: pl.DataFrame) -> list[float]:
         """The published average premium of each settled window of ``frame`` (8 decimals)."""
         if frame.is_empty():
             return []
         windows = self.feed.model.window_premiums(
-            VENUE, coin, frame["funding_time"][0], frame["funding_time"][-1] + dt.timedelta(milliseconds=1)
+            VENUE,
+            inst.symbol,
+            frame["funding_time"][0],
+            frame["funding_time"][-1] + dt.timedelta(milliseconds=1),
+            contract=inst.contract,
         )
         premium = dict(zip(windows["funding_time"], windows["premium"]))
         return [premium[t] for t in frame["funding_time"]]
 
     def meta(self) -> dict:
-        universe = [
-            {"szDecimals": sz, "name": coin, "maxLeverage": lev, "marginTableId": table}
-            for coin, (sz, lev, table, *_) in ASSETS.items()
-        ]
-        universe.insert(2, DELISTED)  # between ours: only an index join gets SOL right
-        return {"universe": universe, "marginTables": MARGIN_TABLES, "collateralToken": 0}
+        universe_rows = []
+        for inst in self._listed():
+            sz, lev, table, _ = asset_figures(inst)
+            row: dict[str, Any] = {"szDecimals": sz, "name": inst.venue_symbol, "maxLeverage": lev}
+            row["marginTableId"] = table
+            if not self.feed.trading(inst):
+                row["isDelisted"] = True
+            universe_rows.append(row)
+        return {"universe": universe_rows, "marginTables": MARGIN_TABLES, "collateralToken": 0}
 
     def ctxs(self) -> list[dict]:
-        ours = [self.ctx(coin) for coin in ASSETS]
-        return [*ours[:2], DELISTED_CTX, *ours[2:]]
+        return [self.ctx(inst) for inst in self._listed()]
 
-    def ctx(self, coin: str) -> dict[str, Any]:
-        """The coin's live asset context: the model's running estimate of the open hour."""
-        sz, _, _, oracle, open_interest, day_volume = ASSETS[coin]
-        rate, _, _ = self.feed.predicted(VENUE, coin)
+    def ctx(self, inst: Instrument) -> dict[str, Any]:
+        """The live asset context: the model's running estimate of the open hour, or a
+        book-less one for a delisted asset."""
+        sz, _, _, oracle = asset_figures(inst)
+        decimals = price_decimals(sz, oracle)
+        if not self.feed.trading(inst):
+            price = decimal_str(oracle)
+            return {
+                "funding": "0.0",
+                "openInterest": "0.0",
+                "prevDayPx": price,
+                "dayNtlVlm": "0.0",
+                "premium": None,
+                "oraclePx": price,
+                "markPx": price,
+                "midPx": None,
+                "impactPxs": None,
+                "dayBaseVlm": "0.0",
+            }
+        rate, _, _ = self.feed.predicted(*inst.key)
         now = self.feed.clock()
         hour = now.replace(minute=0, second=0, microsecond=0)
-        premium = float(self.feed.model.premium(VENUE, coin, hour, hour + HOUR)["premium"][0])
-        decimals = MAX_PRICE_DECIMALS - sz
+        premium = float(
+            self.feed.model.premium(VENUE, inst.symbol, hour, hour + HOUR, contract=inst.contract)["premium"][0]
+        )
         mark = round(oracle * (1 + premium), decimals)
         tick = 10.0**-decimals
+        volume = float(inst.volume_usd or 0.0)
         return {
             "funding": decimal_str(rate),
-            "openInterest": decimal_str(open_interest),
+            "openInterest": decimal_str(round(float(inst.open_interest_usd or 0.0) / oracle, sz)),
             "prevDayPx": decimal_str(oracle),
-            "dayNtlVlm": decimal_str(round(day_volume * oracle, 2)),
+            "dayNtlVlm": decimal_str(round(volume, 2)),
             "premium": decimal_str(round(premium, 10)),
             "oraclePx": decimal_str(oracle),
             "markPx": decimal_str(mark),
             "midPx": decimal_str(mark),
             "impactPxs": [decimal_str(round(mark - tick, decimals)), decimal_str(round(mark + tick, decimals))],
-            "dayBaseVlm": decimal_str(day_volume),
+            "dayBaseVlm": decimal_str(round(volume / oracle, sz)),
         }
 
     def predicted_fundings(self) -> list:
-        """Each coin's next settlement on Binance, Hyperliquid and Bybit, per venue interval."""
+        """Each listed coin's next settlement on Binance, Hyperliquid and Bybit (their main
+        perpetual of the coin, per its own interval); null where a venue does not list it."""
         out = []
-        for coin in COINS:
+        for inst in self._listed():
+            if not self.feed.trading(inst):
+                continue
             entries = []
             for name, venue in PREDICTED_VENUES:
-                rate, funding_time, hours = self.feed.predicted(venue, coin)
-                entry = {
-                    "fundingRate": decimal_str(rate),
-                    "nextFundingTime": to_ms(funding_time),
-                    "fundingIntervalHours": int(hours),
-                }
+                other = universe.find(venue, inst.symbol, None, self.feed.model.seed)
+                entry = None
+                if other is not None and self.feed.trading(other):
+                    rate, funding_time, hours = self.feed.predicted(*other.key)
+                    entry = {
+                        "fundingRate": decimal_str(rate),
+                        "nextFundingTime": to_ms(funding_time),
+                        "fundingIntervalHours": int(hours),
+                    }
                 entries.append([name, entry])
-            out.append([coin, entries])
+            out.append([inst.venue_symbol, entries])
         return out
 
     # --- WebSocket ----------------------------------------------------------------------
 
-    async def push(self, session: WsSession, coin: str) -> None:
-        await session.send(
-            {"channel": "activeAssetCtx", "data": {"coin": coin, "ctx": self.ctx(coin)}}, counts_prints=1
-        )
+    async def push(self, session: WsSession, inst: Instrument) -> None:
+        ctx = {"coin": inst.venue_symbol, "ctx": self.ctx(inst)}
+        await session.send({"channel": "activeAssetCtx", "data": ctx}, counts_prints=1)
 
-    async def answer(self, session: WsSession, text: str, subscribed: dict[str, None]) -> None:
+    async def answer(self, session: WsSession, text: str, subscribed: dict[str, Instrument]) -> None:
         """Reply to one client message: ping, subscribe or unsubscribe (activeAssetCtx)."""
         try:
             message = json.loads(text)
@@ -270,7 +324,9 @@ class Sim(VenueSim):
             return
         sub = message.get("subscription")
         coin = sub.get("coin") if isinstance(sub, dict) else None
-        if coin not in COINS or method not in ("subscribe", "unsubscribe") or sub.get("type") != "activeAssetCtx":
+        inst = self.feed.instrument(VENUE, coin) if isinstance(coin, str) else None
+        known = inst is not None and self.feed.trading(inst)
+        if not known or method not in ("subscribe", "unsubscribe") or sub.get("type") != "activeAssetCtx":
             await session.send({"channel": "error", "data": f"Invalid subscription {json.dumps(sub)}"})
             return
         if (method == "subscribe") == (coin in subscribed):
@@ -279,8 +335,8 @@ class Sim(VenueSim):
             return
         await session.send({"channel": "subscriptionResponse", "data": message})
         if method == "subscribe":
-            subscribed[coin] = None
-            await self.push(session, coin)
+            subscribed[coin] = inst
+            await self.push(session, inst)
         else:
             del subscribed[coin]
 
@@ -289,23 +345,22 @@ class Sim(VenueSim):
             await session.connection.close(1008, "no stream at this path")
             return
         loop = asyncio.get_running_loop()
-        subscribed: dict[str, None] = {}
-        heard = loop.time()
-        next_push = heard + self.push_interval_s
+        subscribed: dict[str, Instrument] = {}
+        next_push = loop.time() + self.push_interval_s
         try:
             while True:
                 now = loop.time()
-                if now >= heard + self.idle_timeout_s:
+                idle_until = session.last_sent - time.monotonic() + now + self.idle_timeout_s
+                if now >= idle_until:  # the venue counts what it sent, not what it heard
                     await session.connection.close(1000, "idle connection")
                     return
                 if now >= next_push:
-                    for coin in list(subscribed):
-                        await self.push(session, coin)
+                    for inst in list(subscribed.values()):
+                        await self.push(session, inst)
                     next_push = now + self.push_interval_s
                     continue
-                text = await session.recv(min(next_push, heard + self.idle_timeout_s) - now)
+                text = await session.recv(min(next_push, idle_until) - now)
                 if text is not None:
-                    heard = loop.time()
                     await self.answer(session, text, subscribed)
         except ConnectionClosed:
             return

@@ -15,6 +15,7 @@ import datetime as dt
 
 import polars as pl
 
+from ...instruments import Instrument
 from ...prints import MS
 from ..model import EPOCH_MS, HORIZON_MS, MINUTE_MS
 from ..server import Feed
@@ -32,18 +33,27 @@ def now_ms(feed: Feed) -> int:
     return (feed.clock() - UNIX) // dt.timedelta(milliseconds=1)
 
 
-def known_minutes(feed: Feed, venue: str, coin: str, lo_ms: int, hi_ms: int) -> pl.DataFrame:
+def to_ms(when: dt.datetime) -> int:
+    return (when - UNIX) // dt.timedelta(milliseconds=1)
+
+
+def known_minutes(feed: Feed, instrument: Instrument, lo_ms: int, hi_ms: int) -> pl.DataFrame:
     """Samples (``ts`` = start of the minute, ``premium``) of the minutes starting in
-    ``[lo_ms, hi_ms)`` that have ended by the simulator's now, oldest first."""
+    ``[lo_ms, hi_ms)`` that have ended by the simulator's now while ``instrument`` was
+    listed, oldest first."""
     hi_ms = min(hi_ms, now_ms(feed) // MINUTE_MS * MINUTE_MS, HORIZON_MS)
     lo_ms = max(lo_ms, EPOCH_MS)
-    return feed.model.premium_minutes(venue, coin, at_ms(lo_ms), at_ms(max(lo_ms, hi_ms)))
+    if instrument.listed_at is not None:
+        lo_ms = max(lo_ms, to_ms(instrument.listed_at))
+    if instrument.delisted_at is not None:
+        hi_ms = min(hi_ms, to_ms(instrument.delisted_at))
+    venue, coin, contract = instrument.key
+    return feed.model.premium_minutes(venue, coin, at_ms(lo_ms), at_ms(max(lo_ms, hi_ms)), contract=contract)
 
 
 def candles(
     feed: Feed,
-    venue: str,
-    coin: str,
+    instrument: Instrument,
     minutes: int,
     lo_ms: int | None,
     hi_ms: int | None,
@@ -51,7 +61,7 @@ def candles(
     *,
     newest: bool,
 ) -> pl.DataFrame:
-    """Candles of ``minutes`` minutes opening in ``[lo_ms, hi_ms]`` (None: unbounded), ascending.
+    """``instrument``'s candles of ``minutes`` minutes opening in ``[lo_ms, hi_ms]`` (None: unbounded), ascending.
 
     ``newest``: the last ``limit`` of them (up to ``hi_ms`` or now), else the first
     ``limit`` from ``lo_ms``. Columns :data:`CANDLE_COLUMNS`: ``open_ms`` (epoch ms), OHLC
@@ -71,7 +81,7 @@ def candles(
         last_open = min(last_open, first_open + (limit - 1) * width)
     if last_open < first_open:
         return pl.DataFrame(schema={c: pl.Int64 if c in ("open_ms", "samples") else pl.Float64 for c in CANDLE_COLUMNS})
-    samples = known_minutes(feed, venue, coin, first_open, last_open + width)
+    samples = known_minutes(feed, instrument, first_open, last_open + width)
     return (
         samples.group_by((pl.col("ts").dt.epoch(MS) // width * width).alias("open_ms"), maintain_order=True)
         .agg(

@@ -1,8 +1,20 @@
-"""OKX v5 in the simulator: funding history, archives, current funding and the WS channel.
+"""OKX v5 in the simulator: instruments, funding history, archives, current funding, open
+interest and the WS channel.
 
-Serves the model's ``okx`` prints for the USDT swaps of our coins (``BTC-USDT-SWAP``) with
-OKX's shapes: string envelopes ``{"code":"0","msg":"","data":[...]}``, every number and
+Serves every swap of the universe listed by the simulator's now (``BTC-USDT-SWAP``,
+``BTC-USDC-SWAP``, inverse ``BTC-USD-SWAP``; OKX names no multiplier) with OKX's shapes: string envelopes ``{"code":"0","msg":"","data":[...]}``, every number and
 epoch-ms time a string, rates with 16 decimals. Paths (under ``/okx``):
+
+- ``GET /api/v5/public/instruments?instType=SWAP`` (``instType`` required; ``uly``,
+  ``instFamily``, ``instId`` filters): every live swap in one answer, as OKX lists only the
+  instruments that trade (a delisted swap disappears). Rows: ``instType``, ``instId``,
+  ``uly`` / ``instFamily`` (``BTC-USDT``), ``settleCcy``, ``ctVal`` / ``ctValCcy`` (coins a
+  linear contract is worth, USD an inverse one is), ``ctMult`` ``"1"``, ``ctType``
+  (``linear`` / ``inverse``), ``listTime``, ``expTime`` ``""``, ``state`` ``live``, ``lever``,
+  ``tickSz``, ``lotSz``, ``minSz`` and the other fields OKX sends (``""`` where unused). Other
+  instrument types answer ``[]``.
+- ``GET /api/v5/public/open-interest?instType=SWAP`` (``instId`` optional): ``{instType,
+  instId, oi (contracts), oiCcy (coins), oiUsd, ts}`` per live swap: the ranking source.
 
 - ``GET /api/v5/public/funding-rate-history``: newest first; ``after`` / ``before`` are
   exclusive bounds on ``fundingTime`` (older than / newer than); with ``before`` alone the
@@ -19,7 +31,8 @@ epoch-ms time a string, rates with 16 decimals. Paths (under ``/okx``):
 - ``GET /cdn/okex/traderecords/swaprate/monthly/YYYYMM/<family>-fundingrates-YYYY-MM.zip``:
   a zip of one CSV in the layout :mod:`funding_assets.clients.okx` assumes (UNVERIFIED):
   ``instrument_name,contract_type,funding_rate,real_funding_rate,funding_time``.
-- ``GET /api/v5/public/funding-rate?instId=<id>|ANY``: the open window's prediction;
+- ``GET /api/v5/public/funding-rate?instId=<id>|ANY``: the open window's prediction (``ANY``:
+  every live swap); ``maxFundingRate`` / ``minFundingRate`` are the swap's cap and floor;
   ``fundingTime`` is its (upcoming) settlement, ``prevFundingTime`` its start,
   ``nextFundingTime`` the settlement after it (so ``nextFundingTime - fundingTime`` is the
   NEXT window's length), ``nextFundingRate`` is ``""``, ``ts`` the simulator's now.
@@ -48,6 +61,7 @@ import csv
 import datetime as dt
 import io
 import json
+import math
 import re
 import zipfile
 from decimal import Decimal
@@ -72,11 +86,18 @@ from ...clients.okx import (
     SWAP,
     WS_PATH,
 )
+from ...instruments import Instrument
 from ...prints import MS as TIME_UNIT
-from ...venues import COINS, RATE_CAPS, coin_for_symbol, venue_symbol
+from ...venues import INVERSE, SPECS
 from ..model import MINUTE_MS
 from ..server import Request, Response, VenueSim, WsSession, json_response
 from .klines import known_minutes, now_ms
+from .market import decimals_for, index_price
+
+INSTRUMENTS_PATH = "/api/v5/public/instruments"
+OPEN_INTEREST_PATH = "/api/v5/public/open-interest"
+INST_TYPES = ("SPOT", "MARGIN", "SWAP", "FUTURES", "OPTION")
+DEFAULT_CAP = SPECS["okx"].rate_cap
 
 REST_HISTORY = dt.timedelta(days=90)
 ARCHIVE_TZ_OFFSET = dt.timedelta(hours=8)  # OKX archives bucket days and months in UTC+8
@@ -120,6 +141,20 @@ def month_start(year: int, month: int) -> dt.datetime:
     return dt.datetime(year, month, 1) - ARCHIVE_TZ_OFFSET
 
 
+def family(swap: Instrument) -> str:
+    """``BTC-USDT`` of ``BTC-USDT-SWAP``: OKX's underlying and instrument family."""
+    return swap.venue_symbol.removesuffix(f"-{SWAP}")
+
+
+def contract_value(swap: Instrument) -> float:
+    """``ctVal``: USD an inverse contract is worth (100 for BTC, 10 else), coins a linear one
+    is (about 10 USD of the coin, a power of ten)."""
+    if swap.contract == INVERSE:
+        return 100 if swap.symbol == "BTC" else 10
+    exponent = round(math.log10(10 / index_price(swap.symbol)))
+    return float(10**exponent) if exponent < 0 else int(10**exponent)
+
+
 class OkxFailure(Exception):
     """A request OKX rejects: HTTP status, OKX code and message."""
 
@@ -158,6 +193,8 @@ class Sim(VenueSim):
             CURRENT_PATH: self._current,
             ARCHIVE_PATH: self._archive_links,
             PREMIUM_PATH: self._premium_history,
+            INSTRUMENTS_PATH: self._instruments,
+            OPEN_INTEREST_PATH: self._open_interest,
         }
         try:
             if request.path.startswith(CDN_PREFIX) and request.method == "GET":
@@ -169,18 +206,21 @@ class Sim(VenueSim):
         except OkxFailure as failure:
             return self._envelope_error(failure)
 
-    def _known(self, inst_id: str | None) -> str | None:
-        """The coin of one of our swaps' exact instId, else None."""
-        coin = coin_for_symbol(self.venue, inst_id) if inst_id else None
-        return coin if coin is not None and venue_symbol(self.venue, coin) == inst_id else None
+    def _known(self, inst_id: str | None) -> Instrument | None:
+        """The swap of an exact instId listed by now (delisted ones too), else None."""
+        return self.feed.instrument(self.venue, inst_id)
 
-    def _coin(self, inst_id: str | None) -> str:
+    def _swap(self, inst_id: str | None) -> Instrument:
         if not inst_id:
             raise OkxFailure(400, "50014", "Parameter instId can not be empty.")
-        coin = self._known(inst_id)
-        if coin is None:
+        found = self._known(inst_id)
+        if found is None:
             raise OkxFailure(400, "51001", "Instrument ID, Instrument ID code, or Spread ID doesn't exist.")
-        return coin
+        return found
+
+    def _live(self) -> list[Instrument]:
+        """The swaps trading now, by instId."""
+        return sorted((i for i in self.feed.listing(self.venue) if self.feed.trading(i)), key=lambda i: i.venue_symbol)
 
     @staticmethod
     def _int(query: dict[str, str], name: str, default: int | None = None) -> int | None:
@@ -194,7 +234,7 @@ class Sim(VenueSim):
 
     def _history(self, query: dict[str, str]) -> list[dict]:
         inst = query.get("instId")
-        coin = self._coin(inst)
+        swap = self._swap(inst)
         limit = self._int(query, "limit", self.history_limit_max)
         if limit < 1:
             raise OkxFailure(400, "51000", "Parameter limit error")
@@ -202,7 +242,11 @@ class Sim(VenueSim):
         now = self.feed.clock()
         start = now - REST_HISTORY if before is None else max(now - REST_HISTORY, at_ms(before + 1))
         end = now + MS if after is None else at_ms(after)
-        rows = self.feed.settlements(self.venue, coin, start, end).reverse().head(min(limit, self.history_limit_max))
+        rows = (
+            self.feed.settlements(self.venue, swap.symbol, start, end, swap.contract)
+            .reverse()
+            .head(min(limit, self.history_limit_max))
+        )
         return [
             self._history_row(inst, epoch_ms(t), rate) for t, rate in rows.select("funding_time", "rate").iter_rows()
         ]
@@ -210,7 +254,7 @@ class Sim(VenueSim):
     def _premium_history(self, query: dict[str, str]) -> list[dict]:
         """premium-history rows, newest first (see the module docstring)."""
         inst = query.get("instId")
-        coin = self._coin(inst)
+        swap = self._swap(inst)
         limit = self._int(query, "limit", PREMIUM_LIMIT)
         if limit < 1:
             raise OkxFailure(400, "51000", "Parameter limit error")
@@ -220,7 +264,7 @@ class Sim(VenueSim):
         # Stamps rise with the minute and trail its start by 60-69 s: the newest row before
         # `upper` is among the two minutes starting just before upper - 60 s.
         top = (upper - MINUTE_MS) // MINUTE_MS * MINUTE_MS
-        samples = known_minutes(self.feed, self.venue, coin, top - limit * MINUTE_MS, top + MINUTE_MS)
+        samples = known_minutes(self.feed, swap, top - limit * MINUTE_MS, top + MINUTE_MS)
         stamps = premium_stamps(samples["ts"].dt.epoch(TIME_UNIT).to_numpy())
         rows = samples.with_columns(stamp=pl.Series(stamps)).filter(pl.col("stamp") < upper)
         if before is not None:
@@ -244,37 +288,122 @@ class Sim(VenueSim):
 
     def _current(self, query: dict[str, str]) -> list[dict]:
         inst = query.get("instId")
-        coins = COINS if inst == ALL_PERPETUALS else (self._coin(inst),)
-        return [self.funding_row(coin) for coin in coins]
+        swaps = self._live() if inst == ALL_PERPETUALS else [self._swap(inst)]
+        return [self.funding_row(swap) for swap in swaps]
 
-    def funding_row(self, coin: str) -> dict:
-        """The REST / WS ``funding-rate`` row of ``coin`` at the simulator's now."""
+    def funding_row(self, swap: Instrument) -> dict:
+        """The REST / WS ``funding-rate`` row of ``swap`` at the simulator's now."""
         now = self.feed.clock()
-        rate, funding_time, hours = self.feed.predicted(self.venue, coin)
-        following = self.feed.model.interval_hours_at(self.venue, coin, funding_time)
+        venue, coin, contract = swap.key
+        rate, funding_time, hours = self.feed.predicted(venue, coin, contract, at=now)
+        following = self.feed.model.interval_hours_at(venue, coin, funding_time, contract=contract)
         hour = now.replace(minute=0, second=0, microsecond=0)
-        premium = self.feed.model.premium(self.venue, coin, hour, hour + dt.timedelta(hours=1))["premium"][0]
-        last = self.feed.settlements(self.venue, coin, funding_time - dt.timedelta(days=2), now + MS)
-        cap = decimal_string(RATE_CAPS[self.venue])
+        premium = self.feed.model.premium(venue, coin, hour, hour + dt.timedelta(hours=1), contract=contract)
+        last = self.feed.settlements(venue, coin, funding_time - dt.timedelta(days=2), now + MS, contract)
+        cap = swap.rate_cap if swap.rate_cap is not None else DEFAULT_CAP
+        floor = swap.rate_floor if swap.rate_floor is not None else -cap
         return {
             "formulaType": "withRate",
             "fundingRate": decimal_string(rate),
             "fundingTime": str(epoch_ms(funding_time)),
             "impactValue": "20000.0000000000000000",
-            "instId": venue_symbol(self.venue, coin),
+            "instId": swap.venue_symbol,
             "instType": SWAP,
             "interestRate": INTEREST,
-            "maxFundingRate": cap.rstrip("0"),
+            "maxFundingRate": decimal_string(cap).rstrip("0"),
             "method": "current_period",
-            "minFundingRate": "-" + cap.rstrip("0"),
+            "minFundingRate": decimal_string(floor).rstrip("0"),
             "nextFundingRate": "",
             "nextFundingTime": str(epoch_ms(funding_time + dt.timedelta(hours=following))),
-            "premium": decimal_string(premium),
+            "premium": decimal_string(premium["premium"][0]),
             "prevFundingTime": str(epoch_ms(funding_time - dt.timedelta(hours=hours))),
             "settFundingRate": decimal_string(last["rate"][-1]) if last.height else "",
             "settState": "settled",
             "ts": str(epoch_ms(now)),
         }
+
+    # --- instruments -----------------------------------------------------------------------
+
+    def _inst_type(self, query: dict[str, str]) -> str:
+        inst_type = query.get("instType")
+        if not inst_type:
+            raise OkxFailure(400, "50014", "Parameter instType can not be empty.")
+        if inst_type not in INST_TYPES:
+            raise OkxFailure(400, "51000", "Parameter instType error")
+        return inst_type
+
+    def _filtered(self, query: dict[str, str]) -> list[Instrument]:
+        """Live swaps, narrowed by ``uly`` / ``instFamily`` / ``instId``; none for other types."""
+        if self._inst_type(query) != SWAP:
+            return []
+        swaps = self._live()
+        for name, of in (("uly", family), ("instFamily", family), ("instId", lambda i: i.venue_symbol)):
+            if query.get(name):
+                swaps = [i for i in swaps if of(i) == query[name]]
+        return swaps
+
+    def _instruments(self, query: dict[str, str]) -> list[dict]:
+        return [self._instrument_row(swap) for swap in self._filtered(query)]
+
+    @staticmethod
+    def _instrument_row(swap: Instrument) -> dict:
+        price = index_price(swap.symbol)
+        decimals = decimals_for(price, 5)
+        inverse = swap.contract == INVERSE
+        return {
+            "alias": "",
+            "auctionEndTime": "",
+            "baseCcy": "",
+            "category": "1",
+            "ctMult": "1",
+            "ctType": "inverse" if inverse else "linear",
+            "ctVal": str(contract_value(swap)),
+            "ctValCcy": "USD" if inverse else swap.symbol,
+            "expTime": "",
+            "futureSettlement": False,
+            "instFamily": family(swap),
+            "instId": swap.venue_symbol,
+            "instType": SWAP,
+            "lever": "50" if swap.symbol in ("BTC", "ETH") else "20",
+            "listTime": str(epoch_ms(swap.listed_at)) if swap.listed_at else "",
+            "lotSz": "1" if inverse else "0.01",
+            "maxIcebergSz": "100000000.0000000000000000",
+            "maxLmtAmt": "20000000",
+            "maxLmtSz": "100000000",
+            "maxMktAmt": "",
+            "maxMktSz": "10000",
+            "maxStopSz": "10000",
+            "maxTriggerSz": "100000000.0000000000000000",
+            "maxTwapSz": "100000000.0000000000000000",
+            "minSz": "1" if inverse else "0.01",
+            "optType": "",
+            "quoteCcy": "",
+            "ruleType": "normal",
+            "settleCcy": swap.settle or ("USDT" if not inverse else swap.symbol),
+            "state": "live",
+            "stk": "",
+            "tickSz": f"{10.0**-decimals:.{decimals}f}",
+            "uly": family(swap),
+        }
+
+    def _open_interest(self, query: dict[str, str]) -> list[dict]:
+        ts = str(epoch_ms(self.feed.clock()))
+        rows = []
+        for swap in self._filtered(query):
+            usd = float(swap.open_interest_usd or 0.0)
+            coins = usd / index_price(swap.symbol)
+            contracts = usd / contract_value(swap) if swap.contract == INVERSE else coins / contract_value(swap)
+            rows.append(
+                {
+                    "instType": SWAP,
+                    "instId": swap.venue_symbol,
+                    "oi": f"{contracts:.2f}",
+                    "oiCcy": f"{coins:.8f}",
+                    "oiUsd": f"{usd:.4f}",
+                    "ts": ts,
+                }
+            )
+        return rows
 
     # --- archives -------------------------------------------------------------------------
 
@@ -324,11 +453,12 @@ class Sim(VenueSim):
             return Response(404, b"Not Found", {"Content-Type": "text/plain"})
         year, month, family = int(match[1]), int(match[2]), match[3]
         inst = f"{family}-{SWAP}"
-        coin = self._known(inst)
+        swap = self._known(inst)
         start, end = month_start(year, month), month_start(year, month + 1)
-        if coin is None or end > self.feed.clock():
+        if swap is None or end > self.feed.clock():
             return Response(404, b"Not Found", {"Content-Type": "text/plain"})
-        rows = self.feed.settlements(self.venue, coin, start, end).select("funding_time", "rate").iter_rows()
+        rows = self.feed.settlements(self.venue, swap.symbol, start, end, swap.contract)
+        rows = rows.select("funding_time", "rate").iter_rows()
         text = io.StringIO()
         writer = csv.writer(text, lineterminator="\n")
         writer.writerow(ARCHIVE_COLUMNS)
@@ -354,7 +484,7 @@ class Sim(VenueSim):
 
     async def _serve_stream(self, session: WsSession) -> None:
         loop = asyncio.get_running_loop()
-        subscribed: dict[str, str] = {}  # instId -> coin
+        subscribed: dict[str, Instrument] = {}  # instId -> swap
         last_traffic = loop.time()
         next_push = float("inf")
         while True:
@@ -363,8 +493,8 @@ class Sim(VenueSim):
                 await session.connection.close(IDLE_CLOSE_CODE, "No data received in 30s.")
                 return
             if now >= next_push:
-                for inst, coin in list(subscribed.items()):
-                    push = {"arg": {"channel": CHANNEL, "instId": inst}, "data": [self.funding_row(coin)]}
+                for inst, swap in list(subscribed.items()):
+                    push = {"arg": {"channel": CHANNEL, "instId": inst}, "data": [self.funding_row(swap)]}
                     await session.send(push, counts_prints=1)
                 last_traffic, next_push = loop.time(), now + self.push_interval_s
                 continue
@@ -380,7 +510,7 @@ class Sim(VenueSim):
             elif not subscribed:
                 next_push = float("inf")
 
-    def _ws_replies(self, message: str, subscribed: dict[str, str], session: WsSession) -> list:
+    def _ws_replies(self, message: str, subscribed: dict[str, Instrument], session: WsSession) -> list:
         """The answers to one client message; updates ``subscribed`` in place."""
         if message == "ping":
             return ["pong"]
@@ -396,13 +526,13 @@ class Sim(VenueSim):
         for arg in args:
             arg = arg if isinstance(arg, dict) else {}
             inst, channel = arg.get("instId"), arg.get("channel")
-            coin = self._known(inst)
-            if channel != CHANNEL or coin is None:
+            swap = self._known(inst)
+            if channel != CHANNEL or swap is None or not self.feed.trading(swap):
                 msg = f"Wrong URL or channel:{channel},instId:{inst} doesn't exist. Please use the correct URL, channel and parameters referring to API document."
                 replies.append({"event": "error", "code": "60018", "msg": msg, "connId": conn_id})
                 continue
             if op == "subscribe":
-                subscribed[inst] = coin
+                subscribed[inst] = swap
             else:
                 subscribed.pop(inst, None)
             replies.append({"event": op, "arg": {"channel": CHANNEL, "instId": inst}, "connId": conn_id})
