@@ -38,13 +38,13 @@ from hypothesis import strategies as st
 from websockets.asyncio.server import serve
 
 from funding_assets.clients import KNOWN_INTERVALS, Budget, HttpClient, VenueError, client_for
-from funding_assets.live.collector import Collector
+from funding_assets.live.collector import Collector, series_key
 from funding_assets.live.landing import NAME_RE, landed_files, read_landed
 from funding_assets.live.status import read_status, status_path
 from funding_assets.sim import FundingModel
 from funding_assets.sim.server import Faults, Feed, SimClock, SimServer
 from funding_assets.sim.venues import VENUE_SIMS
-from funding_assets.venues import VENUES, venue_symbol
+from funding_assets.venues import VENUES
 
 pytest_plugins = ["reliability"]
 
@@ -126,7 +126,8 @@ def test_the_collector_loses_no_print_when_sockets_drop_or_stall(fault, simulato
         """Every venue reconnected enough and learned, under the faults, every coin's settlements
         up to ``learned`` (whatever the speed of this machine: only the timeout depends on it)."""
         return len(collector.runtimes) == len(venues) and all(
-            rt.reconnects >= reconnects and all(rt.last_realised.get(c, start) >= learned for c in COINS)
+            rt.reconnects >= reconnects
+            and all(rt.last_realised.get(series_key(rt.venue, c), start) >= learned for c in COINS)
             for rt in collector.runtimes.values()
         )
 
@@ -163,13 +164,17 @@ def test_the_collector_loses_no_print_when_sockets_drop_or_stall(fault, simulato
         if venue != "hyperliquid":  # stamped on arrival by the client's clock: the estimate moves
             for row in stream.sample(min(stream.height, 50), seed=1).iter_rows(named=True):
                 rate, funding_time, hours_ = MODEL.predicted(venue, row["symbol"], row["ts"])
-                assert (row["rate"], row["funding_time"], row["interval_hours"]) == (rate, funding_time, hours_), row
+                assert (row["rate"], row["funding_time"], row["interval_hours"]) == (rate, funding_time, hours_), (
+                    venue,
+                    row["ts"],
+                    row["source"],
+                )
         received = stream["received_at"].sort()
         outages.append(received.diff().dt.total_milliseconds().max() / 1000)  # the longest time without a print
         for coin in COINS:
             # realised prints: exactly the model's settlements from the pre-warm to the last learned
-            fills = [f for f in rt.fills if f[1] == coin]
-            first, last = fills[0][2], rt.last_realised[coin]
+            fills = [f for f in rt.fills if f[1] == series_key(venue, coin)]
+            first, last = fills[0][2], rt.last_realised[series_key(venue, coin)]
             assert last >= learned, (venue, coin, last)  # learned during the faults
             truth = MODEL.settlements(venue, coin, first, last + dt.timedelta(milliseconds=1))
             got = landed.filter(
@@ -208,19 +213,21 @@ class FrozenClock:
 
 
 def push(venue: str, sim, coin: str, now: dt.datetime, k: int) -> dict:
-    """One data push of ``venue`` for ``coin`` as the simulator builds it (its own payloads)."""
-    symbol = venue_symbol(venue, coin)
+    """One data push of ``venue`` for ``coin``'s main perpetual as the simulator builds it (its
+    own payloads)."""
+    inst = MODEL.instrument(venue, coin)
+    symbol = inst.venue_symbol
     if venue == "binance":
-        return {"stream": f"{symbol.lower()}@markPrice@1s", "data": sim._mark_price_event(coin)}
+        return {"stream": f"{symbol.lower()}@markPrice@1s", "data": sim._mark_price_event(inst, False)}
     if venue == "bybit":  # a snapshot: each push stands alone (deltas: see the known bug below)
         ts = (now - UNIX) // dt.timedelta(milliseconds=1)
-        return {"topic": f"tickers.{symbol}", "type": "snapshot", "data": sim._ticker(coin, now), "cs": k, "ts": ts}
+        return {"topic": f"tickers.{symbol}", "type": "snapshot", "data": sim._ticker(inst, now), "cs": k, "ts": ts}
     if venue == "okx":
-        return {"arg": {"channel": "funding-rate", "instId": symbol}, "data": [sim.funding_row(coin)]}
+        return {"arg": {"channel": "funding-rate", "instId": symbol}, "data": [sim.funding_row(inst)]}
     if venue == "hyperliquid":
-        return {"channel": "activeAssetCtx", "data": {"coin": coin, "ctx": sim.ctx(coin)}}
+        return {"channel": "activeAssetCtx", "data": {"coin": symbol, "ctx": sim.ctx(inst)}}
     channel = f"ticker.{symbol}.100ms"
-    return {"jsonrpc": "2.0", "method": "subscription", "params": {"channel": channel, "data": sim.ticker(coin)}}
+    return {"jsonrpc": "2.0", "method": "subscription", "params": {"channel": channel, "data": sim.ticker(inst)}}
 
 
 def script(venue: str, n: int = 6) -> tuple[list[dict], dict]:

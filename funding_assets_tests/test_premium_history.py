@@ -261,13 +261,14 @@ def test_binance_premium_index_klines_wire(server):
     assert [r[0] for r in latest] == [epoch(NOW) // 60_000 * 60_000 - 120_000, epoch(NOW) // 60_000 * 60_000 - 60_000]
     five = get(server, "binance", path, symbol="BTCUSDT", interval="5m", startTime=start, limit=1).json()[0]
     ones = rows[:5]
-    assert five[1:5] == [ones[0][1], max(r[2] for r in ones), min(r[3] for r in ones), ones[-1][4]]
+    highs, lows = [r[2] for r in ones], [r[3] for r in ones]
+    assert five[1:5] == [ones[0][1], max(highs, key=float), min(lows, key=float), ones[-1][4]]
     assert five[6] == start + 300_000 - 1 and five[8] == 60
     for params, code in [
         ({"interval": "1m"}, -1102),
         ({"symbol": "BTCUSDT"}, -1102),
         ({"symbol": "BTCUSDT", "interval": "7m"}, -1120),
-        ({"symbol": "DOGEUSDT", "interval": "1m"}, -1121),
+        ({"symbol": "NOSUCHUSDT", "interval": "1m"}, -1121),
     ]:
         response = get(server, "binance", path, **params)
         assert response.status_code == 400 and response.json()["code"] == code, params
@@ -323,7 +324,7 @@ def test_okx_premium_history_wire(server):
     between = get(server, "okx", path, instId="BTC-USDT-SWAP", after=stamps[2], before=stamps[6]).json()["data"]
     assert [int(r["ts"]) for r in between] == stamps[3:6]  # `before` is exclusive too
     assert len(get(server, "okx", path, instId="BTC-USDT-SWAP", limit=500).json()["data"]) == 100
-    refused = get(server, "okx", path, instId="DOGE-USDT-SWAP")
+    refused = get(server, "okx", path, instId="NOSUCH-USDT-SWAP")
     assert refused.status_code == 400 and refused.json()["code"] == "51001"
 
 

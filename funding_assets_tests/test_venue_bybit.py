@@ -260,11 +260,11 @@ def test_history_bound_rules(server):
     latest = MODEL.settlements("bybit", "BTC", START - 10 * H, START + MS)["funding_time"][-1]
     assert len(neither) == 200 and int(neither[0]["fundingRateTimestamp"]) == epoch(latest)
     assert len(history(server, limit=3).json()["result"]["list"]) == 3
-    assert history(server, limit=201).json()["retCode"] == 10001
+    assert len(history(server, limit=1000).json()["result"]["list"]) == 200  # clamped, not refused
 
 
 def test_unknown_symbol_is_a_params_error_with_http_200(server):
-    response = get(server, bybit_sim.HISTORY_PATH, category="linear", symbol="DOGEUSDT", endTime=1)
+    response = get(server, bybit_sim.HISTORY_PATH, category="linear", symbol="NOSUCHUSDT", endTime=1)
     assert response.status_code == 200
     assert response.json()["retCode"] == 10001 and response.json()["retMsg"] == "params error: symbol invalid"
     with pytest.raises(VenueError, match="retCode 10001"):
@@ -304,11 +304,12 @@ def test_settled_over_months_equals_the_model(client, coin):
 
 
 def test_settled_across_an_interval_episode_and_a_gap(client):
-    first, last = dt.datetime(2024, 10, 25), dt.datetime(2024, 11, 2)
-    truth = model_rows("BTC", first, last)
+    # Bybit's majors never went hourly; AR did, in the model, with a missing settlement.
+    first, last = dt.datetime(2024, 10, 7), dt.datetime(2024, 10, 15)
+    truth = model_rows("AR", first, last)
     gaps = truth["funding_time"].diff().dt.total_hours() / truth["interval_hours"]
     assert set(truth["interval_hours"]) == {8.0, 1.0} and gaps.max() > 1  # preconditions from the model
-    assert client.settled("BTC", first, last).select(COLUMNS).equals(truth)
+    assert client.settled("AR", first, last).select(COLUMNS).equals(truth)
 
 
 @pytest.mark.parametrize(("rows_fetched", "requests"), [(199, 1), (200, 1), (201, 2)])
@@ -348,13 +349,13 @@ def fast_server():
 
 def test_ws_protocol(server):
     async def session() -> list[dict]:
-        async with connect(server.ws_url("bybit") + bybit_sim.WS_PATH) as ws:
+        async with connect(server.ws_url("bybit") + "/v5/public/linear") as ws:
             await ws.send(json.dumps({"op": "subscribe", "args": ["tickers.BTCUSDT"]}))
             replies = [json.loads(await ws.recv()) for _ in range(3)]
             await ws.send(json.dumps({"op": "ping"}))
             while (reply := json.loads(await ws.recv())).get("op") != "ping":
                 pass
-            await ws.send(json.dumps({"op": "subscribe", "args": ["tickers.DOGEUSDT"]}))
+            await ws.send(json.dumps({"op": "subscribe", "args": ["tickers.NOSUCHUSDT"]}))
             while "op" not in (refusal := json.loads(await ws.recv())):
                 pass
             return [*replies, reply, refusal]
@@ -366,7 +367,7 @@ def test_ws_protocol(server):
     assert {"fundingRate", "nextFundingTime", "fundingIntervalHour", "fundingCap"} <= set(snapshot["data"])
     assert delta["type"] == "delta" and "nextFundingTime" not in delta["data"]  # unchanged -> absent
     assert pong == {"success": True, "ret_msg": "pong", "conn_id": ack["conn_id"], "op": "ping"}
-    assert refusal["success"] is False and "DOGEUSDT" in refusal["ret_msg"]
+    assert refusal["success"] is False and "NOSUCHUSDT" in refusal["ret_msg"]
 
 
 def test_stream_merges_deltas_into_the_models_predictions(fast_server):

@@ -152,10 +152,12 @@ def test_settled_over_six_weeks_equals_the_model(server, coin):
 
 
 def test_settled_across_a_model_gap_keeps_the_gap_and_hourly_intervals(server):
-    start, end = dt.datetime(2024, 2, 20), dt.datetime(2024, 3, 5)
+    start, end = dt.datetime(2024, 2, 26), dt.datetime(2024, 3, 11)
     want = model_settlements("BTC", start, end)
-    missing = {dt.datetime(2024, 2, 25, 22) + HOUR * k for k in range(3)}  # 3 unpublished hours before 02-26 01:00
-    assert missing.isdisjoint(want["funding_time"].to_list()) and want.height == 14 * 24 + 1 - 3
+    hours = {start + HOUR * k for k in range(14 * 24 + 1)}
+    missing = hours - set(want["funding_time"].to_list())  # unpublished hours before 03-09 15:00
+    assert 1 <= len(missing) <= 3 and max(missing) == dt.datetime(2024, 3, 9, 14)
+    assert want.height == len(hours) - len(missing)
     got = make_client(server).settled("BTC", start, end)
     assert_same_prints(got, want)
     assert got["interval_hours"].unique().to_list() == [1.0]
@@ -251,9 +253,10 @@ def test_history_bounds_truncation_and_trailing_interest_8h(server):
     )
     rows = body["result"]
     stamps = [r["timestamp"] for r in rows]
-    # start exclusive; at most 744 h after start, whatever the end asked
-    assert status == 200 and stamps[0] == start_ms + 3_600_000 and stamps[-1] == start_ms + 744 * 3_600_000
-    assert stamps == sorted(stamps) and len(rows) == model_settlements("BTC", start + HOUR, start + 744 * HOUR).height
+    # end inclusive; at most the 744 h before end, whatever the start asked (the venue counts back)
+    end = start + 40 * 24 * HOUR
+    assert status == 200 and stamps[0] == end_ms - 743 * 3_600_000 and stamps[-1] == end_ms
+    assert stamps == sorted(stamps) and len(rows) == model_settlements("BTC", end - 743 * HOUR, end).height
     assert all(isinstance(r[k], float) for r in rows for k in ("interest_1h", "interest_8h", "index_price"))
     hourly = dict(zip(stamps, (r["interest_1h"] for r in rows)))
     for row in rows[10:20]:

@@ -20,7 +20,7 @@ import polars as pl
 import pytest
 from websockets.exceptions import ConnectionClosed
 
-from funding_assets.clients import Budget, HttpClient, VenueError, client_for, prints_frame
+from funding_assets.clients import Budget, HttpClient, VenueError, client_for, instruments_of, prints_frame
 from funding_assets.clients import hyperliquid as hl
 from funding_assets.sim import FundingModel
 from funding_assets.sim import venues as sim_venues
@@ -192,13 +192,14 @@ RECEIVED_NEXT_HOUR = utc("2026-09-27 14:00")
 
 
 @needs_fixtures
-def test_meta_and_asset_ctxs_gives_one_hourly_estimate_per_coin_of_ours():
+def test_meta_and_asset_ctxs_gives_one_hourly_estimate_per_listed_coin():
     prints = frame_of(
         hl.parse_meta_and_asset_ctxs(load("hyperliquid/hl_metaAndAssetCtxs_Yassi80_subset.json"), RECEIVED_MS)
     )
-    assert prints.select("symbol", "ts", "funding_time", "rate", "interval_hours", "kind").rows() == [
-        (coin, RECEIVED, RECEIVED_NEXT_HOUR, 0.0000125, 1.0, "predicted") for coin in ("BTC", "ETH", "SOL")
-    ]  # HYPE is listed but not ours
+    assert prints.select("symbol", "contract", "ts", "funding_time", "rate", "interval_hours", "kind").rows() == [
+        (coin, "usdc", RECEIVED, RECEIVED_NEXT_HOUR, 0.0000125, 1.0, "predicted")
+        for coin in ("BTC", "ETH", "HYPE", "SOL")
+    ]
 
 
 @needs_fixtures
@@ -208,16 +209,18 @@ def test_meta_and_asset_ctxs_joins_by_index_and_skips_delisted():
         ctx["funding"] = f"0.00000{i + 1}"
     meta["universe"][1]["isDelisted"] = True  # ETH
     rows = hl.parse_meta_and_asset_ctxs([meta, ctxs], RECEIVED_MS)
-    assert [(r["coin"], r["rate"]) for r in rows] == [("BTC", 0.000001), ("SOL", 0.000003)]
+    assert [(r["coin"], r["rate"]) for r in rows] == [("BTC", 0.000001), ("SOL", 0.000003), ("HYPE", 0.000004)]
     with pytest.raises(ValueError, match="universe"):
         hl.parse_meta_and_asset_ctxs([meta, ctxs[:3]], RECEIVED_MS)
 
 
 @needs_fixtures
-def test_meta_2023_universe_maps_positions_to_our_coins():
-    coins = hl.universe_coins(load("hyperliquid/hl_meta_2023-07-17_raw.json"))
-    assert len(coins) == 28
-    assert {i: c for i, c in enumerate(coins) if c} == {0: "BTC", 1: "ETH", 5: "SOL"}
+def test_meta_2023_universe_maps_positions_to_canonical_coins():
+    meta = load("hyperliquid/hl_meta_2023-07-17_raw.json")
+    coins = hl.universe_coins(meta)
+    assert len(coins) == 28 and all(coins)
+    assert (coins[0], coins[1], coins[5]) == ("BTC", "ETH", "SOL")
+    assert hl.universe_names(meta)[15] == "kPEPE" and coins[15] == "PEPE"  # 1000 PEPE a unit
 
 
 @needs_fixtures
@@ -231,6 +234,7 @@ def test_predicted_fundings_keep_each_venues_own_interval():
         ("ETH", "binance"): (0.00009363, 8.0, 1790524800000),
         ("ETH", "hyperliquid"): (0.0000125, 1.0, 1790517600000),
         ("ETH", "bybit"): (0.00006392, 8.0, 1790524800000),
+        ("HYPE", "hyperliquid"): (0.0000125, 1.0, 1790517600000),  # its BinPerp and BybitPerp are null
         ("SOL", "binance"): (0.00000564, 8.0, 1790524800000),
         ("SOL", "hyperliquid"): (0.0000125, 1.0, 1790517600000),
         ("SOL", "bybit"): (0.0001, 8.0, 1790524800000),
@@ -267,12 +271,15 @@ def test_ws_active_asset_ctx_btc_is_a_predicted_hourly_print():
 def test_ws_bookless_and_hip3_coins_do_not_break_the_stream(client):
     bookless = load("ws/hl_ws_activeAssetCtx_MATIC_bookless_nulls.json")
     hip3 = load("ws/hl_ws_activeAssetCtx_xyzAAPL_2026-07-31_captured.json")
-    assert hl.parse_ws_message(bookless, RECEIVED_MS) is None  # MATIC is not ours
-    assert hl.parse_ws_message(hip3, RECEIVED_MS) is None  # "xyz:AAPL" neither
-    bookless["data"]["coin"] = "BTC"  # null premium/midPx/impactPxs on a coin of ours
-    assert hl.parse_ws_message(bookless, RECEIVED_MS)["rate"] == 0.0
+    assert hl.parse_ws_message(bookless, RECEIVED_MS)["rate"] == 0.0  # null premium/midPx/impactPxs
+    assert hl.parse_ws_message(hip3, RECEIVED_MS) is None  # "xyz:AAPL": a HIP-3 dex, not listed
     assert client._stream_frame(json.dumps(hip3)) is None
     assert client._stream_frame(json.dumps(bookless))["rate"].to_list() == [0.0]
+    wanted = instruments_of("hyperliquid", ["BTC"])
+    assert client._stream_frame(json.dumps(bookless), wanted) is None  # MATIC was not subscribed
+    bookless["data"]["coin"] = "BTC"
+    frame = client._stream_frame(json.dumps(bookless), wanted)
+    assert frame.select("symbol", "contract", "venue_symbol", "rate").rows() == [("BTC", "usdc", "BTC", 0.0)]
     assert client.skipped_frames == 0
 
 
@@ -313,7 +320,7 @@ def test_sim_funding_history_bounds_order_page_size_and_shapes(server):
 
 
 def test_sim_errors_and_weights_are_the_venues(server):
-    assert (response := info(server, {"type": "fundingHistory", "coin": "DOGE", "startTime": 0})).status_code == 500
+    assert (response := info(server, {"type": "fundingHistory", "coin": "NOSUCH", "startTime": 0})).status_code == 500
     assert response.text == "null"
     assert info(server, {"type": "fundingHistory", "coin": "BTC"}).status_code == 422
     assert info(server, {"type": "candles"}).status_code == 422
@@ -329,10 +336,13 @@ def test_sim_errors_and_weights_are_the_venues(server):
     assert sim.cost(request({"type": "fundingHistory", "coin": "BTC", "startTime": NOW_MS - 3 * 3_600_000})) == 20
 
 
-def test_sim_universe_hides_a_delisted_bookless_coin_between_ours(server):
+def test_sim_universe_keeps_delisted_bookless_coins_in_place(server):
     meta, ctxs = info(server, {"type": "metaAndAssetCtxs"}).json()
-    assert [a["name"] for a in meta["universe"]] == ["BTC", "ETH", "MATIC", "SOL"]
-    assert meta["universe"][2]["isDelisted"] is True and ctxs[2]["premium"] is None and ctxs[2]["impactPxs"] is None
+    names = [a["name"] for a in meta["universe"]]
+    assert names[:3] == ["BTC", "ETH", "SOL"] and len(ctxs) == len(names)
+    delisted = [i for i, a in enumerate(meta["universe"]) if a.get("isDelisted")]
+    assert delisted and all(ctxs[i]["premium"] is None and ctxs[i]["impactPxs"] is None for i in delisted)
+    assert all("isDelisted" not in a for i, a in enumerate(meta["universe"]) if i not in delisted)
     assert all(isinstance(ctx["funding"], str) for ctx in ctxs)
     assert info(server, {"type": "meta"}).json() == meta
 
@@ -363,22 +373,31 @@ def test_settled_equals_the_model(client, coin, start, end):
 @pytest.mark.parametrize("extra_rows", [0, 1])
 def test_settled_across_a_page_boundary(client, extra_rows):
     """The client fetches LOOKBACK before start: this range fills exactly 500 (+extra) rows."""
-    start = utc("2025-03-01 00:00")
-    end = start + (hl.PAGE_ROWS - 1 - hl.LOOKBACK // H + extra_rows) * H
-    assert model_rows("BTC", start - hl.LOOKBACK, end).height == hl.PAGE_ROWS + extra_rows  # no model gap here
+    span = (hl.PAGE_ROWS - 1 - hl.LOOKBACK // H + extra_rows) * H
+    start = next(  # the first day from 2025-03-01 whose range has no missing settlement
+        day
+        for day in (utc("2025-03-01 00:00") + k * 24 * H for k in range(60))
+        if model_rows("BTC", day - hl.LOOKBACK, day + span).height == hl.PAGE_ROWS + extra_rows
+    )
+    end = start + span
     got = client.settled("BTC", start, end)
     assert got.select(COMPARED).equals(model_rows("BTC", start, end))
     assert client.http.requests == 2  # a full page, then the short (or empty) one that ends it
 
 
 def test_current_equals_the_open_window(client, server):
-    got = client.current(["SOL", "BTC", "ETH"])
-    assert got["symbol"].to_list() == ["BTC", "ETH", "SOL"]
+    # A coin off the 0.00125 % baseline at the frozen instant, so equality means something.
+    off = next(
+        i.symbol
+        for i in server.feed.listing(VENUE)
+        if server.feed.trading(i) and server.feed.predicted(VENUE, i.symbol)[0] != 0.0000125
+    )
+    got = client.current(["SOL", "BTC", "ETH", off])
+    assert got["symbol"].to_list() == sorted(["BTC", "ETH", "SOL", off])
     for row in got.iter_rows(named=True):
         rate, funding_time, hours = server.feed.predicted(VENUE, row["symbol"])
         assert (row["rate"], row["funding_time"], row["interval_hours"]) == (rate, funding_time, hours)
         assert (row["ts"], row["funding_time"], row["kind"]) == (NOW, NEXT_HOUR, "predicted")
-        assert rate != 0.0000125  # the frozen instant was chosen off the baseline
     assert client.http.requests == 1
 
 
@@ -407,7 +426,7 @@ def test_stream_yields_predicted_prints_and_gets_pongs(client, server):
     assert client.pings_sent >= client.pongs >= 2 and client.skipped_frames == 0
 
 
-# --- keep-alive: the simulator drops silent clients, so the client must ping ------------
+# --- keep-alive: the venue drops a connection it has sent nothing on for 60 s ----------
 
 
 @pytest.fixture
@@ -429,10 +448,15 @@ def test_stream_pings_keep_an_idle_connection_open(strict_server, new_client):
     assert len(frames) >= 10 and client.pongs >= 3
 
 
-def test_stream_without_pings_is_closed_by_the_venue(strict_server, new_client):
+def test_stream_pushes_alone_keep_the_connection_open(strict_server, new_client):
     client = new_client(strict_server)
-    with pytest.raises(ConnectionClosed):
-        asyncio.run(collect(client.stream(["ETH"], ping_interval_s=30.0), lambda f: False))
+
+    async def run() -> list[pl.DataFrame]:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 1.0  # more than three idle timeouts without a client ping
+        return await collect(client.stream(["ETH"], ping_interval_s=30.0), lambda f: loop.time() > deadline)
+
+    assert len(asyncio.run(run())) >= 10 and client.pings_sent == 0
     assert client.pings_sent == 0
 
 

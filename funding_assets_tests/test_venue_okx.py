@@ -14,7 +14,7 @@ import polars as pl
 import pytest
 from websockets.exceptions import ConnectionClosed
 
-from funding_assets.clients import Budget, HttpClient, VenueError, client_for, epoch_ms, settled_rows
+from funding_assets.clients import Budget, HttpClient, VenueError, client_for, epoch_ms, instruments_of, settled_rows
 from funding_assets.clients.okx import (
     CURRENT_PATH,
     HISTORY_PATH,
@@ -23,6 +23,7 @@ from funding_assets.clients.okx import (
     parse_funding_rates,
     parse_history,
 )
+from funding_assets.instruments import Instrument
 from funding_assets.sim.model import FundingModel
 from funding_assets.sim.server import Faults, SimClock, SimServer
 from funding_assets.sim.venues import VENUE_SIMS
@@ -89,8 +90,8 @@ def test_instid_any_rows_parse_swaps_only_with_open_window_intervals():
     rows = parse_funding_rates(load("okx", "okx_funding-rate_instId-ANY_rows_2026-09-19_livenote.json"))
     assert [(r["inst_id"], r["coin"]) for r in rows] == [
         ("BTC-USDT-SWAP", "BTC"),
-        ("OKB-USDT-SWAP", None),
-        ("ONE-USDT-SWAP", None),
+        ("OKB-USDT-SWAP", "OKB"),
+        ("ONE-USDT-SWAP", "ONE"),
     ]  # the FUTURES X-Perp XAU-USD_UM_XPERP-310502 is dropped
     btc, okb, one = rows
     assert (btc["rate"], btc["funding_time_ms"], btc["ts_ms"], btc["interval_hours"]) == (
@@ -127,7 +128,7 @@ def test_history_fixture_keeps_realized_rate_and_infers_intervals():
 @needs_shared
 def test_ws_push_2023_zil_ignores_next_funding_rate():
     [row] = parse_funding_rates(load("ws", "okx_ws_funding-rate_ZIL-USDT-SWAP_2023-12-01.json"))
-    assert row["inst_id"] == "ZIL-USDT-SWAP" and row["coin"] is None
+    assert row["inst_id"] == "ZIL-USDT-SWAP" and row["coin"] == "ZIL"
     assert row["rate"] == 0.0001841086622606  # not nextFundingRate 0.0002285191956124
     assert utc(row["funding_time_ms"]) == dt.datetime(2023, 12, 1, 8)
     assert row["ts_ms"] == 1701388800035
@@ -136,7 +137,7 @@ def test_ws_push_2023_zil_ignores_next_funding_rate():
 
 
 @needs_shared
-def test_ws_docs_example_inverse_swap_is_not_our_btc():
+def test_ws_docs_example_inverse_swap_is_btc_inverse_not_the_usdt_swap():
     payload = load("ws", "okx_ws_funding-rate_docs_example_BTC-USD-SWAP.json")
     [row] = parse_funding_rates(payload)
     assert (row["rate"], utc(row["funding_time_ms"]), row["ts_ms"], row["interval_hours"]) == (
@@ -145,8 +146,12 @@ def test_ws_docs_example_inverse_swap_is_not_our_btc():
         1700724675402,
         8.0,
     )
-    assert row["coin"] is None
-    assert Client()._stream_frame(json.dumps(payload), {"BTC"}) is None
+    assert row["coin"] == "BTC"
+    client = Client()
+    assert client._stream_frame(json.dumps(payload), instruments_of("okx", ["BTC"])) is None  # BTC-USDT-SWAP
+    inverse = Instrument("okx", "BTC", "inverse", "BTC-USD-SWAP")
+    frame = client._stream_frame(json.dumps(payload), instruments_of("okx", [inverse]))
+    assert frame.select("symbol", "contract", "venue_symbol").rows() == [("BTC", "inverse", "BTC-USD-SWAP")]
 
 
 def test_error_envelope_raises_with_the_okx_code():
@@ -187,7 +192,7 @@ def test_sim_history_pages_newest_first_with_exclusive_bounds(server, monkeypatc
     assert [int(r["fundingTime"]) for r in between] == times[1:3]
     old = httpx.get(url, params={"instId": "BTC-USDT-SWAP", "after": times[-1]}).json()
     assert old == {"code": "0", "msg": "", "data": []}  # older than ~3 months: archives only
-    unknown = httpx.get(url, params={"instId": "DOGE-USDT-SWAP"})
+    unknown = httpx.get(url, params={"instId": "NOSUCH-USDT-SWAP"})
     assert unknown.status_code == 400 and unknown.json()["code"] == "51001"
     monkeypatch.setattr(server.sims["okx"], "history_limit_max", 100)
     assert len(httpx.get(url, params={"instId": "BTC-USDT-SWAP"}).json()["data"]) == 100  # default = max
@@ -217,12 +222,17 @@ def test_settled_stitches_archive_months_to_the_rest_window(client):
 
 @pytest.mark.parametrize("extra, requests", [(0, 1), (1, 2)])
 def test_settled_page_boundaries(server, extra, requests):
-    # 8 h regime: [start - 1 day, end + 1 day] holds exactly 100 settlements (one page), or 101.
+    # 8 h regime: [start - 1 day, end + 1 day] holds exactly 100 settlements (one page of a
+    # client asking 100 a page, as before 2025), or 101.
     start = dt.datetime(2025, 9, 5)
     end = start + dt.timedelta(hours=8 * (93 + extra))
     context = dt.timedelta(days=1)
     assert MODEL.settlements("okx", "SOL", start - context, end + context + MS).height == 100 + extra
-    client = make_client(server)
+
+    class AskingFor100(Client):
+        page_limit = 100
+
+    client = make_client(server, AskingFor100)
     assert_settled_matches(client, "SOL", start, end)
     assert client.http.requests == requests
 

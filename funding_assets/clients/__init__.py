@@ -9,27 +9,42 @@ streams) and parses into the print model of :mod:`funding_assets.prints`:
   requests as the venue allows;
 - :meth:`VenueClient.stream` -- live predicted prints from the venue's WebSocket;
 - :meth:`VenueClient.premium_history` -- the premium-index samples a venue publishes to
-  rebuild its funding, in :data:`PREMIUM_SCHEMA` (``ts`` = the instant a sample is known).
+  rebuild its funding, in :data:`PREMIUM_SCHEMA` (``ts`` = the instant a sample is known);
+- :meth:`VenueClient.instruments` -- every perpetual the venue lists, parsed from its own
+  instrument endpoints (:class:`~funding_assets.instruments.Instrument`).
 
-Clients reach the real venue or the loopback simulator by base URL alone.
+Every method that takes coins takes either a coin (``"BTC"``: the venue's main perpetual of
+it) or an :class:`~funding_assets.instruments.Instrument` (any contract: inverse, USDC, a
+``1000PEPE``-style name); see :func:`_instrument`. Prints carry the canonical coin in
+``symbol``, the contract type in ``contract`` and the venue's own name in ``venue_symbol``.
+
+Clients reach the real venue or the loopback simulator by base URL alone; everything a
+client knows about its venue that is a venue fact (URLs, page sizes, ping intervals, names)
+comes from :func:`funding_assets.venues.spec`.
 """
 
+import asyncio
 import datetime as dt
+import logging
 import math
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from contextlib import aclosing
 from typing import Any, ClassVar
 
 import polars as pl
 
+from ..errors import FundingInputError
+from ..instruments import Instrument
 from ..premium import PREMIUM_SCHEMA
 from ..prints import PRINT_SCHEMA, REALISED, TS
-from ..venues import DEFAULT_INTERVAL_HOURS, venue_symbol
+from ..venues import SPECS, Named, check_coin, spec, split_multiplier
 from .http import Budget, HttpClient, RateLimiter, VenueError
 
 __all__ = [
     "PREMIUM_SCHEMA",
     "Budget",
     "HttpClient",
+    "Instrument",
     "RateLimiter",
     "VenueClient",
     "VenueError",
@@ -37,6 +52,7 @@ __all__ = [
     "checked",
     "client_for",
     "infer_intervals",
+    "merge_streams",
     "number",
     "premium_frame",
     "prints_frame",
@@ -46,6 +62,11 @@ HOUR_MS = 3_600_000
 MINUTE_MS = 60_000
 #: Native funding intervals venues use (hours).
 KNOWN_INTERVALS = (1.0, 2.0, 4.0, 6.0, 8.0)
+#: What reading one instrument row can raise: the row is skipped and counted, the listing goes on.
+ROW_ERRORS = (KeyError, TypeError, ValueError, AttributeError, OverflowError, IndexError)
+
+log = logging.getLogger(__name__)
+
 #: Epoch ms a print's times lie in, [2015-01-01, 2100-01-01): anything else is a damaged payload
 #: (and a time beyond int64 would fail only later, building the prints frame).
 PLAUSIBLE_MS = (1_420_070_400_000, 4_102_444_800_000)
@@ -98,8 +119,10 @@ def infer_intervals(funding_times_ms: Sequence[int], default_hours: float) -> li
 
     The gap is the native window, except where settlements are missing inside a steady
     regime: a gap that is a whole multiple of the previous interval, followed by a gap equal
-    to that interval, keeps the previous interval. A gap no venue uses (16 h, 24 h) falls
-    back to the previous interval. The first settlement takes the next gap.
+    to that interval, keeps the previous interval. After a gap no venue uses (16 h, 20 h) a
+    settlement keeps the previous interval when it lies on that interval's UTC grid, else
+    takes the next gap's (the interval changed while settlements were missing). The first
+    settlement takes the next gap.
     """
     out: list[float] = []
     n = len(funding_times_ms)
@@ -114,34 +137,105 @@ def infer_intervals(funding_times_ms: Sequence[int], default_hours: float) -> li
         elif gap in KNOWN_INTERVALS:
             value = gap
         else:
-            value = prev if prev is not None else (nxt if nxt in KNOWN_INTERVALS else default_hours)
+            value = _across_gap(funding_times_ms[i], gap, prev, nxt, default_hours)
         out.append(float(value))
     return out
 
 
-def prints_frame(rows: list[dict], venue: str, source: str) -> pl.DataFrame:
+def _across_gap(t_ms: int, gap: float, prev: float | None, nxt: float | None, default_hours: float) -> float:
+    """The interval of a settlement after missing ones: the previous interval, or the next
+    one when the settlement is not on the previous one's UTC grid (the interval changed
+    inside the gap: 00:00 then, after two missing, 20:00 belongs to a 4 h schedule)."""
+    for candidate in (prev, nxt):
+        if candidate in KNOWN_INTERVALS and t_ms % round(candidate * HOUR_MS) == 0 and gap % candidate == 0:
+            return candidate
+    return prev if prev is not None else (nxt if nxt in KNOWN_INTERVALS else default_hours)
+
+
+def _instrument(venue: str, item: "str | Instrument") -> Instrument:
+    """A coin or an :class:`Instrument` -> the instrument a client call is about.
+
+    An ``Instrument`` of ``venue`` is taken as is. A string is a coin: the venue's main
+    perpetual of it (``"BTC"``; ``"1000PEPE"`` / ``"kPEPE"`` keep their multiplier in the
+    venue's name). Raises :class:`FundingInputError` for an instrument of another venue or a
+    string that is no coin name.
+    """
+    if isinstance(item, Instrument):
+        if item.venue != venue:
+            raise FundingInputError(f"{venue} client: {item.venue_symbol!r} is a {item.venue} instrument")
+        return item
+    text = item.strip() if isinstance(item, str) else item
+    if not isinstance(text, str):
+        raise FundingInputError(f"{venue}: {item!r} is neither a coin nor an instrument")
+    coin = check_coin(text)
+    _, multiplier = split_multiplier(text if text.startswith("k") else text.upper())
+    s = SPECS[venue]
+    contract = s.default_contract(coin)
+    name = s.name_of(coin, contract, multiplier)
+    named = s.parse(name)
+    return Instrument(
+        venue=venue,
+        symbol=coin,
+        contract=contract,
+        venue_symbol=name,
+        multiplier=named.multiplier if named else multiplier,
+    )
+
+
+def instruments_of(venue: str, items: Iterable["str | Instrument"]) -> dict[str, Instrument]:
+    """Coins or instruments -> ``{venue_symbol: Instrument}``, in the order given, once each."""
+    out: dict[str, Instrument] = {}
+    for item in items:
+        inst = _instrument(venue, item)
+        out.setdefault(inst.venue_symbol, inst)
+    return out
+
+
+def tagged(row: dict, inst: Instrument) -> dict:
+    """A print row of ``inst``: its coin, contract and venue name set from the instrument."""
+    return {**row, "coin": inst.symbol, "contract": inst.contract, "venue_symbol": inst.venue_symbol}
+
+
+def _names(venue: str, row: Mapping[str, Any], inst: Instrument | None) -> tuple[str, str, str]:
+    """(coin, contract, venue_symbol) of a row: its own tags, else the instrument's, else the
+    venue's main perpetual of its coin."""
+    if "venue_symbol" in row:
+        return row["coin"], row["contract"], row["venue_symbol"]
+    if inst is not None:
+        return inst.symbol, inst.contract, inst.venue_symbol
+    s = SPECS[venue]
+    coin = row["coin"]
+    contract = s.default_contract(coin)
+    return coin, contract, s.name_of(coin, contract, 1.0)
+
+
+def prints_frame(rows: list[dict], venue: str, source: str, instrument: Instrument | None = None) -> pl.DataFrame:
     """Rows ``{coin, ts_ms, funding_time_ms, rate, interval_hours, kind}`` -> print model frame.
 
-    ``funding_time`` is snapped to the minute, ``ts`` keeps the venue's stamp; the frame is
-    sorted and deduplicated on (symbol, ts, funding_time), keeping the last row.
+    A row's ``contract`` and ``venue_symbol`` are its own (``tagged``), else ``instrument``'s,
+    else the venue's main perpetual of its coin. ``funding_time`` is snapped to the minute,
+    ``ts`` keeps the venue's stamp; the frame is sorted and deduplicated on (symbol,
+    contract, ts, funding_time), keeping the last row.
     """
     # Snap, deduplicate (last row wins) and sort in Python, then build the frame once with its
     # final dtypes: streams call this per message, where a chain of polars steps cost ~1 ms.
-    latest: dict[tuple[str, int, int], dict] = {}
+    latest: dict[tuple[str, str, int, int], tuple[str, dict]] = {}
     for r in rows:
-        latest[(r["coin"], int(r["ts_ms"]), snap_ms(int(r["funding_time_ms"])))] = r
+        coin, contract, name = _names(venue, r, instrument)
+        latest[(coin, contract, int(r["ts_ms"]), snap_ms(int(r["funding_time_ms"])))] = (name, r)
     keys = sorted(latest)
     chosen = [latest[k] for k in keys]
     return pl.DataFrame(
         {
             "venue": [venue] * len(keys),
             "symbol": [k[0] for k in keys],
-            "venue_symbol": [venue_symbol(venue, k[0]) for k in keys],
-            "ts": pl.Series([k[1] for k in keys], dtype=pl.Int64).cast(TS),
-            "funding_time": pl.Series([k[2] for k in keys], dtype=pl.Int64).cast(TS),
-            "rate": [float(r["rate"]) for r in chosen],
-            "interval_hours": [float(r["interval_hours"]) for r in chosen],
-            "kind": [r["kind"] for r in chosen],
+            "contract": [k[1] for k in keys],
+            "venue_symbol": [name for name, _ in chosen],
+            "ts": pl.Series([k[2] for k in keys], dtype=pl.Int64).cast(TS),
+            "funding_time": pl.Series([k[3] for k in keys], dtype=pl.Int64).cast(TS),
+            "rate": [float(r["rate"]) for _, r in chosen],
+            "interval_hours": [float(r["interval_hours"]) for _, r in chosen],
+            "kind": [r["kind"] for _, r in chosen],
             "source": [source] * len(keys),
         },
         schema=PRINT_SCHEMA,
@@ -149,21 +243,24 @@ def prints_frame(rows: list[dict], venue: str, source: str) -> pl.DataFrame:
 
 
 def premium_frame(
-    venue: str, coin: str, points: Iterable[tuple[int, float]], start_ms: int, end_ms: int
+    venue: str, coin: "str | Instrument", points: Iterable[tuple[int, float]], start_ms: int, end_ms: int
 ) -> pl.DataFrame:
     """``(known-at epoch ms, premium)`` points -> a :data:`PREMIUM_SCHEMA` frame of those known in
-    ``(start_ms, end_ms]``, one row per instant (the last point wins), sorted by ``ts``."""
+    ``(start_ms, end_ms]``, one row per instant (the last point wins), sorted by ``ts``.
+    ``coin`` is the coin or the instrument (whose contract and venue name fill those columns
+    where the schema has them)."""
+    inst = _instrument(venue, coin)
     latest = {ts_ms: premium for ts_ms, premium in points if start_ms < ts_ms <= end_ms}
     times = sorted(latest)
-    return pl.DataFrame(
-        {
-            "venue": [venue] * len(times),
-            "symbol": [coin] * len(times),
-            "ts": pl.Series(times, dtype=pl.Int64).cast(TS),
-            "premium": pl.Series([latest[t] for t in times], dtype=pl.Float64),
-        },
-        schema=PREMIUM_SCHEMA,
-    )
+    columns = {
+        "venue": [venue] * len(times),
+        "symbol": [inst.symbol] * len(times),
+        "contract": [inst.contract] * len(times),
+        "venue_symbol": [inst.venue_symbol] * len(times),
+        "ts": pl.Series(times, dtype=pl.Int64).cast(TS),
+        "premium": pl.Series([latest[t] for t in times], dtype=pl.Float64),
+    }
+    return pl.DataFrame({k: columns[k] for k in PREMIUM_SCHEMA}, schema=PREMIUM_SCHEMA)
 
 
 def settled_rows(coin: str, points: list[tuple[int, float]], default_hours: float) -> list[dict]:
@@ -187,8 +284,111 @@ def settled_rows(coin: str, points: list[tuple[int, float]], default_hours: floa
     ]
 
 
+def parse_rows(
+    venue: str, rows: Iterable[Any], parse_one: Callable[[Any], Instrument | None], what: str
+) -> tuple[list[Instrument], int]:
+    """Instruments of a payload's rows and how many rows could not be parsed.
+
+    ``parse_one`` returns None for a row that is deliberately not kept (a dated future, an
+    option) and raises one of :data:`ROW_ERRORS` for a row it cannot read, which is skipped,
+    counted and logged at debug: one damaged row never costs the rest of the listing.
+    """
+    found: list[Instrument] = []
+    skipped = 0
+    for row in rows:
+        try:
+            inst = parse_one(row)
+        except ROW_ERRORS as exc:
+            skipped += 1
+            log.debug("%s %s: skipped row %s (%r)", venue, what, str(row)[:200], exc)
+            continue
+        if inst is not None:
+            found.append(inst)
+    return found, skipped
+
+
+def named_perpetual(venue: str, name: Any) -> Named:
+    """``spec(venue).parse`` of a listed name; ``ValueError`` if it is not one of the venue's
+    perpetual names (the row is then skipped and counted)."""
+    if not isinstance(name, str):
+        raise ValueError(f"instrument name {name!r} is not a string")
+    named = SPECS[venue].parse(name)
+    if named is None:
+        raise ValueError(f"{name!r} is not a {venue} perpetual name")
+    return named
+
+
+def ms_datetime(value: Any) -> dt.datetime | None:
+    """Epoch ms (number or decimal string) -> naive UTC datetime; None for ``""``, 0 or None."""
+    if value in (None, "", 0, "0"):
+        return None
+    if isinstance(value, bool):
+        raise ValueError(f"expected epoch ms, got {value!r}")
+    ms = int(value)
+    lo, hi = PLAUSIBLE_MS
+    if not lo <= ms < hi:
+        return None  # "never" sentinels: 4133404800000 (2100), 32503708800000 (3000)
+    return dt.datetime(1970, 1, 1) + dt.timedelta(milliseconds=ms)
+
+
+def optional_number(value: Any) -> float | None:
+    """A number or decimal string as a float; None for ``""`` or None (the venue states none)."""
+    return None if value in (None, "") else number(value)
+
+
+async def merge_streams(*streams: AsyncIterator[pl.DataFrame]) -> AsyncIterator[pl.DataFrame]:
+    """Frames of several streams as they arrive (one stream per venue host or category).
+
+    The first stream to raise ends the merge with its exception; closing the merge closes
+    every stream (their connections).
+    """
+    if len(streams) == 1:
+        async with aclosing(streams[0]) as only:
+            async for frame in only:
+                yield frame
+        return
+    queue: asyncio.Queue = asyncio.Queue()
+    stopping = False
+
+    async def pump(stream: AsyncIterator[pl.DataFrame]) -> None:
+        try:
+            async for frame in stream:
+                if stopping:
+                    return
+                queue.put_nowait((frame, None))
+        except Exception as exc:  # handed to the consumer, which re-raises it
+            queue.put_nowait((None, exc))
+            return
+        queue.put_nowait((None, ConnectionError("a stream ended")))
+
+    tasks = [asyncio.create_task(pump(s)) for s in streams]
+    try:
+        while True:
+            frame, exc = await queue.get()
+            if exc is not None:
+                raise exc
+            yield frame
+    finally:
+        stopping = True
+        # Python 3.11's wait_for can swallow a cancellation that meets a message arriving at
+        # the same moment: cancel again until every pump has ended.
+        while not all(task.done() for task in tasks):
+            for task in tasks:
+                task.cancel()
+            await asyncio.wait(tasks, timeout=0.1)
+        for stream in streams:
+            aclose = getattr(stream, "aclose", None)
+            if aclose is not None:
+                await aclose()
+
+
 class VenueClient:
-    """The interface every venue module implements."""
+    """The interface every venue module implements.
+
+    ``rest_url`` / ``ws_url`` default to the venue's (:func:`funding_assets.venues.spec`);
+    ``source_label`` replaces the ``source`` of every print (``"sim"`` for the simulator),
+    otherwise ``"<venue> REST"`` and ``"<venue> WS"``.
+    """
 
     venue: ClassVar[str]
     rest_url: ClassVar[str]
@@ -196,39 +396,61 @@ class VenueClient:
     budget: ClassVar[Budget]
 
     def __init__(
-        self, rest_url: str | None = None, ws_url: str | None = None, *, http: HttpClient | None = None
+        self,
+        rest_url: str | None = None,
+        ws_url: str | None = None,
+        *,
+        http: HttpClient | None = None,
+        source_label: str | None = None,
     ) -> None:
+        self.spec = spec(self.venue)
         self.rest_base = rest_url or self.rest_url
         self.ws_base = ws_url or self.ws_url
         self.http = http or HttpClient(self.venue, self.rest_base, self.budget)
-        self.default_interval = DEFAULT_INTERVAL_HOURS[self.venue]
+        self.default_interval = self.spec.default_interval_hours
+        self.source_label = source_label
+        #: Rows of the last :meth:`instruments` call that could not be parsed (skipped).
+        self.skipped_instruments = 0
 
     @property
     def source(self) -> str:
         """The ``source`` of prints from REST (history, current funding)."""
-        return f"{self.venue} REST"
+        return self.source_label or f"{self.venue} REST"
 
     @property
     def stream_source(self) -> str:
         """The ``source`` of prints from the WebSocket stream."""
-        return f"{self.venue} WS"
+        return self.source_label or f"{self.venue} WS"
 
     def close(self) -> None:
         self.http.close()
 
-    def settled(self, coin: str, start: dt.datetime, end: dt.datetime) -> pl.DataFrame:
+    def _instrument(self, item: "str | Instrument") -> Instrument:
+        return _instrument(self.venue, item)
+
+    def _interval(self, inst: Instrument) -> float:
+        """The interval a history's first settlement is assumed to have when no gap tells."""
+        return inst.interval_hours or self.default_interval
+
+    def instruments(self) -> list[Instrument]:
+        """Every perpetual the venue lists (delisted ones too where the venue still lists
+        them, with ``delisted_at``), from the venue's instrument endpoints; rows that cannot
+        be parsed are skipped and counted in ``skipped_instruments``."""
+        raise NotImplementedError
+
+    def settled(self, coin: "str | Instrument", start: dt.datetime, end: dt.datetime) -> pl.DataFrame:
         """Realised prints with ``funding_time`` in ``[start, end]`` (UTC), one per settlement."""
         raise NotImplementedError
 
-    def current(self, coins: Sequence[str]) -> pl.DataFrame:
-        """Current predicted prints (``kind='predicted'``), one per coin."""
+    def current(self, coins: Sequence["str | Instrument"]) -> pl.DataFrame:
+        """Current predicted prints (``kind='predicted'``), one per coin or instrument."""
         raise NotImplementedError
 
-    def stream(self, coins: Sequence[str]) -> AsyncIterator[pl.DataFrame]:
+    def stream(self, coins: Sequence["str | Instrument"]) -> AsyncIterator[pl.DataFrame]:
         """Live predicted prints as they arrive, one small frame per venue message."""
         raise NotImplementedError
 
-    def premium_history(self, coin: str, start: dt.datetime, end: dt.datetime) -> pl.DataFrame:
+    def premium_history(self, coin: "str | Instrument", start: dt.datetime, end: dt.datetime) -> pl.DataFrame:
         """Premium-index samples of ``coin`` known in ``(start, end]`` (naive UTC), complete,
         one per instant, sorted: :data:`PREMIUM_SCHEMA`, ``ts`` the instant the sample is known,
         ``premium`` a decimal fraction (never percent)."""
@@ -236,8 +458,6 @@ class VenueClient:
 
 
 def client_for(venue: str, rest_url: str | None = None, ws_url: str | None = None, **kwargs) -> VenueClient:
-    """The client of ``venue``, against the real venue or the given base URLs."""
-    from . import binance, bybit, deribit, hyperliquid, okx
-
-    classes = {m.Client.venue: m.Client for m in (binance, bybit, okx, hyperliquid, deribit)}
-    return classes[venue](rest_url, ws_url, **kwargs)
+    """The client of ``venue`` (its spec's ``client_class``), against the real venue or the
+    given base URLs; ``kwargs`` go to the client (``http``, ``source_label``, ...)."""
+    return spec(venue).client()(rest_url, ws_url, **kwargs)

@@ -22,6 +22,20 @@ Endpoints (public, no key), all rates decimal fractions per native interval, tim
   path: the legacy ``/ws`` and ``/stream`` paths still connect but never push mark prices.
   The server pings every 3 min (websockets answers); frames ``{"stream", "data": {"r", "T", ...}}``.
 
+COIN-M (inverse ``BTCUSD_PERP``) is the same protocol under ``/dapi`` on its own hosts
+(``dapi.binance.com``, stream ``wss://dstream.binance.com/stream?streams=``, not routed):
+``/dapi/v1/fundingRate`` (``symbol`` required), ``/dapi/v1/premiumIndex`` (always an array),
+``/dapi/v1/premiumIndexKlines``, ``/dapi/v1/fundingInfo``. An inverse instrument is routed there.
+
+Instruments: ``/fapi/v1/exchangeInfo`` and ``/dapi/v1/exchangeInfo`` (``contractType``
+``PERPETUAL``; ``status`` / COIN-M ``contractStatus`` ``TRADING``, or ``SETTLING`` / ``CLOSE``
+for a delisted one whose ``deliveryDate`` is its delisting; ``onboardDate``; ``marginAsset``),
+caps and intervals from both ``fundingInfo`` (``adjustedFundingRateCap`` / ``Floor``, decimal
+strings per interval; an unlisted symbol has 8 h and the venue's default cap), 24 h volume
+from ``/fapi/v1/ticker/24hr`` ``quoteVolume`` and ``/dapi/v1/ticker/24hr`` ``volume``
+(contracts) x ``contractSize`` (USD a contract). Open interest takes a call per symbol and
+is not read.
+
 Budgets: ``fundingRate`` and ``fundingInfo`` share their own bucket of 500 requests per 5 min
 per IP; ``premiumIndex`` draws 10 weight (1 with a symbol) and ``premiumIndexKlines`` up to 10
 from the 2400 weight/min bucket.
@@ -34,14 +48,16 @@ import datetime as dt
 import json
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import aclosing
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import polars as pl
 from websockets.asyncio.client import connect
 
+from ..instruments import Instrument
 from ..prints import PREDICTED
-from ..venues import venue_symbol
+from ..venues import INVERSE, USDC, USDT, spec
 from . import (
     KNOWN_INTERVALS,
     MINUTE_MS,
@@ -49,19 +65,38 @@ from . import (
     check_print,
     checked,
     epoch_ms,
+    instruments_of,
+    merge_streams,
+    ms_datetime,
+    named_perpetual,
     number,
+    parse_rows,
     premium_frame,
     prints_frame,
     settled_rows,
+    tagged,
 )
 from .http import Budget, HttpClient, VenueError
 
 VENUE = "binance"
+SPEC = spec(VENUE)
 FUNDING_RATE = "/fapi/v1/fundingRate"
 PREMIUM_INDEX = "/fapi/v1/premiumIndex"
 FUNDING_INFO = "/fapi/v1/fundingInfo"
 PREMIUM_KLINES = "/fapi/v1/premiumIndexKlines"
+EXCHANGE_INFO = "/fapi/v1/exchangeInfo"
+TICKER_24H = "/fapi/v1/ticker/24hr"
 STREAM_PATH = "/market/stream"
+#: COIN-M (inverse) counterparts, same shapes.
+COIN_M_FUNDING_RATE = "/dapi/v1/fundingRate"
+COIN_M_PREMIUM_INDEX = "/dapi/v1/premiumIndex"
+COIN_M_FUNDING_INFO = "/dapi/v1/fundingInfo"
+COIN_M_PREMIUM_KLINES = "/dapi/v1/premiumIndexKlines"
+COIN_M_EXCHANGE_INFO = "/dapi/v1/exchangeInfo"
+COIN_M_TICKER_24H = "/dapi/v1/ticker/24hr"
+COIN_M_STREAM_PATH = "/stream"
+#: The COIN-M hosts of the real venue's USD-M hosts; any other base (the simulator) serves both.
+COIN_M_HOSTS = {"fapi.binance.com": "dapi.binance.com", "fstream.binance.com": "dstream.binance.com"}
 
 #: ``fundingRate`` + ``fundingInfo``: their own bucket, 500 requests / 5 min / IP.
 HISTORY_BUDGET = Budget(500, 300)
@@ -69,8 +104,10 @@ HISTORY_BUDGET = Budget(500, 300)
 WEIGHT_BUDGET = Budget(2400, 60)
 PREMIUM_INDEX_WEIGHT_ALL = 10
 PREMIUM_INDEX_WEIGHT_ONE = 1
+EXCHANGE_INFO_WEIGHT = 1
+TICKER_24H_WEIGHT_ALL = 40
 
-PAGE_LIMIT = 1000  # the endpoint's maximum
+PAGE_LIMIT = SPEC.history_page  # fundingRate's maximum
 KLINE_LIMIT = 1500  # premiumIndexKlines' maximum
 HOUR_MS = 3_600_000
 #: History fetched around the asked range so the gap before its first settlement and after
@@ -79,14 +116,18 @@ LOOKBACK_MS = 72 * HOUR_MS
 LOOKAHEAD_MS = 72 * HOUR_MS
 #: fundingInfo changes within ~15 min of an interval switch; re-read it after this long.
 FUNDING_INFO_TTL_S = 60.0
-DEFAULT_HOURS = 8.0
+DEFAULT_HOURS = SPEC.default_interval_hours
 #: Binance's interest component per hour of interval (0.01 % per 8 h).
 INTEREST_PER_HOUR = Decimal("0.0000125")
 #: A markPrice@1s stream pushes every second: this long without a frame is a dead stream.
 STALE_AFTER_S = 30.0
 #: Client pings (the server pings every 3 min; an unsolicited ping doubles as a check of the
 #: socket, answered or the connection is dropped after the same delay).
-PING_INTERVAL_S = 180.0
+PING_INTERVAL_S = SPEC.ping_interval_s
+#: Statuses of a listed perpetual: trading, or delisted (``deliveryDate`` = its delisting).
+TRADING = "TRADING"
+DELISTED = ("SETTLING", "CLOSE")
+QUOTES = {"USDT": USDT, "USDC": USDC}
 
 
 def weight_cost(weight: float) -> float:
@@ -116,14 +157,14 @@ def _ms(value: Any) -> int:
     return value
 
 
-def parse_funding_history(payload: Any, symbol: str) -> list[tuple[int, float]]:
+def parse_funding_history(payload: Any, symbol: str, path: str = FUNDING_RATE) -> list[tuple[int, float]]:
     """``fundingRate`` rows of ``symbol`` -> ``(fundingTime ms as stamped, rate per interval)``.
 
     ``markPrice`` (absent or ``""`` on old rows) and ``rateType`` are not needed. A row of
     another symbol is a :class:`VenueError`: dropping it could lose a settlement unnoticed.
     """
     if not isinstance(payload, list):
-        raise VenueError(f"{VENUE} {FUNDING_RATE}: expected a list, got {str(payload)[:200]}")
+        raise VenueError(f"{VENUE} {path}: expected a list, got {str(payload)[:200]}")
     points = []
     for row in payload:
         try:
@@ -132,7 +173,7 @@ def parse_funding_history(payload: Any, symbol: str) -> list[tuple[int, float]]:
             point = _ms(row["fundingTime"]), _rate(row["fundingRate"])
             check_print(point[1], point[:1])
         except (KeyError, TypeError, ValueError) as exc:
-            raise VenueError(f"{VENUE} {FUNDING_RATE}: malformed row {str(row)[:200]} ({exc})") from None
+            raise VenueError(f"{VENUE} {path}: malformed row {str(row)[:200]} ({exc})") from None
         points.append(point)
     return points
 
@@ -155,6 +196,92 @@ def parse_funding_info(payload: Any) -> dict[str, float]:
         return {row["symbol"]: number(row["fundingIntervalHours"]) for row in payload}
     except (KeyError, TypeError, ValueError) as exc:
         raise VenueError(f"{VENUE} {FUNDING_INFO}: malformed row ({exc})") from None
+
+
+def parse_funding_caps(payload: Any) -> tuple[dict[str, tuple[float, float, float]], int]:
+    """``fundingInfo`` -> ``{symbol: (cap, floor, interval hours)}`` (caps decimal fractions
+    per interval) and the number of rows that could not be read (skipped)."""
+    rows = payload if isinstance(payload, list) else []
+    caps: dict[str, tuple[float, float, float]] = {}
+    skipped = 0 if isinstance(payload, list) else 1
+    for row in rows:
+        try:
+            hours = number(row["fundingIntervalHours"])
+            if hours not in KNOWN_INTERVALS:
+                raise ValueError(f"interval {hours} h")
+            caps[row["symbol"]] = (
+                _rate(row["adjustedFundingRateCap"]),
+                _rate(row["adjustedFundingRateFloor"]),
+                hours,
+            )
+        except (KeyError, TypeError, ValueError):
+            skipped += 1
+    return caps, skipped
+
+
+def parse_ticker_volumes(payload: Any, field: str) -> dict[str, float]:
+    """24 h tickers (the all-symbols array) -> ``{symbol: float(row[field])}``; rows without
+    a readable figure are left out (the instrument is then unranked, not lost)."""
+    volumes = {}
+    for row in payload if isinstance(payload, list) else []:
+        try:
+            volumes[row["symbol"]] = _rate(row[field])
+        except (KeyError, TypeError, ValueError):
+            continue
+    return volumes
+
+
+def parse_exchange_info(
+    payload: Any,
+    *,
+    coin_margined: bool,
+    caps: Mapping[str, tuple[float, float, float]],
+    volumes: Mapping[str, float],
+) -> tuple[list[Instrument], int]:
+    """``exchangeInfo`` (USD-M or COIN-M) -> its perpetuals and the count of unreadable rows.
+
+    Kept: ``contractType`` ``PERPETUAL`` with status ``TRADING`` (listed) or ``SETTLING`` /
+    ``CLOSE`` (delisted at ``deliveryDate``); other contract types and statuses (dated
+    futures, pending listings) are not perpetuals trading or traded, and are left out.
+    USD-M contracts by ``quoteAsset`` (USDT / USDC), COIN-M ones are inverse. ``caps``:
+    :func:`parse_funding_caps` (absent: 8 h and the venue's default cap); ``volumes``: 24 h
+    volume, quote units for USD-M, contracts for COIN-M (USD = contracts x ``contractSize``).
+    """
+    if not isinstance(payload, dict) or not isinstance(payload.get("symbols"), list):
+        raise VenueError(f"{VENUE} exchangeInfo: expected an object with symbols, got {str(payload)[:200]}")
+
+    def one(row: dict) -> Instrument | None:
+        if row["contractType"] != "PERPETUAL":
+            return None
+        status = row["contractStatus" if coin_margined else "status"]
+        if status != TRADING and status not in DELISTED:
+            return None
+        symbol = row["symbol"]
+        named = named_perpetual(VENUE, symbol)
+        contract = INVERSE if coin_margined else QUOTES.get(row["quoteAsset"])
+        if contract != named.contract:
+            raise ValueError(f"{symbol}: quote {row.get('quoteAsset')!r} is not its contract {named.contract}")
+        cap, floor, hours = caps.get(symbol, (SPEC.rate_cap, -SPEC.rate_cap, DEFAULT_HOURS))
+        volume = volumes.get(symbol)
+        if volume is not None and coin_margined:
+            volume *= number(row["contractSize"])
+        return Instrument(
+            venue=VENUE,
+            symbol=named.coin,
+            contract=named.contract,
+            venue_symbol=symbol,
+            multiplier=named.multiplier,
+            settle=row["marginAsset"],
+            listed_at=ms_datetime(row["onboardDate"]),
+            delisted_at=ms_datetime(row["deliveryDate"]) if status in DELISTED else None,
+            interval_hours=hours,
+            rate_cap=cap,
+            rate_floor=floor,
+            volume_usd=volume,
+        )
+
+    what = COIN_M_EXCHANGE_INFO if coin_margined else EXCHANGE_INFO
+    return parse_rows(VENUE, payload["symbols"], one, what)
 
 
 def interval_from_interest(text: str) -> float | None:
@@ -236,135 +363,255 @@ def _quote(symbol: str, ts_ms: int, funding_time_ms: int, rate: float, hours: fl
     )
 
 
-def quote_prints(quotes: list[dict], coins: Sequence[str], source: str) -> pl.DataFrame:
-    """Quotes of the wanted coins' symbols as a print-model frame (other symbols dropped)."""
-    wanted = {venue_symbol(VENUE, coin): coin for coin in coins}
-    rows = [{**q, "coin": wanted[q["symbol"]]} for q in quotes if q["symbol"] in wanted]
+def quote_prints(quotes: list[dict], wanted: Mapping[str, Instrument], source: str) -> pl.DataFrame:
+    """Quotes of the wanted instruments (by venue symbol) as a print-model frame (others dropped)."""
+    rows = [tagged(q, wanted[q["symbol"]]) for q in quotes if q["symbol"] in wanted]
     return prints_frame(rows, VENUE, source)
 
 
-def stream_url(ws_base: str, coins: Sequence[str]) -> str:
-    """The routed combined-stream URL (``/market/stream``) of the coins' ``@markPrice@1s``."""
-    streams = "/".join(f"{venue_symbol(VENUE, coin).lower()}@markPrice@1s" for coin in coins)
-    return f"{ws_base.rstrip('/')}{STREAM_PATH}?streams={streams}"
+def stream_url(ws_base: str, coins: Sequence[str | Instrument], path: str = STREAM_PATH) -> str:
+    """The combined-stream URL of the instruments' ``@markPrice@1s``: ``/market/stream`` (the
+    routed USD-M path) or, for COIN-M, ``/stream``."""
+    streams = "/".join(f"{name.lower()}@markPrice@1s" for name in instruments_of(VENUE, coins))
+    return f"{ws_base.rstrip('/')}{path}?streams={streams}"
+
+
+def coin_m_url(base: str) -> str:
+    """The COIN-M host of a USD-M base URL (the real venue's), or the base itself (the simulator)."""
+    for usd_m, coin_m in COIN_M_HOSTS.items():
+        if usd_m in base:
+            return base.replace(usd_m, coin_m)
+    return base
 
 
 class Client(VenueClient):
-    """Binance USD-M futures (``BTCUSDT`` etc.); see the module docstring for the protocol."""
+    """Binance USD-M (``BTCUSDT``, ``BTCUSDC``) and COIN-M (``BTCUSD_PERP``) perpetuals; see the
+    module docstring for the protocol. ``coin_m_rest_url`` / ``coin_m_ws_url``: the COIN-M
+    bases (default :func:`coin_m_url` of the USD-M ones)."""
 
     venue = VENUE
-    rest_url = "https://fapi.binance.com"
-    ws_url = "wss://fstream.binance.com"
+    rest_url = SPEC.rest_url
+    ws_url = SPEC.ws_url
     budget = HISTORY_BUDGET
 
     def __init__(
-        self, rest_url: str | None = None, ws_url: str | None = None, *, http: HttpClient | None = None
+        self,
+        rest_url: str | None = None,
+        ws_url: str | None = None,
+        *,
+        http: HttpClient | None = None,
+        source_label: str | None = None,
+        coin_m_rest_url: str | None = None,
+        coin_m_ws_url: str | None = None,
     ) -> None:
-        super().__init__(rest_url, ws_url, http=http)
+        super().__init__(rest_url, ws_url, http=http, source_label=source_label)
+        self.coin_m_rest = coin_m_rest_url or coin_m_url(self.rest_base)
+        self.coin_m_ws = coin_m_ws_url or coin_m_url(self.ws_base)
+        self._coin_m_http: HttpClient | None = None
         self.skipped_frames = 0
         self._intervals: dict[str, float] = {}
         self._intervals_expire = 0.0
+        self._coin_m_intervals: dict[str, float] = {}
+        self._coin_m_intervals_expire = 0.0
 
     @property
-    def stream_source(self) -> str:
-        return f"{self.venue} WS"
+    def coin_m_http(self) -> HttpClient:
+        """The COIN-M REST client: the USD-M one when both share a base (the simulator)."""
+        if self.coin_m_rest.rstrip("/") == self.http.base_url:
+            return self.http
+        if self._coin_m_http is None:
+            self._coin_m_http = HttpClient(VENUE, self.coin_m_rest, HISTORY_BUDGET)
+        return self._coin_m_http
 
-    def settled(self, coin: str, start: dt.datetime, end: dt.datetime) -> pl.DataFrame:
+    def close(self) -> None:
+        super().close()
+        if self._coin_m_http is not None:
+            self._coin_m_http.close()
+
+    def _rest(self, inst: Instrument) -> tuple[HttpClient, bool]:
+        """(REST client, is COIN-M) of an instrument: inverse contracts live on ``/dapi``."""
+        coin_m = inst.contract == INVERSE
+        return (self.coin_m_http if coin_m else self.http), coin_m
+
+    # instruments ---------------------------------------------------------------------------
+
+    def instruments(self) -> list[Instrument]:
+        """Every USD-M and COIN-M perpetual (trading, or delisted but still listed).
+
+        Calls ``/fapi/v1/exchangeInfo``, ``/fapi/v1/fundingInfo``, ``/fapi/v1/ticker/24hr``
+        and their ``/dapi`` counterparts: six requests, no per-symbol calls.
+        """
+        found: list[Instrument] = []
+        skipped = 0
+        families = (
+            (self.http, False, EXCHANGE_INFO, FUNDING_INFO, TICKER_24H, "quoteVolume"),
+            (self.coin_m_http, True, COIN_M_EXCHANGE_INFO, COIN_M_FUNDING_INFO, COIN_M_TICKER_24H, "volume"),
+        )
+        for http, coin_margined, info_path, caps_path, ticker_path, volume_field in families:
+            caps, bad_caps = parse_funding_caps(http.get(caps_path))
+            volumes = parse_ticker_volumes(http.get(ticker_path, cost=weight_cost(TICKER_24H_WEIGHT_ALL)), volume_field)
+            info = http.get(info_path, cost=weight_cost(EXCHANGE_INFO_WEIGHT))
+            listed, bad = parse_exchange_info(info, coin_margined=coin_margined, caps=caps, volumes=volumes)
+            found += listed
+            skipped += bad + bad_caps
+        self.skipped_instruments = skipped
+        return found
+
+    # settled -------------------------------------------------------------------------------
+
+    def settled(self, coin: str | Instrument, start: dt.datetime, end: dt.datetime) -> pl.DataFrame:
         """Realised prints with ``funding_time`` in ``[start, end]`` (naive UTC), one per settlement.
 
         History from ``LOOKBACK_MS`` before to ``LOOKAHEAD_MS`` after the range is read so
-        every row's interval comes from its real neighbours, then trimmed.
+        every row's interval comes from its real neighbours, then trimmed. An inverse
+        instrument reads ``/dapi/v1/fundingRate``.
         """
+        inst = self._instrument(coin)
         start_ms, end_ms = epoch_ms(start), epoch_ms(end)
-        symbol = venue_symbol(self.venue, coin)
-        points = self._history(symbol, start_ms - LOOKBACK_MS, end_ms + LOOKAHEAD_MS)
+        points = self._history(inst, start_ms - LOOKBACK_MS, end_ms + LOOKAHEAD_MS)
         rows = [
-            r for r in settled_rows(coin, points, self.default_interval) if start_ms <= r["funding_time_ms"] <= end_ms
+            r
+            for r in settled_rows(inst.symbol, points, self._interval(inst))
+            if start_ms <= r["funding_time_ms"] <= end_ms
         ]
-        return prints_frame(rows, self.venue, self.source)
+        return prints_frame(rows, self.venue, self.source, inst)
 
-    def _history(self, symbol: str, start_ms: int, end_ms: int) -> list[tuple[int, float]]:
+    def _history(self, inst: Instrument, start_ms: int, end_ms: int) -> list[tuple[int, float]]:
         """Every ``(fundingTime, rate)`` with fundingTime in ``[start_ms, end_ms]``, paging forward."""
+        http, coin_m = self._rest(inst)
+        path = COIN_M_FUNDING_RATE if coin_m else FUNDING_RATE
+        symbol = inst.venue_symbol
         points: list[tuple[int, float]] = []
         while start_ms <= end_ms:
             params = {"symbol": symbol, "startTime": start_ms, "endTime": end_ms, "limit": PAGE_LIMIT}
-            page = parse_funding_history(self.http.get(FUNDING_RATE, params), symbol)
+            page = parse_funding_history(http.get(path, params), symbol, path)
             points.extend(page)
             if len(page) < PAGE_LIMIT:
                 break
             start_ms = max(ts for ts, _ in page) + 1
         return points
 
-    def premium_history(self, coin: str, start: dt.datetime, end: dt.datetime) -> pl.DataFrame:
+    def premium_history(self, coin: str | Instrument, start: dt.datetime, end: dt.datetime) -> pl.DataFrame:
         """Per-minute premium samples known in ``(start, end]`` (naive UTC), in :data:`PREMIUM_SCHEMA`.
 
         One 1-minute candle per sample: ``ts`` = ``openTime + 1 min`` (the minute's end, when
         the sample is known), ``premium`` = its ``close`` (decimal fraction). Pages of 1500
-        go forward from ``startTime`` (= last ``openTime`` + 1).
+        go forward from ``startTime`` (= last ``openTime`` + 1). An inverse instrument reads
+        ``/dapi/v1/premiumIndexKlines``.
         """
-        symbol = venue_symbol(self.venue, coin)
+        inst = self._instrument(coin)
+        http, coin_m = self._rest(inst)
+        path = COIN_M_PREMIUM_KLINES if coin_m else PREMIUM_KLINES
         start_ms, end_ms = epoch_ms(start), epoch_ms(end)
         first, last = start_ms - MINUTE_MS + 1, end_ms - MINUTE_MS  # openTime of samples known in range
         points: list[tuple[int, float]] = []
         cost = weight_cost(kline_weight(KLINE_LIMIT))
         while first <= last:
-            params = {"symbol": symbol, "interval": "1m", "startTime": first, "endTime": last, "limit": KLINE_LIMIT}
-            page = parse_premium_klines(self.http.get(PREMIUM_KLINES, params, cost=cost))
+            params = {
+                "symbol": inst.venue_symbol,
+                "interval": "1m",
+                "startTime": first,
+                "endTime": last,
+                "limit": KLINE_LIMIT,
+            }
+            page = parse_premium_klines(http.get(path, params, cost=cost))
             points.extend((open_ms + MINUTE_MS, close) for open_ms, close in page)
             if len(page) < KLINE_LIMIT:
                 break
             if page[-1][0] < first:
-                raise VenueError(f"{VENUE} {PREMIUM_KLINES}: page went backwards ({page[-1][0]} < {first})")
+                raise VenueError(f"{VENUE} {path}: page went backwards ({page[-1][0]} < {first})")
             first = page[-1][0] + 1
-        return premium_frame(self.venue, coin, points, start_ms, end_ms)
+        return premium_frame(self.venue, inst, points, start_ms, end_ms)
 
-    def funding_intervals(self) -> dict[str, float]:
-        """``fundingInfo`` intervals by symbol (hours), re-read after :data:`FUNDING_INFO_TTL_S`."""
-        if time.monotonic() >= self._intervals_expire:
+    # live ----------------------------------------------------------------------------------
+
+    def funding_intervals(self, coin_m: bool = False) -> dict[str, float]:
+        """``fundingInfo`` intervals by symbol (hours), re-read after :data:`FUNDING_INFO_TTL_S`;
+        ``coin_m``: COIN-M's (``/dapi/v1/fundingInfo``)."""
+        now = time.monotonic()
+        if coin_m:
+            if now >= self._coin_m_intervals_expire:
+                self._coin_m_intervals = parse_funding_info(self.coin_m_http.get(COIN_M_FUNDING_INFO))
+                self._coin_m_intervals_expire = now + FUNDING_INFO_TTL_S
+            return self._coin_m_intervals
+        if now >= self._intervals_expire:
             self._intervals = parse_funding_info(self.http.get(FUNDING_INFO))
-            self._intervals_expire = time.monotonic() + FUNDING_INFO_TTL_S
+            self._intervals_expire = now + FUNDING_INFO_TTL_S
         return self._intervals
 
-    def current(self, coins: Sequence[str]) -> pl.DataFrame:
-        """Predicted prints of the open windows, one per coin, from one all-symbols call."""
-        intervals = self.funding_intervals()
-        payload = self.http.get(PREMIUM_INDEX, cost=weight_cost(PREMIUM_INDEX_WEIGHT_ALL))
-        frame = quote_prints(parse_premium_index(payload, intervals), coins, self.source)
-        missing = set(coins) - set(frame["symbol"])
+    def _expired(self, coin_m: bool) -> bool:
+        return time.monotonic() >= (self._coin_m_intervals_expire if coin_m else self._intervals_expire)
+
+    @staticmethod
+    def _families(wanted: Mapping[str, Instrument]) -> dict[bool, dict[str, Instrument]]:
+        """Wanted instruments split by family: ``{is COIN-M: {venue symbol: instrument}}``."""
+        out: dict[bool, dict[str, Instrument]] = {}
+        for name, inst in wanted.items():
+            out.setdefault(inst.contract == INVERSE, {})[name] = inst
+        return out
+
+    def current(self, coins: Sequence[str | Instrument]) -> pl.DataFrame:
+        """Predicted prints of the open windows, one per instrument, from one all-symbols
+        ``premiumIndex`` call per family (USD-M, and COIN-M if an inverse one is asked)."""
+        wanted = instruments_of(VENUE, coins)
+        frames = []
+        for coin_m, family in sorted(self._families(wanted).items()):
+            intervals = self.funding_intervals(coin_m)
+            http = self.coin_m_http if coin_m else self.http
+            path = COIN_M_PREMIUM_INDEX if coin_m else PREMIUM_INDEX
+            payload = http.get(path, cost=weight_cost(PREMIUM_INDEX_WEIGHT_ALL))
+            frames.append(quote_prints(parse_premium_index(payload, intervals), family, self.source))
+        frame = pl.concat(frames) if frames else prints_frame([], VENUE, self.source)
+        missing = set(wanted) - set(frame["venue_symbol"])
         if missing:
             raise VenueError(f"{VENUE} {PREMIUM_INDEX}: no funding for {', '.join(sorted(missing))}")
         return frame
 
     async def stream(
         self,
-        coins: Sequence[str],
+        coins: Sequence[str | Instrument],
         *,
         ping_interval_s: float | None = PING_INTERVAL_S,
         stale_after_s: float = STALE_AFTER_S,
     ) -> AsyncIterator[pl.DataFrame]:
         """Predicted prints from ``<sym>@markPrice@1s``, one small frame per message with funding.
 
-        Intervals come from ``fundingInfo`` (re-read every :data:`FUNDING_INFO_TTL_S`).
-        The server's pings are answered by websockets; ``ping_interval_s`` paces the client's
-        own pings, which drop a socket whose pong is that late (None: no client pings).
-        Malformed frames are skipped and counted in ``skipped_frames``. Raises
-        :class:`ConnectionError` when no frame arrives for ``stale_after_s`` and websockets'
-        ``ConnectionClosed`` when the connection drops; reconnecting is the caller's job.
+        USD-M instruments on the routed ``/market/stream`` of ``fstream``, inverse ones on
+        COIN-M's ``/stream`` of ``dstream`` (a second connection, merged). Intervals come
+        from ``fundingInfo`` (re-read every :data:`FUNDING_INFO_TTL_S`). The server's pings
+        are answered by websockets; ``ping_interval_s`` paces the client's own pings, which
+        drop a socket whose pong is that late (None: no client pings). Malformed frames are
+        skipped and counted in ``skipped_frames``. Raises :class:`ConnectionError` when no
+        frame arrives for ``stale_after_s`` and websockets' ``ConnectionClosed`` when the
+        connection drops; reconnecting is the caller's job.
         """
-        url = stream_url(self.ws_base, coins)
-        intervals = await asyncio.to_thread(self.funding_intervals)
+        families = self._families(instruments_of(VENUE, coins))
+        streams = [
+            self._stream_family(family, coin_m, ping_interval_s, stale_after_s)
+            for coin_m, family in sorted(families.items())
+        ]
+        async with aclosing(merge_streams(*streams)) as merged:
+            async for frame in merged:
+                yield frame
+
+    async def _stream_family(
+        self, wanted: dict[str, Instrument], coin_m: bool, ping_interval_s: float | None, stale_after_s: float
+    ) -> AsyncIterator[pl.DataFrame]:
+        base, path = (self.coin_m_ws, COIN_M_STREAM_PATH) if coin_m else (self.ws_base, STREAM_PATH)
+        url = stream_url(base, list(wanted.values()), path)
+        intervals = await asyncio.to_thread(self.funding_intervals, coin_m)
         async with connect(url, ping_interval=ping_interval_s, ping_timeout=ping_interval_s, max_size=2**22) as ws:
             while True:
                 try:
                     message = await asyncio.wait_for(ws.recv(), stale_after_s)
                 except TimeoutError:
                     raise ConnectionError(f"{self.venue} stream {url}: no frame for {stale_after_s} s") from None
-                if time.monotonic() >= self._intervals_expire:
-                    intervals = await asyncio.to_thread(self.funding_intervals)
+                if self._expired(coin_m):
+                    intervals = await asyncio.to_thread(self.funding_intervals, coin_m)
                 quotes = parse_mark_price(message, intervals)
                 if quotes is None:
                     self.skipped_frames += 1
                     continue
-                frame = quote_prints(quotes, coins, self.stream_source)
+                frame = quote_prints(quotes, wanted, self.stream_source)
                 if frame.height:
                     yield frame

@@ -18,6 +18,13 @@ funding realised over each hour, so a Deribit print is hourly (``interval_hours`
   heartbeat: ``public/set_heartbeat`` and a ``public/test`` answer to every ``test_request``,
   without which the server closes the connection.
 
+Instruments: ``GET /api/v2/public/get_instruments?currency=any&kind=future`` lists futures of
+every currency; the perpetuals are ``settlement_period`` ``perpetual``: ``instrument_type``
+``reversed`` is inverse (``BTC-PERPETUAL``, USD-sized, coin-settled), ``linear`` settling in
+USDC is a USDC perpetual (``SOL_USDC-PERPETUAL``). ``creation_timestamp`` is its listing.
+Funding is hourly (the history rows), capped at 0.5 % (the venue's cap; Deribit states no
+per-instrument figure).
+
 Premium history: Deribit publishes none. Its hourly history is the funding itself (the
 dead-band formula already applied), so :meth:`Client.premium_history` is empty.
 
@@ -38,22 +45,40 @@ from typing import Any
 import polars as pl
 from websockets.asyncio.client import connect
 
+from ..instruments import Instrument
 from ..prints import PREDICTED, REALISED
-from ..venues import COINS, venue_symbol
-from . import HOUR_MS, PREMIUM_SCHEMA, VenueClient, checked, epoch_ms, number, prints_frame
+from ..venues import INVERSE, USDC, coin_for_symbol, spec
+from . import (
+    HOUR_MS,
+    PREMIUM_SCHEMA,
+    VenueClient,
+    checked,
+    epoch_ms,
+    instruments_of,
+    ms_datetime,
+    named_perpetual,
+    number,
+    parse_rows,
+    prints_frame,
+    tagged,
+)
 from .http import Budget, VenueError
 
 VENUE = "deribit"
+SPEC = spec(VENUE)
 HISTORY_PATH = "/api/v2/public/get_funding_rate_history"
 TICKER_PATH = "/api/v2/public/ticker"
+INSTRUMENTS_PATH = "/api/v2/public/get_instruments"
 WS_PATH = "/ws/api/v2"
-#: Deribit truncates a history request to about a month; 30-day windows stay inside it.
+#: Deribit truncates a history request to about a month (``SPEC.history_page`` = 744 h at
+#: most); 30-day windows stay inside it.
 HISTORY_WINDOW_MS = 30 * 24 * HOUR_MS
-INTERVAL_HOURS = 1.0
+INTERVAL_HOURS = SPEC.default_interval_hours
 #: Heartbeat interval asked of the server, seconds (Deribit accepts 10 or more).
-DEFAULT_HEARTBEAT_S = 30.0
+DEFAULT_HEARTBEAT_S = SPEC.ping_interval_s
 TICKER_CHANNEL = "ticker.{instrument}.100ms"
-COIN_OF_INSTRUMENT = {venue_symbol(VENUE, coin): coin for coin in COINS}
+#: ``instrument_type`` of an inverse perpetual.
+REVERSED = "reversed"
 
 
 def rpc_result(payload: Any, method: str) -> Any:
@@ -117,19 +142,54 @@ def ticker_row(coin: str, ticker: dict) -> dict:
     )
 
 
-def notification_row(message: dict) -> dict | None:
+def notification_row(message: dict, wanted: dict[str, Instrument] | None = None) -> dict | None:
     """Predicted row of a ``ticker.{instrument}.{interval}`` notification; None for other messages
-    or instruments that are not a known coin's perpetual. Raises KeyError/TypeError/ValueError
+    or instruments that are not a perpetual (not in ``wanted``, by instrument name, when
+    given; the row then carries the instrument's names). Raises KeyError/TypeError/ValueError
     (or OverflowError) on a notification missing its fields."""
     if message.get("method") != "subscription":
         return None
     params = message["params"]
     channel, _, _ = params["channel"].rpartition(".")
     kind, _, instrument = channel.partition(".")
-    coin = COIN_OF_INSTRUMENT.get(instrument)
-    if kind != "ticker" or coin is None:
+    if kind != "ticker":
         return None
-    return ticker_row(coin, params["data"])
+    if wanted is None:
+        coin = coin_for_symbol(VENUE, instrument) if SPEC.parse(instrument) else None
+        return None if coin is None else ticker_row(coin, params["data"])
+    inst = wanted.get(instrument)
+    return None if inst is None else tagged(ticker_row(inst.symbol, params["data"]), inst)
+
+
+def parse_instruments(payload: Any) -> tuple[list[Instrument], int]:
+    """``get_instruments`` (futures) -> its perpetuals and the count of rows that could not be
+    read. ``reversed`` -> inverse; ``linear`` must settle in USDC (other linear settlements
+    are not served: their names do not parse, and they are counted as skipped)."""
+
+    def one(row: dict) -> Instrument | None:
+        if row["settlement_period"] != "perpetual":
+            return None
+        name = row["instrument_name"]
+        named = named_perpetual(VENUE, name)
+        settle = row["settlement_currency"]
+        reversed_ = row["instrument_type"] == REVERSED
+        contract = INVERSE if reversed_ else (USDC if settle == "USDC" else None)
+        if contract != named.contract:
+            raise ValueError(f"{name}: {row['instrument_type']!r} settling in {settle!r} is not {named.contract}")
+        return Instrument(
+            venue=VENUE,
+            symbol=named.coin,
+            contract=contract,
+            venue_symbol=name,
+            multiplier=named.multiplier,
+            settle=settle,
+            listed_at=ms_datetime(row.get("creation_timestamp")),
+            interval_hours=INTERVAL_HOURS,
+            rate_cap=SPEC.rate_cap,
+            rate_floor=-SPEC.rate_cap,
+        )
+
+    return parse_rows(VENUE, rpc_result(payload, "get_instruments"), one, INSTRUMENTS_PATH)
 
 
 def history_windows(start_ms: int, end_ms: int) -> list[tuple[int, int]]:
@@ -155,8 +215,8 @@ class Client(VenueClient):
     """Deribit's public API (REST JSON-RPC over GET, WebSocket JSON-RPC)."""
 
     venue = VENUE
-    rest_url = "https://www.deribit.com"
-    ws_url = "wss://www.deribit.com"
+    rest_url = SPEC.rest_url
+    ws_url = SPEC.ws_url
     # Credit-based: ~500 credits a request from a 50k pool refilled at 10k/s, i.e. about
     # 20 requests/s sustained for public traffic (VENUES.md section 5.4).
     budget = Budget(20, 1)
@@ -165,40 +225,42 @@ class Client(VenueClient):
         super().__init__(rest_url, ws_url, **kwargs)
         self.skipped_frames = 0
 
-    def settled(self, coin: str, start: dt.datetime, end: dt.datetime) -> pl.DataFrame:
+    def instruments(self) -> list[Instrument]:
+        """Every perpetual listed: one ``get_instruments?currency=any&kind=future`` request."""
+        payload = self.http.get(INSTRUMENTS_PATH, {"currency": "any", "kind": "future"})
+        found, self.skipped_instruments = parse_instruments(payload)
+        return found
+
+    def settled(self, coin: str | Instrument, start: dt.datetime, end: dt.datetime) -> pl.DataFrame:
         """Realised hourly prints (``interest_1h``) with ``funding_time`` in [start, end] (UTC)."""
-        instrument = venue_symbol(self.venue, coin)
+        inst = self._instrument(coin)
         start_ms, end_ms = epoch_ms(start), epoch_ms(end)
         rows: list[dict] = []
         for low, high in history_windows(start_ms, end_ms):
-            params = {"instrument_name": instrument, "start_timestamp": low, "end_timestamp": high}
-            rows += history_rows(coin, self.http.get(HISTORY_PATH, params))
-        frame = prints_frame(rows, self.venue, self.source)
+            params = {"instrument_name": inst.venue_symbol, "start_timestamp": low, "end_timestamp": high}
+            rows += history_rows(inst.symbol, self.http.get(HISTORY_PATH, params))
+        frame = prints_frame(rows, self.venue, self.source, inst)
         return frame.filter(pl.col("funding_time").dt.epoch("ms").is_between(start_ms, end_ms))
 
-    def premium_history(self, coin: str, start: dt.datetime, end: dt.datetime) -> pl.DataFrame:
+    def premium_history(self, coin: str | Instrument, start: dt.datetime, end: dt.datetime) -> pl.DataFrame:
         """Always empty (:data:`PREMIUM_SCHEMA`): Deribit publishes no premium-index history;
         its hourly history is the funding rate itself (``interest_1h``), which is all there is
         to rebuild a window from."""
         return pl.DataFrame(schema=PREMIUM_SCHEMA)
 
-    def current(self, coins: Sequence[str]) -> pl.DataFrame:
-        """The open hour's predicted print per coin (one ticker request each)."""
+    def current(self, coins: Sequence[str | Instrument]) -> pl.DataFrame:
+        """The open hour's predicted print per coin or instrument (one ticker request each)."""
         rows = []
-        for coin in coins:
-            ticker = self._ticker(coin)
+        for name, inst in instruments_of(VENUE, coins).items():
+            ticker = rpc_result(self.http.get(TICKER_PATH, {"instrument_name": name}), "ticker")
             try:
-                rows.append(ticker_row(coin, ticker))
+                rows.append(tagged(ticker_row(inst.symbol, ticker), inst))
             except (KeyError, TypeError, ValueError, OverflowError, AttributeError) as exc:
-                raise VenueError(f"{VENUE} {TICKER_PATH} {coin}: malformed ticker ({exc!r})") from None
+                raise VenueError(f"{VENUE} {TICKER_PATH} {name}: malformed ticker ({exc!r})") from None
         return prints_frame(rows, self.venue, self.source)
 
-    def _ticker(self, coin: str) -> dict:
-        payload = self.http.get(TICKER_PATH, {"instrument_name": venue_symbol(self.venue, coin)})
-        return rpc_result(payload, "ticker")
-
     async def stream(
-        self, coins: Sequence[str], *, ping_interval_s: float = DEFAULT_HEARTBEAT_S
+        self, coins: Sequence[str | Instrument], *, ping_interval_s: float = DEFAULT_HEARTBEAT_S
     ) -> AsyncIterator[pl.DataFrame]:
         """Predicted prints from ``ticker.{instrument}.100ms``, one frame per notification.
 
@@ -207,7 +269,8 @@ class Client(VenueClient):
         intervals, websockets' ConnectionClosed when the connection drops, and VenueError
         when Deribit refuses a request or a subscription.
         """
-        wanted = {TICKER_CHANNEL.format(instrument=venue_symbol(self.venue, coin)) for coin in coins}
+        instruments = instruments_of(VENUE, coins)
+        wanted = {TICKER_CHANNEL.format(instrument=name) for name in instruments}
         ids = itertools.count(1)
         methods: dict[int, str] = {}
         silence_limit_s = 2 * ping_interval_s + 1.0
@@ -239,9 +302,9 @@ class Client(VenueClient):
                     if method == "public/subscribe":
                         self._check_subscribed(result, wanted)
                     continue
-                row = self._row(message)
+                row = self._row(message, instruments)
                 if row is not None:
-                    yield prints_frame([row], self.venue, f"{self.venue} WS")
+                    yield prints_frame([row], self.venue, self.stream_source)
 
     def _message(self, text: str | bytes) -> dict | None:
         """The frame as a JSON object, or None (counted in ``skipped_frames``) for junk."""
@@ -254,9 +317,9 @@ class Client(VenueClient):
             return None
         return message
 
-    def _row(self, message: dict) -> dict | None:
+    def _row(self, message: dict, instruments: dict[str, Instrument] | None = None) -> dict | None:
         try:
-            return notification_row(message)
+            return notification_row(message, instruments)
         except (KeyError, TypeError, ValueError, OverflowError, AttributeError):
             self.skipped_frames += 1
             return None

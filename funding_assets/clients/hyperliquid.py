@@ -12,7 +12,11 @@ Venue facts (VENUES.md section 4, DATA.md section 2):
   venue's premium history, one value per settlement.
 - ``metaAndAssetCtxs``: ``[meta, ctxs]`` where ``ctxs[i]`` belongs to ``meta.universe[i]``
   (an index join: ctxs carry no name). ``ctx.funding`` is the running hourly estimate
-  that settles at the next top of the hour. The payload has no timestamp.
+  that settles at the next top of the hour. The payload has no timestamp. It is also the
+  instrument list: every ``universe`` name not ``isDelisted`` is a USDC perpetual
+  (``kPEPE`` = 1000 PEPE), hourly, capped at 4 % an hour; ``openInterest`` (coins) x
+  ``markPx`` is its open interest in USD and ``dayNtlVlm`` its 24 h volume. Builder-deployed
+  (HIP-3) perpetuals are named ``dex:COIN`` and are not listed here.
 - ``predictedFundings``: ``[[coin, [[venue, {fundingRate, nextFundingTime,
   fundingIntervalHours} | null], ...]], ...]``, each rate per its venue's own interval.
 - WebSocket ``activeAssetCtx``: pushes ``{coin, ctx}`` with no timestamp. The server drops a
@@ -35,8 +39,9 @@ from typing import Any
 import polars as pl
 from websockets.asyncio.client import connect
 
+from ..instruments import Instrument
 from ..prints import PREDICTED
-from ..venues import DEFAULT_INTERVAL_HOURS, check_coin, coin_for_symbol
+from ..venues import coin_for_symbol, spec
 from . import (
     HOUR_MS,
     Budget,
@@ -46,17 +51,24 @@ from . import (
     check_print,
     checked,
     epoch_ms,
+    instruments_of,
+    named_perpetual,
     number,
+    parse_rows,
     premium_frame,
     prints_frame,
     settled_rows,
+    tagged,
 )
 
 VENUE = "hyperliquid"
+SPEC = spec(VENUE)
 INFO_PATH = "/info"
 WS_PATH = "/ws"
+#: Hyperliquid perpetuals settle in USDC.
+SETTLE = "USDC"
 
-PAGE_ROWS = 500
+PAGE_ROWS = SPEC.history_page
 INFO_WEIGHT = 20
 ROWS_PER_EXTRA_WEIGHT = 20
 
@@ -66,7 +78,7 @@ LOOKBACK = dt.timedelta(hours=24)
 #: Settlement stamps land within this much of their hour (observed: up to ~24 min late).
 SNAP_MS = HOUR_MS // 2
 #: The server closes a connection that has sent nothing for 60 s; ping well before.
-PING_INTERVAL_S = 50.0
+PING_INTERVAL_S = SPEC.ping_interval_s
 PING = json.dumps({"method": "ping"})
 
 #: predictedFundings venue names -> our venues.
@@ -109,24 +121,71 @@ def parse_funding_history(coin: str, payload: list[dict]) -> list[dict]:
     except (KeyError, TypeError, ValueError, OverflowError) as exc:
         raise VenueError(f"{VENUE} fundingHistory {coin}: malformed row ({exc!r})") from None
     # settled_rows snaps to the minute; hand it the hours, then give back the venue's stamps.
-    rows = settled_rows(coin, [(hour, rate) for hour, (_, rate) in latest.items()], DEFAULT_INTERVAL_HOURS[VENUE])
+    rows = settled_rows(coin, [(hour, rate) for hour, (_, rate) in latest.items()], SPEC.default_interval_hours)
     for row in rows:
         row["ts_ms"] = latest[row["funding_time_ms"]][0]
     return rows
 
 
-def universe_coins(meta: dict) -> list[str | None]:
-    """Our coin for each ``meta.universe`` entry, by position; None if delisted or not ours.
+def universe_names(meta: dict) -> list[str | None]:
+    """The venue name of each ``meta.universe`` entry, by position; None if delisted.
 
     Raises ValueError on an entry whose ``name`` is not a string or ``isDelisted`` not a
     boolean: skipping it could lose a coin's prediction."""
-    coins = []
+    names = []
     for asset in meta["universe"]:
         name, delisted = asset["name"], asset.get("isDelisted", False)
         if not isinstance(name, str) or not isinstance(delisted, bool):
             raise ValueError(f"malformed universe entry {str(asset)[:200]}")
-        coins.append(None if delisted else coin_for_symbol(VENUE, name))
-    return coins
+        names.append(None if delisted else name)
+    return names
+
+
+def universe_coins(meta: dict) -> list[str | None]:
+    """The canonical coin of each ``meta.universe`` entry, by position (``kPEPE`` -> ``PEPE``);
+    None if delisted or not a perpetual name. Raises as :func:`universe_names`."""
+    return [None if name is None else coin_for_symbol(VENUE, name) for name in universe_names(meta)]
+
+
+def _aligned(payload: list) -> tuple[dict, list]:
+    """``[meta, ctxs]`` with one ctx per universe entry (ValueError otherwise)."""
+    meta, ctxs = payload
+    if len(meta["universe"]) != len(ctxs):
+        raise ValueError(f"metaAndAssetCtxs: {len(meta['universe'])} universe entries but {len(ctxs)} ctxs")
+    return meta, ctxs
+
+
+def parse_instruments(payload: Any) -> tuple[list[Instrument], int]:
+    """``metaAndAssetCtxs`` -> the perpetuals listed and the count of entries that could not be
+    read. Delisted entries and HIP-3 ``dex:COIN`` names are left out; open interest is
+    ``openInterest`` x ``markPx`` (USD), volume ``dayNtlVlm`` (USD)."""
+    try:
+        meta, ctxs = _aligned(payload)
+        universe = list(meta["universe"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise VenueError(f"{VENUE} metaAndAssetCtxs: unexpected payload ({exc!r})") from None
+
+    def one(pair: tuple[dict, dict]) -> Instrument | None:
+        asset, ctx = pair
+        name = asset["name"]
+        if asset.get("isDelisted") is True or (isinstance(name, str) and ":" in name):
+            return None
+        named = named_perpetual(VENUE, name)
+        return Instrument(
+            venue=VENUE,
+            symbol=named.coin,
+            contract=named.contract,
+            venue_symbol=name,
+            multiplier=named.multiplier,
+            settle=SETTLE,
+            interval_hours=SPEC.default_interval_hours,
+            rate_cap=SPEC.rate_cap,
+            rate_floor=-SPEC.rate_cap,
+            open_interest_usd=number(ctx["openInterest"]) * number(ctx["markPx"]),
+            volume_usd=number(ctx["dayNtlVlm"]),
+        )
+
+    return parse_rows(VENUE, zip(universe, ctxs), one, "metaAndAssetCtxs")
 
 
 def predicted_row(coin: str, funding: str, received_ms: int) -> dict:
@@ -138,19 +197,21 @@ def predicted_row(coin: str, funding: str, received_ms: int) -> dict:
             "ts_ms": received_ms,
             "funding_time_ms": next_hour(received_ms),
             "rate": number(funding),
-            "interval_hours": DEFAULT_INTERVAL_HOURS[VENUE],
+            "interval_hours": SPEC.default_interval_hours,
             "kind": PREDICTED,
         }
     )
 
 
 def parse_meta_and_asset_ctxs(payload: list, received_ms: int) -> list[dict]:
-    """``[meta, ctxs]`` -> predicted rows of our listed coins (ctxs joined by index)."""
-    meta, ctxs = payload
-    coins = universe_coins(meta)
-    if len(coins) != len(ctxs):
-        raise ValueError(f"metaAndAssetCtxs: {len(coins)} universe entries but {len(ctxs)} ctxs")
-    return [predicted_row(coin, ctx["funding"], received_ms) for coin, ctx in zip(coins, ctxs) if coin is not None]
+    """``[meta, ctxs]`` -> predicted rows of the listed perpetuals (ctxs joined by index), each
+    with its venue ``name``."""
+    meta, ctxs = _aligned(payload)
+    return [
+        {**predicted_row(coin, ctx["funding"], received_ms), "name": name}
+        for name, coin, ctx in zip(universe_names(meta), universe_coins(meta), ctxs)
+        if coin is not None
+    ]
 
 
 def parse_predicted_fundings(payload: list, received_ms: int) -> list[dict]:
@@ -186,7 +247,8 @@ def parse_predicted_fundings(payload: list, received_ms: int) -> list[dict]:
 
 
 def parse_ws_message(message: dict, received_ms: int) -> dict | None:
-    """An ``activeAssetCtx`` push -> a predicted row; None for other channels or coins.
+    """An ``activeAssetCtx`` push -> a predicted row (of the canonical coin); None for other
+    channels or names that are no perpetual of the main dex (HIP-3 ``xyz:AAPL``).
 
     Raises ``KeyError``/``TypeError``/``ValueError`` on a malformed push.
     """
@@ -195,7 +257,7 @@ def parse_ws_message(message: dict, received_ms: int) -> dict | None:
     data = message["data"]
     if not isinstance(data["coin"], str):
         raise ValueError(f"activeAssetCtx coin {data['coin']!r}")
-    coin = coin_for_symbol(VENUE, data["coin"])  # HIP-3 coins such as "xyz:AAPL" are not ours
+    coin = coin_for_symbol(VENUE, data["coin"])  # HIP-3 names such as "xyz:AAPL" are not listed
     if coin is None:
         return None
     return predicted_row(coin, data["ctx"]["funding"], received_ms)
@@ -220,8 +282,8 @@ class Client(VenueClient):
     """
 
     venue = VENUE
-    rest_url = "https://api.hyperliquid.xyz"
-    ws_url = "wss://api.hyperliquid.xyz"
+    rest_url = SPEC.rest_url
+    ws_url = SPEC.ws_url
     budget = Budget(1200, 60.0)
 
     def __init__(
@@ -230,9 +292,10 @@ class Client(VenueClient):
         ws_url: str | None = None,
         *,
         http: HttpClient | None = None,
+        source_label: str | None = None,
         clock: Callable[[], dt.datetime] = utc_now,
     ) -> None:
-        super().__init__(rest_url, ws_url, http=http)
+        super().__init__(rest_url, ws_url, http=http, source_label=source_label)
         self.clock = clock
         self.skipped_frames = 0
         self.pings_sent = 0
@@ -244,6 +307,13 @@ class Client(VenueClient):
 
     def _now_ms(self) -> int:
         return epoch_ms(self.clock())
+
+    # --- instruments --------------------------------------------------------------------
+
+    def instruments(self) -> list[Instrument]:
+        """Every perpetual listed on the main dex, from one ``metaAndAssetCtxs`` read."""
+        found, self.skipped_instruments = parse_instruments(self._info({"type": "metaAndAssetCtxs"}, INFO_WEIGHT))
+        return found
 
     # --- settled ------------------------------------------------------------------------
 
@@ -265,66 +335,73 @@ class Client(VenueClient):
             cursor = last + 1
         return rows
 
-    def settled(self, coin: str, start: dt.datetime, end: dt.datetime) -> pl.DataFrame:
+    def settled(self, coin: str | Instrument, start: dt.datetime, end: dt.datetime) -> pl.DataFrame:
         """Realised prints with ``funding_time`` in ``[start, end]`` (naive UTC), one per hour
         settled (per 8 h before 2023-06-08), rates per ``interval_hours``."""
-        coin = check_coin(coin)
+        inst = self._instrument(coin)
         start_ms, end_ms = epoch_ms(start), epoch_ms(end)
         # Stamps trail their hour: widen by the snap window on both sides.
-        payload = self.history_pages(coin, epoch_ms(start - LOOKBACK) - SNAP_MS, end_ms + SNAP_MS - 1)
-        rows = [r for r in parse_funding_history(coin, payload) if start_ms <= r["funding_time_ms"] <= end_ms]
-        return prints_frame(rows, VENUE, self.source)
+        payload = self.history_pages(inst.venue_symbol, epoch_ms(start - LOOKBACK) - SNAP_MS, end_ms + SNAP_MS - 1)
+        rows = parse_funding_history(inst.symbol, payload)
+        rows = [r for r in rows if start_ms <= r["funding_time_ms"] <= end_ms]
+        return prints_frame(rows, VENUE, self.source, inst)
 
-    def premium_history(self, coin: str, start: dt.datetime, end: dt.datetime) -> pl.DataFrame:
+    def premium_history(self, coin: str | Instrument, start: dt.datetime, end: dt.datetime) -> pl.DataFrame:
         """Each settled window's average premium known in ``(start, end]`` (naive UTC), in
         :data:`PREMIUM_SCHEMA`: ``ts`` is the settlement (the window's end, ``time`` rounded
         to the hour), ``premium`` the row's ``premium`` (decimal fraction). One row an hour
         (every 8 h before 2023-06-08), from the same pages as :meth:`settled`.
         """
-        coin = check_coin(coin)
+        inst = self._instrument(coin)
         start_ms, end_ms = epoch_ms(start), epoch_ms(end)
         # A stamp trails its hour by less than SNAP_MS; hours up to `start` are not wanted.
-        payload = self.history_pages(coin, start_ms + 1, end_ms + SNAP_MS - 1)
+        payload = self.history_pages(inst.venue_symbol, start_ms + 1, end_ms + SNAP_MS - 1)
         try:
             points = [(snap_hour(int(row["time"])), float(row["premium"])) for row in payload]
         except (KeyError, TypeError, ValueError) as exc:
-            raise VenueError(f"{VENUE} fundingHistory {coin}: malformed row ({exc!r})") from None
-        return premium_frame(VENUE, coin, points, start_ms, end_ms)  # a repeated hour: latest stamp wins
+            raise VenueError(f"{VENUE} fundingHistory {inst.venue_symbol}: malformed row ({exc!r})") from None
+        return premium_frame(VENUE, inst, points, start_ms, end_ms)  # a repeated hour: latest stamp wins
 
     # --- live ---------------------------------------------------------------------------
 
-    def current(self, coins: Sequence[str]) -> pl.DataFrame:
-        """The running hourly estimate of each coin, from one ``metaAndAssetCtxs`` read."""
-        wanted = {check_coin(c) for c in coins}
+    def current(self, coins: Sequence[str | Instrument]) -> pl.DataFrame:
+        """The running hourly estimate of each coin or instrument, from one ``metaAndAssetCtxs`` read."""
+        wanted = instruments_of(VENUE, coins)
         payload = self._info({"type": "metaAndAssetCtxs"}, INFO_WEIGHT)
         try:
-            rows = [r for r in parse_meta_and_asset_ctxs(payload, self._now_ms()) if r["coin"] in wanted]
+            rows = [
+                tagged(r, wanted[r["name"]])
+                for r in parse_meta_and_asset_ctxs(payload, self._now_ms())
+                if r["name"] in wanted
+            ]
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise VenueError(f"{VENUE} metaAndAssetCtxs: unexpected payload ({exc})") from exc
-        missing = wanted - {r["coin"] for r in rows}
+        missing = set(wanted) - {r["venue_symbol"] for r in rows}
         if missing:
             raise VenueError(f"{VENUE} metaAndAssetCtxs: no funding for {', '.join(sorted(missing))}")
         return prints_frame(rows, VENUE, self.source)
 
-    def predicted_fundings(self, coins: Sequence[str]) -> pl.DataFrame:
-        """Hyperliquid's view of the next settlement on Binance, Bybit and itself, per coin.
+    def predicted_fundings(self, coins: Sequence[str | Instrument]) -> pl.DataFrame:
+        """Hyperliquid's view of the next settlement on Binance, Bybit and itself, per coin
+        (each venue's main perpetual of it).
 
         One frame for all three venues (``venue`` column); rates per each venue's interval.
         """
-        wanted = {check_coin(c) for c in coins}
+        wanted = {inst.symbol for inst in instruments_of(VENUE, coins).values()}
         payload = self._info({"type": "predictedFundings"}, INFO_WEIGHT)
         try:
             rows = [r for r in parse_predicted_fundings(payload, self._now_ms()) if r["coin"] in wanted]
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise VenueError(f"{VENUE} predictedFundings: unexpected payload ({exc!r})") from None
-        source = f"{VENUE} predictedFundings"
+        source = self.source_label or f"{VENUE} predictedFundings"
         frames = [
             prints_frame([r for r in rows if r["venue"] == v], v, source) for v in sorted({r["venue"] for r in rows})
         ]
         return pl.concat(frames) if frames else prints_frame([], VENUE, source)
 
-    def _stream_frame(self, text: str | bytes) -> pl.DataFrame | None:
-        """One frame of print(s) from a WS message, or None (ack, pong, other coin, junk)."""
+    def _stream_frame(self, text: str | bytes, wanted: dict[str, Instrument] | None = None) -> pl.DataFrame | None:
+        """One frame of print(s) from a WS message, or None (ack, pong, junk, a name not in
+        ``wanted``: venue name -> instrument; None: any name, as the venue's main perpetual)."""
         try:
             message = json.loads(text)
             channel = message.get("channel")
@@ -333,13 +410,16 @@ class Client(VenueClient):
             if channel == "pong":
                 self.pongs += 1
             row = parse_ws_message(message, self._now_ms())
+            if row is not None and wanted is not None:
+                inst = wanted.get(message["data"]["coin"])
+                row = None if inst is None else tagged(row, inst)
         except (AttributeError, KeyError, TypeError, ValueError):
             self.skipped_frames += 1
             return None
-        return None if row is None else prints_frame([row], VENUE, f"{VENUE} WS")
+        return None if row is None else prints_frame([row], VENUE, self.stream_source)
 
     async def stream(
-        self, coins: Sequence[str], *, ping_interval_s: float = PING_INTERVAL_S
+        self, coins: Sequence[str | Instrument], *, ping_interval_s: float = PING_INTERVAL_S
     ) -> AsyncIterator[pl.DataFrame]:
         """Predicted prints from ``activeAssetCtx``, one frame per push of one of ``coins``.
 
@@ -347,11 +427,11 @@ class Client(VenueClient):
         raises ``ConnectionError`` if a whole ping interval after a ping passes without any
         message, and the websockets exception when the connection closes.
         """
-        wanted = list(dict.fromkeys(check_coin(c) for c in coins))
+        wanted = instruments_of(VENUE, coins)
         loop = asyncio.get_running_loop()
         async with connect(self.ws_base.rstrip("/") + WS_PATH) as ws:
-            for coin in wanted:
-                await ws.send(json.dumps(subscription(coin)))
+            for name in wanted:
+                await ws.send(json.dumps(subscription(name)))
             last_sent, heard = loop.time(), True
             while True:
                 wait = last_sent + ping_interval_s - loop.time()
@@ -367,6 +447,6 @@ class Client(VenueClient):
                 except TimeoutError:
                     continue
                 heard = True
-                frame = self._stream_frame(text)
+                frame = self._stream_frame(text, wanted)
                 if frame is not None:
                     yield frame

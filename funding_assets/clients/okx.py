@@ -1,4 +1,5 @@
-"""OKX v5 USDT-margined perpetual swaps (``BTC-USDT-SWAP``): settled history, predictions, stream.
+"""OKX v5 perpetual swaps (``BTC-USDT-SWAP``, ``BTC-USDC-SWAP``, inverse ``BTC-USD-SWAP``):
+settled history, predictions, stream, instruments. Every call names its swap by ``instId``.
 
 Rates are decimal fractions per native funding interval (8/6/4/2/1 h, dynamic); times are
 epoch milliseconds sent as strings, UTC. Endpoints (VENUES.md section 3):
@@ -17,6 +18,12 @@ epoch milliseconds sent as strings, UTC. Endpoints (VENUES.md section 3):
   that ``fundingRate`` predicts; ``nextFundingTime`` is the one after. The open window's
   interval is ``fundingTime - prevFundingTime`` (``prevFundingTime`` is a newer field;
   without it ``nextFundingTime - fundingTime``, which is wrong across an interval change).
+- ``GET /api/v5/public/instruments?instType=SWAP`` -- every swap in one answer: ``ctType``
+  (``linear`` / ``inverse``), ``settleCcy``, ``listTime``, ``expTime`` (set when a swap is
+  taken offline), ``state`` (``live``, ``suspend``, ``preopen``, ``test``). ``ctMult`` /
+  ``ctVal`` size a contract and do not enter a name. Intervals and caps
+  (``maxFundingRate`` / ``minFundingRate``) come from ``funding-rate?instId=ANY``, open
+  interest from ``GET /api/v5/public/open-interest?instType=SWAP`` (``oiUsd``).
 - WS ``/ws/v5/public`` channel ``funding-rate``: pushes rows shaped like the REST ones
   every 30-90 s; the server drops a connection silent for 30 s, so the client sends the
   text ``ping`` after ``ping_interval_s`` of silence and expects the text ``pong``.
@@ -54,25 +61,38 @@ import httpx
 import polars as pl
 from websockets.asyncio.client import connect
 
+from ..instruments import Instrument
 from ..prints import PREDICTED
-from ..venues import check_coin, coin_for_symbol, venue_symbol
+from ..venues import INVERSE, USDC, USDT, coin_for_symbol, spec
 from . import (
     HOUR_MS,
+    KNOWN_INTERVALS,
     MINUTE_MS,
+    ROW_ERRORS,
     Budget,
     VenueClient,
     VenueError,
     check_print,
     checked,
     epoch_ms,
+    instruments_of,
+    ms_datetime,
+    named_perpetual,
     number,
+    optional_number,
+    parse_rows,
     premium_frame,
     prints_frame,
     settled_rows,
     snap_ms,
+    tagged,
 )
 
+VENUE = "okx"
+SPEC = spec(VENUE)
 HISTORY_PATH = "/api/v5/public/funding-rate-history"
+INSTRUMENTS_PATH = "/api/v5/public/instruments"
+OPEN_INTEREST_PATH = "/api/v5/public/open-interest"
 CURRENT_PATH = "/api/v5/public/funding-rate"
 ARCHIVE_PATH = "/api/v5/public/market-data-history"
 PREMIUM_PATH = "/api/v5/public/premium-history"
@@ -87,7 +107,10 @@ ARCHIVE_COLUMNS = ("instrument_name", "contract_type", "funding_rate", "real_fun
 #: intervals) are known even after a run of missing settlements; trimmed afterwards.
 CONTEXT = dt.timedelta(days=1)
 #: Silence after which the client pings; OKX drops a connection silent for 30 s.
-PING_INTERVAL_S = 20.0
+PING_INTERVAL_S = SPEC.ping_interval_s
+#: Swap states kept as listed (``preopen`` and ``test`` swaps do not trade).
+LISTED_STATES = ("live", "suspend")
+SETTLE_CONTRACTS = {"USDT": USDT, "USDC": USDC}
 #: Rows per premium-history page (the endpoint's maximum and default).
 PREMIUM_LIMIT = 100
 #: premium-history allows 20 requests / 2 s per IP: half a unit of the 10 / 2 s budget.
@@ -156,7 +179,7 @@ def parse_funding_rates(payload: Any) -> list[dict]:
     """funding-rate rows (REST envelope, WS push, or a bare list of rows) -> predicted rows.
 
     Only ``instType == "SWAP"`` rows are kept (``instId=ANY`` also lists FUTURES X-Perps).
-    Each row: ``inst_id``, ``coin`` (None unless one of our coins' USDT swaps), ``ts_ms``
+    Each row: ``inst_id``, ``coin`` (its canonical coin; None if no swap name), ``ts_ms``
     (quote time), ``funding_time_ms`` (the upcoming settlement, OKX ``fundingTime``),
     ``rate`` (``fundingRate``, per interval), ``interval_hours``, ``kind='predicted'``.
     Raises KeyError/TypeError/ValueError on a malformed row (a non-string ``instId`` or
@@ -188,6 +211,83 @@ def _funding_row(row: dict) -> dict:
             "kind": PREDICTED,
         }
     )
+
+
+def parse_funding_info(payload: Any) -> tuple[dict[str, tuple[float, float | None, float | None]], int]:
+    """``funding-rate?instId=ANY`` -> ``{instId: (open window hours, cap, floor)}`` of its swaps
+    and the count of rows that could not be read (skipped). Caps are ``maxFundingRate`` /
+    ``minFundingRate``, decimal fractions per interval."""
+    out: dict[str, tuple[float, float | None, float | None]] = {}
+    skipped = 0
+    for row in envelope_rows(payload):
+        try:
+            if _inst_type(row) != SWAP:
+                continue
+            hours = open_interval_hours(row)
+            if hours not in KNOWN_INTERVALS:
+                raise ValueError(f"interval {hours} h")
+            out[row["instId"]] = (
+                hours,
+                optional_number(row.get("maxFundingRate")),
+                optional_number(row.get("minFundingRate")),
+            )
+        except ROW_ERRORS:
+            skipped += 1
+    return out, skipped
+
+
+def parse_open_interest(payload: Any) -> dict[str, float]:
+    """``open-interest?instType=SWAP`` -> ``{instId: oiUsd}``; unreadable rows are left out."""
+    out = {}
+    for row in envelope_rows(payload):
+        try:
+            out[row["instId"]] = number(row["oiUsd"])
+        except ROW_ERRORS:
+            continue
+    return out
+
+
+def parse_instruments(
+    payload: Any,
+    funding: dict[str, tuple[float, float | None, float | None]],
+    open_interest: dict[str, float],
+) -> tuple[list[Instrument], int]:
+    """``instruments?instType=SWAP`` -> the swaps listed (``live`` or ``suspend``) and the count
+    of rows that could not be read. ``ctType`` ``linear`` swaps are USDT / USDC by
+    ``settleCcy``, ``inverse`` ones coin-settled; a swap with ``expTime`` is being delisted
+    then. A swap missing from ``funding`` gets the venue's default interval and no cap."""
+
+    def one(row: dict) -> Instrument | None:
+        if row["instType"] != SWAP or row["state"] not in LISTED_STATES:
+            return None
+        inst_id = row["instId"]
+        named = named_perpetual(VENUE, inst_id)
+        settle = row["settleCcy"]
+        contract = INVERSE if row["ctType"] == "inverse" else SETTLE_CONTRACTS.get(settle)
+        if contract != named.contract:
+            raise ValueError(f"{inst_id}: ctType {row['ctType']!r} settling in {settle!r} is not {named.contract}")
+        hours, cap, floor = funding.get(inst_id, (SPEC.default_interval_hours, None, None))
+        return Instrument(
+            venue=VENUE,
+            symbol=named.coin,
+            contract=contract,
+            venue_symbol=inst_id,
+            multiplier=named.multiplier,
+            settle=settle,
+            listed_at=ms_datetime(row.get("listTime")),
+            delisted_at=ms_datetime(row.get("expTime")),
+            interval_hours=hours,
+            rate_cap=cap,
+            rate_floor=floor,
+            open_interest_usd=open_interest.get(inst_id),
+        )
+
+    return parse_rows(VENUE, envelope_rows(payload), one, INSTRUMENTS_PATH)
+
+
+def wanted_rows(rows: list[dict], wanted: dict[str, Instrument]) -> list[dict]:
+    """The predicted rows of the wanted swaps (by ``instId``), tagged with their instrument."""
+    return [tagged(r, wanted[r["inst_id"]]) for r in rows if r["inst_id"] in wanted]
 
 
 def parse_archive_links(payload: Any) -> list[str]:
@@ -228,37 +328,51 @@ def parse_archive(content: bytes) -> list[tuple[str, int, float]]:
 
 
 class Client(VenueClient):
-    """OKX v5 public market data for the USDT-margined swaps of our coins."""
+    """OKX v5 public market data for USDT, USDC and inverse swaps."""
 
-    venue = "okx"
-    rest_url = "https://www.okx.com"
-    ws_url = "wss://ws.okx.com:8443"
+    venue = VENUE
+    rest_url = SPEC.rest_url
+    ws_url = SPEC.ws_url
     #: 10 requests / 2 s per IP + instId (VENUES.md 3.2-3.3); one bucket for all instIds.
     budget = Budget(10, 2.0)
-    #: Rows asked per history page: valid under both the old (100) and new (400) maximum.
-    page_limit = 100
+    #: Rows asked per history page (400 since 2025; a venue serving 100 still pages right:
+    #: a short page is never read as the end).
+    page_limit = SPEC.history_page
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.skipped_frames = 0
         self.pongs = 0
 
+    # instruments --------------------------------------------------------------------------
+
+    def instruments(self) -> list[Instrument]:
+        """Every swap listed: ``instruments?instType=SWAP``, ``funding-rate?instId=ANY``
+        (intervals, caps) and ``open-interest?instType=SWAP`` (ranking): three requests."""
+        funding, bad_funding = parse_funding_info(self.http.get(CURRENT_PATH, {"instId": ALL_PERPETUALS}))
+        open_interest = parse_open_interest(self.http.get(OPEN_INTEREST_PATH, {"instType": SWAP}))
+        found, bad = parse_instruments(self.http.get(INSTRUMENTS_PATH, {"instType": SWAP}), funding, open_interest)
+        self.skipped_instruments = bad + bad_funding
+        return found
+
     # settled ------------------------------------------------------------------------------
 
-    def settled(self, coin: str, start: dt.datetime, end: dt.datetime) -> pl.DataFrame:
+    def settled(self, coin: str | Instrument, start: dt.datetime, end: dt.datetime) -> pl.DataFrame:
         """Realised prints with ``funding_time`` in ``[start, end]`` (naive UTC): the REST
         window (about three months) stitched to monthly archives for anything older,
         deduplicated (REST wins), intervals inferred from gaps, rates per interval."""
-        coin = check_coin(coin)
-        inst = venue_symbol(self.venue, coin)
+        instrument = self._instrument(coin)
+        inst = instrument.venue_symbol
         lo, hi = epoch_ms(start - CONTEXT), epoch_ms(end + CONTEXT)
         recent = self._rest_history(inst, lo, hi)
         reached = min(recent, default=hi + 1)
         points = self._archive_history(inst, lo, reached) if reached > lo else {}
         points.update(recent)
-        rows = settled_rows(coin, [p for t, p in points.items() if lo <= t <= hi], self.default_interval)
+        in_range = [p for t, p in points.items() if lo <= t <= hi]
+        rows = settled_rows(instrument.symbol, in_range, self._interval(instrument))
         first, last = epoch_ms(start), epoch_ms(end)
-        return prints_frame([r for r in rows if first <= r["funding_time_ms"] <= last], self.venue, self.source)
+        rows = [r for r in rows if first <= r["funding_time_ms"] <= last]
+        return prints_frame(rows, self.venue, self.source, instrument)
 
     def _rest_history(self, inst: str, lo: int, hi: int) -> dict[int, Point]:
         """Settlements in ``[lo, hi]`` ms the REST window still holds, keyed by snapped time:
@@ -304,7 +418,7 @@ class Client(VenueClient):
 
     # premium ------------------------------------------------------------------------------
 
-    def premium_history(self, coin: str, start: dt.datetime, end: dt.datetime) -> pl.DataFrame:
+    def premium_history(self, coin: str | Instrument, start: dt.datetime, end: dt.datetime) -> pl.DataFrame:
         """Per-minute premium samples known in ``(start, end]`` (naive UTC), in :data:`PREMIUM_SCHEMA`.
 
         ``ts`` = the row's ``ts`` (its generation time, seconds after its minute ended)
@@ -312,7 +426,8 @@ class Client(VenueClient):
         (``after`` = oldest ``ts`` seen) until past ``start`` or out of rows: OKX keeps only
         the last months, and older samples are simply absent.
         """
-        inst = venue_symbol(self.venue, check_coin(coin))
+        instrument = self._instrument(coin)
+        inst = instrument.venue_symbol
         start_ms, end_ms = epoch_ms(start), epoch_ms(end)
         after = end_ms // MINUTE_MS * MINUTE_MS + MINUTE_MS  # rows before it are known by `end`
         points: list[tuple[int, float]] = []
@@ -323,23 +438,23 @@ class Client(VenueClient):
             points.extend((ts // MINUTE_MS * MINUTE_MS, premium) for ts, premium in page)
             oldest = min((ts for ts, _ in page), default=None)
             if oldest is None or oldest // MINUTE_MS * MINUTE_MS <= start_ms:
-                return premium_frame(self.venue, coin, points, start_ms, end_ms)
+                return premium_frame(self.venue, instrument, points, start_ms, end_ms)
             if oldest >= after:
                 raise VenueError(f"okx: premium-history for {inst} ignored `after` ({oldest} >= {after})")
             after = oldest
 
     # current ------------------------------------------------------------------------------
 
-    def current(self, coins: Sequence[str]) -> pl.DataFrame:
-        """The open window's predicted rate per coin, all from one ``instId=ANY`` request;
+    def current(self, coins: Sequence[str | Instrument]) -> pl.DataFrame:
+        """The open window's predicted rate per instrument, all from one ``instId=ANY`` request;
         ``funding_time`` = OKX ``fundingTime`` (the upcoming settlement), ``ts`` = OKX ``ts``."""
-        wanted = {check_coin(c) for c in coins}
+        wanted = instruments_of(VENUE, coins)
         payload = self.http.get(CURRENT_PATH, {"instId": ALL_PERPETUALS})
         try:
-            rows = [r for r in parse_funding_rates(payload) if r["coin"] in wanted]
+            rows = wanted_rows(parse_funding_rates(payload), wanted)
         except (KeyError, TypeError, ValueError, OverflowError, AttributeError) as exc:
             raise VenueError(f"okx {CURRENT_PATH}: malformed row ({exc!r})") from None
-        missing = wanted - {r["coin"] for r in rows}
+        missing = set(wanted) - {r["venue_symbol"] for r in rows}
         if missing:
             raise VenueError(f"okx {CURRENT_PATH}: no funding for {', '.join(sorted(missing))}")
         return prints_frame(rows, self.venue, self.source)
@@ -347,7 +462,7 @@ class Client(VenueClient):
     # stream -------------------------------------------------------------------------------
 
     async def stream(
-        self, coins: Sequence[str], *, ping_interval_s: float = PING_INTERVAL_S
+        self, coins: Sequence[str | Instrument], *, ping_interval_s: float = PING_INTERVAL_S
     ) -> AsyncIterator[pl.DataFrame]:
         """Predicted prints from the ``funding-rate`` channel, one frame per push.
 
@@ -355,8 +470,8 @@ class Client(VenueClient):
         ``ConnectionError`` if the next interval brings nothing either (not even ``pong``);
         a closed connection raises the websockets exception. Reconnecting is the caller's job.
         """
-        wanted = {check_coin(c) for c in coins}
-        args = [{"channel": CHANNEL, "instId": venue_symbol(self.venue, c)} for c in sorted(wanted)]
+        wanted = instruments_of(VENUE, coins)
+        args = [{"channel": CHANNEL, "instId": name} for name in sorted(wanted)]
         async with connect(self.ws_base + WS_PATH, ping_interval=None, open_timeout=10) as ws:
             await ws.send(json.dumps({"op": "subscribe", "args": args}))
             pinged = False
@@ -374,7 +489,7 @@ class Client(VenueClient):
                 if frame is not None:
                     yield frame
 
-    def _stream_frame(self, message: str | bytes, wanted: set[str]) -> pl.DataFrame | None:
+    def _stream_frame(self, message: str | bytes, wanted: dict[str, Instrument]) -> pl.DataFrame | None:
         """The prints of one WS message, or None for pong, acks and (counted) junk."""
         if message == "pong":
             self.pongs += 1
@@ -389,10 +504,10 @@ class Client(VenueClient):
         if event:
             return None  # subscribe / unsubscribe acknowledgement
         try:
-            rows = [r for r in parse_funding_rates(payload) if r["coin"] in wanted]
+            rows = wanted_rows(parse_funding_rates(payload), wanted)
         except (VenueError, KeyError, TypeError, ValueError, OverflowError, AttributeError):
             return self._skip()
-        return prints_frame(rows, self.venue, f"{self.venue} WS") if rows else None
+        return prints_frame(rows, self.venue, self.stream_source) if rows else None
 
     def _skip(self) -> None:
         self.skipped_frames += 1
