@@ -41,7 +41,7 @@ import polars as pl
 from funding_assets.clients import Budget, HttpClient
 from funding_assets.live.collector import Collector
 from funding_assets.prints import PRINT_SCHEMA
-from funding_assets.venues import DEFAULT_INTERVAL_HOURS, venue_symbol
+from funding_assets.venues import DEFAULT_INTERVAL_HOURS, spec, venue_symbol
 
 VENUES = ("binance", "bybit", "okx", "hyperliquid", "deribit")
 COINS = ("BTC", "ETH")
@@ -72,6 +72,7 @@ def history(now: dt.datetime) -> list[tuple[str, pl.DataFrame]]:
                         {
                             "venue": venue,
                             "symbol": coin,
+                            "contract": spec(venue).default_contract(coin),
                             "venue_symbol": venue_symbol(venue, coin),
                             "ts": times,
                             "funding_time": times,
@@ -101,6 +102,7 @@ def quote_frames(n: int, start: dt.datetime, span: dt.timedelta) -> list[tuple[s
             (
                 venue,
                 coin,
+                spec(venue).default_contract(coin),
                 venue_symbol(venue, coin),
                 ts,
                 end,

@@ -21,6 +21,7 @@ import pytest
 
 from funding_assets import strip
 from funding_assets.clients import Budget, HttpClient, prints_frame
+from funding_assets.instruments import Instrument
 from funding_assets.live.collector import Collector
 from funding_assets.live.landing import NAME_RE, landed_files, read_landed
 from funding_assets.live.livestrip import RETAIN_MS, LiveStrip, rows_frame
@@ -28,6 +29,7 @@ from funding_assets.live.status import read_status, status_path
 from funding_assets.prints import PRINT_SCHEMA
 from funding_assets.sim import FundingModel
 from funding_assets.sim.server import Faults, SimClock
+from funding_assets.venues import spec
 
 H = dt.timedelta(hours=1)
 MS = dt.timedelta(milliseconds=1)
@@ -36,11 +38,19 @@ WORKED_RATES = [0.0001, 0.00012, 0.00008, 0.0001, 0.00015, 0.0002, 0.00011, 0.00
 BUCKETS = [f"b{k}" for k in range(8)]
 COINS = ["BTC", "ETH"]
 UNLIMITED = Budget(1e9, 1.0)
+#: Position of a column in a snapshot row tuple of LiveStrip, and in a print tuple.
+COL = {c: i for i, c in enumerate(strip.SNAPSHOT_SCHEMA)}
+KIND = list(PRINT_SCHEMA).index("kind")
 
 
-def p(ts, funding_time, rate, hours=8.0, kind="realised", venue="binance", symbol="BTC"):
+def p(ts, funding_time, rate, hours=8.0, kind="realised", venue="binance", symbol="BTC", contract="usdt"):
     """One print tuple in PRINT_SCHEMA order."""
-    return (venue, symbol, "X", ts, funding_time, rate, float(hours), kind, "test")
+    return (venue, symbol, contract, "X", ts, funding_time, rate, float(hours), kind, "test")
+
+
+def main_series(venue: str, coin: str) -> tuple[str, str]:
+    """The collector's key of a coin it follows: the venue's main perpetual of it."""
+    return coin, spec(venue).default_contract(coin)
 
 
 def frame_of(prints) -> pl.DataFrame:
@@ -53,9 +63,11 @@ def history(start, rates, hours=8.0, **kw):
 
 
 def last_rows(rows, kind):
-    """The last emitted row per (venue, symbol, ts) of a kind, as a frame (what the store keeps)."""
+    """The last emitted row per (venue, symbol, contract, ts) of a kind, as a frame (what the
+    store keeps)."""
+    keys = [*strip.KEYS, "ts"]
     frame = rows_frame(rows).filter(pl.col("kind") == kind)
-    return frame.unique(["venue", "symbol", "ts"], keep="last", maintain_order=True).sort(["venue", "symbol", "ts"])
+    return frame.unique(keys, keep="last", maintain_order=True).sort(keys)
 
 
 # --- LiveStrip ------------------------------------------------------------------------------
@@ -67,7 +79,7 @@ def test_intraday_bucket0_is_the_open_window_so_far_for_an_8h_venue():
     open_end = T0 + 8 * 8 * H  # the window after the last settlement
     quote = p(open_end - 3 * H, open_end, 0.0003, kind="predicted")
     (row,) = live.update([quote])
-    assert row[:5] == ("binance", "BTC", "intraday", open_end - 3 * H, open_end)
+    assert row[:6] == ("binance", "BTC", "usdt", "intraday", open_end - 3 * H, open_end)
     got = dict(zip(strip.SNAPSHOT_SCHEMA, row))
     expected = [0.0003] + WORKED_RATES[:8][::-1][:7]
     assert [got[b] for b in BUCKETS] == pytest.approx([r * 1095 for r in expected], abs=1e-12)
@@ -130,11 +142,26 @@ def test_roll_and_intraday_rows_equal_the_batch_engine(venue, hours):
         assert last_rows(rows, "roll").equals(batch_roll)
         live_intraday = last_rows(rows, "intraday")
         batch_intraday = strip.intraday_snapshots(frame_of(prints), every=0)
-        joined = live_intraday.join(batch_intraday, on=["venue", "symbol", "ts"], how="full", suffix="_batch")
+        joined = live_intraday.join(batch_intraday, on=[*strip.KEYS, "ts"], how="full", suffix="_batch")
         assert joined.height == live_intraday.height == batch_intraday.height
         for col in [*BUCKETS, "interval_hours"]:
             assert (joined[col] - joined[f"{col}_batch"]).abs().max() < 1e-12
         assert (joined["n_filled"] == joined["n_filled_batch"]).all()
+
+
+def test_two_contracts_of_one_coin_are_two_strips_each_the_batch_engines():
+    """Binance BTCUSDT and BTCUSD_PERP: one coin, two series that never mix."""
+    usdt = random_prints("binance", 8, days=6, seed=3)
+    inverse = [p(*q[4:8], q[8], symbol="BTC", contract="inverse") for q in random_prints("binance", 8, days=6, seed=4)]
+    both = sorted(usdt + inverse, key=lambda q: q[4])
+    live = LiveStrip()
+    rows = [r for q in both for r in live.update([q])]
+    assert sorted(live.series) == [("binance", "BTC", "inverse"), ("binance", "BTC", "usdt")]
+    roll = last_rows(rows, "roll")
+    assert roll.equals(strip.roll_snapshots(frame_of(both)))
+    for contract, prints in (("usdt", usdt), ("inverse", inverse)):
+        alone = strip.roll_snapshots(frame_of(prints))
+        assert roll.filter(pl.col("contract") == contract).equals(alone), contract
 
 
 def test_late_realised_prints_supersede_predictions_and_revise_the_roll_rows():
@@ -145,7 +172,7 @@ def test_late_realised_prints_supersede_predictions_and_revise_the_roll_rows():
     rng = random.Random(1)
     live, rows, held = LiveStrip(), [], []
     for q in prints:
-        if q[7] == "realised" and rng.random() < 0.5:
+        if q[KIND] == "realised" and rng.random() < 0.5:
             held.append(q)  # arrives up to a day late
         else:
             rows += live.update([q])
@@ -162,14 +189,15 @@ def test_realised_is_final_whatever_comes_after():
     w = T0 + 7 * 8 * H
     live.update([p(w - H, w, 0.0005, kind="predicted")])
     rows = live.update([p(w + 18 * MS, w, 0.0001)])  # the settlement closes the window
-    (roll,) = [r for r in rows if r[2] == "roll"]
-    assert roll[3] == w and roll[7] == pytest.approx(0.1095)
+    (roll,) = [r for r in rows if r[COL["kind"]] == "roll"]
+    assert roll[COL["ts"]] == w and roll[COL["b0"]] == pytest.approx(0.1095)
     # a later (stale) prediction for the settled window changes nothing, emits no roll row
-    assert [r for r in live.update([p(w + 5 * H, w, 0.0009, kind="predicted")]) if r[2] == "roll"] == []
+    stale = live.update([p(w + 5 * H, w, 0.0009, kind="predicted")])
+    assert [r for r in stale if r[COL["kind"]] == "roll"] == []
     row = live.current("binance", "BTC", w + 6 * H)
     assert row is None  # the open window has no print yet: no intraday snapshot
     (intraday,) = live.update([p(w + 6 * H, w + 8 * H, 0.0002, kind="predicted")])
-    assert intraday[8] == pytest.approx(0.1095)  # b1 = the realised 0.0001, not 0.0009
+    assert intraday[COL["b1"]] == pytest.approx(0.1095)  # b1 = the realised 0.0001, not 0.0009
 
 
 def test_a_missing_window_is_interpolated_like_the_design_example():
@@ -177,15 +205,16 @@ def test_a_missing_window_is_interpolated_like_the_design_example():
     times = [T0 + i * 8 * H for i in range(9) if i != 5]
     prints = history(T0 - 3 * 8 * H, [0.0001] * 3) + [p(t, t, r) for t, r in zip(times, rates)]
     rows = LiveStrip().update(prints, intraday=False)
-    (row,) = [r for r in rows if r[3] == dt.datetime(2024, 1, 4)]
+    (row,) = [r for r in rows if r[COL["ts"]] == dt.datetime(2024, 1, 4)]
     got = dict(zip(strip.SNAPSHOT_SCHEMA, row))
     assert got["n_filled"] == 1 and got["b3"] == pytest.approx(0.14235, abs=1e-12)
 
 
 def test_memory_stays_bounded_to_the_retained_windows():
     live = LiveStrip()
-    live.update(history(T0, [0.0001] * 24 * 40, hours=1, venue="deribit"), intraday=False)  # 40 days hourly
-    series = live.series[("deribit", "BTC")]
+    forty_days = history(T0, [0.0001] * 24 * 40, hours=1, venue="deribit", contract="inverse")
+    live.update(forty_days, intraday=False)
+    series = live.series[("deribit", "BTC", "inverse")]
     # the batch lookback (strip.LOOKBACK_DAYS) plus the 72 h a roll row reads back: 8 days
     retained_hours = RETAIN_MS // 3_600_000
     assert retained_hours == 8 * 24
@@ -193,6 +222,13 @@ def test_memory_stays_bounded_to_the_retained_windows():
 
 
 # --- the collector against a scripted client: ordering, back-off, watchdog ------------------
+
+
+def names(item: str | Instrument) -> dict:
+    """A client row's coin, and for an instrument its contract and venue name."""
+    if isinstance(item, Instrument):
+        return {"coin": item.symbol, "contract": item.contract, "venue_symbol": item.venue_symbol}
+    return {"coin": item}
 
 
 class ScriptedClient:
@@ -215,7 +251,7 @@ class ScriptedClient:
         last = dt.datetime(end.year, end.month, end.day, end.hour // 8 * 8)
         rows = [
             {
-                "coin": coin,
+                **names(coin),
                 "ts_ms": int((t - dt.datetime(1970, 1, 1)) / MS),
                 "funding_time_ms": int((t - dt.datetime(1970, 1, 1)) / MS),
                 "rate": 0.0001,
@@ -238,7 +274,7 @@ class ScriptedClient:
             yield prints_frame(
                 [
                     {
-                        "coin": c,
+                        **names(c),
                         "ts_ms": ms,
                         "funding_time_ms": int((ft - dt.datetime(1970, 1, 1)) / MS),
                         "rate": 0.0001,
@@ -303,7 +339,7 @@ def test_every_reconnect_fills_the_gap_from_rest_before_the_new_stream(tmp_path,
         assert sorted(e[1] for e in client.events[before + 1 : after] if e[0] == "settled") == COINS
     # each fill starts at the newest settlement seen so far (the 8h boundary before the last fill's end)
     for coin in COINS:
-        fills = [f for f in rt.fills if f[1] == coin]
+        fills = [f for f in rt.fills if f[1] == main_series("bybit", coin)]
         assert [f[0] for f in fills] == ["prewarm"] + ["gap"] * rt.reconnects
         for prev, fill in zip(fills, fills[1:]):
             assert fill[2] == prev[3].replace(hour=prev[3].hour // 8 * 8, minute=0, second=0, microsecond=0)
@@ -311,6 +347,55 @@ def test_every_reconnect_fills_the_gap_from_rest_before_the_new_stream(tmp_path,
     assert rt.watchdog_expiries >= 1  # the silent connection was declared dead
     cap = [min(0.04, 0.01 * 2**k) for k in range(len(rng.bounds))]
     assert rng.bounds == (cap if healthy_s > 100 else [0.01] * len(rng.bounds))
+
+
+def test_the_collector_follows_instruments_of_any_contract_keyed_by_coin_and_contract(tmp_path):
+    """Given instruments, the collector asks the client with them as given, follows each on its
+    own venue only, and keeps BTCUSDT and the inverse BTCUSD apart end to end: REST fills,
+    settlement state, landed prints and stored strips."""
+    usdt = Instrument("bybit", "BTC", "usdt", "BTCUSDT")
+    inverse = Instrument("bybit", "BTC", "inverse", "BTCUSD", settle="BTC")
+    elsewhere = Instrument("okx", "BTC", "usdt", "BTC-USDT-SWAP")
+    client = ScriptedClient(dt.datetime(2025, 3, 10, 7, 30), [("drop", 3), ("silent", 0)])
+    collector = Collector(
+        tmp_path,
+        ["bybit"],
+        [usdt, inverse, elsewhere],
+        clock=client.clock,
+        client_factory=lambda v: client,
+        watchdog_s=0.2,
+        backoff_s=0.01,
+        backoff_cap_s=0.02,
+        settle_delay_s=None,
+    )
+
+    async def run():
+        stop = asyncio.Event()
+        task = asyncio.create_task(collector.run(stop))
+        while sum(e[0] == "stream" for e in client.events) < 2:
+            await asyncio.sleep(0.01)
+        stop.set()
+        await task
+
+    asyncio.run(asyncio.wait_for(run(), 20))
+    rt = collector.runtimes["bybit"]
+    keys = [("BTC", "usdt"), ("BTC", "inverse")]
+    assert list(rt.series) == keys and list(rt.series.values()) == [usdt, inverse]
+    asked = {e[1] for e in client.events if e[0] == "settled"}
+    assert asked == {usdt, inverse}  # as given; the okx instrument is not followed here
+    assert [f[1] for f in rt.fills] == keys * (1 + rt.reconnects)
+    assert sorted(rt.last_realised) == sorted(keys)
+    landed = pl.concat([read_landed(f) for f in landed_files(tmp_path / "landing")])
+    by_contract = landed.group_by("contract", "venue_symbol", "kind").len().sort("contract", "kind")
+    assert by_contract.select("contract", "venue_symbol", "kind").rows() == [
+        ("inverse", "BTCUSD", "predicted"),
+        ("inverse", "BTCUSD", "realised"),
+        ("usdt", "BTCUSDT", "predicted"),
+        ("usdt", "BTCUSDT", "realised"),
+    ]
+    with duckdb.connect(str(tmp_path / "live" / "live.duckdb"), read_only=True) as con:
+        stored = con.sql("SELECT DISTINCT venue, symbol, contract FROM live_strip ORDER BY contract").fetchall()
+    assert stored == [("bybit", "BTC", "inverse"), ("bybit", "BTC", "usdt")]
 
 
 # --- the collector against the five simulated venues ----------------------------------------
@@ -379,7 +464,7 @@ def test_collector_across_rolls_with_drops_stalls_and_garbage_loses_nothing(simu
         for coin in COINS:
             # (b) the realised settlements, recovered by the pre-warm and the gap fill after
             # every reconnect, are exactly the venue's up to the last fill
-            fills = [f for f in rt.fills if f[1] == coin]
+            fills = [f for f in rt.fills if f[1] == main_series(venue, coin)]
             gaps = [f[0] for f in fills[1:]]
             assert fills[0][0] == "prewarm" and set(gaps) == {"gap"}
             assert rt.reconnects <= len(gaps) <= rt.reconnects + 1  # the stop may interrupt a reconnect
@@ -399,8 +484,9 @@ def test_collector_across_rolls_with_drops_stalls_and_garbage_loses_nothing(simu
     # (c) the stored roll rows are the batch engine's rows over the same prints
     with duckdb.connect(str(home / "live" / "live.duckdb"), read_only=True) as con:
         stored = con.sql("SELECT * FROM live_strip").pl()
-    rolls = stored.filter(pl.col("kind") == "roll").select(list(strip.SNAPSHOT_SCHEMA)).sort(["venue", "symbol", "ts"])
-    batch = strip.roll_snapshots(landed).sort(["venue", "symbol", "ts"])
+    order = [*strip.KEYS, "ts"]
+    rolls = stored.filter(pl.col("kind") == "roll").select(list(strip.SNAPSHOT_SCHEMA)).sort(order)
+    batch = strip.roll_snapshots(landed).sort(order)
     assert rolls.equals(batch)
     closed_live = {
         dt.datetime(2025, 3, 10, 8),

@@ -14,9 +14,11 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+from funding_assets.live import landing
 from funding_assets.live.landing import (
     JOURNAL_RE,
     LANDING_SCHEMA,
+    LEGACY_SCHEMA,
     REJECTED_DIR,
     LandingError,
     LandingPathError,
@@ -49,6 +51,7 @@ def prints(n: int, start: int = 0) -> pl.DataFrame:
         {
             "venue": ["binance"] * n,
             "symbol": ["BTC"] * n,
+            "contract": ["usdt"] * n,
             "venue_symbol": ["BTCUSDT"] * n,
             "ts": ts,
             "funding_time": [T0 + dt.timedelta(hours=8)] * n,
@@ -110,6 +113,36 @@ def test_round_trip_keeps_every_row_value_and_dtype(tmp_path):
     back = read_landed(path)
     assert back.schema == pl.Schema(LANDING_SCHEMA)
     assert back.equals(prints(50).with_columns(venue_symbol=frame["venue_symbol"]), null_equal=True)
+
+
+def test_two_contracts_of_one_coin_land_as_two_series(tmp_path):
+    inverse = prints(2, start=10).with_columns(contract=pl.lit("inverse"), venue_symbol=pl.lit("BTCUSD_PERP"))
+    with LandingWriter(tmp_path) as writer:
+        writer.write(pl.concat([prints(2), inverse]))
+    (path,) = landed_files(tmp_path)
+    back = read_landed(path)
+    assert back.group_by("contract", "venue_symbol").len().sort("contract").rows() == [
+        ("inverse", "BTCUSD_PERP", 2),
+        ("usdt", "BTCUSDT", 2),
+    ]
+
+
+def test_a_file_landed_before_prints_carried_contract_reads_with_the_main_perpetual(tmp_path):
+    """A landing folder written by an older collector (no ``contract`` column) still lands:
+    each venue's main perpetual of the coin, the only one the old collector followed."""
+    old = pl.concat([prints(2), prints(1, start=5).with_columns(venue=pl.lit("deribit"))])
+    old = old.drop("contract").cast(LEGACY_SCHEMA)
+    path = tmp_path / "prints-20250301T080000.000-000000.parquet"
+    old.write_parquet(path)
+    back = read_landed(path)
+    assert back.schema == pl.Schema(LANDING_SCHEMA)
+    assert back["contract"].to_list() == ["usdt", "usdt", "inverse"]
+    assert back.drop("contract").equals(old)
+    # and the journal of an older collector, killed before it landed its buffer
+    (tmp_path / ".journal-000000007.wal").write_bytes(landing._journal_record(old))
+    writer = LandingWriter(tmp_path, journal=True)
+    assert writer.recovered_rows == 3
+    assert read_landed(landed_files(tmp_path)[-1]).equals(back)
 
 
 def test_names_sort_in_write_order_even_after_a_restart_with_the_clock_set_back(tmp_path):

@@ -142,6 +142,22 @@ def test_landed_files_are_ingested_exactly_once_across_restarts(home, instance, 
     assert warehouse_rows(home, "live_prints").height == 55
 
 
+def test_two_contracts_of_one_coin_are_two_series_and_old_files_get_the_main_one(home, instance, clock):
+    """live_prints is keyed by (venue, symbol, contract, ts, funding_time): the USDT and the
+    inverse swap quoting at the same instant are both kept; a file landed before prints
+    carried ``contract`` lands as the venue's main perpetual of the coin."""
+    collector_alive(home, clock.now)
+    start = dt.datetime(2024, 3, 6, 8)
+    usdt = quotes(3, start).with_columns(contract=pl.lit("usdt"))
+    land(home, pl.concat([usdt, usdt.with_columns(contract=pl.lit("inverse"), venue_symbol=pl.lit("BTC-USD-SWAP"))]))
+    old = quotes(2, dt.datetime(2024, 3, 6, 12))  # no contract column
+    old.write_parquet(home / "landing" / "prints-29990101T000000.000-000000.parquet")  # an older collector's
+    result = tick(instance)
+    assert launch(instance, result.run_requests[0]).success
+    rows = warehouse_rows(home, "live_prints")
+    assert rows.group_by("contract").len().sort("contract").rows() == [("inverse", 3), ("usdt", 5)]
+
+
 def test_a_file_is_done_only_once_the_run_that_ingested_it_succeeded(home, instance, clock, monkeypatch):
     """The run fails (the warehouse is locked): its files are requested again, with the files
     landed since, under a new run key after the back-off; formerly they were never ingested."""

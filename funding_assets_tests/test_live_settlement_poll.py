@@ -14,7 +14,7 @@ import time
 import duckdb
 import polars as pl
 import pytest
-from test_live_collector import COINS, sim_collector
+from test_live_collector import COINS, main_series, sim_collector
 
 from funding_assets import strip
 from funding_assets.clients import prints_frame
@@ -33,8 +33,8 @@ PREDICTION_BIAS_8H = 0.00002
 class BiasedPredictions(FundingModel):
     """The simulator's model, its live predictions :data:`PREDICTION_BIAS_8H` off the settlements."""
 
-    def predicted(self, venue, coin, at):
-        rate, funding_time, hours = super().predicted(venue, coin, at)
+    def predicted(self, venue, coin, at, *, contract=None):
+        rate, funding_time, hours = super().predicted(venue, coin, at, contract=contract)
         return rate + PREDICTION_BIAS_8H * hours / 8, funding_time, hours
 
 
@@ -110,7 +110,9 @@ def test_a_healthy_connection_learns_every_realised_rate(simulator, home):
 
     def learned() -> bool:
         return clock() >= END and all(
-            collector.runtimes[v].last_realised.get(c) == last_settled[v, c] for v in venues for c in COINS
+            collector.runtimes[v].last_realised.get(main_series(v, c)) == last_settled[v, c]
+            for v in venues
+            for c in COINS
         )
 
     async def run():
@@ -131,7 +133,7 @@ def test_a_healthy_connection_learns_every_realised_rate(simulator, home):
         rt = collector.runtimes[venue]
         assert (rt.connections, rt.reconnects, rt.gaps_filled, rt.watchdog_expiries) == (1, 0, 0, 0), venue
         for coin in COINS:
-            start = next(f[2] for f in rt.fills if f[0] == "prewarm" and f[1] == coin)
+            start = next(f[2] for f in rt.fills if f[0] == "prewarm" and f[1] == main_series(venue, coin))
             settled = model.settlements(venue, coin, start, last_settled[venue, coin] + MS)
             history.append(settled)
             # the realised prints of the run were learned by the poll and landed
@@ -156,10 +158,10 @@ def test_a_healthy_connection_learns_every_realised_rate(simulator, home):
         assert rt.settled_polled == polled_total, venue
     # Binance polled BTC on its own hourly settlements, ETH at 08:00 and 16:00 only
     binance = collector.runtimes["binance"]
-    btc = [p[1] for p in binance.polls if p[0] == "BTC"]
+    btc = [p[1] for p in binance.polls if p[0] == ("BTC", "usdt")]
     assert btc == sorted(set(btc)) and btc[-1] == dt.datetime(2025, 1, 13, 16)
     assert all(t.minute == 0 for t in btc) and any(t.hour % 8 for t in btc)
-    assert [p[1].hour for p in binance.polls if p[0] == "ETH"] == [8, 16]
+    assert [p[1].hour for p in binance.polls if p[0] == ("ETH", "usdt")] == [8, 16]
 
     rolls = stored_rolls(home)
     batch = strip.roll_snapshots(pl.concat(history)).sort(["venue", "symbol", "ts"])
@@ -174,6 +176,8 @@ def test_a_healthy_connection_learns_every_realised_rate(simulator, home):
 # --- a settlement the venue is late to publish ----------------------------------------------
 
 WINDOW = dt.datetime(2025, 3, 10, 8)
+#: The collector's keys of the scripted bybit coins (their main perpetual).
+BTC, ETH = ("BTC", "usdt"), ("ETH", "usdt")
 
 
 class LateVenue:
@@ -263,9 +267,9 @@ def test_a_settlement_not_yet_published_is_asked_again_then_warned_about(tmp_pat
         return [r for r in caplog.records if r.levelno == logging.WARNING and "not published" in r.getMessage()]
 
     def done() -> bool:
-        if rt is None or rt.last_realised.get("ETH") != WINDOW:
+        if rt is None or rt.last_realised.get(ETH) != WINDOW:
             return False
-        return bool(warned()) if publish_on is None else rt.last_realised.get("BTC") == WINDOW
+        return bool(warned()) if publish_on is None else rt.last_realised.get(BTC) == WINDOW
 
     async def run():
         nonlocal rt
@@ -289,8 +293,8 @@ def test_a_settlement_not_yet_published_is_asked_again_then_warned_about(tmp_pat
     assert all(later - earlier >= dt.timedelta(seconds=30) for earlier, later in zip(btc, btc[1:]))
     # the first poll asks for both coins, every retry for BTC alone
     learned_btc = 1 if publish_on else 0
-    retries = [("BTC", WINDOW, 0)] * (len(btc) - 2) + [("BTC", WINDOW, learned_btc)]
-    assert [(p[0], p[1], p[4]) for p in rt.polls] == [("BTC", WINDOW, 0), ("ETH", WINDOW, 1), *retries]
+    retries = [(BTC, WINDOW, 0)] * (len(btc) - 2) + [(BTC, WINDOW, learned_btc)]
+    assert [(p[0], p[1], p[4]) for p in rt.polls] == [(BTC, WINDOW, 0), (ETH, WINDOW, 1), *retries]
     rolls = stored_rolls(tmp_path).filter(pl.col("ts") == WINDOW)
     b0 = dict(zip(rolls["symbol"], rolls["b0"]))
     assert b0["ETH"] == pytest.approx(0.0001 * 1095)
@@ -307,4 +311,4 @@ def test_a_settlement_not_yet_published_is_asked_again_then_warned_about(tmp_pat
         message = record.getMessage()
         assert "bybit BTC" in message and "2025-03-10 08:00:00" in message and "4 polls" in message
         assert b0["BTC"] == pytest.approx(0.0003 * 1095)  # still the closing quote
-        assert rt.last_realised["BTC"] == WINDOW - 8 * H and WINDOW not in rt.announced["BTC"]
+        assert rt.last_realised[BTC] == WINDOW - 8 * H and WINDOW not in rt.announced[BTC]

@@ -30,7 +30,15 @@ def utcnow() -> dt.datetime:
 
 
 def strip_rows(
-    n: int, *, kind="intraday", venue="binance", symbols=("BTC",), start_ms=0, b0=0.1, received_at=None
+    n: int,
+    *,
+    kind="intraday",
+    venue="binance",
+    symbols=("BTC",),
+    contract="usdt",
+    start_ms=0,
+    b0=0.1,
+    received_at=None,
 ) -> pl.DataFrame:
     """``n`` strip rows cycling over ``symbols``; row i at ``T0 + start_ms + i`` ms."""
     ts = [T0 + dt.timedelta(milliseconds=start_ms + i) for i in range(n)]
@@ -38,6 +46,7 @@ def strip_rows(
         {
             "venue": [venue] * n,
             "symbol": [symbols[i % len(symbols)] for i in range(n)],
+            "contract": [contract] * n,
             "kind": [kind] * n,
             "ts": ts,
             "funding_time": [T0 + dt.timedelta(hours=8)] * n,
@@ -134,10 +143,23 @@ def test_as_of_and_coverage_are_stored_with_each_row(store):
     ]
 
 
+def test_two_contracts_of_one_coin_are_two_series(store):
+    store.put(strip_rows(2, kind="roll"))
+    store.put(strip_rows(3, kind="roll", contract="inverse", b0=0.2))  # same venue, coin and ts
+    store.put(strip_rows(1, start_ms=7, contract="inverse"))
+    store.flush()
+    assert store.rolls("binance", "BTC").height == 2  # the main perpetual: usdt
+    inverse = store.rolls("binance", "BTC", "inverse")
+    assert inverse.height == 3 and inverse["b0"].to_list() == [0.2] * 3
+    assert store.latest().select("contract", "ts").rows() == [("inverse", T0 + dt.timedelta(milliseconds=7))]
+
+
 def test_a_store_written_before_as_of_and_coverage_opens_and_gains_them(home):
+    """The oldest store: no as_of, coverage, min_coverage, contract; key (venue, symbol,
+    kind, ts). It gains the columns and the new key, its rows the venue's main perpetual."""
     path = live_store_path(home)
     path.parent.mkdir(parents=True)
-    old_columns = [c for c in LIVE_STRIP_SCHEMA if c not in ("as_of", "coverage", "min_coverage")]
+    old_columns = [c for c in LIVE_STRIP_SCHEMA if c not in ("as_of", "coverage", "min_coverage", "contract")]
     # stored now: a row older than the retention would be pruned when the store opens
     old = strip_rows(1, kind="roll").with_columns(stored_at=pl.lit(utcnow(), pl.Datetime("ms"))).select(old_columns)
     with duckdb.connect(str(path)) as con:
@@ -148,9 +170,12 @@ def test_a_store_written_before_as_of_and_coverage_opens_and_gains_them(home):
         before = reopened.rolls("binance", "BTC")
         assert before.height == 1 and before["as_of"].to_list() == [None] and before["coverage"].to_list() == [None]
         reopened.put(strip_rows(1, kind="roll", start_ms=5))
+        reopened.put(strip_rows(1, kind="roll", contract="usdc"))  # the old row's ts, another contract
         reopened.flush()
         after = reopened.rolls("binance", "BTC")
+        assert reopened.rolls("binance", "BTC", "usdc").height == 1
     assert after.schema == pl.Schema(LIVE_STRIP_SCHEMA)
+    assert after["contract"].to_list() == ["usdt", "usdt"]
     assert after["coverage"].to_list() == [None, 0.5]
     assert after["as_of"].to_list() == [None, T0 + dt.timedelta(milliseconds=5)]
 

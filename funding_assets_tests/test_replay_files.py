@@ -175,6 +175,59 @@ def test_a_range_outside_the_data_is_empty_not_an_error_and_span_tells_why(tmp_p
     assert source.span("binance", ("SOL",)) is None
 
 
+# --------------------------------------------------------------------------- contracts
+
+
+def test_usdt_and_inverse_files_of_one_coin_are_two_series_with_their_contracts(tmp_path):
+    write(tmp_path / "binance" / "BTCUSDT.csv", lines(4))
+    write(tmp_path / "binance" / "BTCUSD_PERP.parquet", lines(3, symbol="BTCUSD_PERP"))
+    source = ReplaySource(tmp_path)
+    prints = source.prints("binance")
+    series = prints.group_by("symbol", "contract", "venue_symbol").len().sort("contract").rows()
+    assert series == [("BTC", "inverse", "BTCUSD_PERP", 3), ("BTC", "usdt", "BTCUSDT", 4)]
+    found = {(i.symbol, i.contract): i for i in source.instruments("binance")}
+    assert sorted(found) == [("BTC", "inverse"), ("BTC", "usdt")]
+    inverse = found["BTC", "inverse"]
+    assert (inverse.venue_symbol, inverse.multiplier, inverse.settle) == ("BTCUSD_PERP", 1.0, "BTC")
+    assert (inverse.listed_at, inverse.delisted_at, inverse.interval_hours) == (T0, None, 8.0)
+    assert inverse.rate_cap == 0.00375 and found["BTC", "usdt"].settle == "USDT"
+    # a coin is the venue's main perpetual (usdt); an instrument picks its own contract
+    days = T0.date(), T0.date() + dt.timedelta(days=2)
+    assert source.fetch("binance", ("BTC",), *days)["contract"].unique().to_list() == ["usdt"]
+    assert rates(source.fetch("binance", [inverse], *days)) == [0.0001, 0.000101, 0.000102]
+    assert source.span("binance", [inverse]) == (T0, T0 + 2 * H8)
+    assert source.span("binance", ("BTC",)) == (T0, T0 + 3 * H8)
+
+
+def test_a_contract_column_picks_the_contract_of_a_bare_coin_and_names_it_the_venue_way(tmp_path):
+    write(tmp_path / "binance" / "btc.csv", [f"{r},Inverse" for r in lines(2, symbol="BTC")], f"{HEADER},contract")
+    write(tmp_path / "binance" / "pepe.csv", lines(2, symbol="1000PEPE"))
+    source = ReplaySource(tmp_path)
+    got = source.prints("binance").select("symbol", "contract", "venue_symbol").unique().sort("symbol").rows()
+    assert got == [("BTC", "inverse", "BTCUSD_PERP"), ("PEPE", "usdt", "1000PEPEUSDT")]
+    pepe = next(i for i in source.instruments("binance") if i.symbol == "PEPE")
+    assert (pepe.venue_symbol, pepe.multiplier) == ("1000PEPEUSDT", 1000.0)
+
+
+@pytest.mark.parametrize(("name", "value", "where"), [("a.csv", "swap", "line 4"), ("a.parquet", "inverse", "row 3")])
+def test_a_bad_contract_value_is_refused_naming_file_row_and_value(tmp_path, name, value, where):
+    rows = [f"{r},USDC" for r in lines(4, symbol="BTC")]  # any case
+    rows[2] = rows[2].replace(",USDC", f",{value}")
+    path = write(tmp_path / "hyperliquid" / name, rows, f"{HEADER},contract")
+    with pytest.raises(FundingInputError) as exc:
+        ReplaySource(tmp_path).check("hyperliquid")
+    msg = str(exc.value)
+    assert f"{path}: {where}: contract {value!r}" in msg and "hyperliquid" in msg and "usdc" in msg
+
+
+def test_a_contract_that_contradicts_the_venue_name_is_refused(tmp_path):
+    rows = [f"{r},usdt" for r in lines(3)]
+    rows[1] = rows[1].replace(",usdt", ",inverse")
+    path = write(tmp_path / "binance" / "BTCUSDT.csv", rows, f"{HEADER},contract")
+    with pytest.raises(FundingInputError, match=rf"{path}: line 3: symbol 'BTCUSDT' is binance's usdt perpetual"):
+        ReplaySource(tmp_path).check("binance")
+
+
 # --------------------------------------------------------------------------- symlinks
 
 
@@ -252,10 +305,10 @@ def test_a_column_mixing_units_across_blocks_is_refused_naming_both_lines(tmp_pa
 @pytest.mark.parametrize("name", ["BTC.csv", "BTC.csv.gz", "BTC.parquet"])
 def test_a_bad_value_in_a_later_block_names_its_line(tmp_path, tiny_blocks, name):
     rows = lines(40)
-    rows[33] = rows[33].replace("BTCUSDT", "DOGEUSDT")
+    rows[33] = rows[33].replace("BTCUSDT", "BTC-USDT-SWAP")  # an OKX name: no binance symbol
     path = write(tmp_path / "binance" / name, rows)
     where = "line 35" if ".csv" in name else "row 34"
-    with pytest.raises(FundingInputError, match=rf"{path}: {where}: unknown binance symbol 'DOGEUSDT'"):
+    with pytest.raises(FundingInputError, match=rf"{path}: {where}: unknown binance symbol 'BTC-USDT-SWAP'"):
         ReplaySource(tmp_path).check("binance")
 
 

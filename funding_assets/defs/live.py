@@ -43,23 +43,26 @@ from pathlib import Path
 import dagster as dg
 import polars as pl
 
-from ..live.collector import LANDING_DIR, SETTLE_DELAY_S
+from ..live.collector import LANDING_DIR, SETTLE_DELAY_S, live_series
 from ..live.landing import (
     LandingError,
     LandingPathError,
     LandingWriter,
     confined_landed_path,
+    conform_landing,
     landed_files,
     prune_landed,
     read_landed,
     reject_landed,
+    with_contract,
 )
 from ..live.status import read_status
 from ..resources import FundingConfig
 from ..venues import DEFAULT_INTERVAL_HOURS
-from ..warehouse import Warehouse, conform, empty
+from ..warehouse import TABLE_KEYS, Warehouse, conform, empty
 
-PRINT_KEY = ["venue", "symbol", "ts", "funding_time"]
+#: The key of a live print (``venue, symbol, contract, ts, funding_time``), the warehouse's.
+PRINT_KEY = TABLE_KEYS["live_prints"]
 #: A collector whose status file is older than this is taken as not running.
 COLLECTOR_STALE = dt.timedelta(minutes=2)
 #: Without a collector, each venue's current funding is polled this often (and after every
@@ -270,16 +273,20 @@ def polls_due(polled: dict[str, dt.datetime], venues: list[str], now: dt.datetim
 
 def fingerprint(prints: pl.DataFrame) -> str:
     """What a poll says, timestamps aside: the same windows at the same rates hash the same."""
-    cols = ["symbol", "funding_time", "rate", "interval_hours", "kind"]
+    cols = ["symbol", "contract", "funding_time", "rate", "interval_hours", "kind"]
     rows = prints.select(cols).sort(cols).rows()
     return hashlib.sha256(repr(rows).encode()).hexdigest()[:16]
 
 
 def current_prints(settings: FundingConfig, venue: str) -> pl.DataFrame | None:
-    """``venue``'s REST current funding for the configured coins; None where the source has
-    no live funding (replay files)."""
+    """``venue``'s REST current funding for the configured coins and contracts (what the
+    collector would follow, :func:`~funding_assets.live.collector.live_series`); None where
+    the source has no live funding (replay files)."""
     client_of = getattr(settings.open_source(), "client", None)
-    return None if client_of is None else client_of(venue).current(list(settings.coins))
+    if client_of is None:
+        return None
+    series = live_series(settings, venue)
+    return client_of(venue).current(series) if series else None
 
 
 def poll_current(
@@ -299,12 +306,14 @@ def poll_current(
             continue
         if frame is None or not frame.height:
             continue
+        frame = with_contract(frame)  # a client that does not say it: the main perpetual
         mark = fingerprint(frame)
         if mark != prints.get(venue):
             changed.append((venue, mark, frame))
     rows = 0
     if changed:
-        frame = pl.concat([f for _, _, f in changed]).with_columns(received_at=pl.lit(now, pl.Datetime("ms")))
+        frames = [conform_landing(f.with_columns(received_at=pl.lit(now, pl.Datetime("ms")))) for _, _, f in changed]
+        frame = pl.concat(frames)
         with LandingWriter(folder) as writer:
             writer.write(frame)
         prints.update({venue: mark for venue, mark, _ in changed})
@@ -332,8 +341,10 @@ def live_prints(
     context: dg.AssetExecutionContext, config: LivePrintsConfig, warehouse: Warehouse, funding: FundingConfig
 ) -> dg.MaterializeResult:
     """Live funding prints (predicted quotes and settlements the collector saw), rate per
-    native interval, UTC, with ``received_at``. Upserted by (venue, symbol, ts, funding_time),
-    so ingesting a file twice changes nothing; today's ``raw_prints`` merge these rows.
+    native interval, UTC, with ``received_at``. Upserted by (venue, symbol, contract, ts,
+    funding_time), so ingesting a file twice changes nothing; today's ``raw_prints`` merge
+    these rows. Files landed before prints carried ``contract`` get each venue's main
+    perpetual of the coin (:func:`~funding_assets.live.landing.read_landed`).
 
     ``files`` must be landed files directly inside ``$FUNDING_ASSETS_HOME/landing/``; any
     other path fails the run before anything is written. A corrupt file is moved to

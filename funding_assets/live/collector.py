@@ -6,15 +6,15 @@ SIGINT/SIGTERM. Per venue, one asyncio task for steps 1-3 and one for step 4:
 1. **Pre-warm**: realised settlements of the last :data:`PREWARM` (4 days) from REST
    (``client.settled`` in a worker thread), so the 8-window strip exists within seconds of
    start, never after 64 hours.
-2. **Stream** ``client.stream(coins, **stream_kwargs)``. Each message (a frame of prints)
+2. **Stream** ``client.stream(series, **stream_kwargs)``. Each message (a frame of prints)
    must arrive within ``watchdog_s`` seconds of the previous one, or the stream is treated
    as dead and torn down (the venue client answers the venue's own keep-alives: Binance
    pings, Bybit/OKX/Hyperliquid application pings, Deribit heartbeats; see VENUES.md 8.7).
 3. On any disconnect, error or watchdog expiry: **reconnect** after an exponential back-off
    with full jitter (``uniform(0, min(backoff_cap_s, backoff_s * 2**n))`` seconds, ``n``
    reset once a connection stayed up ``healthy_s`` seconds), and **fill the gap from REST**
-   before consuming the new stream: ``client.settled(coin, last realised funding_time seen,
-   now)``; the realised prints it recovers are counted in ``gaps_filled``.
+   before consuming the new stream: ``client.settled(one, last realised funding_time seen,
+   now)`` for each series; the realised prints it recovers are counted in ``gaps_filled``.
 4. **Settlement poll**: a stream carries predictions only, so on a healthy connection the
    realised rate of a window would only arrive with the next reconnect's gap fill. Shortly
    after every settlement (``settle_delay_s``, 30 s, after the instant on ``clock``: venues
@@ -22,15 +22,22 @@ SIGINT/SIGTERM. Per venue, one asyncio task for steps 1-3 and one for step 4:
    settled, by the gap fill's own request, and the new realised prints take the gap fill's
    path (the strip re-emits every roll row they revise, the prints land). The schedule is
    the venue's settlement cadence, :data:`funding_assets.venues.DEFAULT_INTERVAL_HOURS`
-   (00/08/16 UTC for the 8 h venues, every hour for the hourly ones), plus, per coin, the
+   (00/08/16 UTC for the 8 h venues, every hour for the hourly ones), plus, per series, the
    settlement of every window its stream announced (a prediction's ``funding_time``): a
    symbol the venue moved to a shorter interval (4 h, 1 h) is polled at each of its own
-   settlements, so the poll follows the finest cadence the venue uses, and a coin whose
+   settlements, so the poll follows the finest cadence the venue uses, and a series whose
    stream announces its windows is only expected at those. A settlement not yet published
    is asked again every ``settle_retry_s`` (30 s), at most ``settle_retries`` (10) times,
-   then a WARN names venue, coin and window (the next poll or gap fill still picks it up
+   then a WARN names venue, series and window (the next poll or gap fill still picks it up
    from the last realised print). While a venue reconnects the poll waits: the gap fill
    after the reconnect covers the same windows.
+
+**Series.** The collector follows what it is given: coins (each venue's main perpetual of
+the coin, as the clients read a coin) or :class:`~funding_assets.instruments.Instrument` s
+(any contract; an instrument is followed on its own venue only), and hands them to the
+clients as given. Everything it keeps per series (the strip, the last realised settlement,
+the windows announced, the fills and polls) is keyed by ``(coin, contract)``
+(:func:`series_key`), never by coin alone: Binance BTCUSDT and BTCUSD_PERP are two series.
 
 Every print, from the stream or from REST, goes through the in-memory
 :class:`~funding_assets.live.livestrip.LiveStrip` (one task owns it: no locks) and, with
@@ -82,10 +89,12 @@ from typing import Any
 
 import polars as pl
 
+from .. import instruments
 from ..clients import VenueClient, client_for
+from ..instruments import MAIN, Instrument
 from ..prints import REALISED
-from ..venues import DEFAULT_INTERVAL_HOURS
-from .landing import LANDING_SCHEMA, LandingWriter
+from ..venues import DEFAULT_INTERVAL_HOURS, SPECS, check_coin, spec
+from .landing import LANDING_SCHEMA, LandingWriter, with_contract
 from .livestrip import PRINT_COLUMNS, LiveStrip, compute_jobs
 from .status import VenueStatus, status_path, write_status
 from .store import PUT_SCHEMA, LiveStore, live_store_path
@@ -96,10 +105,10 @@ log = logging.getLogger("funding_assets.live")
 #: the day a window's prints may be quoted ahead (the batch engine's lookback).
 PREWARM = dt.timedelta(days=4)
 LANDING_DIR = "landing"
-#: Watchdog per venue for the real venues (s): a data message comes at least every second
-#: on Binance, Bybit, Hyperliquid and Deribit, but OKX pushes ``funding-rate`` only every
-#: 30-90 s (its keep-alive pongs are not data), so its stream may be quiet for 90 s.
-VENUE_WATCHDOG_S = {"binance": 60.0, "bybit": 60.0, "okx": 150.0, "hyperliquid": 60.0, "deribit": 60.0}
+#: Watchdog per venue for the real venues (s), each venue's ``VenueSpec.watchdog_s``: a data
+#: message comes at least every second on Binance, Bybit, Hyperliquid and Deribit, but OKX
+#: pushes ``funding-rate`` only every 30-90 s (its keep-alive pongs are not data).
+VENUE_WATCHDOG_S = {venue: facts.watchdog_s for venue, facts in SPECS.items()}
 #: Settlement poll (module docstring, 4): seconds on ``clock`` after a settlement instant
 #: before its settled history is asked (venues publish a few seconds late), seconds between
 #: two polls of a settlement not yet published, and polls after the first before the WARN.
@@ -120,6 +129,32 @@ _TS = PRINT_COLUMNS.index("ts")
 _FT = PRINT_COLUMNS.index("funding_time")
 _KIND = PRINT_COLUMNS.index("kind")
 _SYMBOL = PRINT_COLUMNS.index("symbol")
+_CONTRACT = PRINT_COLUMNS.index("contract")
+
+#: A series the collector follows on a venue: (canonical coin, contract).
+SeriesKey = tuple[str, str]
+
+
+def series_key(venue: str, item: str | Instrument) -> SeriesKey:
+    """(coin, contract) of an instrument, or of the venue's main perpetual of a coin."""
+    if isinstance(item, Instrument):
+        return item.symbol, item.contract
+    coin = check_coin(item)
+    return coin, spec(venue).default_contract(coin)
+
+
+def venue_series(venue: str, series: Sequence[str | Instrument]) -> dict[SeriesKey, str | Instrument]:
+    """What is followed on ``venue``: every coin, and the instruments of that venue, keyed
+    by (coin, contract), once each, in the order given."""
+    out: dict[SeriesKey, str | Instrument] = {}
+    for item in series:
+        if not isinstance(item, Instrument) or item.venue == venue:
+            out.setdefault(series_key(venue, item), item)
+    return out
+
+
+def _label(key: SeriesKey) -> str:
+    return " ".join(key)
 
 
 def utcnow() -> dt.datetime:
@@ -139,10 +174,13 @@ class StreamSilent(ConnectionError):
 
 @dataclasses.dataclass
 class VenueRuntime:
-    """One venue's live state: its client, counters (the status) and gap-fill record."""
+    """One venue's live state: its client, what it follows, counters (the status) and
+    gap-fill record. Per-series state is keyed by (coin, contract)."""
 
     venue: str
     client: VenueClient
+    #: what is followed: (coin, contract) -> the coin or instrument the client is asked with
+    series: dict[SeriesKey, str | Instrument] = dataclasses.field(default_factory=dict)
     state: str = "connecting"
     last_message_at: dt.datetime | None = None
     last_print_ts: dt.datetime | None = None
@@ -155,15 +193,15 @@ class VenueRuntime:
     last_error: str | None = None
     connections: int = 0
     watchdog_expiries: int = 0  # streams declared dead for silence
-    #: latest realised funding_time seen per coin (where the next gap fill starts)
-    last_realised: dict[str, dt.datetime] = dataclasses.field(default_factory=dict)
-    #: every REST fill: (kind 'prewarm'|'gap', coin, start, end, new realised prints)
-    fills: list[tuple[str, str, dt.datetime, dt.datetime, int]] = dataclasses.field(default_factory=list)
-    #: per coin, the settlements of the windows the stream announced (predicted prints'
-    #: funding_time) not yet learned; a coin is present once its stream announced a window
-    announced: dict[str, set[dt.datetime]] = dataclasses.field(default_factory=dict)
-    #: every settlement poll: (coin, window, start, end, new realised prints)
-    polls: list[tuple[str, dt.datetime, dt.datetime, dt.datetime, int]] = dataclasses.field(default_factory=list)
+    #: latest realised funding_time seen per series (where the next gap fill starts)
+    last_realised: dict[SeriesKey, dt.datetime] = dataclasses.field(default_factory=dict)
+    #: every REST fill: (kind 'prewarm'|'gap', series, start, end, new realised prints)
+    fills: list[tuple[str, SeriesKey, dt.datetime, dt.datetime, int]] = dataclasses.field(default_factory=list)
+    #: per series, the settlements of the windows the stream announced (predicted prints'
+    #: funding_time) not yet learned; a series is present once its stream announced a window
+    announced: dict[SeriesKey, set[dt.datetime]] = dataclasses.field(default_factory=dict)
+    #: every settlement poll: (series, window, start, end, new realised prints)
+    polls: list[tuple[SeriesKey, dt.datetime, dt.datetime, dt.datetime, int]] = dataclasses.field(default_factory=list)
     prewarm_done: asyncio.Event = dataclasses.field(default_factory=asyncio.Event, repr=False)
 
     def status(self) -> VenueStatus:
@@ -187,7 +225,10 @@ def _error_text(exc: BaseException) -> str:
 
 
 class Collector:
-    """Streams ``venues`` x ``coins`` into the live strip, the landing area and the live store.
+    """Streams ``series`` on ``venues`` into the live strip, the landing area and the live store.
+
+    - ``series``: coins (each venue's main perpetual of the coin) and/or instruments (each
+      followed on its own venue); module docstring, "Series".
 
     - ``home``: the data directory; writes ``<home>/landing/`` and ``<home>/live/``.
     - ``urls``: venue -> (REST base, WS base); absent venues use the real endpoints.
@@ -219,7 +260,7 @@ class Collector:
         self,
         home: Path,
         venues: Sequence[str],
-        coins: Sequence[str],
+        series: Sequence[str | Instrument],
         *,
         urls: dict[str, tuple[str | None, str | None]] | None = None,
         clock: Callable[[], dt.datetime] = utcnow,
@@ -246,7 +287,7 @@ class Collector:
     ) -> None:
         self.home = Path(home)
         self.venues = list(dict.fromkeys(venues))
-        self.coins = list(dict.fromkeys(coins))
+        self.series = list(dict.fromkeys(series))
         self.urls = urls or {}
         self.clock = clock
         self.http_factory = http_factory
@@ -305,8 +346,11 @@ class Collector:
         if self.store is not None:
             return
         for venue in self.venues:
-            if venue not in self.runtimes:
-                self.runtimes[venue] = VenueRuntime(venue, self._make_client(venue))
+            followed = venue_series(venue, self.series)
+            if not followed:
+                log.warning("%s: nothing to follow (no coin, and no instrument of this venue)", venue)
+            elif venue not in self.runtimes:
+                self.runtimes[venue] = VenueRuntime(venue, self._make_client(venue), followed)
         self._roll_jobs = asyncio.Queue()
         self._landing_q = asyncio.Queue()
         # the journal of a killed predecessor lands first, as one file
@@ -330,6 +374,7 @@ class Collector:
         them. Returns the number of intraday rows produced. Runs on the event loop.
         """
         received_at = _wall_ms()
+        frame = with_contract(frame)  # a client that does not say it: the main perpetual
         rows = frame.rows() if frame.columns == _PRINT_COLUMNS else frame.select(_PRINT_COLUMNS).rows()
         if not rows:
             return 0
@@ -340,16 +385,16 @@ class Collector:
             for r in rows:
                 if live and (newest is None or r[_TS] > newest):
                     newest = r[_TS]
-                coin, ft = r[_SYMBOL], r[_FT]
-                seen = rt.last_realised.get(coin)
+                key, ft = (r[_SYMBOL], r[_CONTRACT]), r[_FT]
+                seen = rt.last_realised.get(key)
                 if r[_KIND] == REALISED:
                     if seen is None or ft > seen:
-                        rt.last_realised[coin] = ft
-                        pending = rt.announced.get(coin)
+                        rt.last_realised[key] = ft
+                        pending = rt.announced.get(key)
                         if pending:
                             pending.difference_update([t for t in pending if t <= ft])
                 elif self.settle_delay is not None and (seen is None or ft > seen):
-                    rt.announced.setdefault(coin, set()).add(ft)
+                    rt.announced.setdefault(key, set()).add(ft)
             if live:
                 rt.last_print_ts = newest
         tail = (received_at,)
@@ -374,7 +419,8 @@ class Collector:
                 while batch:
                     round_, rest, seen = [], [], set()
                     for item in batch:
-                        key = (item[0].series.venue, item[0].series.symbol)
+                        series = item[0].series
+                        key = (series.venue, series.symbol, series.contract)
                         (rest if key in seen else round_).append(item)
                         seen.add(key)
                     batch = rest
@@ -383,7 +429,7 @@ class Collector:
                     except Exception:  # noqa: BLE001 - a strip bug must not stop the landing of prints
                         log.exception(
                             "roll rows not computed for %s",
-                            sorted({(j.series.venue, j.series.symbol) for j, _ in round_}),
+                            sorted({(j.series.venue, j.series.symbol, str(j.series.contract)) for j, _ in round_}),
                         )
                         continue
                     for (job, received_at), frame in zip(round_, computed):
@@ -430,24 +476,26 @@ class Collector:
     # --- REST: pre-warm and gap fill -------------------------------------------------------
 
     async def _fetch_settled(
-        self, rt: VenueRuntime, coin: str, kind: str
+        self, rt: VenueRuntime, key: SeriesKey, kind: str
     ) -> tuple[dt.datetime, dt.datetime, int] | None:
-        """Fetch ``coin``'s realised prints from its last realised funding_time (or the
+        """Fetch the series' realised prints from its last realised funding_time (or the
         pre-warm horizon) to now and feed the new ones (REST prints: state and roll rows, no
         intraday rows). Returns (start, end, new prints), or None if the request failed
         (logged; the next fill or poll asks again)."""
         now = self.clock()
-        start = rt.last_realised.get(coin) or (now - self.prewarm)
+        start = rt.last_realised.get(key) or (now - self.prewarm)
         try:
-            frame = await asyncio.to_thread(rt.client.settled, coin, start, now)
+            frame = await asyncio.to_thread(rt.client.settled, rt.series[key], start, now)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - a failed fill is asked again later
-            rt.last_error = f"{kind} {coin}: {_error_text(exc)}"
-            log.warning("%s %s fill of %s failed: %s", rt.venue, kind, coin, rt.last_error)
+            rt.last_error = f"{kind} {_label(key)}: {_error_text(exc)}"
+            log.warning("%s %s fill of %s failed: %s", rt.venue, kind, _label(key), rt.last_error)
             return None
-        seen = rt.last_realised.get(coin)  # read after the request: another fill may have run
-        frame = frame.filter(pl.col("kind") == REALISED)
+        seen = rt.last_realised.get(key)  # read after the request: another fill may have run
+        frame = with_contract(frame).filter(
+            (pl.col("kind") == REALISED) & (pl.col("symbol") == key[0]) & (pl.col("contract") == key[1])
+        )
         if seen is not None:
             frame = frame.filter(pl.col("funding_time") > seen)
         if frame.height:
@@ -455,15 +503,15 @@ class Collector:
         return start, now, frame.height
 
     async def _fill(self, rt: VenueRuntime, kind: str) -> int:
-        """Fetch and feed every coin's realised prints since its last realised funding_time
+        """Fetch and feed every series' realised prints since its last realised funding_time
         (or the pre-warm horizon); returns how many were new."""
         total = 0
-        for coin in self.coins:
-            fetched = await self._fetch_settled(rt, coin, kind)
+        for key in rt.series:
+            fetched = await self._fetch_settled(rt, key, kind)
             if fetched is None:
                 continue
             start, now, n = fetched
-            rt.fills.append((kind, coin, start, now, n))
+            rt.fills.append((kind, key, start, now, n))
             total += n
         if kind == "gap":
             rt.gaps_filled += total
@@ -473,8 +521,8 @@ class Collector:
 
     # --- the settlement poll (module docstring, 4) -----------------------------------------
 
-    def _learned(self, rt: VenueRuntime, coin: str, window: dt.datetime) -> bool:
-        seen = rt.last_realised.get(coin)
+    def _learned(self, rt: VenueRuntime, key: SeriesKey, window: dt.datetime) -> bool:
+        seen = rt.last_realised.get(key)
         return seen is not None and seen >= window
 
     def _cadence(self, venue: str) -> dt.timedelta:
@@ -484,25 +532,25 @@ class Collector:
 
     def _next_settlement(self, rt: VenueRuntime, after: dt.datetime) -> dt.datetime:
         """The first settlement after ``after``: the venue's next cadence boundary, or an
-        earlier window a coin's stream announced."""
+        earlier window a series' stream announced."""
         step = self._cadence(rt.venue)
         boundary = _UNIX + ((after - _UNIX) // step + 1) * step
         return min([boundary, *(t for windows in rt.announced.values() for t in windows if t > after)])
 
-    def _due_settlements(self, rt: VenueRuntime, after: dt.datetime, upto: dt.datetime) -> dict[str, dt.datetime]:
-        """Per coin, its newest settlement in (``after``, ``upto``] not yet learned: the newest
-        window its stream announced, or for a coin without announcements the venue's last
-        cadence boundary."""
+    def _due_settlements(self, rt: VenueRuntime, after: dt.datetime, upto: dt.datetime) -> dict[SeriesKey, dt.datetime]:
+        """Per series, its newest settlement in (``after``, ``upto``] not yet learned: the
+        newest window its stream announced, or for a series without announcements the venue's
+        last cadence boundary."""
         step = self._cadence(rt.venue)
         boundary = _UNIX + ((upto - _UNIX) // step) * step
         due = {}
-        for coin in self.coins:
-            if coin in rt.announced:
-                window = max((t for t in rt.announced[coin] if after < t <= upto), default=None)
+        for key in rt.series:
+            if key in rt.announced:
+                window = max((t for t in rt.announced[key] if after < t <= upto), default=None)
             else:
                 window = boundary if boundary > after else None
-            if window is not None and not self._learned(rt, coin, window):
-                due[coin] = window
+            if window is not None and not self._learned(rt, key, window):
+                due[key] = window
         return due
 
     async def _sleep_until(self, when: Callable[[], dt.datetime]) -> None:
@@ -531,34 +579,34 @@ class Collector:
             if due:
                 await self._poll_settlements(rt, due)
 
-    async def _poll_settlements(self, rt: VenueRuntime, due: dict[str, dt.datetime]) -> None:
-        """Ask for each coin's settlement ``due[coin]`` until it is learned: at most
+    async def _poll_settlements(self, rt: VenueRuntime, due: dict[SeriesKey, dt.datetime]) -> None:
+        """Ask for each series' settlement ``due[key]`` until it is learned: at most
         1 + ``settle_retries`` polls ``settle_retry`` apart, then a WARN (never raises)."""
         for attempt in range(1 + self.settle_retries):
             if attempt:
                 retry_at = self.clock() + self.settle_retry
                 await self._sleep_until(lambda retry_at=retry_at: retry_at)
                 await self._until_live(rt)
-            missing = {coin: window for coin, window in due.items() if not self._learned(rt, coin, window)}
+            missing = {key: window for key, window in due.items() if not self._learned(rt, key, window)}
             if not missing:
                 return
-            for coin, window in missing.items():
-                fetched = await self._fetch_settled(rt, coin, "settlement")
+            for key, window in missing.items():
+                fetched = await self._fetch_settled(rt, key, "settlement")
                 if fetched is not None:
                     start, now, n = fetched
-                    rt.polls.append((coin, window, start, now, n))
+                    rt.polls.append((key, window, start, now, n))
                     rt.settled_polled += n
-        for coin, window in due.items():
-            if not self._learned(rt, coin, window):
+        for key, window in due.items():
+            if not self._learned(rt, key, window):
                 log.warning(
                     "%s %s: settlement of the window ending %s not published after %d polls %g s apart",
                     rt.venue,
-                    coin,
+                    _label(key),
                     window.isoformat(sep=" "),
                     1 + self.settle_retries,
                     self.settle_retry.total_seconds(),
                 )
-                rt.announced.get(coin, set()).discard(window)
+                rt.announced.get(key, set()).discard(window)
 
     # --- one venue --------------------------------------------------------------------------
 
@@ -581,7 +629,7 @@ class Collector:
 
     async def _consume(self, rt: VenueRuntime) -> None:
         """One connection: consume the stream until it fails or falls silent (raises)."""
-        stream = rt.client.stream(self.coins, **self.stream_kwargs.get(rt.venue, {}))
+        stream = rt.client.stream(list(rt.series.values()), **self.stream_kwargs.get(rt.venue, {}))
         watchdog_s = self.watchdog_for(rt.venue)
         try:
             while True:
@@ -676,7 +724,7 @@ class Collector:
         log.info(
             "collector: %s x %s -> %s, %s",
             ",".join(self.venues),
-            ",".join(self.coins),
+            ",".join(sorted({_label(key) for rt in self.runtimes.values() for key in rt.series})),
             self.landing_dir,
             self.store_path,
         )
@@ -755,7 +803,22 @@ async def cancel_and_wait(tasks: Sequence[asyncio.Task], retry_s: float = 0.1) -
         _, pending = await asyncio.wait(pending, timeout=retry_s)
 
 
-def collect(home: Path, venues: Sequence[str], coins: Sequence[str], **kwargs) -> int:
+def live_series(settings, venue: str, now: dt.datetime | None = None) -> list[str | Instrument]:
+    """What the live path follows on ``venue`` for ``settings`` (a
+    :class:`~funding_assets.resources.FundingConfig`): its coins as they are when they are
+    named and each venue's main perpetual is wanted (nothing to discover), else the venue's
+    instruments the coins and contracts settings select among those trading at ``now``
+    (default: the wall clock), discovered through the settings' source (once per process)."""
+    selection = settings.selection
+    if selection.explicit_coins is not None and selection.contracts == (MAIN,):
+        return list(selection.explicit_coins)
+    now = now or utcnow()
+    listed = instruments.frame(settings.open_source().instruments(venue))
+    chosen = instruments.select(listed, selection, [venue], now, now + dt.timedelta(milliseconds=1))
+    return list(instruments.from_frame(chosen))
+
+
+def collect(home: Path, venues: Sequence[str], series: Sequence[str | Instrument], **kwargs) -> int:
     """Run a :class:`Collector` until SIGINT or SIGTERM, then shut it down cleanly. Returns 0."""
 
     async def main() -> None:
@@ -767,7 +830,7 @@ def collect(home: Path, venues: Sequence[str], coins: Sequence[str], **kwargs) -
                 loop.add_signal_handler(sig, stop.set)
                 installed.append(sig)
         try:
-            await Collector(home, venues, coins, **kwargs).run(stop)
+            await Collector(home, venues, series, **kwargs).run(stop)
         finally:
             for sig in installed:
                 loop.remove_signal_handler(sig)
@@ -777,7 +840,8 @@ def collect(home: Path, venues: Sequence[str], coins: Sequence[str], **kwargs) -
 
 
 def main_collect(settings) -> int:
-    """``funding-assets collect``: the collector for ``settings`` (home, source, venues, coins).
+    """``funding-assets collect``: the collector for ``settings`` (home, source, venues, coins,
+    contracts; :func:`live_series`).
 
     ``sim`` starts the loopback simulator in this process (wall-clock time) and collects from
     it; ``exchanges`` connects to the real venues; a replay directory has nothing live to
@@ -805,4 +869,5 @@ def main_collect(settings) -> int:
         server = in_process_simulator()
         kwargs["urls"] = {v: (server.rest_url(v), server.ws_url(v)) for v in settings.venues}
         kwargs["http_factory"] = lambda venue, rest: HttpClient(venue, rest, UNLIMITED)
-    return collect(home, settings.venues, settings.coins, **kwargs)
+    series = [one for venue in settings.venues for one in live_series(settings, venue)]
+    return collect(home, settings.venues, series, **kwargs)

@@ -32,7 +32,9 @@ a corrupt file is moved to ``rejected/`` (:func:`reject_landed`) and deleted fro
 (:func:`confined_landed_path`).
 
 Rows are :data:`LANDING_SCHEMA`: the print model plus ``received_at`` (naive UTC
-``Datetime("ms")``: when the collector received the message).
+``Datetime("ms")``: when the collector received the message). Files and journals written
+before prints carried ``contract`` (:data:`LEGACY_SCHEMA`) are read with ``contract`` set to
+each venue's main perpetual of the coin, the only one the collector followed then.
 """
 
 from __future__ import annotations
@@ -51,10 +53,12 @@ from pathlib import Path
 
 import polars as pl
 
-from ..prints import PRINT_SCHEMA, TS, as_utc_ms
+from ..prints import PRINT_SCHEMA, TS, as_utc_ms, main_contracts
 
 #: Columns of a landed file, in storage order: the print model plus ``received_at``.
 LANDING_SCHEMA: dict[str, pl.DataType] = {**PRINT_SCHEMA, "received_at": TS}
+#: Columns of a landed file written before prints carried ``contract``.
+LEGACY_SCHEMA: dict[str, pl.DataType] = {c: t for c, t in LANDING_SCHEMA.items() if c != "contract"}
 
 PREFIX = "prints-"
 SUFFIX = ".parquet"
@@ -90,13 +94,15 @@ class LandingPathError(ValueError):
 
 
 def conform_landing(frame: pl.DataFrame) -> pl.DataFrame:
-    """Select and cast ``frame`` to :data:`LANDING_SCHEMA` (timestamps to naive UTC ms).
+    """Select and cast ``frame`` to :data:`LANDING_SCHEMA` (timestamps to naive UTC ms); a
+    missing or null ``contract`` is the venue's main perpetual of the coin.
 
     Raises :class:`ValueError` naming missing columns. A frame already in the schema is
     returned as is: the collector calls this once per message.
     """
     if list(frame.schema.items()) == list(LANDING_SCHEMA.items()):
         return frame
+    frame = with_contract(frame)
     missing = [c for c in LANDING_SCHEMA if c not in frame.columns]
     if missing:
         raise ValueError(f"landing: frame lacks column(s) {', '.join(missing)}")
@@ -107,6 +113,20 @@ def conform_landing(frame: pl.DataFrame) -> pl.DataFrame:
         else:
             exprs.append(pl.col(name).cast(dtype))
     return frame.select(exprs)
+
+
+def with_contract(frame: pl.DataFrame) -> pl.DataFrame:
+    """``frame`` with ``contract`` set where it is missing or null: the venue's main perpetual
+    of the coin (:func:`funding_assets.prints.main_contracts`). Needs ``venue`` and ``symbol``
+    for that; a frame without them is returned as is."""
+    if "contract" in frame.columns and not frame["contract"].null_count():
+        return frame
+    if not {"venue", "symbol"} <= set(frame.columns):
+        return frame
+    main = main_contracts(frame)
+    if "contract" in frame.columns:
+        return frame.with_columns(pl.col("contract").cast(pl.String).fill_null(main))
+    return frame.with_columns(main)
 
 
 def _name(epoch_ms: int, sequence: int) -> str:
@@ -147,7 +167,8 @@ def landed_files(folder: Path, after: str | None = None) -> list[Path]:
 
 
 def read_landed(path: Path) -> pl.DataFrame:
-    """Rows of a landed file in :data:`LANDING_SCHEMA`.
+    """Rows of a landed file in :data:`LANDING_SCHEMA` (a file of :data:`LEGACY_SCHEMA`
+    gets each venue's main perpetual of the coin as ``contract``).
 
     Raises :class:`LandingError` (naming the file) when it is corrupt, truncated or has other
     columns or types; :class:`FileNotFoundError` when it does not exist.
@@ -160,6 +181,8 @@ def read_landed(path: Path) -> pl.DataFrame:
     except Exception as exc:  # polars/arrow raise several types for a damaged file
         raise LandingError(path, f"not a readable Parquet file ({type(exc).__name__}: {exc})") from None
     found = list(frame.schema.items())
+    if found == list(LEGACY_SCHEMA.items()):
+        return with_contract(frame).select(list(LANDING_SCHEMA))
     if found != list(LANDING_SCHEMA.items()):
         want = ", ".join(f"{c} {t}" for c, t in LANDING_SCHEMA.items())
         got = ", ".join(f"{c} {t}" for c, t in found)

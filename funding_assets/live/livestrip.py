@@ -1,6 +1,8 @@
 """The live strip: DESIGN section 3 applied one print at a time, in memory.
 
-:class:`LiveStrip` keeps, per (venue, coin) series, the state the batch engine
+:class:`LiveStrip` keeps, per (venue, symbol, contract) series (two contracts of one coin are
+two strips, as in the batch engine; a print without a contract is the venue's main perpetual
+of its coin, as :func:`funding_assets.prints.normalise` makes it), the state the batch engine
 (:mod:`funding_assets.strip`) would derive from the same prints, and turns every print into
 the snapshot rows it causes:
 
@@ -50,6 +52,7 @@ from __future__ import annotations
 import bisect
 import dataclasses
 import datetime as dt
+import functools
 from collections.abc import Iterable, Sequence
 
 import polars as pl
@@ -66,6 +69,7 @@ from ..strip import (
     SETTLEMENT_GRACE_MS,
     SNAPSHOT_SCHEMA,
 )
+from ..venues import SPECS
 
 DAY_MS = 86_400_000
 #: Grid windows kept per series (ms): the batch engine's lookback (5 days) plus the 72 h a
@@ -79,13 +83,24 @@ ROLL = "roll"
 #: optionally followed by ``published_at`` (STORED_PRINT_SCHEMA order).
 PRINT_COLUMNS = tuple(PRINT_SCHEMA)
 SNAPSHOT_COLUMNS = tuple(SNAPSHOT_SCHEMA)
-_I_VENUE, _I_SYMBOL, _I_TS, _I_FT, _I_RATE, _I_HOURS, _I_KIND = (
-    PRINT_COLUMNS.index(c) for c in ("venue", "symbol", "ts", "funding_time", "rate", "interval_hours", "kind")
+_I_VENUE, _I_SYMBOL, _I_CONTRACT, _I_TS, _I_FT, _I_RATE, _I_HOURS, _I_KIND = (
+    PRINT_COLUMNS.index(c)
+    for c in ("venue", "symbol", "contract", "ts", "funding_time", "rate", "interval_hours", "kind")
 )
 _I_PUBLISHED = tuple(STORED_PRINT_SCHEMA).index("published_at")
+_TS = SNAPSHOT_COLUMNS.index("ts")
 _AS_OF = SNAPSHOT_COLUMNS.index("as_of")
 
 Row = tuple  # one SNAPSHOT_SCHEMA row, columns in SNAPSHOT_COLUMNS order
+#: A series: (venue, symbol, contract).
+Key = tuple[str, str, str | None]
+
+
+@functools.cache
+def main_contract(venue: str, symbol: str) -> str | None:
+    """The contract a print without one has: the venue's main perpetual of the coin (None for
+    a venue this package does not know), as :func:`funding_assets.prints.normalise` fills it."""
+    return SPECS[venue].default_contract(symbol) if venue in SPECS else None
 
 
 def to_ms(when: dt.datetime) -> int:
@@ -136,11 +151,12 @@ def fill_buckets(a: Sequence[float | None], max_fill: int) -> tuple[list[float],
 
 
 class SeriesStrip:
-    """The strip state of one (venue, symbol) series. See the module docstring."""
+    """The strip state of one (venue, symbol, contract) series. See the module docstring."""
 
     __slots__ = (
         "venue",
         "symbol",
+        "contract",
         "annualisation",
         "max_fill",
         "depth",
@@ -164,12 +180,13 @@ class SeriesStrip:
         self,
         venue: str,
         symbol: str,
+        contract: str | None = None,
         *,
         annualisation: str = "apr",
         max_fill: int = DEFAULT_MAX_FILL,
         retain_ms: int = RETAIN_MS,
     ) -> None:
-        self.venue, self.symbol = venue, symbol
+        self.venue, self.symbol, self.contract = venue, symbol, contract
         self.annualisation, self.max_fill = annualisation, max_fill
         self.depth = N_BUCKETS + max_fill
         self.retain_ms = retain_ms
@@ -335,6 +352,7 @@ class SeriesStrip:
         return (
             self.venue,
             self.symbol,
+            self.contract,
             INTRADAY,
             from_ms(ts),
             from_ms(open_end),
@@ -367,6 +385,7 @@ class SeriesStrip:
             {
                 "venue": [self.venue] * len(rows),
                 "symbol": [self.symbol] * len(rows),
+                "contract": [self.contract] * len(rows),
                 "ts": [r[1] for r in rows],
                 "funding_time": [r[0] for r in rows],
                 "rate": [r[2] for r in rows],
@@ -377,6 +396,7 @@ class SeriesStrip:
             schema={
                 "venue": pl.String,
                 "symbol": pl.String,
+                "contract": pl.String,
                 "ts": pl.Int64,
                 "funding_time": pl.Int64,
                 "rate": pl.Float64,
@@ -400,7 +420,7 @@ class SeriesStrip:
         reach = (self.depth - 1) * GRID_MS
         out = []
         for row in computed.iter_rows():
-            g = to_ms(row[3])
+            g = to_ms(row[_TS])
             if g < job.lo or g > job.hi + reach:
                 continue
             if self.dropped_below is not None and g - reach <= self.dropped_below:
@@ -437,11 +457,12 @@ class RollJob:
 
 
 class LiveStrip:
-    """Per (venue, symbol) strips fed print by print. Not thread-safe: one owner task.
+    """Per (venue, symbol, contract) strips fed print by print. Not thread-safe: one owner task.
 
-    ``update(prints)`` takes PRINT_SCHEMA tuples (``venue, symbol, venue_symbol, ts,
+    ``update(prints)`` takes PRINT_SCHEMA tuples (``venue, symbol, contract, venue_symbol, ts,
     funding_time, rate, interval_hours, kind, source``, optionally ``published_at``;
-    datetimes naive UTC; ``ts`` as the source stamped it or normalised) and returns the
+    datetimes naive UTC; ``ts`` as the source stamped it or normalised; a ``contract`` of
+    None is the venue's main perpetual of the coin) and returns the
     SNAPSHOT_SCHEMA row tuples they cause: one intraday row per print with ``intraday=True``
     (when the open window has a value and the strip is complete), then the roll rows of
     windows that closed or changed.
@@ -456,14 +477,14 @@ class LiveStrip:
         self.annualisation = annualisation
         self.max_fill = max_fill
         self.retain_ms = retain_ms
-        self.series: dict[tuple[str, str], SeriesStrip] = {}
+        self.series: dict[Key, SeriesStrip] = {}
 
-    def _series(self, venue: str, symbol: str) -> SeriesStrip:
-        key = (venue, symbol)
+    def _series(self, venue: str, symbol: str, contract: str | None) -> SeriesStrip:
+        key = (venue, symbol, contract if contract is not None else main_contract(venue, symbol))
         s = self.series.get(key)
         if s is None:
             s = self.series[key] = SeriesStrip(
-                venue, symbol, annualisation=self.annualisation, max_fill=self.max_fill, retain_ms=self.retain_ms
+                *key, annualisation=self.annualisation, max_fill=self.max_fill, retain_ms=self.retain_ms
             )
         return s
 
@@ -480,7 +501,7 @@ class LiveStrip:
         rows: list[Row] = []
         dirty: dict[SeriesStrip, tuple[int, int]] = {}
         for p in prints:
-            s = self._series(p[_I_VENUE], p[_I_SYMBOL])
+            s = self._series(p[_I_VENUE], p[_I_SYMBOL], p[_I_CONTRACT])
             realised = p[_I_KIND] == REALISED
             ft = to_ms(p[_I_FT])
             # a realised print counts from its settlement time, as in the batch engine
@@ -506,14 +527,16 @@ class LiveStrip:
         columns = [*PRINT_COLUMNS, "published_at"] if "published_at" in frame.columns else PRINT_COLUMNS
         return self.update(frame.select(columns).iter_rows(), intraday=intraday)
 
-    def current(self, venue: str, symbol: str, ts: dt.datetime) -> Row | None:
-        """The intraday row of a series as of ``ts`` (naive UTC) from the state so far."""
-        s = self.series.get((venue, symbol))
+    def current(self, venue: str, symbol: str, ts: dt.datetime, contract: str | None = None) -> Row | None:
+        """The intraday row of a series as of ``ts`` (naive UTC) from the state so far
+        (``contract`` None: the venue's main perpetual of the coin)."""
+        s = self.series.get((venue, symbol, contract or main_contract(venue, symbol)))
         return None if s is None else s.intraday(to_ms(ts))
 
-    def last_realised(self, venue: str, symbol: str) -> dt.datetime | None:
-        """The latest realised ``funding_time`` the series holds, or None."""
-        s = self.series.get((venue, symbol))
+    def last_realised(self, venue: str, symbol: str, contract: str | None = None) -> dt.datetime | None:
+        """The latest realised ``funding_time`` the series holds, or None (``contract`` None:
+        the venue's main perpetual of the coin)."""
+        s = self.series.get((venue, symbol, contract or main_contract(venue, symbol)))
         if s is None:
             return None
         times = [ft for ft, n in s.native.items() if n[3]]
@@ -526,7 +549,7 @@ def compute_jobs(jobs: Sequence[RollJob]) -> list[pl.DataFrame]:
     Pure: any thread."""
     if not jobs:
         return []
-    keys = [(j.series.venue, j.series.symbol) for j in jobs]
+    keys = [(j.series.venue, j.series.symbol, j.series.contract) for j in jobs]
     if len(set(keys)) != len(keys):
         raise ValueError("compute_jobs: one job per series")
     first = jobs[0].series
@@ -536,7 +559,10 @@ def compute_jobs(jobs: Sequence[RollJob]) -> list[pl.DataFrame]:
         pl.concat([j.prints for j in jobs]), annualisation=first.annualisation, max_fill=first.max_fill
     )
     parts = {
-        key: part for key, part in computed.partition_by(["venue", "symbol"], as_dict=True, maintain_order=True).items()
+        key: part
+        for key, part in computed.partition_by(
+            ["venue", "symbol", "contract"], as_dict=True, maintain_order=True
+        ).items()
     }
     empty = computed.clear()
     return [parts.get(key, empty) for key in keys]

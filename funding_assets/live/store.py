@@ -5,9 +5,11 @@ keeps its live strip in a file of its own, holds one long-lived connection to it
 only writer. Table ``live_strip``: the snapshot columns of :mod:`funding_assets.strip` plus
 ``received_at`` (when the venue message that produced the row arrived) and ``stored_at``
 (when the row was committed), both naive UTC ``Datetime("ms")``; key
-``(venue, symbol, kind, ts)``, a later row replacing an earlier one with the same key. A
-store written before a column existed (``as_of``, ``coverage``, ``min_coverage``) gains it
-when opened, null in its old rows.
+``(venue, symbol, contract, kind, ts)``, a later row replacing an earlier one with the same
+key. A store written before a column existed (``as_of``, ``coverage``, ``min_coverage``)
+gains it when opened, null in its old rows; one written before ``contract`` (key ``(venue,
+symbol, kind, ts)``) is rebuilt with the new key when opened, its rows given each venue's
+main perpetual of their coin (all the collector followed then).
 
 Rows are queued by :meth:`LiveStore.put` and committed by a background thread in batches
 (one transaction per batch, one Arrow insert, no per-row SQL), which is what lets it keep
@@ -32,14 +34,14 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
-from ..prints import MS, TS
+from ..prints import MS, TS, main_contracts
 from ..settings import WAREHOUSE_FILE
 from ..strip import SNAPSHOT_SCHEMA
 
 LIVE_DIR = "live"
 LIVE_FILE = "live.duckdb"
 TABLE = "live_strip"
-KEY = ["venue", "symbol", "kind", "ts"]
+KEY = ["venue", "symbol", "contract", "kind", "ts"]
 
 #: What :meth:`LiveStore.put` takes: a strip row and when its message arrived.
 PUT_SCHEMA: dict[str, pl.DataType] = {**SNAPSHOT_SCHEMA, "received_at": TS}
@@ -124,14 +126,14 @@ class LiveStore:
         # (timestamps become TIMESTAMP_MS), so inserts need no conversion; and no import of
         # the warehouse module (Dagster, scikit-learn) into the collector
         shape = self._con.from_arrow(pl.DataFrame(schema=LIVE_STRIP_SCHEMA).to_arrow())
-        cols = ", ".join(f'"{c}" {t}' for c, t in zip(shape.columns, shape.types))
-        key = ", ".join(KEY)
-        self._con.execute(f"CREATE TABLE IF NOT EXISTS {TABLE} ({cols}, PRIMARY KEY ({key}))")
+        self._columns = ", ".join(f'"{c}" {t}' for c, t in zip(shape.columns, shape.types))
+        self._con.execute(f"CREATE TABLE IF NOT EXISTS {TABLE} ({self._columns}, PRIMARY KEY ({', '.join(KEY)}))")
         # a store written before a column existed gains it (null in its old rows)
         present = {r[0] for r in self._con.execute(f"DESCRIBE {TABLE}").fetchall()}
         for column, sql_type in zip(shape.columns, shape.types):
             if column not in present:
                 self._con.execute(f'ALTER TABLE {TABLE} ADD COLUMN "{column}" {sql_type}')
+        self._rekey()
         self.prune()
         self._pruned_at = time.monotonic()
 
@@ -194,6 +196,32 @@ class LiveStore:
     def _raise_if_failed(self) -> None:
         if self._error is not None:
             raise LiveStoreError(f"live store {self.path}: writer failed: {self._error}") from self._error
+
+    def _rekey(self) -> None:
+        """Rebuild a table whose primary key is not :data:`KEY` (a store written before
+        ``contract``): DuckDB cannot change a key in place. Its rows, at most the retention's
+        worth, get each venue's main perpetual of their coin where ``contract`` is null."""
+        keys = self._con.execute(
+            "SELECT constraint_column_names FROM duckdb_constraints() "
+            "WHERE table_name = ? AND constraint_type = 'PRIMARY KEY'",
+            [TABLE],
+        ).fetchall()
+        if [list(k) for (k,) in keys] == [KEY]:
+            return
+        rows = self._con.sql(f"SELECT * FROM {TABLE}").pl().select(list(LIVE_STRIP_SCHEMA))
+        rows = rows.with_columns(pl.col("contract").fill_null(main_contracts(rows))).cast(LIVE_STRIP_SCHEMA)
+        rows = rows.unique(subset=KEY, keep="last", maintain_order=True)
+        self._con.execute("BEGIN TRANSACTION")
+        try:
+            self._con.execute(f"DROP TABLE {TABLE}")
+            self._con.execute(f"CREATE TABLE {TABLE} ({self._columns}, PRIMARY KEY ({', '.join(KEY)}))")
+            self._con.register("old_rows", rows.to_arrow())
+            self._con.execute(f"INSERT INTO {TABLE} SELECT * FROM old_rows")
+            self._con.unregister("old_rows")
+            self._con.execute("COMMIT")
+        except BaseException:
+            self._con.execute("ROLLBACK")
+            raise
 
     def prune(self) -> int:
         """Delete the rows committed before ``clock() - retention``; returns how many."""
@@ -283,20 +311,23 @@ class LiveStore:
         return frame.select(list(LIVE_STRIP_SCHEMA)).cast(LIVE_STRIP_SCHEMA)
 
     def latest(self, venue: str | None = None) -> pl.DataFrame:
-        """The newest intraday row (by ``ts``) of each venue/symbol, sorted by venue, symbol."""
+        """The newest intraday row (by ``ts``) of each series, sorted by venue, symbol, contract."""
         where, params = "kind = 'intraday'", []
         if venue is not None:
             where, params = f"{where} AND venue = ?", [venue]
         return self._query(
             f"SELECT * FROM {TABLE} WHERE {where} "
-            "QUALIFY row_number() OVER (PARTITION BY venue, symbol ORDER BY ts DESC) = 1 "
-            "ORDER BY venue, symbol",
+            "QUALIFY row_number() OVER (PARTITION BY venue, symbol, contract ORDER BY ts DESC) = 1 "
+            "ORDER BY venue, symbol, contract",
             params,
         )
 
-    def rolls(self, venue: str, symbol: str) -> pl.DataFrame:
-        """Roll rows of one venue/symbol ordered by ``ts`` (the window end, UTC)."""
+    def rolls(self, venue: str, symbol: str, contract: str | None = None) -> pl.DataFrame:
+        """Roll rows of one series ordered by ``ts`` (the window end, UTC); ``contract`` None:
+        the venue's main perpetual of the coin."""
+        if contract is None:
+            contract = main_contracts(pl.DataFrame({"venue": [venue], "symbol": [symbol]}))[0]
         return self._query(
-            f"SELECT * FROM {TABLE} WHERE kind = 'roll' AND venue = ? AND symbol = ? ORDER BY ts",
-            [venue, symbol],
+            f"SELECT * FROM {TABLE} WHERE kind = 'roll' AND venue = ? AND symbol = ? AND contract = ? ORDER BY ts",
+            [venue, symbol, contract],
         )

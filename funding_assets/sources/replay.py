@@ -9,9 +9,20 @@ nothing to read (empty, only other files, or files holding a header and no row) 
 naming the folder and what it holds. A symlink (venue folder or file) that resolves outside
 ``<dir>`` is refused naming the link and its target; one staying inside is followed.
 
-Columns ``symbol, ts, funding_time, rate`` and optionally ``interval_hours`` and ``kind``:
+Columns ``symbol, ts, funding_time, rate`` and optionally ``contract``, ``interval_hours`` and
+``kind``:
 
-- ``symbol``: the coin (``BTC``) or the venue's own name (``BTCUSDT``, ``BTC-USDT-SWAP``).
+- ``symbol``: the coin (``BTC``, ``1000PEPE``) or the venue's own instrument name
+  (``BTCUSDT``, ``BTCUSD_PERP``, ``1000PEPEUSDT``, ``BTC-USDT-SWAP``, ``kPEPE``), in any
+  case but Hyperliquid's lower-case ``k`` (1000) prefix.
+  Prints carry the canonical coin (``PEPE``) in ``symbol`` and the venue's name in
+  ``venue_symbol`` (the name a bare coin has on the venue for its contract).
+- ``contract``: ``usdt``, ``usdc`` or ``inverse`` (any case), one the venue lists
+  (:attr:`funding_assets.venues.VenueSpec.contracts`). When absent, a venue name says it
+  (``BTCUSD_PERP`` is inverse) and a bare coin is the venue's main perpetual of it
+  (:meth:`~funding_assets.venues.VenueSpec.default_contract`). A contract other than the
+  one a venue name says is refused. One file may hold several coins and contracts: each
+  (coin, contract) is its own series (:meth:`ReplaySource.instruments`).
 - ``ts``, ``funding_time``: any of
 
   - epoch **seconds, milliseconds, microseconds or nanoseconds** (integers, or decimals
@@ -37,9 +48,9 @@ Columns ``symbol, ts, funding_time, rate`` and optionally ``interval_hours`` and
 - ``kind``: ``realised`` (default) or ``predicted``.
 
 A print given twice, in one file or in two files of a venue, is kept once (the first, in
-file-name then line order) when both rows agree. "The same print" is the same symbol and
-``funding_time`` for a realised print (one settlement has one rate) and the same symbol,
-``ts`` and ``funding_time`` for a predicted one. Two such rows whose ``rate`` or
+file-name then line order) when both rows agree. "The same print" is the same coin, contract
+and ``funding_time`` for a realised print (one settlement has one rate) and the same coin,
+contract, ``ts`` and ``funding_time`` for a predicted one. Two such rows whose ``rate`` or
 ``interval_hours`` differ are refused, naming both rows.
 
 Every problem raises :class:`FundingInputError` naming the file and, for bad values, the
@@ -67,12 +78,13 @@ import tempfile
 import threading
 import warnings
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator, Sequence
 from pathlib import Path
 
 import polars as pl
 
 from ..errors import FundingInputError
+from ..instruments import Instrument
 from ..prints import (
     KINDS,
     PRINT_SCHEMA,
@@ -84,7 +96,7 @@ from ..prints import (
     normalise,
     snap_to_minute,
 )
-from ..venues import DEFAULT_INTERVAL_HOURS, RATE_CAPS, coin_for_symbol, venue_symbol
+from ..venues import DEFAULT_INTERVAL_HOURS, INVERSE, RATE_CAPS, check_coin, parse_symbol, spec
 from . import day_bounds
 
 REQUIRED = ("symbol", "ts", "funding_time", "rate")
@@ -243,6 +255,25 @@ def _raw_batches(path: Path) -> Iterator[pl.DataFrame]:
         yield raw
 
 
+_SEP = "\x00"  # joins a row's symbol and contract cell into one lookup key
+
+
+def _resolve(venue: str, symbol: str, contract: str) -> tuple[str, str, str]:
+    """(coin, contract, venue name) of a file's ``symbol`` and ``contract`` cell (empty: none
+    given); ``ValueError`` saying what is wrong. A venue instrument name says its contract; a
+    bare coin is the venue's main perpetual of it unless ``contract`` says otherwise."""
+    facts = spec(venue)
+    named = parse_symbol(venue, symbol)
+    if named is None:
+        raise ValueError(f"unknown {venue} symbol {symbol!r}")
+    text = symbol.strip()
+    listed = facts.parse(text) or facts.parse(text.upper())
+    if contract and listed is not None and listed.contract != contract:
+        raise ValueError(f"symbol {symbol!r} is {venue}'s {listed.contract} perpetual but contract is {contract!r}")
+    contract = contract or named.contract
+    return named.coin, contract, facts.name_of(named.coin, contract, named.multiplier)
+
+
 class _FileCheck:
     """Checks one file's rows block by block and turns them into prints.
 
@@ -308,19 +339,13 @@ class _FileCheck:
         bad = _first_bad(raw.with_columns(kind.alias("_k")), ~pl.col("_k").is_in(KINDS) | pl.col("_k").is_null())
         if bad is not None:
             raise FundingInputError(f"{self.at(bad)}: kind must be one of {', '.join(KINDS)}")
-        symbols = raw["symbol"].cast(pl.String)
-        coin_of = {s: coin_for_symbol(venue, s) for s in symbols.unique().to_list()}
-        unknown = [s for s, coin in coin_of.items() if coin is None]
-        if unknown:
-            bad = _first_bad(symbols.to_frame("_s"), pl.col("_s").is_in(unknown))
-            raise FundingInputError(f"{self.at(bad)}: unknown {venue} symbol {symbols[bad]!r}")
-        coins = symbols.replace_strict(coin_of, return_dtype=pl.String)
-        names = {c: venue_symbol(venue, c) for c in set(coin_of.values())}
+        coins, contracts, names = self._names(raw)
         return (
             pl.DataFrame(
                 {
                     "symbol": coins,
-                    "venue_symbol": coins.replace_strict(names, return_dtype=pl.String),
+                    "contract": contracts,
+                    "venue_symbol": names,
                     "ts": ts,
                     "funding_time": funding_time,
                     "rate": rate,
@@ -331,6 +356,34 @@ class _FileCheck:
             .with_columns(venue=pl.lit(venue), source=pl.lit(f"replay:{self.path.name}"))
             .select(pl.col(c).cast(t) for c, t in PRINT_SCHEMA.items())
             .with_columns(snap_to_minute(pl.col("funding_time")))
+        )
+
+    def _names(self, raw: pl.DataFrame) -> tuple[pl.Series, pl.Series, pl.Series]:
+        """Each row's canonical coin, contract and venue name, from ``symbol`` and the optional
+        ``contract`` column (module docstring), each distinct pair resolved once."""
+        venue, contracts = self.venue, spec(self.venue).contracts
+        if "contract" in raw.columns:
+            written = raw["contract"].cast(pl.String)
+            given = written.str.strip_chars().str.to_lowercase()
+            bad = _first_bad(given.to_frame("_c"), ~pl.col("_c").is_in(contracts) | pl.col("_c").is_null())
+            if bad is not None:
+                raise FundingInputError(
+                    f"{self.at(bad)}: contract {written[bad]!r} is not one of {venue}'s contract types "
+                    f"({', '.join(contracts)})"
+                )
+        else:
+            given = pl.repeat("", raw.height, dtype=pl.String, eager=True)
+        keys = pl.DataFrame({"_s": raw["symbol"].cast(pl.String), "_c": given})
+        keys = keys.select(pl.concat_str("_s", "_c", separator=_SEP).alias("_k"))
+        resolved: dict[str, tuple[str, str, str]] = {}
+        for key in keys["_k"].unique(maintain_order=True).to_list():
+            try:
+                resolved[key] = _resolve(venue, *key.rsplit(_SEP, 1))
+            except ValueError as exc:
+                raise FundingInputError(f"{self.at(_first_bad(keys, pl.col('_k') == key))}: {exc}") from None
+        return tuple(
+            keys["_k"].replace_strict({k: names[i] for k, names in resolved.items()}, return_dtype=pl.String)
+            for i in range(3)
         )
 
     def _epoch_ms(self, values: pl.Series, num: pl.Series, exact: pl.Series, col: str) -> pl.Series:
@@ -450,10 +503,10 @@ def _where(files: list[Path], row: dict) -> str:
     return f"{path}: {_line(row[_ROW], path)}"
 
 
-#: Which print a row is: a realised print is one per (symbol, funding_time), a predicted one
-#: per (symbol, ts, funding_time); ``_window`` is ``funding_time`` resp. ``ts`` so one key
-#: serves both.
-_KEY = ["symbol", "kind", "funding_time", _WINDOW]
+#: Which print a row is: a realised print is one per (symbol, contract, funding_time), a
+#: predicted one per (symbol, contract, ts, funding_time); ``_window`` is ``funding_time``
+#: resp. ``ts`` so one key serves both.
+_KEY = ["symbol", "contract", "kind", "funding_time", _WINDOW]
 _WINDOW_EXPR = pl.when(pl.col("kind") == REALISED).then(pl.col("funding_time")).otherwise(pl.col("ts"))
 
 
@@ -488,7 +541,7 @@ def _drop_duplicates(frame: pl.DataFrame, files: list[Path]) -> pl.DataFrame:
     if clash.height:
         a = clash.row(0, named=True)
         b = clash.filter(pl.all_horizontal([pl.col(k) == a[k] for k in _KEY])).row(1, named=True)
-        what = f"{a['kind']} {a['symbol']} prints for funding_time {a['funding_time']:%Y-%m-%d %H:%M}"
+        what = f"{a['kind']} {a['symbol']} {a['contract']} prints for funding_time {a['funding_time']:%Y-%m-%d %H:%M}"
         if a["kind"] != REALISED:
             what += f", ts {a['ts'].isoformat(sep=' ', timespec='milliseconds')}"
         field = "rate" if a["rate"] != b["rate"] else "interval_hours"
@@ -514,7 +567,23 @@ class _Parsed:
     parts: tuple[Path, ...]  # one parquet file per block that has rows
     rows: int
     months: dict[dt.datetime, int]  # rows per calendar month of the normalised ts
-    spans: dict[str, tuple[dt.datetime, dt.datetime]]  # coin -> (first, last) funding_time
+    series: dict[tuple[str, str], _Series]  # (coin, contract) -> what the file holds of it
+
+
+@dataclasses.dataclass
+class _Series:
+    """What the files hold of one (coin, contract): first and last ``funding_time``, and rows
+    per venue name and per ``interval_hours`` (an instrument's name and usual interval)."""
+
+    first: dt.datetime
+    last: dt.datetime
+    names: Counter[str] = dataclasses.field(default_factory=Counter)
+    intervals: Counter[float] = dataclasses.field(default_factory=Counter)
+
+    def add(self, other: _Series) -> None:
+        self.first, self.last = min(self.first, other.first), max(self.last, other.last)
+        self.names.update(other.names)
+        self.intervals.update(other.intervals)
 
 
 _LOCK = threading.Lock()
@@ -549,7 +618,7 @@ def _parse(path: Path, venue: str, stamp: tuple) -> _Parsed:
     folder = _spill_folder()
     parts: list[Path] = []
     months: Counter[dt.datetime] = Counter()
-    spans: dict[str, tuple[dt.datetime, dt.datetime]] = {}
+    series: dict[tuple[str, str], _Series] = {}
     rows = 0
     try:
         for block in _file_prints(path, venue):
@@ -563,16 +632,33 @@ def _parse(path: Path, venue: str, stamp: tuple) -> _Parsed:
             rows += block.height
             for month, n in block.group_by(pl.col("ts").dt.truncate("1mo")).len().iter_rows():
                 months[month] += n
-            first_last = pl.col("funding_time").min().alias("_lo"), pl.col("funding_time").max().alias("_hi")
-            for coin, lo, hi in block.group_by("symbol").agg(*first_last).iter_rows():
-                old = spans.get(coin, (lo, hi))
-                spans[coin] = (min(old[0], lo), max(old[1], hi))
+            for key, seen in _block_series(block).items():
+                if key in series:
+                    series[key].add(seen)
+                else:
+                    series[key] = seen
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
         raise
     with _LOCK:
         files_parsed += 1
-    return _Parsed(stamp, tuple(parts), rows, dict(months), spans)
+    return _Parsed(stamp, tuple(parts), rows, dict(months), series)
+
+
+def _block_series(block: pl.DataFrame) -> dict[tuple[str, str], _Series]:
+    """Per (coin, contract) of a block of prints: its :class:`_Series`."""
+    key = ["symbol", "contract"]
+    out = {
+        (coin, contract): _Series(lo, hi)
+        for coin, contract, lo, hi in block.group_by(key)
+        .agg(pl.col("funding_time").min(), pl.col("funding_time").max().alias("_hi"))
+        .iter_rows()
+    }
+    for coin, contract, name, n in block.group_by(*key, "venue_symbol").len().iter_rows():
+        out[coin, contract].names[name] += n
+    for coin, contract, hours, n in block.group_by(*key, "interval_hours").len().iter_rows():
+        out[coin, contract].intervals[hours] += n
+    return out
 
 
 def _read_once(path: Path, venue: str) -> _Parsed:
@@ -635,19 +721,22 @@ def _refuse_conflicts(files: list[Path], parsed: list[_Parsed], lo: dt.datetime,
 def _load(
     files: list[Path],
     parsed: list[_Parsed],
-    coins: tuple[str, ...] | None = None,
+    series: Collection[tuple[str, str]] | None = None,
     lo: dt.datetime | None = None,
     hi: dt.datetime | None = None,
     candidates: pl.Expr | None = None,
 ) -> pl.DataFrame:
-    """The prints of ``coins`` (all: None) with ``lo <= ts < hi`` from the cache, duplicates
-    dropped (first in file-name then line order) and conflicting ones refused."""
+    """The prints of ``series`` ((coin, contract) pairs; all: None) with ``lo <= ts < hi``
+    from the cache, duplicates dropped (first in file-name then line order) and conflicting
+    ones refused."""
     scan = _scan(parsed)
     if scan is None:
         return pl.DataFrame(schema=STORED_PRINT_SCHEMA)
     wanted = pl.lit(True) if candidates is None else candidates
-    if coins is not None:
-        wanted &= pl.col("symbol").is_in(list(coins))
+    if series is not None:
+        pairs = sorted(series)
+        wanted &= pl.col("symbol").is_in(sorted({coin for coin, _ in pairs}))  # pushed into the parquet scan
+        wanted &= pl.concat_str("symbol", "contract", separator=_SEP).is_in([_SEP.join(p) for p in pairs])
     if lo is not None:
         wanted &= pl.col("ts") >= lo
     if hi is not None:
@@ -661,8 +750,9 @@ class ReplaySource:
     is read again).
 
     ``unread``: the entries of the venue folders listed so far that are not read (paths as
-    text, for run metadata). ``span(venue)``: the first and last ``funding_time`` of the
-    venue's files, to tell a range outside the data from data that stops.
+    text, for run metadata). ``instruments(venue)``: one per (coin, contract) in the venue's
+    files. ``span(venue)``: the first and last ``funding_time`` of the venue's files, to
+    tell a range outside the data from data that stops.
     """
 
     def __init__(self, folder: Path) -> None:
@@ -759,13 +849,76 @@ class ReplaySource:
         """Read the venue's files now, so a bad file stops a backfill before any run."""
         self._parsed(venue)
 
-    def span(self, venue: str, coins: tuple[str, ...] | None = None) -> tuple[dt.datetime, dt.datetime] | None:
-        """First and last ``funding_time`` in the venue's files (of ``coins``, when given; None
-        when they have no print), without reading any prints."""
-        _, parsed = self._parsed(venue)
-        spans = [s for p in parsed for coin, s in p.spans.items() if coins is None or coin in coins]
+    def instruments(self, venue: str) -> list[Instrument]:
+        """One instrument per (coin, contract) in the venue's files, sorted by key, from the
+        file cache (no print is read): the venue name and ``interval_hours`` most of its rows
+        have, the venue's default cap, and no open interest or volume.
+
+        A replay cannot know when an instrument was listed or delisted: ``listed_at`` is its
+        first ``funding_time`` in the files and ``delisted_at`` is None.
+        """
+        facts = spec(venue)
+        found = []
+        for (coin, contract), seen in sorted(self._series(venue).items()):
+            name = _most(seen.names)
+            named = parse_symbol(venue, name)
+            found.append(
+                Instrument(
+                    venue=venue,
+                    symbol=coin,
+                    contract=contract,
+                    venue_symbol=name,
+                    multiplier=named.multiplier if named is not None else 1.0,
+                    settle=coin if contract == INVERSE else contract.upper(),
+                    listed_at=seen.first,
+                    interval_hours=_most(seen.intervals),
+                    rate_cap=facts.rate_cap,
+                )
+            )
+        return found
+
+    def span(
+        self, venue: str, series: Sequence[Instrument | str] | None = None
+    ) -> tuple[dt.datetime, dt.datetime] | None:
+        """First and last ``funding_time`` in the venue's files (of ``series``, when given, as
+        :meth:`fetch` takes them; None when they have no print), without reading any prints."""
+        wanted = None if series is None else self._keys(venue, series)
+        spans = [(s.first, s.last) for key, s in self._series(venue).items() if wanted is None or key in wanted]
         return (min(lo for lo, _ in spans), max(hi for _, hi in spans)) if spans else None
 
-    def fetch(self, venue: str, coins: tuple[str, ...], start: dt.date, end: dt.date) -> pl.DataFrame:
+    def fetch(self, venue: str, series: Sequence[Instrument | str], start: dt.date, end: dt.date) -> pl.DataFrame:
+        """The prints of ``series`` (instruments, or coins: each the venue's main perpetual of
+        it) with ``ts`` on the days ``start..end``."""
         lo, hi = day_bounds(start, end)
-        return _load(*self._parsed(venue), tuple(coins), lo, hi)
+        return _load(*self._parsed(venue), self._keys(venue, series), lo, hi)
+
+    def _series(self, venue: str) -> dict[tuple[str, str], _Series]:
+        """(coin, contract) -> what the venue's files hold of it, merged over the files."""
+        _, parsed = self._parsed(venue)
+        merged: dict[tuple[str, str], _Series] = {}
+        for p in parsed:
+            for key, seen in p.series.items():
+                if key not in merged:
+                    merged[key] = _Series(seen.first, seen.last)
+                merged[key].add(seen)
+        return merged
+
+    @staticmethod
+    def _keys(venue: str, series: Sequence[Instrument | str]) -> set[tuple[str, str]]:
+        """(coin, contract) of each instrument, or of the venue's main perpetual of each coin."""
+        facts = spec(venue)
+        keys = set()
+        for one in series:
+            if isinstance(one, Instrument):
+                if one.venue != venue:
+                    raise FundingInputError(f"replay {venue}: {one.venue_symbol!r} is a {one.venue} instrument")
+                keys.add((one.symbol, one.contract))
+            else:
+                coin = check_coin(one)
+                keys.add((coin, facts.default_contract(coin)))
+        return keys
+
+
+def _most(counts: Counter) -> object:
+    """The value counted most often; of equal counts, the smallest (a deterministic choice)."""
+    return min(counts, key=lambda value: (-counts[value], value))
