@@ -16,7 +16,8 @@ from collections.abc import Callable, Sequence
 import dagster as dg
 from dagster._core.events import DagsterEventType
 
-from . import strip
+from . import instruments, strip
+from .clients.http import VenueError, VenueUnreachable
 from .definitions import ASSETS
 from .defs.assets import FEATURES_LOOKBACK_DAYS, PCA_LOOKBACK_DAYS, SPREADS_LOOKBACK_DAYS, require_declared
 from .errors import FundingInputError
@@ -27,6 +28,9 @@ from .settings import debug_enabled, ensure_writable_home
 from .sources import open_source
 
 FIRST_DAY = dt.date.fromisoformat(START_DATE)
+#: More coins than this (or ``all`` / ``top:N``): one run per venue and asset instead of one
+#: per block of adjacent venues, to bound a run's memory.
+WIDE_COINS = 20
 #: Dagster's console log of a run: silent unless ``FUNDING_ASSETS_DEBUG=1``. A failed run's
 #: events stay in the instance; the command line prints its root cause as one line.
 QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
@@ -42,9 +46,12 @@ class Step:
     start: dt.date
     end: dt.date
     venues: tuple[str, ...] | None  # None: a daily (all-venue) asset
+    partitioned: bool = True
 
     @property
     def tags(self) -> dict[str, str]:
+        if not self.partitioned:
+            return {}
         if self.venues is None:
             lo, hi = self.start.isoformat(), self.end.isoformat()
         else:
@@ -98,15 +105,23 @@ def plan(start: dt.date, end: dt.date, config: FundingConfig, today: dt.date) ->
     pca_from = clamp(start - days(config.pca_refit_days + strip.MAX_CLOSE_LAG_DAYS))
     snaps_from = clamp(min(features_from - days(FEATURES_LOOKBACK_DAYS), pca_from - days(PCA_LOOKBACK_DAYS)))
     raw_from = clamp(snaps_from - days(strip.LOOKBACK_DAYS))
-    steps = []
-    for block in venue_blocks(config.venues):
+    # the instruments the coin and contract settings select are known before any prints
+    steps = [Step("instruments", ("instruments",), start, end, tuple(config.venues), partitioned=False)]
+    # Prints of adjacent venues are fetched in one run (side by side: separate request
+    # budgets). A universe-sized selection computes its strips venue by venue: one venue's
+    # year of every coin is already millions of rows, and a run holds its range in memory.
+    wide = config.selection.explicit_coins is None or len(config.selection.explicit_coins) > WIDE_COINS
+    blocks = venue_blocks(config.venues)
+    for block in blocks:
         label = ",".join(block)
-        steps += [
-            Step(f"prints   {label}", ("raw_prints",), raw_from, end, block),
-            Step(f"strips   {label}", ("curve_snapshots",), snaps_from, end, block),
-            Step(f"features {label}", ("curve_features",), features_from, end, block),
-            Step(f"pca      {label}", ("pca_factors", "pca_fits"), pca_from, end, block),
-        ]
+        steps.append(Step(f"prints   {label}", ("raw_prints",), raw_from, end, block))
+        for part in [(v,) for v in block] if wide else [block]:
+            label = ",".join(part)
+            steps += [
+                Step(f"strips   {label}", ("curve_snapshots",), snaps_from, end, part),
+                Step(f"features {label}", ("curve_features",), features_from, end, part),
+                Step(f"pca      {label}", ("pca_factors", "pca_fits"), pca_from, end, part),
+            ]
     steps.append(Step("bucket 0 all venues", ("roll_b0",), b0_from, end, None))
     steps.append(Step("spreads  all venues", ("spread_signals",), start, end, None))
     return steps
@@ -191,12 +206,22 @@ def run_step(
     )
 
 
-def preflight(settings: FundingConfig, venues: Sequence[str]) -> None:
-    """Fail fast, before any run, on a data directory or replay files we cannot use."""
+def preflight(settings: FundingConfig, venues: Sequence[str], coins_setting: str = "FUNDING_ASSETS_COINS") -> None:
+    """Fail fast, before any run, on a data directory or replay files we cannot use, or on
+    named coins that no configured venue lists (the source's instrument lists are read once
+    per process: the ``instruments`` run that follows reuses them)."""
     ensure_writable_home(settings.home)
     source = open_source(settings.source)
     for venue in venues:
         source.check(venue)
+    if settings.selection.explicit_coins is not None:
+        try:
+            listed = instruments.frame(i for venue in venues for i in source.instruments(venue))
+        except VenueUnreachable:
+            raise
+        except VenueError as exc:
+            raise VenueError(f"instruments: {exc}") from None
+        instruments.require_listed(listed, settings.selection, list(venues), settings.source, coins_setting)
 
 
 def backfill(
@@ -207,11 +232,13 @@ def backfill(
     show: Callable[[str], None],
     log: Callable[[str], None],
     today: dt.date | None = None,
+    coins_setting: str = "FUNDING_ASSETS_COINS",
 ) -> list[Outcome]:
-    """Run the plan step by step; stop at the first failed run."""
+    """Run the plan step by step; stop at the first failed run. ``coins_setting`` names
+    where the coins came from (``--coins``) in an error."""
     today = today or dt.datetime.now(dt.UTC).date()
     steps = plan(start, end, settings, today)
-    preflight(settings, settings.venues)
+    preflight(settings, settings.venues, coins_setting)
     outcomes = []
     for i, step in enumerate(steps, 1):
         outcome = run_step(step, settings, instance, show, (i - 1, len(steps)))

@@ -2,8 +2,10 @@
 
 Runs go through Dagster (in-process executor, one run per asset group per range). With
 ``DAGSTER_HOME`` set they are recorded in that instance and show up in ``dagster dev``;
-otherwise an ephemeral instance is used. Exit codes: 0 done, 1 a run failed or the
-environment failed (a host out of reach, a port in use, a file system error), 2 bad input.
+otherwise an ephemeral instance is used, except by ``demo``, which records into the
+project's instance (``./.dagster_home``, the one ``funding-assets dev`` serves). Exit
+codes: 0 done, 1 a run failed or the environment failed (a host out of reach, a port in use,
+a file system error), 2 bad input.
 
 Every failure ends in one ``error: ...`` line on stderr. Dagster's own log of a failed run
 and the traceback of an unexpected error are shown with ``FUNDING_ASSETS_DEBUG=1``.
@@ -19,8 +21,10 @@ import time
 from pathlib import Path
 
 from .errors import FundingInputError
+from .instruments import parse_coins, parse_contracts
 from .settings import (
     ENV_COINS,
+    ENV_CONTRACTS,
     ENV_DEBUG,
     ENV_HOME,
     ENV_VENUES,
@@ -28,9 +32,13 @@ from .settings import (
     ensure_writable_home,
     parse_list,
 )
-from .venues import VENUES, check_coin, check_venue
+from .venues import VENUES, check_venue
 
 DEMO_DAYS = 90
+#: The project's Dagster instance when ``DAGSTER_HOME`` is unset (relative to the working
+#: directory): ``funding-assets dev`` serves it and ``funding-assets demo`` records into it.
+PROJECT_DAGSTER_HOME = ".dagster_home"
+PROJECT_INSTANCE = f"the project's instance ./{PROJECT_DAGSTER_HOME}"
 DEBUG_HINT = f"{ENV_DEBUG}=1 shows the traceback"
 
 
@@ -116,8 +124,10 @@ class Console:
         self.stream.flush()
 
 
-def _check_dagster_home() -> None:
-    """Refuse a ``DAGSTER_HOME`` Dagster cannot use, before anything runs or is written."""
+def _check_dagster_home(unset_gives: str = "a throwaway instance") -> None:
+    """Refuse a ``DAGSTER_HOME`` Dagster cannot use, before anything runs or is written.
+
+    ``unset_gives`` names what the command uses without ``DAGSTER_HOME``, for the hint."""
     value = os.environ.get("DAGSTER_HOME")
     if not value:
         return
@@ -125,22 +135,40 @@ def _check_dagster_home() -> None:
     if not home.is_absolute():
         raise FundingInputError(
             f"DAGSTER_HOME={value!r}: must be an absolute path to an existing directory, "
-            f"e.g. DAGSTER_HOME={Path(value).absolute()} (or unset it for a throwaway instance)"
+            f"e.g. DAGSTER_HOME={Path(value).absolute()} (or unset it for {unset_gives})"
         )
     if not home.is_dir():
         what = "is not a directory" if home.exists() else "does not exist"
         fix = f"create it with `mkdir -p {home}` or " if not home.exists() else ""
         raise FundingInputError(
             f"DAGSTER_HOME={value}: {what}; it must be an absolute path to an existing directory "
-            f"({fix}unset DAGSTER_HOME for a throwaway instance)"
+            f"({fix}unset DAGSTER_HOME for {unset_gives})"
         )
 
 
+def _project_dagster_home() -> Path:
+    """``DAGSTER_HOME`` when set (checked), else the project's instance directory, created
+    with an empty ``dagster.yaml`` (Dagster warns about a home without one)."""
+    if os.environ.get("DAGSTER_HOME"):
+        _check_dagster_home(PROJECT_INSTANCE)
+        return Path(os.environ["DAGSTER_HOME"])
+    home = Path(PROJECT_DAGSTER_HOME).resolve()
+    home.mkdir(parents=True, exist_ok=True)
+    config = home / "dagster.yaml"
+    if not config.exists():
+        config.write_text("")
+    return home
+
+
 @contextlib.contextmanager
-def _instance():
+def _instance(home: Path | None = None):
+    """The Dagster instance at ``home``, else the one of ``DAGSTER_HOME``, else an ephemeral one."""
     import dagster as dg
 
-    if os.environ.get("DAGSTER_HOME"):
+    if home is not None:
+        with dg.DagsterInstance.from_config(str(home)) as instance:
+            yield instance
+    elif os.environ.get("DAGSTER_HOME"):
         with dg.DagsterInstance.get() as instance:
             yield instance
     else:
@@ -160,20 +188,44 @@ def _settings(args: argparse.Namespace, **overrides):
     if getattr(args, "venues", None) is not None:
         overrides["venues"] = parse_list(args.venues, check_venue, "--venues")
     if getattr(args, "coins", None) is not None:
-        overrides["coins"] = parse_list(args.coins, check_coin, "--coins")
+        overrides["coins"] = parse_coins(_words(args.coins, "--coins"), "--coins")
+    if getattr(args, "contracts", None) is not None:
+        overrides["contracts"] = parse_contracts(_words(args.contracts, "--contracts"), "--contracts")
     return s.with_(**overrides)
 
 
-def _run_backfill(start: dt.date, end: dt.date, settings, console: Console) -> int:
+def _coins_setting(args: argparse.Namespace) -> str:
+    """Where a run's coins came from, for an error naming it."""
+    return "--coins" if getattr(args, "coins", None) is not None else ENV_COINS
+
+
+def _words(value: str, option: str) -> list[str]:
+    words = [w for w in value.split(",") if w.strip()]
+    if not words:
+        raise FundingInputError(
+            f"{option}={value!r}: empty list; give at least one name, or leave it out for the default"
+        )
+    return words
+
+
+def _run_backfill(
+    start: dt.date,
+    end: dt.date,
+    settings,
+    console: Console,
+    dagster_home: Path | None = None,
+    coins_setting: str = ENV_COINS,
+) -> int:
     from .backfill import backfill
 
     console.log(
         f"backfill {start}..{end}  venues {','.join(settings.venues)}  coins {','.join(settings.coins)}"
+        f"  contracts {','.join(settings.contracts)}"
         f"  source {settings.source}  warehouse {settings.warehouse_path}"
     )
     t0 = time.monotonic()
-    with _instance() as instance:
-        outcomes = backfill(start, end, settings, instance, console.show, console.log)
+    with _instance(dagster_home) as instance:
+        outcomes = backfill(start, end, settings, instance, console.show, console.log, coins_setting=coins_setting)
     failed = [o for o in outcomes if not o.success]
     totals: dict[str, int] = {}
     for o in outcomes:
@@ -205,7 +257,7 @@ def _run_backfill(start: dt.date, end: dt.date, settings, console: Console) -> i
 def cmd_backfill(args: argparse.Namespace, console: Console) -> int:
     settings = _settings(args)
     _check_dagster_home()
-    return _run_backfill(args.start, args.end, settings, console)
+    return _run_backfill(args.start, args.end, settings, console, coins_setting=_coins_setting(args))
 
 
 def cmd_demo(args: argparse.Namespace, console: Console) -> int:
@@ -213,7 +265,7 @@ def cmd_demo(args: argparse.Namespace, console: Console) -> int:
     from .report import build_report, format_summary, summary
 
     settings = _settings(args, source="sim", venues=VENUES)
-    _check_dagster_home()
+    _check_dagster_home(PROJECT_INSTANCE)
     end = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1)
     first = dt.date.fromisoformat(START_DATE)
     if args.days > (end - first).days + 1:
@@ -222,13 +274,23 @@ def cmd_demo(args: argparse.Namespace, console: Console) -> int:
             f"at most {(end - first).days + 1} days"
         )
     start = end - dt.timedelta(days=args.days - 1)
-    code = _run_backfill(start, end, settings, console)
+    dagster_home = _project_dagster_home()
+    console.log(f"recording runs in the Dagster instance at {dagster_home}")
+    code = _run_backfill(start, end, settings, console, dagster_home, coins_setting=_coins_setting(args))
     if code:
         return code
     print(format_summary(summary(settings.warehouse_path)))
     out = build_report(settings.warehouse_path, settings.home / "report.html")
     print(f"\nreport: {out.resolve()}")
+    print(f"dagster runs: recorded in {dagster_home}; {_ui_hint(dagster_home)} shows the partitions materialised")
     return 0
+
+
+def _ui_hint(dagster_home: Path) -> str:
+    """The command that opens the Dagster UI on ``dagster_home``."""
+    if os.environ.get("DAGSTER_HOME"):
+        return f"`DAGSTER_HOME={dagster_home} funding-assets dev`"
+    return "`funding-assets dev` from this directory"
 
 
 def cmd_report(args: argparse.Namespace, console: Console) -> int:
@@ -317,10 +379,7 @@ def cmd_dev(args: argparse.Namespace, console: Console) -> int:
 
     from dagster._cli.dev import dev_command
 
-    if not os.environ.get("DAGSTER_HOME"):
-        os.environ["DAGSTER_HOME"] = str(Path(".dagster_home").resolve())
-        Path(os.environ["DAGSTER_HOME"]).mkdir(parents=True, exist_ok=True)
-    _check_dagster_home()
+    os.environ["DAGSTER_HOME"] = str(_project_dagster_home())
     # Started in the background (`nohup ... &`), a process inherits SIGINT ignored, and dagster
     # dev maps SIGTERM to SIGINT's handler: both would be ignored. Restore Ctrl-C first.
     signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -354,7 +413,11 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--start", type=_date, required=True, help="first UTC day, e.g. 2024-01-01")
     b.add_argument("--end", type=_date, required=True, help="last UTC day (inclusive)")
     b.add_argument("--venues", help=f"comma list, default {ENV_VENUES} or all of {','.join(VENUES)}")
-    b.add_argument("--coins", help=f"comma list, default {ENV_COINS} or BTC,ETH")
+    b.add_argument("--coins", help=f"comma list, 'all' or 'top:N'; default {ENV_COINS} or BTC,ETH")
+    b.add_argument(
+        "--contracts",
+        help=f"usdt,usdc,inverse, 'all' or 'main'; default {ENV_CONTRACTS} or main (each venue's main perpetual)",
+    )
     b.set_defaults(run=cmd_backfill)
     d = sub.add_parser("demo", help=f"simulate the last {DEMO_DAYS} days for all venues, then summarise and report")
     d.add_argument("--days", type=_days, default=DEMO_DAYS, help=f"days of history (default {DEMO_DAYS})")
@@ -396,7 +459,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .clients.http import VenueUnreachable
+    from .clients.http import VenueError
     from .warehouse import WarehouseError
 
     args = parser().parse_args(argv)
@@ -406,7 +469,7 @@ def main(argv: list[str] | None = None) -> int:
     except FundingInputError as exc:
         console.log(f"error: {_one_line(exc)}")
         return 2
-    except (VenueUnreachable, WarehouseError) as exc:
+    except (VenueError, WarehouseError) as exc:  # a venue refusing or unreachable, a locked file
         console.log(f"error: {_one_line(exc)}")
         return 1
     except KeyboardInterrupt:

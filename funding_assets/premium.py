@@ -41,13 +41,13 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 
 import numpy as np
 import polars as pl
 
 from .errors import FundingInputError
-from .prints import MS, PREDICTED, PRINT_SCHEMA, REALISED, TS, as_utc_ms, normalise
+from .prints import MS, PREDICTED, PRINT_SCHEMA, REALISED, TS, as_utc_ms, main_contracts, normalise
 from .venues import RATE_CAPS, venue_symbol
 
 INTEREST_8H = 0.0001  # 0.01 % per 8 h (0.03 % a day)
@@ -62,10 +62,12 @@ DECIMAL_SLACK = 1e-15
 #: ``source`` of the predicted prints :func:`reconstruct` makes.
 RECONSTRUCTED = "reconstructed"
 
-#: Premium-index samples, one row per venue, coin and instant.
+#: Premium-index samples, one row per venue, coin, contract and instant (a frame without
+#: ``contract`` is the venue's main perpetual of each coin).
 PREMIUM_SCHEMA: dict[str, pl.DataType] = {
     "venue": pl.String(),
     "symbol": pl.String(),
+    "contract": pl.String(),
     "ts": TS,
     "premium": pl.Float64(),
 }
@@ -174,8 +176,12 @@ def reconstruct(
     settled: pl.DataFrame,
     every_minutes: int = 10,
     current_interval: float | None = None,
+    caps: Mapping[tuple[str, str, str], float] | None = None,
 ) -> pl.DataFrame:
     """Predicted prints rebuilt from premium samples, in :data:`~funding_assets.prints.PRINT_SCHEMA`.
+
+    Series are (venue, coin, contract). ``caps``: an instrument's own |rate| cap per native
+    interval where it differs from the venue's (alts settle up to +-2 %), by series key.
 
     Native windows come from the realised prints of ``settled`` (``funding_time`` and
     ``interval_hours``), plus, per venue and coin, the window still open after the last
@@ -190,7 +196,7 @@ def reconstruct(
     """
     _check_options(every_minutes, current_interval)
     parts = []
-    for form, windows, running in _series(premium, settled, True, current_interval):
+    for form, windows, running in _series(premium, settled, True, current_interval, caps):
         grid = _grid(windows, running, every_minutes)
         at = grid.join_asof(
             running, left_on="t", right_on="ts", by="win", strategy="backward", check_sortedness=False
@@ -201,6 +207,7 @@ def reconstruct(
             at.select(
                 "venue",
                 "symbol",
+                "contract",
                 "venue_symbol",
                 pl.col("t").alias("ts"),
                 pl.col("end").alias("funding_time"),
@@ -212,10 +219,15 @@ def reconstruct(
         )
     if not parts:
         return pl.DataFrame(schema=PRINT_SCHEMA)
-    return pl.concat(parts).cast(PRINT_SCHEMA).sort(["venue", "symbol", "ts", "funding_time"])
+    return pl.concat(parts).cast(PRINT_SCHEMA).sort(["venue", "symbol", "contract", "ts", "funding_time"])
 
 
-def validate(premium: pl.DataFrame, settled: pl.DataFrame, tolerance: float | None = None) -> pl.DataFrame:
+def validate(
+    premium: pl.DataFrame,
+    settled: pl.DataFrame,
+    tolerance: float | None = None,
+    caps: Mapping[tuple[str, str, str], float] | None = None,
+) -> pl.DataFrame:
     """Each settled window's full-window reconstruction against its settled rate.
 
     One row per settled native window: ``venue, symbol, venue_symbol, funding_time,
@@ -227,7 +239,7 @@ def validate(premium: pl.DataFrame, settled: pl.DataFrame, tolerance: float | No
     if tolerance is not None and not tolerance >= 0:
         raise FundingInputError(f"tolerance must be a non-negative rate, got {tolerance!r}")
     parts = []
-    for form, windows, running in _series(premium, settled, False):
+    for form, windows, running in _series(premium, settled, False, None, caps):
         full = running.group_by("win").agg(n_samples=pl.len(), avg=pl.col("avg").last())
         rows = windows.filter(pl.col("settled").is_not_null()).join(full, on="win", how="left").sort("win")
         has_avg = rows["avg"].is_not_null().to_numpy()
@@ -239,6 +251,7 @@ def validate(premium: pl.DataFrame, settled: pl.DataFrame, tolerance: float | No
             rows.select(
                 "venue",
                 "symbol",
+                "contract",
                 "venue_symbol",
                 pl.col("end").alias("funding_time"),
                 "interval_hours",
@@ -259,13 +272,14 @@ def validate(premium: pl.DataFrame, settled: pl.DataFrame, tolerance: float | No
             exact=(pl.col("diff").abs() <= DECIMAL_SLACK).fill_null(False),
         )
         .select(list(VALIDATION_SCHEMA))
-        .sort(["venue", "symbol", "funding_time"])
+        .sort(["venue", "symbol", "contract", "funding_time"])
     )
 
 
 VALIDATION_SCHEMA: dict[str, pl.DataType] = {
     "venue": pl.String(),
     "symbol": pl.String(),
+    "contract": pl.String(),
     "venue_symbol": pl.String(),
     "funding_time": TS,
     "interval_hours": pl.Float64(),
@@ -288,7 +302,9 @@ def summary(validation: pl.DataFrame, worst: int = 5) -> pl.DataFrame:
     interval_hours, n_samples, settled, reconstructed, diff}``, largest first.
     """
     compared = pl.col("reconstructed").is_not_null()
-    miss = pl.struct("symbol", "funding_time", "interval_hours", "n_samples", "settled", "reconstructed", "diff")
+    miss = pl.struct(
+        "symbol", "contract", "funding_time", "interval_hours", "n_samples", "settled", "reconstructed", "diff"
+    )
     return (
         validation.sort(
             pl.col("diff").abs(), "symbol", "funding_time", descending=[True, False, False], nulls_last=True
@@ -325,32 +341,39 @@ def _check_options(every_minutes: int, current_interval: float | None) -> None:
         raise FundingInputError(f"current_interval must be a positive number of hours, got {current_interval!r}")
 
 
-def _samples(premium: pl.DataFrame, wanted: set[tuple[str, str]]) -> Iterator[tuple[tuple[str, str], pl.DataFrame]]:
-    """The ``wanted`` venue/coin series of premium samples (key order): ``ts, premium``, ts order.
+def _samples(
+    premium: pl.DataFrame, wanted: set[tuple[str, str, str]]
+) -> Iterator[tuple[tuple[str, str, str], pl.DataFrame]]:
+    """The ``wanted`` venue/coin/contract series of premium samples (key order): ``ts, premium``, ts order.
 
     Nulls and NaNs are no samples; a repeated sample counts once; two different premiums
     at one instant are an error. A series is materialised only when its turn comes.
     """
-    missing = [c for c in PREMIUM_SCHEMA if c not in premium.columns]
+    missing = [c for c in PREMIUM_SCHEMA if c not in premium.columns and c != "contract"]
     if missing:
         raise FundingInputError(f"premium: missing column(s) {', '.join(missing)}")
+    if "contract" not in premium.columns:
+        premium = premium.with_columns(contract=main_contracts(premium))
+    elif premium["contract"].null_count():
+        premium = premium.with_columns(pl.col("contract").fill_null(main_contracts(premium)))
     samples = (
         premium.lazy()
         .select(
             pl.col("venue").cast(pl.String),
             pl.col("symbol").cast(pl.String),
+            pl.col("contract").cast(pl.String),
             as_utc_ms(pl.col("ts"), premium.schema["ts"], "ts").alias("ts"),
             pl.col("premium").cast(pl.Float64).fill_nan(None),
         )
         .drop_nulls()
     )
-    keys = sorted(samples.select("venue", "symbol").unique().collect().iter_rows())
-    unknown = sorted({venue for venue, _ in keys} - set(FORMULAS))
+    keys = sorted(samples.select("venue", "symbol", "contract").unique().collect().iter_rows())
+    unknown = sorted({key[0] for key in keys} - set(FORMULAS))
     if unknown:
         raise FundingInputError(f"premium: unknown venue(s) {', '.join(unknown)}; known: {', '.join(FORMULAS)}")
-    for venue, symbol in (key for key in keys if key in wanted):
-        series = samples.filter(venue=venue, symbol=symbol).select("ts", "premium").collect()
-        yield (venue, symbol), _one_per_instant(series, venue, symbol)
+    for venue, symbol, contract in (key for key in keys if key in wanted):
+        series = samples.filter(venue=venue, symbol=symbol, contract=contract).select("ts", "premium").collect()
+        yield (venue, symbol, contract), _one_per_instant(series, venue, f"{symbol} {contract}")
 
 
 def _one_per_instant(series: pl.DataFrame, venue: str, symbol: str) -> pl.DataFrame:
@@ -367,11 +390,12 @@ def _settled_windows(settled: pl.DataFrame) -> pl.DataFrame:
     frame = settled if "venue_symbol" in settled.columns else settled.with_columns(venue_symbol=pl.lit(None, pl.String))
     prints = normalise(frame).filter(pl.col("kind") == REALISED)
     return (
-        prints.sort(["venue", "symbol", "funding_time", "published_at"], maintain_order=True)
-        .unique(["venue", "symbol", "funding_time"], keep="last", maintain_order=True)
+        prints.sort(["venue", "symbol", "contract", "funding_time", "published_at"], maintain_order=True)
+        .unique(["venue", "symbol", "contract", "funding_time"], keep="last", maintain_order=True)
         .select(
             "venue",
             "symbol",
+            "contract",
             pl.col("venue_symbol").cast(pl.String),
             pl.col("funding_time").alias("end"),
             "interval_hours",
@@ -381,19 +405,26 @@ def _settled_windows(settled: pl.DataFrame) -> pl.DataFrame:
 
 
 def _series(
-    premium: pl.DataFrame, settled: pl.DataFrame, open_window: bool, current_interval: float | None = None
+    premium: pl.DataFrame,
+    settled: pl.DataFrame,
+    open_window: bool,
+    current_interval: float | None = None,
+    caps: Mapping[tuple[str, str, str], float] | None = None,
 ) -> Iterator[tuple[Formula, pl.DataFrame, pl.DataFrame]]:
-    """Per venue and coin with both, block by block: its formula, windows and running averages.
+    """Per venue, coin and contract with both, block by block: its formula (with the
+    instrument's own cap from ``caps``), windows and running averages.
 
-    ``windows``: ``win`` (0.. in end order), venue, symbol, venue_symbol, start, end,
+    ``windows``: ``win`` (0.. in end order), venue, symbol, contract, venue_symbol, start, end,
     interval_hours, settled (null for the open window). ``running``: ``win, ts, avg`` for
     every sample of each window (a sample in two overlapping windows counts in both),
     ordered by ``win, ts``. A block holds whole windows and about :data:`BLOCK_SAMPLES`
     samples, so memory stays bounded however long the history.
     """
-    settled_windows = _settled_windows(settled).partition_by(["venue", "symbol"], as_dict=True)
+    settled_windows = _settled_windows(settled).partition_by(["venue", "symbol", "contract"], as_dict=True)
     for key, series in _samples(premium, set(settled_windows)):
         form = FORMULAS[key[0]]
+        if caps and caps.get(key):
+            form = dataclasses.replace(form, cap=caps[key])
         windows = settled_windows[key].sort("end")
         if open_window:
             windows = _with_open_window(windows, series["ts"].max(), current_interval)
@@ -436,7 +467,13 @@ def _with_open_window(windows: pl.DataFrame, last_sample: dt.datetime, current_i
     hours = current_interval if current_interval is not None else last["interval_hours"]
     open_end = last["end"] + dt.timedelta(milliseconds=round(hours * HOUR_MS))
     open_window = windows.tail(1).select(
-        "venue", "symbol", "venue_symbol", end=open_end, interval_hours=pl.lit(float(hours)), settled=pl.lit(None)
+        "venue",
+        "symbol",
+        "contract",
+        "venue_symbol",
+        end=open_end,
+        interval_hours=pl.lit(float(hours)),
+        settled=pl.lit(None),
     )
     return pl.concat([windows, open_window.cast(windows.schema)])
 
@@ -462,8 +499,8 @@ def _grid(windows: pl.DataFrame, running: pl.DataFrame, every_minutes: int) -> p
     return pl.concat([inner, ends]).drop_nulls().unique().sort(["win", "t"])
 
 
-def _default_venue_symbol(venue: str, coin: str) -> str:
+def _default_venue_symbol(venue: str, coin: str, contract: str | None) -> str:
     try:
-        return venue_symbol(venue, coin)
+        return venue_symbol(venue, coin, contract)
     except KeyError:
         return coin

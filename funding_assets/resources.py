@@ -15,6 +15,7 @@ import dagster as dg
 
 from . import pca, strip
 from .errors import FundingInputError
+from .instruments import MAIN, Selection, parse_coins, parse_contracts
 from .io_manager import WarehouseIOManager
 from .rolling import RollingWindow
 from .settings import (
@@ -22,6 +23,7 @@ from .settings import (
     ENV_ANNUALISATION,
     ENV_BAND_K,
     ENV_COINS,
+    ENV_CONTRACTS,
     ENV_HOME,
     ENV_INTRADAY_EVERY,
     ENV_LOCK_TIMEOUT,
@@ -44,7 +46,7 @@ from .settings import (
     refuse_blank,
 )
 from .sources import Source, open_source
-from .venues import DEFAULT_COINS, VENUES, check_coin, check_venue
+from .venues import DEFAULT_COINS, VENUES, check_venue
 from .warehouse import Warehouse
 
 
@@ -66,6 +68,7 @@ class FundingConfig(dg.ConfigurableResource):
     source: str = "sim"
     venues: list[str] = list(VENUES)
     coins: list[str] = list(DEFAULT_COINS)
+    contracts: list[str] = [MAIN]
     annualisation: str = "apr"
     intraday_every_minutes: int = 10
     max_fill: int = strip.DEFAULT_MAX_FILL
@@ -80,17 +83,20 @@ class FundingConfig(dg.ConfigurableResource):
     lock_timeout_s: float = 120.0
     allow_fewer_prints: bool = False
     reconstruct: bool = True
+    #: Coins whose intraday history is rebuilt from premium indices (``all``: every selected one).
+    reconstruct_coins: list[str] = list(DEFAULT_COINS)
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> "FundingConfig":
         """The configuration from ``FUNDING_ASSETS_*`` (``os.environ`` by default)."""
         env = os.environ if environ is None else environ
-        refuse_blank(env, ENV_VENUES, ENV_COINS)  # set but empty is a mistake, not the default
+        refuse_blank(env, ENV_VENUES, ENV_COINS, ENV_CONTRACTS)  # set but empty is a mistake, not the default
         config = cls(
             data_dir=env.get(ENV_HOME) or "data",
             source=parse_source(env.get(ENV_SOURCE) or "sim"),
             venues=list(parse_list(env.get(ENV_VENUES) or ",".join(VENUES), check_venue, ENV_VENUES)),
-            coins=list(parse_list(env.get(ENV_COINS) or ",".join(DEFAULT_COINS), check_coin, ENV_COINS)),
+            coins=list(parse_coins((env.get(ENV_COINS) or ",".join(DEFAULT_COINS)).split(","), ENV_COINS)),
+            contracts=list(parse_contracts((env.get(ENV_CONTRACTS) or MAIN).split(","), ENV_CONTRACTS)),
             annualisation=parse_annualisation(env.get(ENV_ANNUALISATION) or "apr"),
             intraday_every_minutes=parse_every_minutes(env.get(ENV_INTRADAY_EVERY) or "10m"),
             pca_window_days=parse_days(env.get(ENV_PCA_WINDOW_DAYS) or "30", ENV_PCA_WINDOW_DAYS),
@@ -101,7 +107,7 @@ class FundingConfig(dg.ConfigurableResource):
             band_k=parse_positive_float(env.get(ENV_BAND_K) or "1.5", ENV_BAND_K),
             lock_timeout_s=parse_positive_float(env.get(ENV_LOCK_TIMEOUT) or "120", ENV_LOCK_TIMEOUT),
             allow_fewer_prints=parse_flag(env.get(ENV_ALLOW_FEWER_PRINTS) or "0", ENV_ALLOW_FEWER_PRINTS),
-            reconstruct=parse_flag(env.get(ENV_RECONSTRUCT) or "1", ENV_RECONSTRUCT),
+            **parse_reconstruct(env.get(ENV_RECONSTRUCT) or "1"),
         )
         config.rolling()  # refuse an inconsistent window now, naming the settings
         return config
@@ -112,6 +118,16 @@ class FundingConfig(dg.ConfigurableResource):
         values = {name: getattr(self, name) for name in type(self).model_fields}
         values.update({k: (list(v) if isinstance(v, tuple) else v) for k, v in overrides.items()})
         return type(self)(**values)
+
+    @property
+    def reconstruct_selection(self) -> Selection:
+        """The instruments whose intraday history is rebuilt (among the selected ones)."""
+        return Selection(tuple(self.reconstruct_coins), tuple(self.contracts))
+
+    @property
+    def selection(self) -> Selection:
+        """Which instruments runs cover: the coins and contract types settings."""
+        return Selection(tuple(self.coins), tuple(self.contracts))
 
     @property
     def home(self) -> Path:
@@ -155,11 +171,24 @@ class FundingConfig(dg.ConfigurableResource):
         return _source(self.source)
 
 
+def parse_reconstruct(value: str) -> dict[str, object]:
+    """``FUNDING_ASSETS_RECONSTRUCT``: ``1`` (BTC and ETH), ``0`` (none), ``all`` (every
+    selected coin), a coin list or ``top:N``. Rebuilding needs every minute of a venue's
+    premium index: cheap for a few coins, hours of requests for a whole universe."""
+    text = value.strip().lower()
+    if text in ("0", "false", "no", "off", "1", "true", "yes", "on"):
+        on = parse_flag(text, ENV_RECONSTRUCT)
+        return {"reconstruct": on, "reconstruct_coins": list(DEFAULT_COINS)}
+    return {"reconstruct": True, "reconstruct_coins": list(parse_coins(value.split(","), ENV_RECONSTRUCT))}
+
+
 def build_resources(config: FundingConfig | None = None) -> dict[str, object]:
     c = config or FundingConfig.from_env()
     warehouse = Warehouse(database=str(c.warehouse_path), lock_timeout_s=c.lock_timeout_s)
     return {
         "warehouse": warehouse,
-        "io_manager": WarehouseIOManager(warehouse=warehouse, venues=list(c.venues), coins=list(c.coins)),
+        "io_manager": WarehouseIOManager(
+            warehouse=warehouse, venues=list(c.venues), coins=list(c.coins), contracts=list(c.contracts)
+        ),
         "funding": c,
     }

@@ -35,18 +35,21 @@ from dagster_duckdb import DuckDBResource
 
 from .errors import FundingInputError
 from .features import FEATURE_COLUMNS
+from .instruments import INSTRUMENT_SCHEMA
 from .partitions import split_key
 from .pca import FITS_SCHEMA
 from .prints import PRINT_SCHEMA, STORED_PRINT_SCHEMA, TS
 from .settings import ensure_writable_home
 from .spreads import SPREAD_SCHEMA
 from .strip import SNAPSHOT_SCHEMA
+from .venues import INVERSE, SPECS
 
 SCHEMA = "funding"
 
 _SNAPSHOT_KEY = {
     "venue": pl.String(),
     "symbol": pl.String(),
+    "contract": pl.String(),
     "kind": pl.String(),
     "ts": TS,
     "funding_time": TS,
@@ -68,23 +71,41 @@ TABLES: dict[str, dict[str, pl.DataType]] = {
         "pc2": pl.Float64(),
     },
     "pca_fits": FITS_SCHEMA,
-    "roll_b0": {"venue": pl.String(), "symbol": pl.String(), "funding_time": TS, "as_of": TS, "b0": pl.Float64()},
+    "roll_b0": {
+        "venue": pl.String(),
+        "symbol": pl.String(),
+        "contract": pl.String(),
+        "funding_time": TS,
+        "as_of": TS,
+        "b0": pl.Float64(),
+    },
     "spread_signals": {**SPREAD_SCHEMA, "as_of": TS},
+    "instruments": INSTRUMENT_SCHEMA,
 }
 
 
 #: Each table's key, also the order every read returns rows in, so that float sums over a
 #: partition's rows see them in the same order on every run (same bytes out).
 TABLE_KEYS: dict[str, list[str]] = {
-    "raw_prints": ["venue", "symbol", "ts", "funding_time"],
-    "live_prints": ["venue", "symbol", "ts", "funding_time"],
-    "curve_snapshots": ["venue", "symbol", "kind", "ts"],
-    "curve_features": ["venue", "symbol", "kind", "ts"],
-    "pca_factors": ["venue", "symbol", "kind", "ts"],
+    "raw_prints": ["venue", "symbol", "contract", "ts", "funding_time"],
+    "live_prints": ["venue", "symbol", "contract", "ts", "funding_time"],
+    "curve_snapshots": ["venue", "symbol", "contract", "kind", "ts"],
+    "curve_features": ["venue", "symbol", "contract", "kind", "ts"],
+    "pca_factors": ["venue", "symbol", "contract", "kind", "ts"],
     "pca_fits": ["fit_id"],
-    "roll_b0": ["venue", "symbol", "funding_time"],
-    "spread_signals": ["symbol", "venue_a", "venue_b", "funding_time"],
+    "roll_b0": ["venue", "symbol", "contract", "funding_time"],
+    "spread_signals": ["symbol", "venue_a", "contract_a", "venue_b", "contract_b", "funding_time"],
+    "instruments": ["venue", "symbol", "contract"],
 }
+#: The (venue, contract) column pairs that place a table's row in a series (venue, symbol,
+#: contract); a spread row belongs to two series and is in a run's scope when both are.
+SERIES_LEGS: dict[str, list[tuple[str, str]]] = {
+    table: [("venue_a", "contract_a"), ("venue_b", "contract_b")]
+    if table == "spread_signals"
+    else [("venue", "contract")]
+    for table in TABLES
+}
+SERIES_SCHEMA = {"venue": pl.String, "symbol": pl.String, "contract": pl.String}
 
 
 def duckdb_type(dtype: pl.DataType) -> str:
@@ -115,19 +136,50 @@ def _keys(partition_keys: list[str]) -> pl.DataFrame:
 
 
 def partition_filter(
-    expr: dict[str, str], partition_keys: list[str], symbols: list[str] | None = None
+    expr: dict[str, str],
+    partition_keys: list[str],
+    series: pl.DataFrame | None = None,
+    legs: list[tuple[str, str]] | None = None,
 ) -> tuple[str, list, dict[str, pl.DataFrame]]:
     """SQL ``where``, its parameters and relations selecting exactly these partitions' rows.
 
-    ``symbols``: only these coins' rows (a coin-narrowed run replaces its coins, no others).
+    ``series`` (columns venue, symbol, contract): only these series' rows (a run narrowed to
+    some coins or contracts replaces those, no others); ``legs`` are the table's
+    (venue, contract) column pairs (:data:`SERIES_LEGS`), every one of which must be in scope.
     """
     keys = _keys(partition_keys)
     where, params = _where(expr, keys)
     relations = {"_keys": keys}
-    if symbols is not None:
-        where += " AND symbol IN (SELECT symbol FROM _symbols)"
-        relations["_symbols"] = pl.DataFrame({"symbol": list(symbols)}, schema={"symbol": pl.String})
+    if series is not None:
+        for venue, contract in legs or [("venue", "contract")]:
+            # the relation's columns are named apart from the table's: an unqualified name in
+            # the subquery must resolve to the row being filtered
+            where += (
+                f" AND EXISTS (SELECT 1 FROM _series AS _s WHERE _s._venue = {venue} "
+                f"AND _s._symbol = symbol AND _s._contract = {contract})"
+            )
+        relations["_series"] = (
+            series.select(list(SERIES_SCHEMA))
+            .cast(SERIES_SCHEMA)
+            .unique()
+            .rename({"venue": "_venue", "symbol": "_symbol", "contract": "_contract"})
+        )
     return where, params, relations
+
+
+def main_contract_sql(venue: str, symbol: str) -> str:
+    """SQL giving each venue's main perpetual of a coin (the contract rows written before
+    ``contract`` existed were for)."""
+    cases = []
+    for name, spec in SPECS.items():
+        first = spec.contracts[0]
+        if first == INVERSE and spec.inverse_coins is not None:
+            coins = ", ".join(f"'{c}'" for c in spec.inverse_coins)
+            cases.append(f"WHEN {venue} = '{name}' AND {symbol} IN ({coins}) THEN '{first}'")
+            cases.append(f"WHEN {venue} = '{name}' THEN '{spec.contracts[1]}'")
+        else:
+            cases.append(f"WHEN {venue} = '{name}' THEN '{first}'")
+    return f"CASE {' '.join(cases)} END"
 
 
 def _where(expr: dict[str, str], keys: pl.DataFrame) -> tuple[str, list]:
@@ -146,8 +198,14 @@ def _where(expr: dict[str, str], keys: pl.DataFrame) -> tuple[str, list]:
 PARTITIONS_TABLE = "_partitions"
 
 
-#: Its columns: one row per asset, partition key and coin written (rows may be 0).
-PARTITIONS_COLUMNS = {"asset": "VARCHAR", "partition_key": "VARCHAR", "symbol": "VARCHAR", "rows": "BIGINT"}
+#: Its columns: one row per asset, partition key and series (coin, contract) written (rows may be 0).
+PARTITIONS_COLUMNS = {
+    "asset": "VARCHAR",
+    "partition_key": "VARCHAR",
+    "symbol": "VARCHAR",
+    "contract": "VARCHAR",
+    "rows": "BIGINT",
+}
 
 
 def create_statements() -> list[str]:
@@ -165,6 +223,9 @@ def add_missing_columns(con: duckdb.DuckDBPyConnection) -> list[str]:
 
     Bookkeeping rows written before ``_partitions.symbol`` existed keep a null coin: they
     prove nothing about a coin, so those partitions read as not materialised until re-run.
+    Rows written before ``contract`` existed were each venue's main perpetual of the coin:
+    the new column is filled so (and so is the bookkeeping of venue partitions; that of
+    the daily all-venue tables stays null, so those days read as not materialised).
     """
     stored: dict[str, set[str]] = {}
     for table, column in con.execute(
@@ -179,7 +240,19 @@ def add_missing_columns(con: duckdb.DuckDBPyConnection) -> list[str]:
             if column not in stored.get(table, set()):
                 con.execute(f'ALTER TABLE {SCHEMA}.{table} ADD COLUMN "{column}" {sql_type}')
                 added.append(f"{table}.{column}")
+                _fill_contract(con, table, column, stored.get(table, set()))
     return added
+
+
+def _fill_contract(con: duckdb.DuckDBPyConnection, table: str, column: str, existing: set[str]) -> None:
+    """Old rows of a ``contract`` column just added: the venue's main perpetual of the coin."""
+    if column == "contract" and table == PARTITIONS_TABLE:
+        venue = "split_part(partition_key, '|', 2)"
+        con.execute(f"UPDATE {SCHEMA}.{table} SET contract = {main_contract_sql(venue, 'symbol')} WHERE {venue} <> ''")
+        return
+    legs = {"contract": "venue", "contract_a": "venue_a", "contract_b": "venue_b"}
+    if column in legs and legs[column] in existing and "symbol" in existing:
+        con.execute(f"UPDATE {SCHEMA}.{table} SET {column} = {main_contract_sql(legs[column], 'symbol')}")
 
 
 def empty(table: str) -> pl.DataFrame:
@@ -292,13 +365,13 @@ class Warehouse(DuckDBResource):
         params: list | None = None,
         *,
         relations: dict[str, pl.DataFrame] | None = None,
-        partitions: dict[tuple[str, str], int] | None = None,
+        partitions: dict[tuple[str, str, str], int] | None = None,
     ) -> int:
         """Atomically delete ``where`` from ``table`` and insert ``frame``; returns rows written.
 
         ``relations`` are frames registered by name for ``where`` to refer to (key lists);
-        ``partitions`` ((partition key, coin) -> rows) are recorded as materialised in the
-        same transaction.
+        ``partitions`` ((partition key, coin, contract) -> rows) are recorded as materialised
+        in the same transaction.
         """
         rows = conform(table, frame)
         with self.connect() as con:
@@ -312,23 +385,26 @@ class Warehouse(DuckDBResource):
                     con.execute(f"INSERT INTO {SCHEMA}.{table} BY NAME SELECT * FROM incoming")
                 if partitions:
                     done = pl.DataFrame(
-                        {
-                            "partition_key": [k for k, _ in partitions],
-                            "symbol": [c for _, c in partitions],
-                            "rows": list(partitions.values()),
+                        [(*k, n) for k, n in partitions.items()],
+                        schema={
+                            "partition_key": pl.String,
+                            "symbol": pl.String,
+                            "contract": pl.String,
+                            "rows": pl.Int64,
                         },
-                        schema={"partition_key": pl.String, "symbol": pl.String, "rows": pl.Int64},
+                        orient="row",
                     )
                     con.register("_done", done.to_arrow())
                     con.execute(
                         f"DELETE FROM {SCHEMA}.{PARTITIONS_TABLE} AS p WHERE asset = ? AND EXISTS "
                         "(SELECT 1 FROM _done AS d WHERE d.partition_key = p.partition_key "
-                        "AND (d.symbol = p.symbol OR p.symbol IS NULL))",
+                        "AND ((d.symbol = p.symbol AND d.contract = p.contract) OR p.symbol IS NULL "
+                        "OR (d.symbol = p.symbol AND p.contract IS NULL)))",
                         [table],
                     )
                     con.execute(
                         f"INSERT INTO {SCHEMA}.{PARTITIONS_TABLE} BY NAME "
-                        "SELECT ? AS asset, partition_key, symbol, rows FROM _done",
+                        "SELECT ? AS asset, partition_key, symbol, contract, rows FROM _done",
                         [table],
                     )
                 con.execute("COMMIT")
@@ -358,24 +434,31 @@ class Warehouse(DuckDBResource):
         absent = [pl.lit(None, dtype).alias(c) for c, dtype in TABLES[table].items() if c not in frame.columns]
         return conform(table, frame.with_columns(absent))
 
-    def materialised(self, table: str, partition_keys: list[str], symbols: list[str]) -> set[str]:
-        """Which of ``partition_keys`` of ``table`` this warehouse holds as materialised for every coin."""
-        if not partition_keys:
+    def materialised(self, table: str, wanted: dict[str, list[tuple[str, str]]]) -> set[str]:
+        """Which partition keys of ``table`` this warehouse holds as materialised for every
+        one of their series (``{key: [(coin, contract), ...]}``; a key with no series is
+        materialised when any write recorded it)."""
+        if not wanted:
             return set()
-        wanted = pl.DataFrame(
-            [(k, c) for k in partition_keys for c in symbols],
-            schema={"partition_key": pl.String, "symbol": pl.String},
+        pairs = pl.DataFrame(
+            [(k, c, t) for k, series in wanted.items() for c, t in (series or [(None, None)])],
+            schema={"partition_key": pl.String, "symbol": pl.String, "contract": pl.String},
             orient="row",
         )
         with self.connect() as con:
-            con.register("_wanted", wanted.to_arrow())
+            con.register("_wanted", pairs.to_arrow())
             found = con.execute(
                 f"SELECT w.partition_key FROM _wanted AS w LEFT JOIN {SCHEMA}.{PARTITIONS_TABLE} AS p "
-                "ON p.asset = ? AND p.partition_key = w.partition_key AND p.symbol = w.symbol "
+                "ON p.asset = ? AND p.partition_key = w.partition_key "
+                "AND ((p.symbol = w.symbol AND p.contract = w.contract) OR w.symbol IS NULL) "
                 "GROUP BY w.partition_key HAVING bool_and(p.asset IS NOT NULL)",
                 [table],
             ).fetchall()
         return {k for (k,) in found}
+
+    def instruments(self) -> pl.DataFrame:
+        """Every instrument discovered so far (empty before the first discovery)."""
+        return self.read("instruments")
 
     # Typed questions the assets ask (no SQL in the assets, so another store can stand here).
 
@@ -389,21 +472,21 @@ class Warehouse(DuckDBResource):
         rows = self.read("curve_snapshots", "kind = 'roll' AND ts >= ? AND ts < ?", [start, end])
         return rows.filter(pl.col("venue").is_in(list(venues)))
 
-    def realised_counts(self, partition_keys: list[str], symbols: list[str]) -> dict[tuple[str, str], int]:
-        """Stored realised prints per (``date|venue`` key, coin), for the keys and coins given."""
-        where, params, relations = partition_filter({"date": "ts", "venue": "venue"}, partition_keys, symbols)
+    def realised_counts(self, partition_keys: list[str], series: pl.DataFrame) -> dict[tuple[str, str, str], int]:
+        """Stored realised prints per (``date|venue`` key, coin, contract), for the keys and series given."""
+        where, params, relations = partition_filter({"date": "ts", "venue": "venue"}, partition_keys, series)
         with self.connect() as con:
             for name, rel in relations.items():
                 con.register(name, rel.to_arrow())
             rows = con.execute(
-                f"SELECT CAST(ts AS DATE), venue, symbol, count(*) FROM {SCHEMA}.raw_prints "
+                f"SELECT CAST(ts AS DATE), venue, symbol, contract, count(*) FROM {SCHEMA}.raw_prints "
                 f"WHERE kind = 'realised' AND {where} GROUP BY ALL",
                 params,
             ).fetchall()
-        return {(f"{day}|{venue}", symbol): n for day, venue, symbol, n in rows}
+        return {(f"{day}|{venue}", symbol, contract): n for day, venue, symbol, contract, n in rows}
 
     def upsert_live_prints(self, rows: pl.DataFrame) -> int:
-        """Insert live prints, replacing rows with the same (venue, symbol, ts, funding_time)."""
+        """Insert live prints, replacing rows with the same (venue, symbol, contract, ts, funding_time)."""
         key = TABLE_KEYS["live_prints"]
         match = " AND ".join(f"live_prints.{c} = _k.{c}" for c in key)
         return self.replace(

@@ -28,7 +28,6 @@ from funding_assets.settings import ENV_VARS
 
 ENV = (*ENV_VARS, "DAGSTER_HOME")
 KNOWN_VENUES = "binance, bybit, okx, hyperliquid, deribit"
-KNOWN_COINS = "BTC, ETH, SOL"
 TABLES = ("raw_prints", "curve_snapshots", "curve_features", "pca_factors", "pca_fits", "spread_signals")
 # A small range well inside the synthetic history (the backfill reads 41 days before --start).
 START, END = "2024-02-20", "2024-02-22"
@@ -171,12 +170,13 @@ def test_unknown_venue_in_the_environment_names_the_variable(run, monkeypatch):
     assert_nothing_written(run)
 
 
-def test_unknown_coin_names_the_setting_and_lists_known_coins(run):
+def test_a_coin_no_venue_lists_names_the_setting_and_what_is_listed(run):
     write_csv(run.replay / "binance" / "BTCUSDT.csv", good_rows())
     rc, err = run(coins="BTC,DOGEX")
     assert rc == 2
     msg = run.error_line(err)
-    assert "--coins" in msg and "'DOGEX'" in msg and KNOWN_COINS in msg
+    assert "--coins" in msg and "'DOGEX'" in msg and "listed by no configured venue (binance)" in msg
+    assert "they list 1 coins, e.g. BTC" in msg
     assert_nothing_written(run)
 
 
@@ -299,9 +299,9 @@ def _non_numeric_rate(replay: Path) -> tuple[Path, list[str]]:
 
 def _unknown_symbol(replay: Path) -> tuple[Path, list[str]]:
     rows = good_rows()
-    rows[3]["symbol"] = "DOGEUSDT"
+    rows[3]["symbol"] = "BTC-USDT-SWAP"  # an OKX name in the Binance folder: no Binance perpetual
     path = write_csv(replay / "binance" / "BTCUSDT.csv", rows)
-    return path, [f"line {line_of(path, 'DOGEUSDT')}", "'DOGEUSDT'"]
+    return path, [f"line {line_of(path, 'BTC-USDT-SWAP')}", "'BTC-USDT-SWAP'"]
 
 
 BAD_FILES = {

@@ -149,7 +149,8 @@ def test_one_configuration_object_drives_backfill_plan_and_lookbacks(monkeypatch
 
     config = FundingConfig.from_env({"FUNDING_ASSETS_VENUES": "okx,deribit"})
     steps = plan(dt.date(2024, 3, 5), dt.date(2024, 3, 6), config, dt.date(2024, 4, 1))
-    assert {s.venues for s in steps if s.venues} == {("okx",), ("deribit",)}
+    assert steps[0].assets == ("instruments",) and not steps[0].partitioned  # discovery first
+    assert {s.venues for s in steps[1:] if s.venues} == {("okx",), ("deribit",)}
     pca_step = next(s for s in steps if "pca_factors" in s.assets)
     strips = next(s for s in steps if s.assets == ("curve_snapshots",))
     assert (pca_step.start - strips.start).days >= PCA_LOOKBACK_DAYS
@@ -204,7 +205,7 @@ def test_a_day_the_source_has_no_prints_for_is_materialised_empty(home, tmp_path
     run(instance, ["raw_prints"], "2024-03-05", "2024-03-05", ["okx"])
     assert table(home, "raw_prints", "ts").height == 0
     assert Warehouse(database=str(home / "warehouse.duckdb")).materialised(
-        "raw_prints", ["2024-03-05|okx"], ["BTC"]
+        "raw_prints", {"2024-03-05|okx": [("BTC", "usdt")]}
     ) == {"2024-03-05|okx"}
 
 

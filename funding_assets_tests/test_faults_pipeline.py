@@ -268,7 +268,9 @@ def test_a_storm_beyond_the_retries_fails_the_backfill_and_changes_nothing(
         user_sees=f"exit {code}: {error[:220]}",
     )
     assert code == 1 and sum(storm.refused.values()) >= 8
-    assert re.search(r"raw_prints: .*(binance|bybit).*gave up after 8 attempts; last: HTTP \d{3}", error), error
+    assert re.search(
+        r"(raw_prints|instruments): .*(binance|bybit).*gave up after 8 attempts; last: HTTP \d{3}", error
+    ), error
     assert got == clean, (counts, differing(clean, got))
 
 
@@ -284,7 +286,8 @@ def model_prints(venue: str, coin: str, start: dt.datetime, days: int, quote_eve
     at = start + dt.timedelta(minutes=3, milliseconds=17)
     while at < end:
         rate, funding_time, hours = MODEL.predicted(venue, coin, at)
-        quotes.append((venue, coin, "X", at, funding_time, rate, hours, "predicted", "model"))
+        contract = settled["contract"][0] if settled.height else None
+        quotes.append((venue, coin, contract, "X", at, funding_time, rate, hours, "predicted", "model"))
         at += dt.timedelta(minutes=quote_every_min, milliseconds=1)
     predicted = pl.DataFrame(quotes, schema=PRINT_SCHEMA, orient="row")
     return pl.concat([settled, predicted]).sort("ts", "funding_time")
@@ -398,7 +401,20 @@ def test_an_interval_change_and_an_unpublished_window_give_true_strips_live_and_
     prints = prints.filter(~gone)
     # a quote of the schedule the venue left (8h, settling 16:00), made after the switch
     stale = pl.DataFrame(
-        [("binance", "BTC", "X", SWITCH + 10 * dt.timedelta(minutes=1), SWITCH + GRID, 0.0009, 8.0, "predicted", "x")],
+        [
+            (
+                "binance",
+                "BTC",
+                "usdt",
+                "X",
+                SWITCH + 10 * dt.timedelta(minutes=1),
+                SWITCH + GRID,
+                0.0009,
+                8.0,
+                "predicted",
+                "x",
+            )
+        ],
         schema=PRINT_SCHEMA,
         orient="row",
     )

@@ -55,6 +55,7 @@ def table(home, name, order):
 def test_definitions_load_with_their_assets_checks_sensors_and_schedules():
     assets = {k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys()}
     assert assets == {
+        "instruments",
         "live_prints",
         "raw_prints",
         "curve_snapshots",
@@ -75,7 +76,7 @@ def test_definitions_load_with_their_assets_checks_sensors_and_schedules():
         "pca_factors_no_lookahead",
     }
     assert defs.resolve_sensor_def("funding_roll_sensor")
-    for name in ("pca_refit_schedule", "daily_completion_schedule", "daily_spreads_schedule"):
+    for name in ("instruments_schedule", "pca_refit_schedule", "daily_completion_schedule", "daily_spreads_schedule"):
         assert defs.resolve_schedule_def(name)
     for job in defs.resolve_all_job_defs():
         assert job.executor_def.name == "in_process"
@@ -84,7 +85,9 @@ def test_definitions_load_with_their_assets_checks_sensors_and_schedules():
 def test_curve_snapshots_declare_their_lookback_as_a_partition_mapping():
     graph = defs.resolve_asset_graph()
     key = dg.MultiPartitionKey({"date": "2024-03-06", "venue": "okx"})
-    upstream = graph.get_parents_partitions(dg.AssetKey("curve_snapshots"), key).parent_partitions
+    parents = graph.get_parents_partitions(dg.AssetKey("curve_snapshots"), key).parent_partitions
+    upstream = [p for p in parents if p.asset_key == dg.AssetKey("raw_prints")]
+    assert {p.asset_key for p in parents} == {dg.AssetKey("raw_prints"), dg.AssetKey("instruments")}
     dates = sorted(p.partition_key.keys_by_dimension["date"] for p in upstream)
     assert dates == ["2024-03-01", "2024-03-02", "2024-03-03", "2024-03-04", "2024-03-05", "2024-03-06"]
     assert {p.partition_key.keys_by_dimension["venue"] for p in upstream} == {"okx"}
@@ -163,6 +166,7 @@ def test_a_failed_write_keeps_the_previous_rows(home, monkeypatch):
         "fit_id": "x",
         "venue": "okx",
         "symbol": "BTC",
+        "contract": "usdt",
         "fitted_at": dt.datetime(2024, 1, 1),
         "window_start": dt.datetime(2023, 12, 2),
         "window_end": dt.datetime(2024, 1, 1),
@@ -193,15 +197,21 @@ def test_a_failed_write_keeps_the_previous_rows(home, monkeypatch):
 def test_the_io_manager_refuses_rows_outside_the_partitions_it_writes(home, instance, monkeypatch):
     from funding_assets.io_manager import WarehouseIOManager, _keys
 
-    frame = pl.DataFrame({"ts": [dt.datetime(2024, 1, 2, 8)], "venue": ["okx"], "symbol": ["BTC"]})
+    frame = pl.DataFrame(
+        {"ts": [dt.datetime(2024, 1, 2, 8)], "venue": ["okx"], "symbol": ["BTC"], "contract": ["usdt"]}
+    )
     expr = {"date": "ts", "venue": "venue"}
+    series = pl.DataFrame({"venue": ["okx"], "symbol": ["BTC"], "contract": ["usdt"]})
+    legs = [("venue", "contract")]
     with pytest.raises(dg.DagsterInvariantViolationError, match="outside the partitions"):
-        WarehouseIOManager._check_inside("raw_prints", frame, expr, _keys(["2024-01-01|okx"]), ["BTC"])
-    with pytest.raises(dg.DagsterInvariantViolationError, match="coin.*ETH"):
-        WarehouseIOManager._check_inside(
-            "raw_prints", frame.with_columns(symbol=pl.lit("ETH")), expr, _keys(["2024-01-02|okx"]), ["BTC"]
-        )
-    WarehouseIOManager._check_inside("raw_prints", frame, expr, _keys(["2024-01-02|okx"]), ["BTC"])
+        WarehouseIOManager._check_inside("raw_prints", frame, expr, _keys(["2024-01-01|okx"]), series, legs)
+    for other, name in (
+        (frame.with_columns(symbol=pl.lit("ETH")), "okx:ETH:usdt"),
+        (frame.with_columns(contract=pl.lit("inverse")), "okx:BTC:inverse"),
+    ):
+        with pytest.raises(dg.DagsterInvariantViolationError, match=f"series this run does not write.*{name}"):
+            WarehouseIOManager._check_inside("raw_prints", other, expr, _keys(["2024-01-02|okx"]), series, legs)
+    WarehouseIOManager._check_inside("raw_prints", frame, expr, _keys(["2024-01-02|okx"]), series, legs)
 
 
 def test_the_code_location_loads_as_dagster_dev_loads_it(home):

@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 from funding_assets import premium as pm
 from funding_assets.errors import FundingInputError
 from funding_assets.prints import PRINT_SCHEMA
+from funding_assets.venues import spec
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "realdata" / "yuchengzhang966_2022_2025"
 T0 = dt.datetime(2024, 3, 1)
@@ -30,10 +31,21 @@ MINUTE = dt.timedelta(minutes=1)
 PROPERTY = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
+def venue_symbol_contract(venue: str, symbol: str) -> str:
+    """The venue's main perpetual of the coin: what prints without a contract column are."""
+    return spec(venue).default_contract(symbol)
+
+
 def samples(rows: list[tuple[dt.datetime, float]], venue: str = "binance", symbol: str = "BTC") -> pl.DataFrame:
     """Premium samples from ``(ts, premium)`` rows."""
     return pl.DataFrame(
-        {"venue": venue, "symbol": symbol, "ts": [r[0] for r in rows], "premium": [r[1] for r in rows]},
+        {
+            "venue": venue,
+            "symbol": symbol,
+            "contract": venue_symbol_contract(venue, symbol),
+            "ts": [r[0] for r in rows],
+            "premium": [r[1] for r in rows],
+        },
         schema=pm.PREMIUM_SCHEMA,
     )
 
@@ -370,7 +382,13 @@ def hyperliquid_history(coin: str) -> tuple[pl.DataFrame, pl.DataFrame]:
     time_ms = pl.Series([r["time"] for r in rows], dtype=pl.Int64)
     hour_end = pl.from_epoch(time_ms // 3_600_000 * 3_600_000, time_unit="ms")
     premium = pl.DataFrame(
-        {"venue": "hyperliquid", "symbol": coin, "ts": hour_end, "premium": [float(r["premium"]) for r in rows]},
+        {
+            "venue": "hyperliquid",
+            "symbol": coin,
+            "contract": "usdc",
+            "ts": hour_end,
+            "premium": [float(r["premium"]) for r in rows],
+        },
         schema=pm.PREMIUM_SCHEMA,
     )
     stamped = pl.from_epoch(time_ms, time_unit="ms")
@@ -378,6 +396,7 @@ def hyperliquid_history(coin: str) -> tuple[pl.DataFrame, pl.DataFrame]:
         {
             "venue": "hyperliquid",
             "symbol": coin,
+            "contract": "usdc",
             "venue_symbol": coin,
             "ts": stamped,
             "funding_time": stamped,

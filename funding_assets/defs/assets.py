@@ -24,10 +24,13 @@ import dagster as dg
 import polars as pl
 
 from .. import features, pca, premium, spreads, strip
+from .. import instruments as universe
 from ..errors import FundingInputError
+from ..instruments import Instrument
 from ..partitions import daily, date_venue, lookback, split_key
 from ..prints import normalise
 from ..resources import FundingConfig
+from ..venues import venue_symbol
 from ..warehouse import Warehouse, conform, empty
 from . import checks
 
@@ -40,6 +43,8 @@ SINGLE_RUN = dg.BackfillPolicy.single_run()
 BY_TS = {"partition_expr": {"date": "ts", "venue": "venue"}}
 BY_AS_OF = {"partition_expr": {"date": "as_of", "venue": "venue"}}
 PRINT_KEY = checks.PRINT_KEY
+#: A series: one perpetual of one venue.
+SERIES = ["venue", "symbol", "contract"]
 
 #: The configuration the definitions were loaded with: it fixes the declared lookbacks.
 DECLARED = FundingConfig.from_env()
@@ -107,9 +112,71 @@ def _runs_of_days(days: list[dt.date]) -> list[tuple[dt.date, dt.date]]:
     return out
 
 
+@dg.asset(kinds={"polars", "duckdb"}, group_name="ingest", pool="duckdb")
+def instruments(context: dg.AssetExecutionContext, funding: FundingConfig, warehouse: Warehouse) -> pl.DataFrame:
+    """Every perpetual each configured venue lists, from the venue's own instrument endpoint.
+
+    One row per (venue, symbol, contract): the venue's name for it, multiplier, settle
+    currency, listing and delisting times (UTC), current funding interval (hours), caps
+    (decimal per native interval) and the venue's open interest / 24 h volume (USD) that
+    rank coins for ``top:N``. Venues not configured keep their last discovery. Runs read
+    it to know which instruments their coin and contract settings cover.
+    """
+    source = funding.open_source()
+    venues = list(funding.venues)
+    with ThreadPoolExecutor(max_workers=len(venues)) as pool:
+        found = dict(zip(venues, pool.map(source.instruments, venues)))
+    discovered = universe.frame(i for listed in found.values() for i in listed)
+    kept = warehouse.instruments().filter(~pl.col("venue").is_in(venues))
+    table = pl.concat([kept, discovered]).sort(universe.KEY)
+    counts = discovered.group_by("venue", "contract").len().sort("venue", "contract")
+    for venue in venues:
+        per = {r["contract"]: r["len"] for r in counts.filter(pl.col("venue") == venue).iter_rows(named=True)}
+        context.log.info(f"{venue}: {sum(per.values())} perpetuals ({', '.join(f'{c} {n}' for c, n in per.items())})")
+    context.add_output_metadata(
+        {
+            "instruments": discovered.height,
+            "per_venue": dg.MetadataValue.json(
+                {v: int(counts.filter(pl.col("venue") == v)["len"].sum()) for v in venues}
+            ),
+            "source": source.name,
+        }
+    )
+    return table
+
+
+def run_instruments(
+    context: dg.AssetExecutionContext, funding: FundingConfig, table: pl.DataFrame, keys: pl.DataFrame
+) -> tuple[pl.DataFrame, dict[str, list[Instrument]]]:
+    """The run's series (venue, symbol, contract) and, per venue, the instruments to fetch.
+
+    From the discovered ``instruments``; a coin a venue does not list is skipped there with
+    one line in the log, a coin no configured venue lists stops the run naming it. Before
+    any discovery, named coins are each venue's main perpetual of them.
+    """
+    venues = keys["venue"].unique(maintain_order=True).to_list()
+    selection = funding.selection
+    series = universe.series(table, selection, venues)
+    if table.height:
+        universe.require_listed(table, selection, list(funding.venues), funding.source)
+        for venue, coins in universe.unlisted(table, selection, venues).items():
+            context.log.info(f"{venue} lists no perpetual of {', '.join(coins)}: skipped there")
+        chosen = universe.from_frame(universe.select(table, selection, venues))
+    else:
+        chosen = [
+            Instrument(v, c, k, venue_symbol(v, c, k))
+            for v, c, k in series.select(list(universe.SERIES_SCHEMA)).iter_rows()
+        ]
+    per_venue: dict[str, list[Instrument]] = {v: [] for v in venues}
+    for one in chosen:
+        per_venue[one.venue].append(one)
+    return series, per_venue
+
+
 @dg.asset(
     partitions_def=date_venue,
     deps=["live_prints"],
+    ins={"instruments": dg.AssetIn()},
     metadata=BY_TS,
     kinds={"polars", "duckdb"},
     group_name="ingest",
@@ -117,58 +184,82 @@ def _runs_of_days(days: list[dt.date]) -> list[tuple[dt.date, dt.date]]:
     pool="duckdb",
     check_specs=checks.RAW_PRINTS,
 )
-def raw_prints(context: dg.AssetExecutionContext, funding: FundingConfig, warehouse: Warehouse):
-    """Every funding print of a venue whose ``ts`` falls on the UTC date, for all coins.
+def raw_prints(
+    context: dg.AssetExecutionContext, funding: FundingConfig, warehouse: Warehouse, instruments: pl.DataFrame
+):
+    """Every funding print of a venue whose ``ts`` falls on the UTC date, for every
+    configured instrument (``FUNDING_ASSETS_COINS`` x ``FUNDING_ASSETS_CONTRACTS``).
 
     History is one realised print per settlement from the configured source
     (``FUNDING_ASSETS_SOURCE``); the live prints ingested for the same days (today's
     predictions) are merged in. Rates are decimal fractions per native interval. A realised
     print's ``ts`` is its settlement time (when it was published or fetched is kept in
-    ``published_at``). A print seen twice (same venue, symbol, ts, funding_time) is kept
-    once, the source's version. The strip engine lets a window's realised print supersede
-    its predictions.
+    ``published_at``). A print seen twice (same venue, symbol, contract, ts, funding_time)
+    is kept once, the source's version. The strip engine lets a window's realised print
+    supersede its predictions. An instrument listed or delisted inside the run has prints
+    from its listing to its delisting only.
     """
     keys = partition_keys(context)
     source = funding.open_source()
-    coins = tuple(funding.coins)
+    series, per_venue = run_instruments(context, funding, instruments, keys)
     tasks = [
-        (venue, start, end)
+        (venue, per_venue[venue], start, end)
         for (venue,), group in keys.group_by("venue", maintain_order=True)
         for start, end in _runs_of_days(group["day"].to_list())
+        if per_venue[venue]
     ]
+    rebuilt = rebuilt_instruments(funding, instruments, per_venue)
+    rebuild = [(venue, rebuilt[venue], start, end) for venue, _, start, end in tasks if rebuilt[venue]]
     # Venues have separate request budgets: fetch them side by side.
     with ThreadPoolExecutor(max_workers=max(1, len({t[0] for t in tasks}))) as pool:
-        frames = list(pool.map(lambda t: source.fetch(t[0], coins, t[1], t[2]), tasks))
-        samples = (
-            list(pool.map(lambda t: source.premium(t[0], coins, t[1], t[2]), tasks))
-            if funding.reconstruct and hasattr(source, "premium")
-            else []
-        )
+        frames = list(pool.map(lambda t: source.fetch(*t), tasks))
+        samples = list(pool.map(lambda t: source.premium(*t), rebuild)) if hasattr(source, "premium") else []
     fetched = [normalise(f) for f in frames if f.height]  # normalised once, for the rebuild and the store
     settled = pl.concat(fetched) if fetched else None
-    reconstructed, validation = reconstruct_predictions(samples, settled, funding.intraday_every_minutes)
+    caps = {one.key: one.rate_cap for listed in per_venue.values() for one in listed if one.rate_cap}
+    reconstructed, validation = reconstruct_predictions(samples, settled, funding.intraday_every_minutes, caps)
     live = warehouse.live_prints_in(list(context.partition_keys))
     # a print seen twice is kept once: the source's over the live one, the live one over a rebuilt one
     found = [conform("raw_prints", f) for f in [*(normalise(f) for f in (reconstructed, live) if f.height), *fetched]]
     prints = pl.concat(found) if found else empty("raw_prints")
-    prints = prints.filter(pl.col("symbol").is_in(list(coins)))  # the run replaces its coins only
+    prints = prints.join(series, on=SERIES, how="semi")  # the run replaces its series only
     prints = prints.unique(subset=PRINT_KEY, keep="last", maintain_order=True).sort(PRINT_KEY)
     inside = keep_partitions(prints, keys)
-    stored = warehouse.realised_counts(list(context.partition_keys), list(coins))
+    stored = warehouse.realised_counts(list(context.partition_keys), series)
     if not funding.allow_fewer_prints:
         refuse_fewer_prints(inside, stored, source.name)
+    listed = universe.frame(one for per in per_venue.values() for one in per)
     return dg.MaterializeResult(
         value=inside,
         metadata={
             "prints": len(inside),
             "source": source.name,
+            "instruments": listed.height,
             "realised": int((inside["kind"] == "realised").sum()),
             "unread_files": dg.MetadataValue.json(list(getattr(source, "unread", []))),
         },
         check_results=checks.raw_prints_checks(
-            inside, outside_count(prints, inside), scope(keys), keys, coins, validation=validation
+            inside, outside_count(prints, inside), scope(keys), keys, listed, validation=validation
         ),
     )
+
+
+def rebuilt_instruments(
+    funding: FundingConfig, table: pl.DataFrame, per_venue: dict[str, list[Instrument]]
+) -> dict[str, list[Instrument]]:
+    """Per venue, the run's instruments whose intraday history is rebuilt from premium
+    indices (``FUNDING_ASSETS_RECONSTRUCT``: BTC and ETH by default)."""
+    if not funding.reconstruct:
+        return {venue: [] for venue in per_venue}
+    selection = funding.reconstruct_selection
+    if selection.explicit_coins is not None or not table.height:
+        wanted = set(selection.explicit_coins or ())
+        return {
+            v: [i for i in listed if selection.coins == ("all",) or i.symbol in wanted]
+            for v, listed in per_venue.items()
+        }
+    ranked = set(universe.select(table, selection, list(per_venue)).select(SERIES).iter_rows())
+    return {v: [i for i in listed if i.key in ranked] for v, listed in per_venue.items()}
 
 
 def outside_count(prints: pl.DataFrame, inside: pl.DataFrame) -> int:
@@ -180,7 +271,10 @@ def outside_count(prints: pl.DataFrame, inside: pl.DataFrame) -> int:
 
 
 def reconstruct_predictions(
-    samples: list[pl.DataFrame], settled: pl.DataFrame | None, every_minutes: int
+    samples: list[pl.DataFrame],
+    settled: pl.DataFrame | None,
+    every_minutes: int,
+    caps: dict[tuple[str, str, str], float] | None = None,
 ) -> tuple[pl.DataFrame, pl.DataFrame | None]:
     """Predicted prints rebuilt from premium samples, and each settled window's validation.
 
@@ -192,24 +286,24 @@ def reconstruct_predictions(
         return empty("raw_prints"), None
     frame = pl.concat(samples)
     realised = settled.filter(pl.col("kind") == "realised")
-    predicted = premium.reconstruct(frame, realised, every_minutes=every_minutes)
-    last = frame.group_by("venue", "symbol").agg(last_sample=pl.col("ts").max())
+    predicted = premium.reconstruct(frame, realised, every_minutes=every_minutes, caps=caps)
+    last = frame.group_by(SERIES).agg(last_sample=pl.col("ts").max())
     predicted = (
-        predicted.join(last, on=["venue", "symbol"])
+        predicted.join(last, on=SERIES)
         .filter((pl.col("ts") < pl.col("funding_time")) & (pl.col("ts") <= pl.col("last_sample")))
         .drop("last_sample")
     )
-    return predicted, premium.validate(frame, realised)
+    return predicted, premium.validate(frame, realised, caps=caps)
 
 
-def realised_per_key(prints: pl.DataFrame) -> dict[tuple[str, str], int]:
-    """Realised prints per (``date|venue`` key, coin)."""
+def realised_per_key(prints: pl.DataFrame) -> dict[tuple[str, str, str], int]:
+    """Realised prints per (``date|venue`` key, coin, contract)."""
     realised = prints.filter(pl.col("kind") == "realised")
-    counts = realised.group_by(pl.col("ts").dt.date().alias("day"), "venue", "symbol").len()
-    return {(f"{r['day']}|{r['venue']}", r["symbol"]): r["len"] for r in counts.iter_rows(named=True)}
+    counts = realised.group_by(pl.col("ts").dt.date().alias("day"), "venue", "symbol", "contract").len()
+    return {(f"{r['day']}|{r['venue']}", r["symbol"], r["contract"]): r["len"] for r in counts.iter_rows(named=True)}
 
 
-def refuse_fewer_prints(prints: pl.DataFrame, stored: dict[tuple[str, str], int], source: str) -> None:
+def refuse_fewer_prints(prints: pl.DataFrame, stored: dict[tuple[str, str, str], int], source: str) -> None:
     """Refuse to replace a partition's realised prints with fewer: settlements never un-happen.
 
     A source that returns nothing, or less than before, for days the warehouse holds (a replay
@@ -218,7 +312,9 @@ def refuse_fewer_prints(prints: pl.DataFrame, stored: dict[tuple[str, str], int]
     """
     new = realised_per_key(prints)
     fewer = sorted(
-        (key, coin, n, new.get((key, coin), 0)) for (key, coin), n in stored.items() if new.get((key, coin), 0) < n
+        (key, f"{coin} {contract}", n, new.get((key, coin, contract), 0))
+        for (key, coin, contract), n in stored.items()
+        if new.get((key, coin, contract), 0) < n
     )
     if fewer:
         shown = "; ".join(f"{key} {coin}: {now} < {n}" for key, coin, n, now in fewer[:4])
@@ -232,7 +328,10 @@ def refuse_fewer_prints(prints: pl.DataFrame, stored: dict[tuple[str, str], int]
 
 @dg.asset(
     partitions_def=date_venue,
-    ins={"raw_prints": dg.AssetIn(partition_mapping=lookback(strip.LOOKBACK_DAYS))},
+    ins={
+        "raw_prints": dg.AssetIn(partition_mapping=lookback(strip.LOOKBACK_DAYS)),
+        "instruments": dg.AssetIn(),
+    },
     metadata=BY_AS_OF,
     kinds={"polars", "duckdb"},
     group_name="curves",
@@ -241,7 +340,11 @@ def refuse_fewer_prints(prints: pl.DataFrame, stored: dict[tuple[str, str], int]
     check_specs=checks.CURVE_SNAPSHOTS,
 )
 def curve_snapshots(
-    context: dg.AssetExecutionContext, funding: FundingConfig, warehouse: Warehouse, raw_prints: pl.DataFrame
+    context: dg.AssetExecutionContext,
+    funding: FundingConfig,
+    warehouse: Warehouse,
+    raw_prints: pl.DataFrame,
+    instruments: pl.DataFrame,
 ):
     """The 8-window funding strip: b0 (newest 8h window) .. b7 (oldest), annualised.
 
@@ -249,10 +352,18 @@ def curve_snapshots(
     ``as_of`` = when the window closed); ``kind='intraday'`` rows sampled every
     ``intraday_every_minutes`` with b0 the open window so far. ``coverage`` is the share of
     bucket 0's 8 hours whose native windows are known. Reads the prints of the
-    ``strip.LOOKBACK_DAYS`` days before each day (declared partition mapping).
+    ``strip.LOOKBACK_DAYS`` days before each day (declared partition mapping); the
+    instruments' delistings keep the missing-window check from counting windows after them.
     """
     require_declared(funding)
     keys = partition_keys(context)
+    series = universe.series(instruments, funding.selection, keys["venue"].unique().to_list())
+    delisted = instruments.select(*SERIES, "delisted_at") if instruments.height else None
+    listed = (
+        series.join(delisted, on=SERIES, how="left")
+        if delisted is not None
+        else series.with_columns(delisted_at=pl.lit(None, pl.Datetime("ms")))
+    )
     snaps = strip.partition_snapshots(
         raw_prints,
         every=str(funding.intraday_every_minutes),
@@ -275,7 +386,7 @@ def curve_snapshots(
             "ignored_prints": len(ignored),
             "annualisation": funding.annualisation,
         },
-        check_results=checks.curve_snapshots_checks(out, earlier, ignored, keys, scope(keys)),
+        check_results=checks.curve_snapshots_checks(out, earlier, ignored, keys, scope(keys), listed),
     )
 
 
@@ -375,13 +486,13 @@ def pca_factors(context: dg.AssetExecutionContext, funding: FundingConfig, curve
     pool="duckdb",
 )
 def roll_b0(context: dg.AssetExecutionContext, curve_features: pl.DataFrame) -> pl.DataFrame:
-    """Bucket 0 (annualised) of every roll snapshot of every configured venue and coin,
+    """Bucket 0 (annualised) of every roll snapshot of every configured series (venue, coin, contract),
     by the UTC day the window closed (``as_of``): the one cross-venue input of the spreads,
     so that their trailing window is a declared day lookback."""
     keys = partition_keys(context)
     roll = curve_features.filter(pl.col("kind") == "roll")
-    b0 = roll.select("venue", "symbol", "funding_time", "as_of", b0="level")
-    return keep_partitions(b0, keys, ts_col="as_of").sort("venue", "symbol", "funding_time")
+    b0 = roll.select("venue", "symbol", "contract", "funding_time", "as_of", b0="level")
+    return keep_partitions(b0, keys, ts_col="as_of").sort("venue", "symbol", "contract", "funding_time")
 
 
 @dg.asset(
@@ -409,10 +520,12 @@ def spread_signals(context: dg.AssetExecutionContext, funding: FundingConfig, ro
     require_declared(funding)
     keys = partition_keys(context)
     signals = spreads.spread_signals(roll_b0, rolling=funding.rolling())
-    known = roll_b0.select("venue", "symbol", "funding_time", "as_of")
+    known = roll_b0.select("venue", "symbol", "contract", "funding_time", "as_of")
+    leg_a = known.rename({"venue": "venue_a", "contract": "contract_a", "as_of": "as_of_a"})
+    leg_b = known.rename({"venue": "venue_b", "contract": "contract_b", "as_of": "as_of_b"})
     with_as_of = (
-        signals.join(known.rename({"venue": "venue_a", "as_of": "as_of_a"}), on=["venue_a", "symbol", "funding_time"])
-        .join(known.rename({"venue": "venue_b", "as_of": "as_of_b"}), on=["venue_b", "symbol", "funding_time"])
+        signals.join(leg_a, on=["venue_a", "symbol", "contract_a", "funding_time"], nulls_equal=True)
+        .join(leg_b, on=["venue_b", "symbol", "contract_b", "funding_time"], nulls_equal=True)
         .with_columns(as_of=pl.max_horizontal("as_of_a", "as_of_b"))
         .drop("as_of_a", "as_of_b")
     )
@@ -421,7 +534,7 @@ def spread_signals(context: dg.AssetExecutionContext, funding: FundingConfig, ro
         value=out,
         metadata={
             "signals": int((out["signal"].fill_null(0) != 0).sum()),
-            "pairs": out.select("symbol", "venue_a", "venue_b").n_unique(),
+            "pairs": out.select("symbol", "venue_a", "contract_a", "venue_b", "contract_b").n_unique(),
         },
         check_results=checks.spread_signals_checks(out, scope(keys)),
     )

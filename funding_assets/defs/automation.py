@@ -1,4 +1,4 @@
-"""The funding-roll sensor and the schedules: PCA refit and daily completion.
+"""The funding-roll sensor and the schedules: instrument discovery, PCA refit and daily completion.
 
 The clock is :func:`utcnow`, which tests replace to run days of windows in seconds.
 """
@@ -11,8 +11,8 @@ import dagster as dg
 from ..partitions import multi_key
 from ..pca import EPOCH
 from ..resources import FundingConfig
-from ..venues import DEFAULT_INTERVAL_HOURS
-from .jobs import pca_refit_job, roll_job, spreads_job
+from ..venues import SPECS
+from .jobs import instruments_job, pca_refit_job, roll_job, spreads_job
 
 
 def utcnow() -> dt.datetime:
@@ -23,7 +23,7 @@ def utcnow() -> dt.datetime:
 #: Hours between a venue's funding settlements: every closed native window changes its
 #: day's partition (hourly venues' intraday strips move each hour; the 8h grid rolls at
 #: 00/08/16 UTC for everyone).
-SETTLEMENT_HOURS = {venue: int(hours) for venue, hours in DEFAULT_INTERVAL_HOURS.items()}
+SETTLEMENT_HOURS = {venue: int(spec.default_interval_hours) for venue, spec in SPECS.items()}
 
 
 def last_close(now: dt.datetime, hours: int) -> dt.datetime:
@@ -81,6 +81,19 @@ def funding_roll_sensor(context: dg.SensorEvaluationContext):
 
 
 @dg.schedule(
+    job=instruments_job,
+    cron_schedule="5 0 * * *",
+    execution_timezone="UTC",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+)
+def instruments_schedule(context: dg.ScheduleEvaluationContext):
+    """Rediscover the venues' perpetuals daily, before yesterday's partitions are completed
+    at 00:30 (a new listing is covered from its first day, a delisting stops there)."""
+    day = context.scheduled_execution_time.astimezone(dt.UTC).date()
+    return dg.RunRequest(run_key=f"instruments|{day}")
+
+
+@dg.schedule(
     job=pca_refit_job,
     cron_schedule="15 0 * * *",
     execution_timezone="UTC",
@@ -131,4 +144,4 @@ def daily_spreads_schedule(context: dg.ScheduleEvaluationContext):
 
 
 SENSORS = [funding_roll_sensor]
-SCHEDULES = [pca_refit_schedule, daily_completion_schedule, daily_spreads_schedule]
+SCHEDULES = [instruments_schedule, pca_refit_schedule, daily_completion_schedule, daily_spreads_schedule]

@@ -22,9 +22,10 @@ SCHEDULE_MIN_SHARE = 0.75
 #: Share of settled windows the premium reconstruction must reproduce (per venue).
 RECONSTRUCTION_MIN_SHARE = 0.99
 MISSING_WINDOW_DAYS = 30
-PRINT_KEY = ["venue", "symbol", "ts", "funding_time"]
-SNAPSHOT_KEY = ["venue", "symbol", "kind", "ts"]
-SPREAD_KEY = ["symbol", "venue_a", "venue_b", "funding_time"]
+PRINT_KEY = ["venue", "symbol", "contract", "ts", "funding_time"]
+SNAPSHOT_KEY = ["venue", "symbol", "contract", "kind", "ts"]
+SPREAD_KEY = ["symbol", "venue_a", "contract_a", "venue_b", "contract_b", "funding_time"]
+SERIES = ["venue", "symbol", "contract"]
 
 
 def _spec(asset: str, name: str, description: str, blocking: bool = True) -> dg.AssetCheckSpec:
@@ -125,18 +126,31 @@ def _duplicates(spec: dg.AssetCheckSpec, frame: pl.DataFrame, key: list[str], sc
     )
 
 
-def schedule_shortfall(prints: pl.DataFrame, keys: pl.DataFrame, coins, today: dt.date) -> pl.DataFrame:
-    """(day, venue, symbol, hours) of the run's past days whose realised prints cover too few hours."""
-    wanted = keys.filter(pl.col("day") < today).join(
-        pl.DataFrame({"symbol": list(coins)}, schema={"symbol": pl.String}), how="cross"
+def schedule_shortfall(prints: pl.DataFrame, keys: pl.DataFrame, listed: pl.DataFrame, today: dt.date) -> pl.DataFrame:
+    """(day, venue, symbol, contract, hours) of the run's past days whose realised prints
+    cover too few hours. ``listed``: the run's instruments; a day is expected only when
+    the instrument traded all of it (its listing and delisting days are partial)."""
+    listed = listed.select(
+        *SERIES,
+        first=(pl.col("listed_at") - pl.duration(milliseconds=1)).dt.date() + pl.duration(days=1),
+        last=(pl.col("delisted_at").dt.date() - pl.duration(days=1)),
+    )
+    wanted = (
+        keys.filter(pl.col("day") < today)
+        .join(listed, on="venue")
+        .filter(
+            (pl.col("first").is_null() | (pl.col("day") >= pl.col("first")))
+            & (pl.col("last").is_null() | (pl.col("day") <= pl.col("last")))
+        )
+        .select("day", *SERIES)
     )
     hours = (
         prints.filter(pl.col("kind") == "realised")
-        .group_by(pl.col("ts").dt.date().alias("day"), "venue", "symbol")
+        .group_by(pl.col("ts").dt.date().alias("day"), *SERIES)
         .agg(hours=pl.col("interval_hours").cast(pl.Float64).sum())
     )
-    covered = wanted.join(hours, on=["day", "venue", "symbol"], how="left").with_columns(pl.col("hours").fill_null(0.0))
-    return covered.filter(pl.col("hours") < 24 * SCHEDULE_MIN_SHARE).sort("venue", "symbol", "day")
+    covered = wanted.join(hours, on=["day", *SERIES], how="left").with_columns(pl.col("hours").fill_null(0.0))
+    return covered.filter(pl.col("hours") < 24 * SCHEDULE_MIN_SHARE).sort(*SERIES, "day")
 
 
 def raw_prints_checks(
@@ -144,18 +158,18 @@ def raw_prints_checks(
     outside: int,
     scope: str,
     keys: pl.DataFrame,
-    coins,
+    listed: pl.DataFrame,
     today: dt.date | None = None,
     validation: pl.DataFrame | None = None,
 ) -> list[dg.AssetCheckResult]:
     """``outside``: prints the source returned that fall outside the run's partitions;
-    ``validation``: :func:`funding_assets.premium.validate` of the run's windows (None: no
-    premium history from this source)."""
+    ``listed``: the run's instruments (:data:`~funding_assets.instruments.INSTRUMENT_SCHEMA`:
+    listing dates, caps); ``validation``: :func:`funding_assets.premium.validate` of the
+    run's windows (None: no premium history from this source)."""
     unique, caps, grid, filed, schedule, rebuilt = RAW_PRINTS
     today = today or dt.datetime.now(dt.UTC).date()
-    short = schedule_shortfall(prints, keys, coins, today)
-    cap = pl.col("venue").replace_strict(RATE_CAPS, return_dtype=pl.Float64)
-    beyond = prints.filter(pl.col("rate").abs() > cap)
+    short = schedule_shortfall(prints, keys, listed, today)
+    beyond = beyond_caps(prints, listed)
     interval_ms = (pl.col("interval_hours") * 3_600_000).cast(pl.Int64)
     off = prints.filter(pl.col("funding_time").dt.epoch("ms") % interval_ms != 0)
     return [
@@ -178,13 +192,24 @@ def raw_prints_checks(
             short_days=short.height,
             examples=dg.MetadataValue.json(
                 [
-                    f"{r['day']}|{r['venue']} {r['symbol']}: {r['hours']:g} h"
+                    f"{r['day']}|{r['venue']} {r['symbol']} {r['contract']}: {r['hours']:g} h"
                     for r in short.head(5).iter_rows(named=True)
                 ]
             ),
         ),
         reconstruction_check(rebuilt, validation, scope),
     ]
+
+
+def beyond_caps(prints: pl.DataFrame, listed: pl.DataFrame) -> pl.DataFrame:
+    """Prints beyond their instrument's cap or floor (the venue's default cap where the
+    instrument states none), decimal fractions per native interval."""
+    default = pl.col("venue").replace_strict(RATE_CAPS, default=None, return_dtype=pl.Float64)
+    bounds = listed.select(*SERIES, "rate_cap", "rate_floor")
+    with_bounds = prints.join(bounds, on=SERIES, how="left").with_columns(
+        cap=pl.coalesce("rate_cap", default), floor=pl.coalesce("rate_floor", -pl.coalesce("rate_cap", default))
+    )
+    return with_bounds.filter((pl.col("rate") > pl.col("cap")) | (pl.col("rate") < pl.col("floor")))
 
 
 def reconstruction_check(spec: dg.AssetCheckSpec, validation: pl.DataFrame | None, scope: str) -> dg.AssetCheckResult:
@@ -215,30 +240,41 @@ def reconstruction_check(spec: dg.AssetCheckSpec, validation: pl.DataFrame | Non
     )
 
 
-def missing_window_share(roll: pl.DataFrame, start: dt.date, end: dt.date) -> pl.DataFrame:
+def missing_window_share(
+    roll: pl.DataFrame, start: dt.date, end: dt.date, delisted: pl.DataFrame | None = None
+) -> pl.DataFrame:
     """Per series and day in ``start..end``: share of 8h windows without a roll snapshot in
-    the 30 days ending that day, counted from the series' first snapshot on."""
+    the 30 days ending that day, counted from the series' first snapshot on and, for a
+    delisted instrument (``delisted``: series and ``delisted_at``), up to its delisting."""
     days = pl.DataFrame({"day": pl.date_range(start - dt.timedelta(days=MISSING_WINDOW_DAYS - 1), end, eager=True)})
     # a window counts by the share of its hours known (null coverage: a row from before coverage)
     known = pl.col("coverage").fill_null(1.0).clip(0.0, 1.0) if "coverage" in roll.columns else pl.lit(1.0)
-    per_day = roll.group_by("venue", "symbol", day=pl.col("ts").dt.date()).agg(seen=known.sum())
-    first = roll.group_by("venue", "symbol").agg(first=pl.col("ts").min())
+    per_day = roll.group_by(*SERIES, day=pl.col("ts").dt.date()).agg(seen=known.sum())
+    first = roll.group_by(SERIES).agg(first=pl.col("ts").min())
+    if delisted is not None:
+        first = first.join(delisted.select(*SERIES, "delisted_at"), on=SERIES, how="left")
+    else:
+        first = first.with_columns(delisted_at=pl.lit(None, pl.Datetime("ms")))
     grid = (
         first.join(days, how="cross")
-        .join(per_day, on=["venue", "symbol", "day"], how="left")
+        .join(per_day, on=[*SERIES, "day"], how="left")
         .with_columns(
             seen=pl.col("seen").fill_null(0),
             # windows of the day at or after the first snapshot: 3 a day, fewer on its first day
             expected=pl.when(pl.col("day") < pl.col("first").dt.date())
             .then(0)
+            .when(pl.col("day") > pl.col("delisted_at").dt.date())
+            .then(0)
+            .when(pl.col("day") == pl.col("delisted_at").dt.date())
+            .then(pl.col("delisted_at").dt.hour() // 8)
             .when(pl.col("day") == pl.col("first").dt.date())
             .then(3 - pl.col("first").dt.hour() // 8)
             .otherwise(3),
         )
-        .sort("venue", "symbol", "day")
+        .sort(*SERIES, "day")
         .with_columns(
-            seen_30d=pl.col("seen").rolling_sum(MISSING_WINDOW_DAYS, min_samples=1).over("venue", "symbol"),
-            expected_30d=pl.col("expected").rolling_sum(MISSING_WINDOW_DAYS, min_samples=1).over("venue", "symbol"),
+            seen_30d=pl.col("seen").rolling_sum(MISSING_WINDOW_DAYS, min_samples=1).over(SERIES),
+            expected_30d=pl.col("expected").rolling_sum(MISSING_WINDOW_DAYS, min_samples=1).over(SERIES),
         )
         .filter(pl.col("day") >= start)
     )
@@ -250,16 +286,24 @@ def missing_window_share(roll: pl.DataFrame, start: dt.date, end: dt.date) -> pl
 
 
 def curve_snapshots_checks(
-    snaps: pl.DataFrame, earlier_roll: pl.DataFrame, ignored: pl.DataFrame, keys: pl.DataFrame, scope: str
+    snaps: pl.DataFrame,
+    earlier_roll: pl.DataFrame,
+    ignored: pl.DataFrame,
+    keys: pl.DataFrame,
+    scope: str,
+    listed: pl.DataFrame | None = None,
 ) -> list[dg.AssetCheckResult]:
     """``earlier_roll``: stored roll snapshots of the 30 days before the first day written;
-    ``ignored``: the prints of the days written that a strip rule ignored."""
+    ``ignored``: the prints of the days written that a strip rule ignored; ``listed``: the
+    run's series with their ``delisted_at`` (None: every stored series, none delisted)."""
     unique, missing, ignored_check, overlap = CURVE_SNAPSHOTS
+    if listed is not None:
+        earlier_roll = earlier_roll.join(listed.select(SERIES), on=SERIES, how="semi")
     roll = pl.concat([earlier_roll.select(snaps.columns), snaps.filter(pl.col("kind") == "roll")])
-    shares = missing_window_share(roll, keys["day"].min(), keys["day"].max()).join(
+    shares = missing_window_share(roll, keys["day"].min(), keys["day"].max(), listed).join(
         keys, on=["day", "venue"], how="semi"
     )
-    worst = shares.sort("missing_share", "venue", "symbol", "day", descending=[True, False, False, False]).head(5)
+    worst = shares.sort("missing_share", *SERIES, "day", descending=[True, False, False, False, False]).head(5)
     worst_share = float(worst["missing_share"][0]) if worst.height else 0.0
     over = snaps.filter((pl.col("kind") == "roll") & (pl.col("coverage") > 1.0 + 1e-9))
     return [
@@ -275,6 +319,7 @@ def curve_snapshots_checks(
                     {
                         "venue": r["venue"],
                         "symbol": r["symbol"],
+                        "contract": r["contract"],
                         "day": str(r["day"]),
                         "missing_share": round(r["missing_share"], 4),
                     }
@@ -297,7 +342,7 @@ def curve_snapshots_checks(
             over.height == 0,
             scope,
             windows_over_8h=over.height,
-            examples=dg.MetadataValue.json(_examples(over.select("venue", "symbol", "funding_time", "coverage"))),
+            examples=dg.MetadataValue.json(_examples(over.select(*SERIES, "funding_time", "coverage"))),
         ),
     ]
 

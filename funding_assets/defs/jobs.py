@@ -1,8 +1,14 @@
-"""Jobs: the per-venue chain, the PCA refit and the daily spreads."""
+"""Jobs: instrument discovery, the per-venue chain, the PCA refit and the daily spreads."""
 
 import dagster as dg
 
-from .assets import curve_features, curve_snapshots, pca_factors, raw_prints, roll_b0, spread_signals
+from .assets import curve_features, curve_snapshots, instruments, pca_factors, raw_prints, roll_b0, spread_signals
+
+instruments_job = dg.define_asset_job(
+    "instruments_job",
+    selection=dg.AssetSelection.assets(instruments),
+    description="Discover every perpetual each configured venue lists (listings, delistings, caps, intervals).",
+)
 
 roll_job = dg.define_asset_job(
     "roll_job",
@@ -20,4 +26,4 @@ spreads_job = dg.define_asset_job(
     description="Bucket 0 of every venue, then the cross-venue spread signals, for a UTC day.",
 )
 
-JOBS = [roll_job, pca_refit_job, spreads_job]
+JOBS = [instruments_job, roll_job, pca_refit_job, spreads_job]

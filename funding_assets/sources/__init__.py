@@ -4,26 +4,34 @@
 - ``exchanges``: the venue clients against the real venues' public APIs.
 - ``replay:<dir>``: the user's own files, ``<dir>/<venue>/*.csv|*.csv.gz|*.parquet``.
 
-A source answers one question: every print of ``venue`` for ``coins`` whose ``ts`` falls on
-the UTC days ``start..end`` (inclusive), in the print model of :mod:`funding_assets.prints`.
+A source answers two questions: which perpetuals a venue lists (:meth:`Source.instruments`),
+and every print of ``venue`` for some of them whose ``ts`` falls on the UTC days
+``start..end`` (inclusive), in the print model of :mod:`funding_assets.prints`.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 
 import polars as pl
 
 from ..errors import FundingInputError
+from ..instruments import Instrument
 
 
 class Source(Protocol):
     name: str
 
-    def fetch(self, venue: str, coins: tuple[str, ...], start: dt.date, end: dt.date) -> pl.DataFrame:
-        """Prints of ``venue`` for ``coins`` with ``ts`` on the days ``start..end`` inclusive."""
+    def instruments(self, venue: str) -> list[Instrument]:
+        """Every perpetual the source can serve for ``venue`` (listed or delisted)."""
+        ...
+
+    def fetch(self, venue: str, series: Sequence[Instrument | str], start: dt.date, end: dt.date) -> pl.DataFrame:
+        """Prints of ``venue`` for ``series`` with ``ts`` on the days ``start..end`` inclusive
+        (a plain coin is the venue's main perpetual of it)."""
         ...
 
     def check(self, venue: str) -> None:

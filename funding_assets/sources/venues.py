@@ -8,13 +8,14 @@ tests run every line of client code without the internet.
 
 import datetime as dt
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 import polars as pl
 
 from ..clients import KNOWN_INTERVALS, PREMIUM_SCHEMA, Budget, HttpClient, VenueClient, client_for
 from ..clients.http import VenueUnreachable
+from ..instruments import Instrument
 from ..prints import PRINT_SCHEMA
 from . import day_bounds
 
@@ -46,11 +47,20 @@ def in_process_simulator():
 class ClientSource:
     """Each venue's settled history through its client; one client per venue, reused."""
 
-    def __init__(self, name: str, urls: dict[str, tuple[str, str]] | None = None, budget: Budget | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        urls: dict[str, tuple[str, str]] | None = None,
+        budget: Budget | None = None,
+        label: str | None = None,
+    ) -> None:
         self.name = name
         self.urls = urls or {}
         self.budget = budget
+        #: The ``source`` every print says (None: the client's own, e.g. ``binance REST``).
+        self.label = label
         self._clients: dict[str, VenueClient] = {}
+        self._instruments: dict[str, list[Instrument]] = {}
         self._lock = threading.Lock()
 
     def client(self, venue: str) -> VenueClient:
@@ -60,8 +70,18 @@ class ClientSource:
                 http = None
                 if self.budget is not None:
                     http = HttpClient(venue, rest, self.budget)
-                self._clients[venue] = client_for(venue, rest, ws, http=http)
+                extra = {"source_label": self.label} if self.label else {}
+                self._clients[venue] = client_for(venue, rest, ws, http=http, **extra)
             return self._clients[venue]
+
+    def instruments(self, venue: str) -> list[Instrument]:
+        """The venue's perpetuals from its instrument endpoint (asked once per process)."""
+        if venue not in self._instruments:
+            with self._reaching():
+                found = self.client(venue).instruments()
+            with self._lock:
+                self._instruments[venue] = found
+        return self._instruments[venue]
 
     def check(self, venue: str) -> None:
         """Nothing to validate ahead: a venue's errors surface, named, when it is asked."""
@@ -81,16 +101,16 @@ class ClientSource:
                 "FUNDING_ASSETS_SOURCE=sim (the default)",
             ) from None
 
-    def fetch(self, venue: str, coins: tuple[str, ...], start: dt.date, end: dt.date) -> pl.DataFrame:
+    def fetch(self, venue: str, series: Sequence[Instrument | str], start: dt.date, end: dt.date) -> pl.DataFrame:
         lo, hi = day_bounds(start, end)
         client = self.client(venue)
         with self._reaching():
-            frames = [client.settled(coin, lo - SETTLEMENT_SLACK, hi) for coin in coins]
+            frames = [client.settled(one, lo - SETTLEMENT_SLACK, hi) for one in _trading(series, lo, hi)]
         prints = pl.concat(frames) if frames else pl.DataFrame(schema=PRINT_SCHEMA)
         return prints.filter((pl.col("ts") >= lo) & (pl.col("ts") < hi))
 
-    def premium(self, venue: str, coins: tuple[str, ...], start: dt.date, end: dt.date) -> pl.DataFrame:
-        """Premium-index samples of ``venue`` for ``coins`` known on the days ``start..end``,
+    def premium(self, venue: str, series: Sequence[Instrument | str], start: dt.date, end: dt.date) -> pl.DataFrame:
+        """Premium-index samples of ``venue`` for ``series`` known on the days ``start..end``,
         and those of the window settling at the first 00:00.
 
         :data:`~funding_assets.clients.PREMIUM_SCHEMA` rows, by coin then ``ts`` (the instant
@@ -104,14 +124,22 @@ class ClientSource:
         lo, hi = day_bounds(start, end)
         client = self.client(venue)
         with self._reaching():
-            frames = [client.premium_history(coin, lo - FIRST_WINDOW, hi - MS) for coin in coins]
+            frames = [
+                client.premium_history(one, lo - FIRST_WINDOW, hi - MS)
+                for one in _trading(series, lo - FIRST_WINDOW, hi)
+            ]
         return pl.concat(frames) if frames else pl.DataFrame(schema=PREMIUM_SCHEMA)
+
+
+def _trading(series: Sequence[Instrument | str], lo: dt.datetime, hi: dt.datetime) -> list[Instrument | str]:
+    """The instruments listed at some instant of ``[lo, hi)`` (a plain coin is always asked)."""
+    return [one for one in series if isinstance(one, str) or one.trades_between(lo, hi)]
 
 
 def simulator_source() -> ClientSource:
     server = in_process_simulator()
     urls = {venue: (server.rest_url(venue), server.ws_url(venue)) for venue in server.sims}
-    return ClientSource("sim", urls, budget=UNLIMITED)
+    return ClientSource("sim", urls, budget=UNLIMITED, label="sim")
 
 
 def exchanges_source() -> ClientSource:
