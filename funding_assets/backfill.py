@@ -46,12 +46,9 @@ class Step:
     start: dt.date
     end: dt.date
     venues: tuple[str, ...] | None  # None: a daily (all-venue) asset
-    partitioned: bool = True
 
     @property
     def tags(self) -> dict[str, str]:
-        if not self.partitioned:
-            return {}
         if self.venues is None:
             lo, hi = self.start.isoformat(), self.end.isoformat()
         else:
@@ -105,16 +102,18 @@ def plan(start: dt.date, end: dt.date, config: FundingConfig, today: dt.date) ->
     pca_from = clamp(start - days(config.pca_refit_days + strip.MAX_CLOSE_LAG_DAYS))
     snaps_from = clamp(min(features_from - days(FEATURES_LOOKBACK_DAYS), pca_from - days(PCA_LOOKBACK_DAYS)))
     raw_from = clamp(snaps_from - days(strip.LOOKBACK_DAYS))
-    # the instruments the coin and contract settings select are known before any prints
-    steps = [Step("instruments", ("instruments",), start, end, tuple(config.venues), partitioned=False)]
+    steps = []
     # Prints of adjacent venues are fetched in one run (side by side: separate request
     # budgets). A universe-sized selection computes its strips venue by venue: one venue's
     # year of every coin is already millions of rows, and a run holds its range in memory.
     wide = config.selection.explicit_coins is None or len(config.selection.explicit_coins) > WIDE_COINS
     blocks = venue_blocks(config.venues)
-    for block in blocks:
+    for i, block in enumerate(blocks):
         label = ",".join(block)
-        steps.append(Step(f"prints   {label}", ("raw_prints",), raw_from, end, block))
+        # the first run discovers the instruments the coin and contract settings select,
+        # then fetches their prints (one run: Dagster orders the unpartitioned asset first)
+        assets = ("instruments", "raw_prints") if i == 0 else ("raw_prints",)
+        steps.append(Step(f"prints   {label}", assets, raw_from, end, block))
         for part in [(v,) for v in block] if wide else [block]:
             label = ",".join(part)
             steps += [

@@ -149,8 +149,9 @@ def test_one_configuration_object_drives_backfill_plan_and_lookbacks(monkeypatch
 
     config = FundingConfig.from_env({"FUNDING_ASSETS_VENUES": "okx,deribit"})
     steps = plan(dt.date(2024, 3, 5), dt.date(2024, 3, 6), config, dt.date(2024, 4, 1))
-    assert steps[0].assets == ("instruments",) and not steps[0].partitioned  # discovery first
-    assert {s.venues for s in steps[1:] if s.venues} == {("okx",), ("deribit",)}
+    assert steps[0].assets == ("instruments", "raw_prints")  # discovery in the first run
+    assert all("instruments" not in s.assets for s in steps[1:])
+    assert {s.venues for s in steps if s.venues} == {("okx",), ("deribit",)}
     pca_step = next(s for s in steps if "pca_factors" in s.assets)
     strips = next(s for s in steps if s.assets == ("curve_snapshots",))
     assert (pca_step.start - strips.start).days >= PCA_LOOKBACK_DAYS

@@ -13,7 +13,6 @@ import dagster as dg
 import pytest
 
 from funding_assets import cli
-from funding_assets.venues import VENUES
 
 
 def yesterday() -> str:
@@ -40,16 +39,12 @@ def demo_in(home, tmp_path, monkeypatch):
     return cwd
 
 
-def test_demo_records_runs_in_dagster_home(demo_in, tmp_path, monkeypatch, capsys):
+def test_dagster_home_when_set_wins_over_the_project_default(demo_in, tmp_path, monkeypatch):
     dagster_home = tmp_path / "dagster_home"
     dagster_home.mkdir()
     monkeypatch.setenv("DAGSTER_HOME", str(dagster_home))
-    out = run_demo(capsys)
-    assert f"dagster runs: recorded in {dagster_home}" in out
-    with dg.DagsterInstance.get() as instance:
-        materialised = raw_prints_partitions(instance)
-    assert {f"{yesterday()}|{venue}" for venue in VENUES} <= materialised
-    assert not (demo_in / cli.PROJECT_DAGSTER_HOME).exists()  # DAGSTER_HOME wins over the default
+    assert cli._project_dagster_home() == dagster_home
+    assert not (demo_in / cli.PROJECT_DAGSTER_HOME).exists()
 
 
 def test_demo_without_dagster_home_uses_the_dev_default(demo_in, monkeypatch, capsys):

@@ -137,7 +137,7 @@ def test_coins_a_venue_does_not_list_are_named_and_coins_nobody_lists_refused():
     selection = Selection(("BTC", "ETH"))
     assert inst.unlisted(listing(), selection, ["binance", "deribit"]) == {"deribit": ["ETH"]}
     inst.require_listed(listing(), selection, ["binance", "deribit"])
-    with pytest.raises(FundingInputError, match="DOGE listed by no configured venue"):
+    with pytest.raises(FundingInputError, match="'DOGE' listed by no configured venue"):
         inst.require_listed(listing(), Selection(("BTC", "DOGE")), ["binance", "deribit"])
 
 

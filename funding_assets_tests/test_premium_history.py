@@ -10,6 +10,7 @@ inside it.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import time
 
@@ -24,6 +25,7 @@ from funding_assets.clients import PREMIUM_SCHEMA, Budget, HttpClient, VenueClie
 from funding_assets.premium import formula
 from funding_assets.sim import FundingModel
 from funding_assets.sim import model as sim_model
+from funding_assets.sim import universe as sim_universe
 from funding_assets.sim.server import SimClock, SimServer
 from funding_assets.sources.venues import UNLIMITED, ClientSource
 from funding_assets.venues import RATE_CAPS
@@ -87,10 +89,11 @@ def window_samples(samples: pl.DataFrame, settled: pl.DataFrame) -> list[tuple[d
     return out
 
 
-def assert_rates_rebuild(venue: str, settled: pl.DataFrame, samples: pl.DataFrame) -> None:
-    """Every settled window: a full set of samples whose formula is exactly the settled rate."""
+def assert_rates_rebuild(venue: str, settled: pl.DataFrame, samples: pl.DataFrame, cap: float | None = None) -> None:
+    """Every settled window: a full set of samples whose formula (with the instrument's
+    ``cap`` when given) is exactly the settled rate."""
     assert settled.height
-    form = formula(venue)
+    form = formula(venue) if cap is None else dataclasses.replace(formula(venue), cap=cap)
     for row, premiums in window_samples(samples, settled):
         expected = 1 if venue == "hyperliquid" else round(row["interval_hours"] * 60)
         assert premiums.size == expected, row
@@ -185,13 +188,23 @@ def test_settled_rates_follow_from_the_window_samples_across_an_interval_change(
     assert_rates_rebuild(venue, settled, client.premium_history(coin, start, end))
 
 
+#: An alt's squeeze to its own cap (1 % per interval, wider than the venue's BTC cap) on each venue.
+CAPPED = {
+    "binance": ("ID", dt.datetime(2025, 2, 1, 8)),
+    "bybit": ("WOO", dt.datetime(2024, 4, 14, 16)),
+    "okx": ("EGLD", dt.datetime(2020, 12, 3, 13)),
+}
+
+
 @pytest.mark.parametrize("venue", PER_MINUTE)
 def test_capped_windows_follow_from_their_samples_too(clients, venue):
-    start, end = dt.datetime(2020, 12, 26, 16), dt.datetime(2020, 12, 28)  # a squeeze down to the floor
+    coin, first_capped = CAPPED[venue]
+    inst = sim_universe.find(venue, coin, "usdt")
+    start, end = first_capped - 16 * HOUR, first_capped + 16 * HOUR
     client = clients[venue]
-    settled = client.settled("BTC", start + 8 * HOUR, end)
-    assert (settled["rate"] == -RATE_CAPS[venue]).sum() >= 2
-    assert_rates_rebuild(venue, settled, client.premium_history("BTC", start, end))
+    settled = client.settled(inst, start + 8 * HOUR, end)
+    assert (settled["rate"].abs() == inst.rate_cap).sum() >= 2 and inst.rate_cap > RATE_CAPS[venue]
+    assert_rates_rebuild(venue, settled, client.premium_history(inst, start, end), cap=inst.rate_cap)
 
 
 def test_every_window_of_half_a_year_follows_from_the_models_samples():

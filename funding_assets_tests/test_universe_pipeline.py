@@ -69,4 +69,4 @@ def test_a_contract_narrowed_run_leaves_every_other_series_byte_identical(seed_n
 def test_a_coin_no_venue_lists_is_refused_naming_it(home, monkeypatch, capsys):
     monkeypatch.setenv("FUNDING_ASSETS_VENUES", "binance")
     assert cli.main(["backfill", "--start", END, "--end", END, "--coins", "BTC,NOSUCHCOIN"]) != 0
-    assert "NOSUCHCOIN listed by no configured venue (binance)" in capsys.readouterr().err
+    assert "--coins: 'NOSUCHCOIN' listed by no configured venue (binance)" in capsys.readouterr().err

@@ -197,7 +197,7 @@ def test_a_source_returning_fewer_prints_is_refused_and_keeps_the_rows(replayed,
     assert rc != 0
     line = run.error_line(err)
     if shrink == "other_coin_only":  # the files no longer hold the coin at all: said so, before any fetch
-        assert "BTC listed by no configured venue (binance) in source replay:" in line
+        assert "'BTC' listed by no configured venue (binance) in source replay:" in line
     else:
         assert "fewer realised prints" in line and "|binance BTC" in line
         assert "FUNDING_ASSETS_ALLOW_FEWER_PRINTS" in line
