@@ -53,6 +53,10 @@ SIZE_ENV = "FUNDING_ASSETS_RELIABILITY_SIZE"
 #: True when the big sizes are asked for (``FUNDING_ASSETS_RELIABILITY_SIZE=full``).
 FULL = os.environ.get(SIZE_ENV, "").strip().lower() == "full"
 MARKER = "reliability"
+#: Cases of a minute or so (SIGKILLs, request storms): run by bench/reliability.py (which sets
+#: the size), not by the plain suite, which stays well under its time budget.
+HEAVY = "reliability_heavy"
+SIZED = bool(os.environ.get(SIZE_ENV, "").strip())
 
 T = TypeVar("T")
 
@@ -142,6 +146,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", f"{MARKER}: a fault or bad-input case recorded for RELIABILITY.md (bench/reliability.py)"
     )
+    config.addinivalue_line("markers", f"{HEAVY}: a slow {MARKER} case, run by bench/reliability.py only")
 
 
 @pytest.hookimpl(tryfirst=True)  # before -m deselects by marker
@@ -149,6 +154,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "reliability" in getattr(item, "fixturenames", ()):
             item.add_marker(MARKER)
+        if item.get_closest_marker(HEAVY) and not SIZED:
+            item.add_marker(pytest.mark.skip(reason=f"slow: run by bench/reliability.py ({SIZE_ENV}=ci|full)"))
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)  # outermost: sees the report after xfail handling

@@ -217,6 +217,7 @@ def run_cli(argv: list[str], home: Path, monkeypatch, capsys) -> tuple[int, str]
     return code, capsys.readouterr().err
 
 
+@pytest.mark.reliability_heavy
 def test_a_backfill_through_a_storm_of_429_418_403_5xx_equals_a_clean_run(
     clean_run, stormy_source, tmp_path, monkeypatch, capsys, reliability
 ):
@@ -465,6 +466,7 @@ def test_an_interval_change_and_an_unpublished_window_give_true_strips_live_and_
 # --- SIGKILL ------------------------------------------------------------------------------------
 
 
+@pytest.mark.reliability_heavy
 def test_a_backfill_killed_at_random_instants_then_rerun_equals_a_clean_run(clean_run, tmp_path, reliability):
     _, clean, run_s = clean_run
     home = tmp_path / "data"
@@ -522,6 +524,7 @@ MATERIALISE = textwrap.dedent("""
 """)
 
 
+@pytest.mark.reliability_heavy
 def test_materialisations_killed_mid_write_leave_the_clean_rows(clean_run, tmp_path, reliability):
     """Materialisations of every asset of the backfill, over a complete warehouse, again and again:
     a SIGKILL at a random instant (often mid-transaction) leaves exactly the clean rows."""
