@@ -2,7 +2,7 @@
 
 A researcher calls it on their own prints from a notebook; the Dagster assets call the very
 same functions, and the live strip (:mod:`funding_assets.live.livestrip`) computes its roll
-rows with :func:`roll_snapshots` itself. Everything is vectorised polars.
+rows with :func:`roll_snapshots` itself.
 
 Units: ``rate`` is a decimal fraction per native interval (0.0001 = 0.01 %), never percent;
 ``interval_hours`` in hours; ``b0..b7`` annualised decimals (0.1095 = 10.95 %); every
@@ -65,11 +65,18 @@ settlement), and a day's rows depend only on that day's prints and the
 coin, ``contract`` the contract type of its perpetual on that venue (``usdt``, ``usdc`` or
 ``inverse``: Binance BTCUSDT is ``usdt``, BTCUSD_PERP ``inverse``). Every rule above applies
 per series, and series never mix: two contracts of one coin on one venue are two strips,
-each equal to the one computed from its prints alone. Prints without a ``contract`` column
-(a researcher's own frame) are one series per (venue, symbol) with a null ``contract``; a
-null ``contract`` is a key value like any other (the engine keeps it null, rather than
-taking the venue's main perpetual as :func:`~funding_assets.prints.normalise` does), and
-the output always has the column.
+each equal to the one computed from its prints alone. A print without a ``contract`` (a
+researcher's own frame) is the venue's main perpetual of its coin, as
+:func:`~funding_assets.prints.normalise` makes it; for a venue this package does not know
+the ``contract`` stays null, one series per (venue, symbol), a key value like any other.
+The output always has the column.
+
+**Scale.** The rules run in one walk over each series' prints in ``(ts, published_at,
+arrival)`` order, linear in prints (:mod:`funding_assets.strip_kernel`); prints already in
+stored form (as :func:`~funding_assets.prints.normalise` returns them) are read without a
+copy, and output columns are the kernel's arrays. :func:`stream_snapshots` gives the rows of
+:func:`partition_snapshots` a series and a block of days at a time, from parquet or a query,
+in bounded memory: tick-level snapshots are a query over prints, not a stored fire-hose.
 
 Output columns (:data:`SNAPSHOT_SCHEMA`): ``venue, symbol, contract, kind ('roll'|'intraday'), ts,
 funding_time, interval_hours, annualisation, b0..b7, n_filled, as_of, coverage,
@@ -80,23 +87,61 @@ the smallest coverage of buckets 1..7, a filled bucket counting 0.
 
 from __future__ import annotations
 
-import datetime as dt
+import concurrent.futures
+import dataclasses
+import functools
+import sys
+import urllib.parse
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
 
+import numpy as np
 import polars as pl
 
+from . import strip_kernel as kernel
 from .errors import FundingInputError
-from .prints import MS, REALISED, STRIP_COLUMNS, TS, from_epoch_ms, normalise
+from .prints import MS, PREDICTED, REALISED, STRIP_COLUMNS, TS, as_utc_ms, main_contracts, normalise
 from .settings import ANNUALISATIONS, parse_every_minutes
+from .strip_kernel import (
+    DAY_MS,
+    GRID_HOURS,
+    GRID_MS,
+    MAX_CLOSE_LAG_DAYS,
+    N_BUCKETS,
+    PERIODS_PER_YEAR,
+    SETTLEMENT_GRACE_MS,
+)
 
-N_BUCKETS = 8
-GRID_HOURS = 8
-GRID_MS = GRID_HOURS * 3_600_000
-DAY_MS = 86_400_000
-PERIODS_PER_YEAR = 1095  # 8h windows in 365 days
+__all__ = [
+    "BUCKETS",
+    "CONTRACT",
+    "DAY_MS",
+    "DEFAULT_MAX_FILL",
+    "GRID_HOURS",
+    "GRID_MS",
+    "KEYS",
+    "LOOKBACK_DAYS",
+    "MAX_CLOSE_LAG_DAYS",
+    "N_BUCKETS",
+    "ORDER",
+    "PERIODS_PER_YEAR",
+    "PREDICTED_AFTER_SETTLEMENT",
+    "QUOTED_TOO_EARLY",
+    "SETTLEMENT_GRACE_MS",
+    "SNAPSHOT_SCHEMA",
+    "STREAM_BLOCK_DAYS",
+    "Source",
+    "annualise",
+    "ignored_prints",
+    "intraday_snapshots",
+    "lookback_days",
+    "partition_snapshots",
+    "roll_snapshots",
+    "stream_snapshots",
+    "with_contract",
+]
+
 DEFAULT_MAX_FILL = 2
-#: A roll row is emitted only when its window closes by the end of the UTC day after the
-#: day the window ends in.
-MAX_CLOSE_LAG_DAYS = 1
 
 
 def lookback_days(max_fill: int) -> int:
@@ -109,11 +154,10 @@ def lookback_days(max_fill: int) -> int:
 
 #: :func:`lookback_days` of the default ``max_fill`` (5 days), the asset's declared lookback.
 LOOKBACK_DAYS = lookback_days(DEFAULT_MAX_FILL)
-#: A predicted print quoted this long after its own settlement still counts (clock jitter).
-SETTLEMENT_GRACE_MS = 60_000
 #: Reasons :func:`ignored_prints` gives.
 QUOTED_TOO_EARLY = "quoted_before_previous_day"
 PREDICTED_AFTER_SETTLEMENT = "predicted_after_settlement"
+_REASONS = {kernel.QUOTED_TOO_EARLY: QUOTED_TOO_EARLY, kernel.PREDICTED_AFTER_SETTLEMENT: PREDICTED_AFTER_SETTLEMENT}
 #: Order of a native window's prints: the last one wins (``arrival`` = input row order).
 ORDER = ("ts", "published_at", "arrival")
 
@@ -121,9 +165,7 @@ BUCKETS = [f"b{k}" for k in range(N_BUCKETS)]
 #: The key of a series: canonical coin ``symbol``, contract type ``contract`` on ``venue``.
 KEYS = ["venue", "symbol", "contract"]
 CONTRACT = "contract"
-#: Stands in for a null ``contract`` inside the engine (polars joins never match nulls, and
-#: :func:`~funding_assets.prints.normalise` would fill in a main perpetual); never seen outside it.
-_NO_CONTRACT = "\x00"
+ROLL, INTRADAY = "roll", "intraday"
 SNAPSHOT_SCHEMA: dict[str, pl.DataType] = {
     "venue": pl.String(),
     "symbol": pl.String(),
@@ -139,10 +181,13 @@ SNAPSHOT_SCHEMA: dict[str, pl.DataType] = {
     "coverage": pl.Float64(),
     "min_coverage": pl.Float64(),
 }
+#: Bounds of an unbounded ``as_of`` range.
+_ALL = (-kernel.NEVER, kernel.NEVER)
 
 
 def annualise(r8: pl.Expr, annualisation: str) -> pl.Expr:
-    """8h-equivalent rate -> annualised decimal (``apr`` simple, ``apy`` compound)."""
+    """8h-equivalent rate -> annualised decimal (``apr`` simple, ``apy`` compound), as a
+    polars expression (the kernel's :func:`~funding_assets.strip_kernel.annualise`)."""
     if annualisation == "apr":
         return r8 * PERIODS_PER_YEAR
     if annualisation == "apy":
@@ -158,36 +203,58 @@ def with_contract(frame: pl.DataFrame) -> pl.DataFrame:
     return frame.with_columns(pl.col(CONTRACT).cast(pl.String))
 
 
-def _public_contract(frame: pl.DataFrame) -> pl.DataFrame:
-    """Undo the engine's stand-in for a null ``contract``."""
-    contract = pl.col(CONTRACT)
-    return frame.with_columns(pl.when(contract != _NO_CONTRACT).then(contract).alias(CONTRACT))
-
-
 #: Columns of a print the engine reads, the series key first.
 _PRINT_COLUMNS = [*KEYS, *(c for c in STRIP_COLUMNS if c not in KEYS)]
 
 
-def _ms(col: str) -> pl.Expr:
-    return pl.col(col).dt.epoch(MS)
+def _normalised(prints: pl.DataFrame) -> pl.DataFrame:
+    """Normalised print columns (:data:`_PRINT_COLUMNS` and ``published_at``); an absent or
+    null ``contract`` is the venue's main perpetual of the coin (as stored), and stays null
+    for a venue this package does not know: one series per (venue, symbol)."""
+    return normalise(with_contract(prints)).select(*_PRINT_COLUMNS, "published_at")
 
 
-def _tagged(prints: pl.DataFrame) -> pl.DataFrame:
-    """Normalised prints with arrival order, grid window and the reason a rule ignores them."""
-    # an absent or null contract is the venue's main perpetual of the coin (as stored);
-    # for a venue this package does not know it stays null, one series per (venue, symbol),
-    # held as a stand-in so that joins on KEYS match it (:func:`_public_contract` undoes it)
-    frame = (
-        normalise(with_contract(prints))
-        .with_columns(pl.col(CONTRACT).fill_null(_NO_CONTRACT))
-        .select(*_PRINT_COLUMNS, "published_at")
-    )
-    grid_ms = (_ms("funding_time") + GRID_MS - 1) // GRID_MS * GRID_MS
-    ts_ms = _ms("ts")
-    early = ts_ms < grid_ms // DAY_MS * DAY_MS - DAY_MS
-    late = (pl.col("kind") != REALISED) & (ts_ms > _ms("funding_time") + SETTLEMENT_GRACE_MS)
-    reason = pl.when(early).then(pl.lit(QUOTED_TOO_EARLY)).when(late).then(pl.lit(PREDICTED_AFTER_SETTLEMENT))
-    return frame.with_row_index("arrival").with_columns(grid_end=from_epoch_ms(grid_ms), reason=reason)
+#: Print columns the kernel reads and their dtypes as stored (as normalise returns them).
+_STORED = {"ts": TS, "funding_time": TS, "rate": pl.Float64(), "interval_hours": pl.Float64(), "kind": pl.String()}
+
+
+def _stored_arrays(frame: pl.DataFrame) -> tuple[np.ndarray, ...] | None:
+    """``ts, funding_time, published_at`` (epoch ms), ``rate, interval_hours`` and
+    ``realised`` (uint8) of prints already in the form :func:`normalise` gives (it would
+    change nothing), without copying them; None when they are not."""
+    schema = frame.schema
+    if any(schema.get(c) != t for c, t in _STORED.items()) or schema.get("published_at", TS) != TS:
+        return None
+    published = frame["published_at"] if "published_at" in schema else frame["ts"]
+    columns = [frame["ts"], frame["funding_time"], published, frame["rate"], frame["interval_hours"]]
+    realised = frame["kind"] == REALISED
+    if any(c.null_count() for c in (*columns, realised)) or not (realised | (frame["kind"] == PREDICTED)).all():
+        return None  # nulls or another kind
+    ts, ft, pub = (c.to_physical().to_numpy() for c in columns[:3])
+    rate, hours = columns[3].to_numpy(), columns[4].to_numpy()
+    realised = realised.cast(pl.UInt8).to_numpy()
+    return (ts, ft, pub, rate, hours, realised) if kernel.is_stored(ts, ft, hours, realised) else None
+
+
+def _normalised_arrays(frame: pl.DataFrame) -> tuple[np.ndarray, ...]:
+    """:func:`_stored_arrays` of normalised prints; null times or rates are an error."""
+    arrays = _stored_arrays(frame)
+    if arrays is None:
+        missing = [c for c in ("ts", "funding_time", "rate", "interval_hours", "kind") if frame[c].null_count()]
+        raise FundingInputError(f"prints: column(s) {', '.join(missing)} have null values")
+    return arrays
+
+
+def _print_arrays(prints: pl.DataFrame) -> tuple[pl.DataFrame, tuple[np.ndarray, ...]]:
+    """Series keys (venue, symbol, contract) and kernel arrays of any print frame: as they
+    are when already stored, else through :func:`_normalised`."""
+    frame = with_contract(prints)
+    keys_stored = all(frame.schema.get(k) == pl.String() for k in KEYS) and not frame[CONTRACT].null_count()
+    arrays = _stored_arrays(frame) if keys_stored else None
+    if arrays is None:
+        frame = _normalised(prints)
+        arrays = _normalised_arrays(frame)
+    return frame.select(KEYS), arrays
 
 
 def ignored_prints(prints: pl.DataFrame) -> pl.DataFrame:
@@ -198,117 +265,70 @@ def ignored_prints(prints: pl.DataFrame) -> pl.DataFrame:
     ``reason``: ``quoted_before_previous_day`` or
     ``predicted_after_settlement``. The engine leaves out exactly these rows (same code).
     """
-    return _public_contract(_tagged(prints).filter(pl.col("reason").is_not_null()).drop("arrival", "grid_end"))
+    frame = _normalised(prints)
+    ts, ft, _, _, _, realised = _normalised_arrays(frame)
+    codes = kernel.reasons(ts, ft, realised)
+    reason = pl.Series("reason", codes).replace_strict(_REASONS, default=None, return_dtype=pl.String)
+    return frame.with_columns(reason).filter(pl.col("reason").is_not_null())
 
 
-def _prepare(prints: pl.DataFrame) -> pl.DataFrame:
-    """Normalise, tag arrival order and grid window, leave out the prints a rule ignores.
+@dataclasses.dataclass(frozen=True)
+class _Series:
+    """Prints of one or more series laid out for the kernel: series ``s`` is rows
+    ``starts[s]:starts[s + 1]`` in ``(ts, published_at, arrival)`` order; ``keys`` (one row
+    per series) and ``order`` list the series in output order (keys sorted, nulls first)."""
 
-    A null ``contract`` is :data:`_NO_CONTRACT` from here on; :func:`_finish` turns it back
-    into null."""
-    tagged = _tagged(prints)
-    return tagged.filter(pl.col("reason").is_null()).drop("reason").with_columns(realised=pl.col("kind") == REALISED)
-
-
-def _span_start(end: str, hours: str) -> pl.Expr:
-    return pl.col(end) - pl.duration(milliseconds=(pl.col(hours) * 3_600_000).cast(pl.Int64))
-
-
-def _voided_from(p: pl.DataFrame) -> pl.DataFrame:
-    """Superseding (rule 2): for each ``(venue, symbol, contract, funding_time, interval_hours)`` a
-    predicted print quotes, ``voided_from`` = the ts of the earliest realised print of
-    another native window of the same grid window whose span overlaps the quoted span
-    ``(funding_time - interval_hours, funding_time]`` (quotes never voided are absent).
-
-    From that instant a quote with that span counts for nothing: a native window whose
-    latest print is such a quote is left out (its own realised print, final, counts).
-    """
-    native = [*KEYS, "funding_time"]
-    realised = (
-        p.filter("realised")
-        .sort([*KEYS, *ORDER])
-        .group_by(native)
-        .agg(r_hours=pl.col("interval_hours").last(), r_ts=pl.col("ts").min(), grid_end=pl.col("grid_end").first())
-        .rename({"funding_time": "r_end"})
-    )
-    quotes = p.filter(~pl.col("realised")).select(*KEYS, "grid_end", "funding_time", "interval_hours").unique()
-    overlap = (_span_start("funding_time", "interval_hours") < pl.col("r_end")) & (
-        _span_start("r_end", "r_hours") < pl.col("funding_time")
-    )
-    return (
-        quotes.join(realised, on=[*KEYS, "grid_end"])
-        .filter((pl.col("r_end") != pl.col("funding_time")) & overlap)
-        .group_by(*native, "interval_hours")
-        .agg(voided_from=pl.col("r_ts").min())
-    )
+    keys: pl.DataFrame
+    order: np.ndarray
+    starts: np.ndarray
+    ts: np.ndarray
+    ft: np.ndarray
+    pub: np.ndarray
+    rate: np.ndarray
+    hours: np.ndarray
+    realised: np.ndarray
 
 
-def _native_values(p: pl.DataFrame) -> pl.DataFrame:
-    """Final value of each native window (realised beats predicted, then the latest ts, then
-    the latest ``published_at``, then arrival); a window whose winning quote a realised
-    print supersedes is left out."""
-    return (
-        p.sort([*KEYS, "funding_time", "realised", *ORDER])
-        .unique(subset=[*KEYS, "funding_time"], keep="last", maintain_order=True)
-        .join(_voided_from(p), on=[*KEYS, "funding_time", "interval_hours"], how="left")
-        .filter(pl.col("realised") | pl.col("voided_from").is_null())
-        .select(*KEYS, "funding_time", "grid_end", "rate", "interval_hours")
-    )
+def _series(prints: pl.DataFrame) -> _Series:
+    """Prints of any number of series as kernel arrays, each series contiguous.
+
+    A frame whose series already come in contiguous runs (stored prints, one series after
+    the other) is used in place; otherwise rows are grouped by series, keeping their order."""
+    keys, arrays = _print_arrays(prints)
+    n = keys.height
+    if n and _one_series(keys):
+        starts = np.zeros(1, np.int64)
+    else:
+        change = keys.select(pl.any_horizontal(pl.col(k).ne_missing(pl.col(k).shift(1)) for k in KEYS)).to_series()
+        starts = np.flatnonzero(change.to_numpy()) if n else np.zeros(0, np.int64)
+        if n and (starts.size == 0 or starts[0] != 0):
+            starts = np.concatenate(([0], starts))
+    runs = keys[starts]
+    if runs.is_duplicated().any():
+        groups = keys.with_row_index("row").group_by(KEYS).agg("row")
+        runs = groups.select(KEYS)
+        perm = groups["row"].explode().to_numpy()
+        arrays = tuple(x[perm] for x in arrays)
+        starts = np.concatenate(([0], np.cumsum(groups["row"].list.len().to_numpy())[:-1]))
+    order = runs.with_row_index("s").sort(KEYS, nulls_last=False)["s"].to_numpy().astype(np.int64)
+    return _in_order(runs, order, np.concatenate((starts, [n])).astype(np.int64), arrays)
 
 
-def _grid_values(native: pl.DataFrame) -> pl.DataFrame:
-    """Rule 3 per grid window: r8, coverage and the interval of its latest native window."""
-    # sums in funding_time order: the same float result whatever order the rows came in
-    return (
-        native.sort([*KEYS, "funding_time"])
-        .group_by([*KEYS, "grid_end"], maintain_order=True)
-        .agg(
-            r8=pl.col("rate").sum() * GRID_HOURS / pl.col("interval_hours").sum(),
-            interval_hours=pl.col("interval_hours").sort_by("funding_time").last(),
-            cover=pl.col("interval_hours").sum() / GRID_HOURS,
-        )
-    )
+def _one_series(keys: pl.DataFrame) -> bool:
+    """Whether every row has the same key (a cheap look at each column's extremes)."""
+    if any(0 < keys[k].null_count() < keys.height for k in KEYS):
+        return False
+    extremes = keys.select(pl.col(KEYS).min().name.suffix("_min"), pl.col(KEYS).max().name.suffix("_max")).row(0)
+    return extremes[: len(KEYS)] == extremes[len(KEYS) :]
 
 
-def _complete_grid(windows: pl.DataFrame) -> pl.DataFrame:
-    """Every 8h grid end between a series' first and last window, so shifts count windows."""
-    return (
-        windows.group_by(KEYS)
-        .agg(first=pl.col("grid_end").min(), last=pl.col("grid_end").max())
-        .select(
-            *KEYS,
-            grid_end=pl.datetime_ranges("first", "last", interval=f"{GRID_HOURS}h", time_unit=MS),
-        )
-        .explode("grid_end")
-    )
-
-
-def _fill(frame: pl.DataFrame, depth: int, max_fill: int) -> pl.DataFrame:
-    """Interpolate missing ``a1..a7`` from columns ``a0..a{depth-1}`` (rule 5).
-
-    ``a0`` is bucket 0 and is never filled. For bucket k the nearest known newer (j < k) and
-    older (j > k, possibly beyond bucket 7) columns bound the run of missing windows; the
-    bucket is filled when that run is at most ``max_fill`` long.
-    """
-    a = [pl.col(f"a{j}") for j in range(depth)]
-
-    def pick(index: pl.Expr) -> pl.Expr:
-        return pl.coalesce([pl.when(index == j).then(a[j]) for j in range(depth)])
-
-    buckets, filled = [], []
-    for k in range(N_BUCKETS):
-        if k == 0:
-            buckets.append(a[0].alias("b0"))
-            filled.append(pl.lit(0, pl.Int32))
-            continue
-        newer = pl.coalesce([pl.when(a[j].is_not_null()).then(j) for j in range(k - 1, -1, -1)])
-        older = pl.coalesce([pl.when(a[j].is_not_null()).then(j) for j in range(k + 1, depth)])
-        can_fill = a[k].is_null() & older.is_not_null() & ((older - newer - 1) <= max_fill)
-        a_new, a_old = pick(newer), pick(older)
-        interpolated = a_new + (a_old - a_new) * (k - newer) / (older - newer)
-        buckets.append(pl.when(a[k].is_not_null()).then(a[k]).when(can_fill).then(interpolated).alias(f"b{k}"))
-        filled.append(can_fill.cast(pl.Int32))
-    return frame.with_columns(*buckets, n_filled=pl.sum_horizontal(filled).cast(pl.Int32))
+def _in_order(keys: pl.DataFrame, order: np.ndarray, starts: np.ndarray, arrays: tuple[np.ndarray, ...]) -> _Series:
+    """Series whose rows are put in ``(ts, published_at, arrival)`` order when they are not."""
+    ts, _, pub, *_ = arrays
+    if not kernel.is_ordered(ts, pub, starts):
+        within = kernel.ordering(ts, pub, starts)
+        arrays = tuple(x[within] for x in arrays)
+    return _Series(keys, order, starts, *arrays)
 
 
 def _check_options(annualisation: str, max_fill: int) -> None:
@@ -318,63 +338,142 @@ def _check_options(annualisation: str, max_fill: int) -> None:
         raise FundingInputError(f"max_fill must be between 0 and {N_BUCKETS - 2}, got {max_fill}")
 
 
-def _coverage(depth: int) -> list[pl.Expr]:
-    """``coverage`` of bucket 0 (column ``c0``) and ``min_coverage`` over buckets 1..7 (``c1..``),
-    a bucket whose window is unknown (filled or missing) counting 0."""
-    known = [pl.when(pl.col(f"a{k}").is_not_null()).then(pl.col(f"c{k}")).otherwise(0.0) for k in range(1, N_BUCKETS)]
-    return [pl.col("c0").alias("coverage"), pl.min_horizontal(known).alias("min_coverage")]
-
-
-def _finish(frame: pl.DataFrame, kind: str, annualisation: str) -> pl.DataFrame:
-    complete = pl.all_horizontal([pl.col(b).is_not_null() for b in BUCKETS])
+def _output_columns(rows: int) -> tuple[np.ndarray, ...]:
+    """Arrays the kernel writes rows into: ts, funding_time, interval_hours, buckets
+    (8 x rows), n_filled, as_of, coverage, min_coverage."""
     return (
-        frame.filter(complete)
-        .with_columns(kind=pl.lit(kind), annualisation=pl.lit(annualisation))
-        .select(list(SNAPSHOT_SCHEMA))
-        .pipe(_public_contract)
-        .cast(SNAPSHOT_SCHEMA)
-        .sort([*KEYS, "ts"])
+        np.empty(rows, np.int64),
+        np.empty(rows, np.int64),
+        np.empty(rows, np.float64),
+        np.empty((N_BUCKETS, rows), np.float64),
+        np.empty(rows, np.int32),
+        np.empty(rows, np.int64),
+        np.empty(rows, np.float64),
+        np.empty(rows, np.float64),
     )
 
 
-def _roll(p: pl.DataFrame, annualisation: str, max_fill: int) -> pl.DataFrame:
-    """Roll snapshots (rule 4) with ``as_of`` (see the module doc)."""
-    depth = N_BUCKETS + max_fill
-    windows = _grid_values(_native_values(p))
-    settled_at_end = (
-        p.filter(pl.col("realised") & (pl.col("funding_time") == pl.col("grid_end")))
-        .group_by([*KEYS, "grid_end"])
-        .agg(settled=pl.col("ts").min())
+def _references(arrays: tuple[np.ndarray, ...]) -> list[int]:
+    return [sys.getrefcount(a) for a in arrays]
+
+
+class _Recycled:
+    """Arrays recycled over the blocks of a stream: writing fresh memory costs more than
+    computing tick rows (the system zeroes every page on first touch).
+
+    Output arrays (:meth:`take`) are written again once nothing refers to them any more:
+    the frames that view them (and anything taken from them) are gone; at most ``keep``
+    sets are held, each with some room to spare. The kernel's scratch (:meth:`scratch`)
+    and the prints of a block (:meth:`held`) never leave the engine."""
+
+    def __init__(self, keep: int = 2) -> None:
+        self._keep = keep
+        self._sets: list[tuple[int, tuple[np.ndarray, ...], list[int]]] = []
+        self._scratch = (np.empty(0, np.int32), np.empty(0, np.uint8))
+        self._held: tuple[np.ndarray, ...] = ()
+
+    def take(self, rows: int) -> tuple[np.ndarray, ...]:
+        for capacity, arrays, alone in self._sets:
+            if capacity >= rows and _references(arrays) == alone:
+                return arrays
+        capacity = rows + rows // 4
+        arrays = _output_columns(capacity)
+        self._sets = [*self._sets, (capacity, arrays, _references(arrays))][-self._keep :]
+        return arrays
+
+    def scratch(self, size: int) -> tuple[np.ndarray, np.ndarray]:
+        if self._scratch[0].size < size:
+            self._scratch = (np.empty(size + size // 4, np.int32), np.empty(size + size // 4, np.uint8))
+        return self._scratch
+
+    def held(self, chunks: list[tuple[np.ndarray, ...]]) -> tuple[np.ndarray, ...]:
+        """The columns of ``chunks`` end to end (the first chunk may be a tail of the
+        previous result: it is moved to the front first)."""
+        size = sum(chunk[0].size for chunk in chunks)
+        if not self._held or self._held[0].size < size:
+            grown = tuple(np.empty(size + size // 4, c.dtype) for c in chunks[0])
+            if self._held:  # the tail of the previous block lives in the old arrays
+                chunks = [tuple(c.copy() for c in chunks[0]), *chunks[1:]]
+            self._held = grown
+        at = 0
+        for chunk in chunks:
+            n = chunk[0].size
+            for target, column in zip(self._held, chunk):
+                target[at : at + n] = column
+            at += n
+        return tuple(c[:size] for c in self._held)
+
+
+def _snapshots(
+    series: _Series,
+    *,
+    every_minutes: int | None,
+    roll: bool,
+    annualisation: str,
+    max_fill: int,
+    day_cut: bool = False,
+    emit: tuple[int, int] = _ALL,
+    buffers: _Recycled | None = None,
+) -> pl.DataFrame:
+    """The kernel's rows (intraday samples every ``every_minutes``, none if None; roll rows
+    if ``roll``) with ``as_of`` in ``emit`` (epoch ms, half open), as a snapshot frame
+    viewing the arrays the kernel wrote (from ``buffers`` when given)."""
+    every_ms = -1 if every_minutes is None else every_minutes * 60_000
+    lo, hi = emit
+    s = series
+    rows = kernel.output_rows(s.ts, s.ft, s.starts, every_ms, roll, lo, hi)
+    written = buffers.take(rows) if buffers is not None else _output_columns(rows)
+    as_of = written[5] if roll else written[0]  # intraday rows only: as_of = ts
+    columns = (*written[:5], as_of, *written[6:], np.empty((s.order.size, 3), np.int64))
+    longest = int(np.diff(s.starts).max(initial=0))
+    nid, code = (
+        buffers.scratch(longest) if buffers is not None else (np.empty(longest, np.int32), np.empty(longest, np.uint8))
     )
-    first_seen = p.group_by([*KEYS, "grid_end"]).agg(first_ts=pl.col("ts").min())
-    never = pl.lit(dt.datetime(9999, 1, 1), TS)
-    last_close = pl.col("grid_end").dt.truncate("1d") + pl.duration(days=1 + MAX_CLOSE_LAG_DAYS)
-    series = (
-        _complete_grid(windows)
-        .join(windows, on=[*KEYS, "grid_end"], how="left")
-        .join(first_seen, on=[*KEYS, "grid_end"], how="left")
-        .join(settled_at_end, on=[*KEYS, "grid_end"], how="left")
-        .sort([*KEYS, "grid_end"])
-        .with_columns(a0=annualise(pl.col("r8"), annualisation), c0=pl.col("cover"))
-        .with_columns(
-            # earliest print of any later window (a reverse running minimum)
-            later=pl.col("first_ts").fill_null(never).shift(-1).cum_min(reverse=True).over(KEYS),
-            **{f"a{k}": pl.col("a0").shift(k).over(KEYS) for k in range(1, depth)},
-            **{f"c{k}": pl.col("c0").shift(k).over(KEYS) for k in range(1, N_BUCKETS)},
-        )
-        .with_columns(closed_at=pl.min_horizontal("settled", pl.when(pl.col("later") < never).then(pl.col("later"))))
-        .filter(pl.col("a0").is_not_null() & pl.col("closed_at").is_not_null())
-        .with_columns(
-            ts=pl.col("grid_end"),
-            funding_time=pl.col("grid_end"),
-            # the window's end, unless it closed only after that UTC day (then the close)
-            as_of=pl.when(pl.col("closed_at") < pl.col("grid_end").dt.truncate("1d") + pl.duration(days=1))
-            .then(pl.col("grid_end"))
-            .otherwise(pl.col("closed_at")),
-        )
-        .filter(pl.col("as_of") < last_close)
+    n = kernel.snapshots(
+        s.ts, s.ft, s.pub, s.rate, s.hours, s.realised, s.starts, s.order,
+        every_ms, roll, annualisation == "apy", max_fill, day_cut, lo, hi, columns, nid, code,
+    )  # fmt: skip
+    kind = INTRADAY if not roll else ROLL if every_minutes is None else None
+    return _frame(columns, n, s, annualisation, kind)
+
+
+def _frame(out, n: int, series: _Series, annualisation: str, kind: str | None) -> pl.DataFrame:
+    """Snapshot frame of the first ``n`` rows the kernel wrote (no copy of the numbers).
+    ``kind``: the kind of every row, or None for intraday then roll rows per segment."""
+    ts, ft, hours, buckets, n_filled, as_of, coverage, min_coverage, bounds = out
+    if n == 0:
+        return pl.DataFrame(schema=SNAPSHOT_SCHEMA)
+    interval = pl.Series("interval_hours", hours[:n])
+    if np.isnan(hours[:n]).any():
+        interval = interval.fill_nan(None)
+    frame = pl.DataFrame(
+        [
+            pl.Series("ts", ts[:n]).cast(TS),
+            pl.Series("funding_time", ft[:n]).cast(TS),
+            interval,
+            *(pl.Series(b, buckets[k, :n]) for k, b in enumerate(BUCKETS)),
+            pl.Series("n_filled", n_filled[:n]),
+            pl.Series("as_of", as_of[:n]).cast(TS),
+            pl.Series("coverage", coverage[:n]),
+            pl.Series("min_coverage", min_coverage[:n]),
+        ]
     )
-    return _finish(_fill(series, depth, max_fill).with_columns(_coverage(depth)), "roll", annualisation)
+    keys = series.keys
+    if keys.height == 1:
+        key_columns = [pl.lit(v, pl.String).alias(k) for k, v in keys.row(0, named=True).items()]
+    else:
+        segment = np.repeat(series.order, bounds[:, 2] - bounds[:, 0])
+        key_columns = keys[segment].get_columns()
+    if kind is None:
+        rolls = np.zeros(n, np.bool_)
+        for _, first_roll, end in bounds:
+            rolls[first_roll:end] = True
+        kind_column = pl.when(pl.Series(rolls)).then(pl.lit(ROLL)).otherwise(pl.lit(INTRADAY))
+    else:
+        kind_column = pl.lit(kind)
+    return frame.with_columns(
+        *key_columns, kind_column.alias("kind"), pl.lit(annualisation).alias("annualisation")
+    ).select(list(SNAPSHOT_SCHEMA))
 
 
 def roll_snapshots(
@@ -388,128 +487,8 @@ def roll_snapshots(
     funding_time`` = the window's end (UTC).
     """
     _check_options(annualisation, max_fill)
-    return _roll(_prepare(prints), annualisation, max_fill)
-
-
-def _sample_instants(p: pl.DataFrame, every_minutes: int) -> pl.DataFrame:
-    """Sample instants per series: a clock grid of ``every_minutes``, or every print's ts."""
-    if every_minutes == 0:
-        return p.select(*KEYS, t=pl.col("ts")).unique().sort([*KEYS, "t"])
-    step = every_minutes * 60_000
-    return (
-        p.group_by(KEYS)
-        .agg(first=pl.col("ts").min(), last=pl.col("ts").max())
-        .with_columns(first=from_epoch_ms((_ms("first") + step - 1) // step * step))
-        .filter(pl.col("first") <= pl.col("last"))
-        .select(
-            *KEYS,
-            t=pl.datetime_ranges("first", "last", interval=f"{every_minutes}m", time_unit=MS),
-        )
-        .explode("t")
-        .sort([*KEYS, "t"])
-    )
-
-
-def _asof_window_values(p: pl.DataFrame) -> pl.DataFrame:
-    """Each grid window's running r8 and coverage after every print, for as-of look-ups.
-
-    A print replaces its native window's value unless a realised print already fixed it. A
-    quote that a realised print supersedes (:func:`_voided_from`) counts for nothing (rate
-    and hours 0) from that print's ts on, or from its own ts if quoted after it. The grid
-    window's running sums of rate and hours move by the change each event makes; its
-    ``interval_hours`` is the one of the native window its latest counted print belongs to.
-    """
-    native = [*KEYS, "funding_time"]
-    quotes = (
-        p.join(_voided_from(p), on=[*native, "interval_hours"], how="left")
-        .sort([*native, *ORDER])
-        .with_columns(next_ts=pl.col("ts").shift(-1).over(native), arrival=pl.col("arrival").cast(pl.Int64))
-    )
-    void = ~pl.col("realised") & (pl.col("voided_from") <= pl.col("ts"))
-    cols = [*native, *ORDER, "grid_end", "rate", "interval_hours", "realised"]
-    printed = quotes.with_columns(
-        rate=pl.when(void).then(0.0).otherwise("rate"),
-        interval_hours=pl.when(void).then(0.0).otherwise("interval_hours"),
-    ).select(cols)
-    # a quote still current when a realised print supersedes it drops out at that instant
-    voided_later = (
-        ~pl.col("realised")
-        & (pl.col("voided_from") > pl.col("ts"))
-        & (pl.col("next_ts").is_null() | (pl.col("voided_from") < pl.col("next_ts")))
-    )
-    retract = quotes.filter(voided_later).select(
-        *native,
-        ts=pl.col("voided_from"),
-        published_at=pl.col("voided_from"),
-        arrival=pl.lit(2**62, pl.Int64),  # after every print of the same instant
-        grid_end="grid_end",
-        rate=pl.lit(0.0),
-        interval_hours=pl.lit(0.0),
-        realised=pl.lit(False),
-    )
-    events = (
-        pl.concat([printed, retract.select(cols)])
-        .sort([*KEYS, *ORDER])
-        .with_columns(
-            fixed_rate=pl.when("realised").then("rate").forward_fill().over(native),
-            fixed_hours=pl.when("realised").then("interval_hours").forward_fill().over(native),
-        )
-        .with_columns(
-            value=pl.coalesce("fixed_rate", "rate"),
-            hours=pl.coalesce("fixed_hours", "interval_hours"),
-        )
-        .with_columns(
-            d_value=pl.col("value") - pl.col("value").shift(1).over(native).fill_null(0.0),
-            d_hours=pl.col("hours") - pl.col("hours").shift(1).over(native).fill_null(0.0),
-        )
-    )
-    window = [*KEYS, "grid_end"]
-    return (
-        events.with_columns(
-            sum_rate=pl.col("d_value").cum_sum().over(window),
-            sum_hours=pl.col("d_hours").cum_sum().over(window),
-            # a superseded quote (hours 0) leaves the interval as it was
-            counted_hours=pl.when(pl.col("hours") > 0).then("hours").forward_fill().over(window),
-        )
-        .select(
-            *window,
-            "ts",
-            r8=pl.col("sum_rate") * GRID_HOURS / pl.col("sum_hours"),
-            interval_hours=pl.col("counted_hours"),
-            cover=pl.col("sum_hours") / GRID_HOURS,
-        )
-        # the state after the last event at a given instant is what an as-of sample sees
-        .unique(subset=[*window, "ts"], keep="last", maintain_order=True)
-        .sort("ts")
-    )
-
-
-def _intraday(p: pl.DataFrame, every_minutes: int, annualisation: str, max_fill: int) -> pl.DataFrame:
-    depth = N_BUCKETS + max_fill
-    values = _asof_window_values(p)
-    t_ms = _ms("t")
-    samples = _sample_instants(p, every_minutes).with_columns(
-        open_end=from_epoch_ms(t_ms // GRID_MS * GRID_MS + GRID_MS)
-    )
-    frame = samples.sort("t")
-    for k in range(depth):
-        right = values.rename({"r8": f"r{k}", "interval_hours": f"h{k}", "cover": f"c{k}", "grid_end": f"g{k}"})
-        frame = frame.with_columns((pl.col("open_end") - pl.duration(hours=GRID_HOURS * k)).alias(f"g{k}")).join_asof(
-            right,
-            left_on="t",
-            right_on="ts",
-            by=[*KEYS, f"g{k}"],
-            strategy="backward",
-            check_sortedness=False,
-        )
-        frame = frame.drop([c for c in frame.columns if c.startswith("ts")] + [f"g{k}"])
-        if k:
-            frame = frame.drop(f"h{k}")
-    frame = frame.with_columns(**{f"a{k}": annualise(pl.col(f"r{k}"), annualisation) for k in range(depth)}).filter(
-        pl.col("a0").is_not_null()
-    )
-    frame = frame.with_columns(ts=pl.col("t"), funding_time=pl.col("open_end"), interval_hours="h0", as_of=pl.col("t"))
-    return _finish(_fill(frame, depth, max_fill).with_columns(_coverage(depth)), "intraday", annualisation)
+    series = _series(prints)
+    return _snapshots(series, every_minutes=None, roll=True, annualisation=annualisation, max_fill=max_fill)
 
 
 def intraday_snapshots(
@@ -528,7 +507,8 @@ def intraday_snapshots(
     """
     _check_options(annualisation, max_fill)
     every_minutes = parse_every_minutes(str(every), setting="every")
-    return _intraday(_prepare(prints), every_minutes, annualisation, max_fill)
+    series = _series(prints)
+    return _snapshots(series, every_minutes=every_minutes, roll=False, annualisation=annualisation, max_fill=max_fill)
 
 
 def partition_snapshots(
@@ -555,19 +535,266 @@ def partition_snapshots(
       changes the row;
     - an intraday sample at t on D reads prints with ``ts`` <= t of windows ending after
       t - 72h, quoted no earlier than D - 4.
+
+    :func:`stream_snapshots` computes the same rows out of core, a block of days at a time.
     """
     _check_options(annualisation, max_fill)
     every_minutes = parse_every_minutes(str(every), setting="every")
-    p = _prepare(prints)
-    roll = _roll(p, annualisation, max_fill)
-    last_print_of_day = _public_contract(
-        p.group_by(*KEYS, day=pl.col("ts").dt.truncate("1d")).agg(last_print=pl.col("ts").max())
+    series = _series(prints)
+    return _snapshots(
+        series, every_minutes=every_minutes, roll=True, annualisation=annualisation, max_fill=max_fill, day_cut=True
     )
-    intraday = (
-        _intraday(p, every_minutes, annualisation, max_fill)
-        .with_columns(day=pl.col("ts").dt.truncate("1d"))
-        .join(last_print_of_day, on=[*KEYS, "day"], how="inner", nulls_equal=True)
-        .filter(pl.col("ts") <= pl.col("last_print"))
-        .drop("day", "last_print")
+
+
+#: UTC days of rows one batch of :func:`stream_snapshots` holds (per series).
+STREAM_BLOCK_DAYS = 30
+#: What :func:`stream_snapshots` reads: prints in memory, a query, or parquet on disk.
+Source = pl.DataFrame | pl.LazyFrame | str | Path
+
+
+def stream_snapshots(
+    source: Source | Iterable[Source],
+    *,
+    every: str | int = "10m",
+    kinds: Sequence[str] = (INTRADAY, ROLL),
+    annualisation: str = "apr",
+    max_fill: int = DEFAULT_MAX_FILL,
+    block_days: int = STREAM_BLOCK_DAYS,
+) -> Iterator[pl.DataFrame]:
+    """:func:`partition_snapshots` out of core: the same rows, one series and one block of
+    days at a time, so that tick-level snapshots (``every=0``) are a query over prints, not
+    a stored fire-hose.
+
+    ``source``: prints as stored (normalised, as in ``raw_prints``: a realised print's
+    ``ts`` is its settlement time) in a DataFrame, a LazyFrame (``pl.scan_parquet``, a
+    query: each block is one filtered read), a parquet file or glob, or a directory; or an
+    iterable of these, each holding whole series. A directory partitioned by series, hive
+    style (``venue=.../symbol=.../contract=...``, ``contract`` optional), whose files
+    sort by name in time order (each file's prints no earlier than the previous file's
+    days) is read file after file, every print once; any other directory is scanned.
+
+    Each batch holds the rows of one series whose ``as_of`` falls in one block of
+    ``block_days`` UTC days (intraday samples, then roll rows, each by ``ts``), computed
+    from the prints of that block and the :func:`lookback_days` before it (the partition
+    invariant of :func:`partition_snapshots`). Series come in key order. Only ``kinds``
+    (``"intraday"``, ``"roll"``) are computed. Sorted by ``[*KEYS, "kind", "ts"]``, the
+    batches together are :func:`partition_snapshots` of all the prints. Memory holds one
+    block's prints and rows, and the next block's prints (read while the kernel runs).
+    """
+    _check_options(annualisation, max_fill)
+    unknown = set(kinds) - {INTRADAY, ROLL}
+    if unknown or not kinds:
+        raise FundingInputError(f"kinds must be a non-empty subset of ('intraday', 'roll'), got {tuple(kinds)!r}")
+    if block_days < 1:
+        raise FundingInputError(f"block_days must be at least 1, got {block_days}")
+    options = dict(
+        every_minutes=parse_every_minutes(str(every), setting="every") if INTRADAY in kinds else None,
+        roll=ROLL in kinds,
+        annualisation=annualisation,
+        max_fill=max_fill,
+        day_cut=True,
+        buffers=_Recycled(),
     )
-    return pl.concat([roll, intraday]).sort([*KEYS, "kind", "ts"])
+    blocks = functools.partial(_blocks, block_days=block_days, lookback=lookback_days(max_fill))
+    items = [source] if isinstance(source, Source) else source
+    for item in items:
+        if isinstance(item, pl.DataFrame):
+            yield from _stream_frame(_series(item), blocks, options)
+        elif isinstance(item, str | Path) and (by_series := _series_files(Path(item))) is not None:
+            yield from _stream_files(by_series, block_days, lookback_days(max_fill), options)
+        else:
+            yield from _stream_scan(_scan(item), blocks, options)
+
+
+def _blocks(first_ms: int, last_ms: int, *, block_days: int, lookback: int) -> list[tuple[int, int, int]]:
+    """``(read_from, lo, hi)`` epoch ms per block of days: rows with ``as_of`` in
+    ``[lo, hi)`` read the prints with ``ts`` in ``[read_from, hi)``. A row's ``as_of`` is at
+    most its window's end, which is less than two days after the print that quoted it."""
+    start = first_ms // DAY_MS * DAY_MS
+    end = (last_ms // DAY_MS + 3) * DAY_MS
+    step = block_days * DAY_MS
+    return [(lo - lookback * DAY_MS, lo, min(lo + step, end)) for lo in range(start, end, step)]
+
+
+def _stream_frame(series: _Series, blocks, options: dict) -> Iterator[pl.DataFrame]:
+    """Blocks of each series of prints already in memory: row ranges of its sorted ts."""
+    for s in series.order:
+        a, b = series.starts[s], series.starts[s + 1]
+        ts = series.ts[a:b]
+        if ts.size == 0:
+            continue
+        for read_from, lo, hi in blocks(int(ts[0]), int(ts[-1])):
+            i, j = a + np.searchsorted(ts, [read_from, hi], side="left")
+            arrays = (series.ts, series.ft, series.pub, series.rate, series.hours, series.realised)
+            block = _Series(series.keys[int(s)], np.zeros(1, np.int64), np.array([0, j - i]), *(x[i:j] for x in arrays))
+            rows = _snapshots(block, emit=(lo, hi), **options)
+            if rows.height:
+                yield rows
+
+
+_HIVE_NULL = "__HIVE_DEFAULT_PARTITION__"
+
+
+def _series_files(root: Path) -> list[tuple[tuple, list[Path]]] | None:
+    """The parquet files of each series (in name order) under a directory partitioned by
+    series, hive style, series in key order; None when it is not laid out so."""
+    if not root.is_dir():
+        return None
+    files: dict[tuple, list[Path]] = {}
+    for path in sorted(root.glob("**/*.parquet")):
+        parts = dict(p.split("=", 1) for p in path.relative_to(root).parts[:-1] if "=" in p)
+        parts = {k: None if v == _HIVE_NULL else urllib.parse.unquote(v) for k, v in parts.items()}
+        if not {"venue", "symbol"} <= parts.keys():
+            return None
+        files.setdefault((parts["venue"], parts["symbol"], parts.get(CONTRACT)), []).append(path)
+    if not files:
+        return None
+    keys = pl.DataFrame(list(files), schema=dict.fromkeys(KEYS, pl.String), orient="row", infer_schema_length=None)
+    series = keys.with_columns(pl.col(CONTRACT).fill_null(main_contracts(keys)))  # as normalise does
+    if series.is_duplicated().any():
+        return None  # one series under two keys (null contract and its main perpetual): scan it
+    order = series.with_row_index("i").sort(KEYS, nulls_last=False)["i"].to_list()
+    stored = list(files.values())
+    return [(series.row(i), stored[i]) for i in order]
+
+
+def _stream_files(
+    by_series: list[tuple[tuple, list[Path]]], block_days: int, lookback: int, options: dict
+) -> Iterator[pl.DataFrame]:
+    """Each series' files in name order, one read each (the next one while the kernel
+    runs). Once the days read reach ``block_days`` past the last block, the rows of the
+    days complete so far (all but the last day read) are computed from the prints held: the
+    files read since, and the last :func:`lookback_days` before them."""
+    files = [(key, path) for key, paths in by_series for path in paths]
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as reader:
+        pending = reader.submit(_read_file, *files[0]) if files else None
+        held: list[tuple[np.ndarray, ...]] = []
+        done = None  # rows with as_of before this instant (epoch ms) are out
+        for f, (key, path) in enumerate(files):
+            arrays = pending.result()
+            pending = reader.submit(_read_file, *files[f + 1]) if f + 1 < len(files) else None
+            if arrays is not None and arrays[0].size:
+                first, last = int(arrays[0].min()), int(arrays[0].max())
+                if done is None:
+                    done = first // DAY_MS * DAY_MS
+                if first < done:
+                    raise FundingInputError(
+                        f"stream_snapshots: {path} holds prints before the days its series' earlier files "
+                        "completed; name files in time order, or pass pl.scan_parquet(...) instead"
+                    )
+                held.append(arrays)
+                complete = last // DAY_MS * DAY_MS
+                if complete - done >= block_days * DAY_MS:
+                    rows, held = _held_rows(key, held, (done, complete), lookback, options)
+                    done = complete
+                    if rows.height:
+                        yield rows
+            if f + 1 == len(files) or files[f + 1][0] != key:
+                if held:
+                    rows, _ = _held_rows(key, held, (done, kernel.NEVER), lookback, options)
+                    if rows.height:
+                        yield rows
+                held, done = [], None
+
+
+def _held_rows(key: tuple, held: list, emit: tuple[int, int], lookback: int, options: dict):
+    """Rows with ``as_of`` in ``emit`` from the prints held, and the prints to hold on to
+    for the next block (its lookback)."""
+    arrays = options["buffers"].held(held)
+    keys = pl.DataFrame([key], schema=dict.fromkeys(KEYS, pl.String), orient="row")
+    series = _in_order(keys, np.zeros(1, np.int64), np.array([0, arrays[0].size]), arrays)
+    rows = _snapshots(series, emit=emit, **options)
+    columns = (series.ts, series.ft, series.pub, series.rate, series.hours, series.realised)
+    keep = np.searchsorted(series.ts, emit[1] - lookback * DAY_MS)
+    return rows, [tuple(x[keep:] for x in columns)]
+
+
+def _read_file(key: tuple, path: Path) -> tuple[np.ndarray, ...] | None:
+    schema = pl.read_parquet_schema(path)
+    columns = [c for c in (*_STORED, "published_at") if c in schema]
+    frame = pl.read_parquet(path, columns=columns, hive_partitioning=False)
+    return _block_arrays(frame, key) if frame.height else None
+
+
+def _scan(item: pl.LazyFrame | str | Path) -> pl.LazyFrame:
+    if isinstance(item, pl.LazyFrame):
+        return item
+    path = Path(item)
+    if path.is_dir():
+        return pl.scan_parquet(path / "**" / "*.parquet", hive_partitioning=True)
+    return pl.scan_parquet(item)
+
+
+def _stream_scan(scan: pl.LazyFrame, blocks, options: dict) -> Iterator[pl.DataFrame]:
+    """Blocks of each series of a query: the series and their spans first (one aggregate),
+    then one filtered read per block, the next one read while the kernel runs."""
+    schema = scan.collect_schema()
+    if CONTRACT not in schema:
+        scan = scan.with_columns(pl.lit(None, pl.String).alias(CONTRACT))
+    ts_type = schema.get("ts")
+    if ts_type is None:
+        raise FundingInputError("prints: missing column 'ts'")
+    ms = as_utc_ms(pl.col("ts"), ts_type, "ts").dt.epoch(MS)
+    spans = scan.group_by(KEYS).agg(first=ms.min(), last=ms.max()).with_columns(pl.col(KEYS).cast(pl.String)).collect()
+    # a null contract is the venue's main perpetual (normalise): one series, maybe two stored keys
+    spans = spans.with_columns(series=pl.col(CONTRACT).fill_null(main_contracts(spans)))
+    series = spans.group_by("venue", "symbol", "series").agg("contract", pl.col("first").min(), pl.col("last").max())
+    columns = [c for c in (*_STORED, "published_at") if c in schema]
+    tasks = [
+        (pl.DataFrame([key], schema=dict.fromkeys(KEYS, pl.String), orient="row"),
+         _key_filter(*key[:2], contracts) & (pl.col("ts") >= _ts_literal(ts_type, read_from))
+         & (pl.col("ts") < _ts_literal(ts_type, hi)), (lo, hi))
+        for *key, contracts, first, last in series.sort("venue", "symbol", "series", nulls_last=False).iter_rows()
+        for read_from, lo, hi in blocks(first, last)
+    ]  # fmt: skip
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as reader:
+        read = functools.partial(_read_block, scan, columns)
+        pending = reader.submit(read, *tasks[0][:2]) if tasks else None
+        for t, (*_, emit) in enumerate(tasks):
+            block = pending.result()
+            pending = reader.submit(read, *tasks[t + 1][:2]) if t + 1 < len(tasks) else None
+            if block is not None:
+                rows = _snapshots(block, emit=emit, **options)
+                if rows.height:
+                    yield rows
+
+
+def _key_filter(venue: str, symbol: str, contracts: list[str | None]) -> pl.Expr:
+    """Rows of a series stored under any of ``contracts`` (null: the venue's main perpetual)."""
+    same = [pl.col(CONTRACT).is_null() if c is None else pl.col(CONTRACT) == c for c in contracts]
+    return (pl.col("venue") == venue) & (pl.col("symbol") == symbol) & pl.any_horizontal(same)
+
+
+def _ts_literal(dtype: pl.DataType, ms: int) -> pl.Expr:
+    """Epoch ms as a literal comparable with a stored ``ts`` column of type ``dtype``."""
+    if isinstance(dtype, pl.Datetime):
+        utc = pl.lit(ms, pl.Int64).cast(pl.Datetime(MS)).dt.replace_time_zone("UTC")
+        local = utc.dt.convert_time_zone(dtype.time_zone) if dtype.time_zone else utc.dt.replace_time_zone(None)
+        return local.cast(dtype)
+    return pl.lit(ms, dtype)
+
+
+def _read_block(scan: pl.LazyFrame, columns: list[str], key: pl.DataFrame, where: pl.Expr) -> _Series | None:
+    """The prints of one series in one block (None if there are none), as kernel arrays."""
+    frame = scan.filter(where).select(columns).collect()
+    if not frame.height:
+        return None
+    arrays = _block_arrays(frame, key.row(0))
+    return _in_order(key, np.zeros(1, np.int64), np.array([0, frame.height], np.int64), arrays)
+
+
+def _block_arrays(frame: pl.DataFrame, key: tuple) -> tuple[np.ndarray, ...]:
+    """Kernel arrays of one series' prints read by stored ``ts``: used as read when stored,
+    else normalised; then a realised print must be stored at its settlement time: one that
+    is not is an error, not a guess."""
+    arrays = _stored_arrays(frame)
+    if arrays is None:
+        stored = as_utc_ms(pl.col("ts"), frame.schema["ts"], "ts").alias("_stored_ts")
+        prints = normalise(frame.with_columns(*(pl.lit(v, pl.String).alias(k) for k, v in zip(KEYS, key)), stored))
+        if prints.filter(pl.col("ts") != pl.col("_stored_ts")).height:
+            raise FundingInputError(
+                "stream_snapshots reads prints as stored: a realised print's ts must be its settlement time "
+                "(funding_assets.prints.normalise gives that form)"
+            )
+        arrays = _normalised_arrays(prints)
+    return arrays

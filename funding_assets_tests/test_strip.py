@@ -179,6 +179,23 @@ def test_a_gap_of_three_windows_emits_no_snapshot():
     assert not set(closes_over_gap) & set(roll["ts"].to_list())
 
 
+def test_max_fill_0_emits_only_complete_strips():
+    """Formerly the engine failed outright with ``max_fill=0`` (an empty coalesce)."""
+    rates = [0.0001 + i * 1e-6 for i in range(12)]
+    frame = settled(T0, rates).with_row_index().filter(pl.col("index") != 9).drop("index")
+    roll = strip.roll_snapshots(frame, max_fill=0)
+    # windows 7 and 8 close with eight known windows; 10 and 11 have window 9 among their eight
+    assert roll["ts"].to_list() == [T0 + 7 * 8 * H, T0 + 8 * 8 * H]
+    assert roll["n_filled"].to_list() == [0, 0]
+    filled = strip.roll_snapshots(frame, max_fill=1)
+    assert filled["ts"].to_list() == [T0 + i * 8 * H for i in (7, 8, 10, 11)]
+    quote = prints([(T0 + 12 * 8 * H - 5 * H, T0 + 12 * 8 * H, 0.0002, 8, "predicted")])  # open window
+    assert strip.intraday_snapshots(pl.concat([frame, quote]), every="1h", max_fill=0).is_empty()  # reads window 9
+    intraday = strip.intraday_snapshots(pl.concat([settled(T0, rates), quote]), every="1h", max_fill=0)
+    assert intraday.select("ts", "n_filled").rows() == [(T0 + 91 * H, 0)]
+    assert intraday["b0"][0] == pytest.approx(0.0002 * 1095)
+
+
 def test_fill_uses_an_older_window_beyond_bucket_7_and_needs_one():
     rates = [0.0002] + [0.0001] * 8
     frame = settled(T0, rates).with_row_index().filter(pl.col("index") != 1).drop("index")
