@@ -115,10 +115,12 @@ class RollingWindow:
             raise FundingInputError(f"band_k must be a positive number, got {self.band_k!r}")
 
     @classmethod
-    def notebook(cls, n: int = 30, *, band_k: float = 1.5) -> RollingWindow:
+    def notebook(cls, n: int = 30, *, band_k: float = 1.5, max_age: str | None = None) -> RollingWindow:
         """The seed notebook's pandas ``rolling(n)``: the current point included, nothing
-        before ``n`` observations (``min_periods = n``), ddof 1, bands at 1.5 std."""
-        return cls(window=n, include_current=True, min_obs=n, band_k=band_k)
+        before ``n`` observations (``min_periods = n``), ddof 1, bands at 1.5 std.
+        ``max_age`` as for any window in observations (default ``2 * n * 8h``; hourly
+        candles want hours, e.g. ``"144h"`` for 72 of them)."""
+        return cls(window=n, include_current=True, min_obs=n, band_k=band_k, max_age=max_age)
 
     @classmethod
     def parse(

@@ -30,9 +30,15 @@ and ``contract_b`` null).
 ``rolling=RollingWindow.notebook(30)`` reproduces the seed notebook's pandas ``rolling(30)``
 (the current spread included, 30 observations needed). A day's rows read the
 ``rolling.lookback_days()`` days of roll snapshots before it (:data:`LOOKBACK_DAYS` by default).
+
+The engine, :func:`pair_spreads`, is generic in the group (here the coin), the series
+columns, the time and the value: the fixed-rate spreads
+(:func:`funding_assets.fixedfloat.fixed_spreads`) run it on implied fixed rates.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import polars as pl
 
@@ -82,21 +88,57 @@ def _bands(band_k: float) -> list[pl.Expr]:
 
 
 def _first_series(a: list[str], b: list[str]) -> pl.Expr:
-    """``(venue, contract)`` of columns ``a`` strictly before that of ``b``, lexicographically,
-    a null contract ordering as ``""`` (a polars comparison with null would give null)."""
-    venue_a, contract_a = pl.col(a[0]), pl.col(a[1]).fill_null("")
-    venue_b, contract_b = pl.col(b[0]), pl.col(b[1]).fill_null("")
-    return (venue_a < venue_b) | ((venue_a == venue_b) & (contract_a < contract_b))
+    """The series in columns ``a`` strictly before the one in ``b``, lexicographically, a null
+    ordering as ``""`` (a polars comparison with null would give null)."""
+    col_a, col_b = pl.col(a[0]).fill_null(""), pl.col(b[0]).fill_null("")
+    if len(a) == 1:
+        return col_a < col_b
+    return (col_a < col_b) | ((col_a == col_b) & _first_series(a[1:], b[1:]))
 
 
-def _pairs(b0: pl.DataFrame) -> pl.DataFrame:
-    """Every ordered pair of distinct series of a coin at a window, with ``spread = b0_a -
-    b0_b``. The self-join is on (symbol, funding_time): no pair crosses coins."""
+def pair_spreads(
+    frame: pl.DataFrame,
+    *,
+    value: str,
+    time: str,
+    group: list[str],
+    series: list[str],
+    rolling: RollingWindow,
+    carry: Sequence[str] = (),
+) -> pl.DataFrame:
+    """The spread engine: every pair of distinct series of a group at a time, with rolling
+    statistics, bands, signal and the group's dispersion, by the rules of the module doc.
+
+    ``frame`` has one row per (``group``, ``series``, ``carry``, ``time``) with a ``value``.
+    ``series`` (String columns) names a series and orders a pair (``a < b``
+    lexicographically, a null as ``""``); ``carry`` columns are carried on each side and keep
+    apart two rows of one series (the pair key then holds them too). Output: ``*group``,
+    ``{c}_a`` then ``{c}_b`` for ``c`` in ``series + carry`` (the pair key), ``time``,
+    ``{value}_a``, ``{value}_b``, ``spread``, ``mean``, ``std``, ``z``, ``upper``,
+    ``lower``, ``signal``, ``dispersion`` (std, ddof 1, of ``value`` across the group's rows
+    at the time) and ``n_series`` (those rows), sorted by the pair key and ``time``.
+    """
+    sides = [*series, *carry]
+    # series order fixes the float order of the cross-series std (same bytes on every run)
+    rows = frame.select(*group, *sides, time, value).sort(*group, time, *sides)
+    # the self-join is on (group, time): no pair crosses groups
+    pairs = (
+        rows.join(rows, on=[*group, time], suffix="_b")
+        .filter(_first_series(series, [f"{c}_b" for c in series]))
+        .rename({c: f"{c}_a" for c in [*sides, value]})
+        .with_columns(spread=pl.col(f"{value}_a") - pl.col(f"{value}_b"))
+    )
+    key = [*group, *(f"{c}_a" for c in sides), *(f"{c}_b" for c in sides)]
+    stats = rolling.stats(pairs, ["spread"], time=time, by=key).rename({"spread_mean": "mean", "spread_std": "std"})
+    dispersion = rows.group_by(*group, time, maintain_order=True).agg(
+        dispersion=pl.col(value).std(ddof=1), n_series=pl.len()
+    )
+    statistics = ["spread", "mean", "std", "z", "upper", "lower", "signal", "dispersion", "n_series"]
     return (
-        b0.join(b0, on=["symbol", "funding_time"], suffix="_b")
-        .filter(_first_series(SERIES, [f"{c}_b" for c in SERIES]))
-        .rename({"venue": "venue_a", "contract": "contract_a", "b0": "b0_a"})
-        .with_columns(spread=pl.col("b0_a") - pl.col("b0_b"))
+        stats.with_columns(_bands(rolling.band_k))
+        .join(dispersion, on=[*group, time], how="left")
+        .select(*key, time, f"{value}_a", f"{value}_b", *statistics)
+        .sort([*key, time])
     )
 
 
@@ -104,23 +146,6 @@ def spread_signals(roll_b0: pl.DataFrame, *, rolling: RollingWindow = DEFAULT_RO
     """Spreads from roll snapshots' bucket 0: columns ``venue, symbol, contract, funding_time,
     b0`` (annualised decimals; ``contract`` optional, others such as ``as_of`` ignored). One
     row per coin, pair of series and window, columns :data:`SPREAD_SCHEMA`."""
-    # series order fixes the float order of the cross-series std (same bytes on every run)
-    b0 = (
-        with_contract(roll_b0)
-        .select("venue", "symbol", "contract", "funding_time", "b0")
-        .sort("symbol", "funding_time", "venue", "contract")
-    )
-    pairs = _pairs(b0)
-    stats = rolling.stats(pairs, ["spread"], time="funding_time", by=PAIR).rename(
-        {"spread_mean": "mean", "spread_std": "std"}
-    )
-    dispersion = b0.group_by("symbol", "funding_time", maintain_order=True).agg(
-        dispersion=pl.col("b0").std(ddof=1), n_venues=pl.len()
-    )
-    return (
-        stats.with_columns(_bands(rolling.band_k))
-        .join(dispersion, on=["symbol", "funding_time"], how="left")
-        .select(list(SPREAD_SCHEMA))
-        .cast(SPREAD_SCHEMA)
-        .sort([*PAIR, "funding_time"])
-    )
+    b0 = with_contract(roll_b0)
+    out = pair_spreads(b0, value="b0", time="funding_time", group=["symbol"], series=SERIES, rolling=rolling)
+    return out.rename({"n_series": "n_venues"}).select(list(SPREAD_SCHEMA)).cast(SPREAD_SCHEMA)
