@@ -262,15 +262,16 @@ def test_a_sigkilled_collector_loses_at_most_its_last_moments_of_prints(simulato
     CRASH_LOSS_S (+ scheduling slack) before the kill is landed, none twice; formerly the
     last rotate_s (10 s) of prints were lost, here everything since the start would be."""
     sent: list[tuple[float, str, int]] = []  # (monotonic time the send began, venue, prints)
-    real_send = WsSession.send
+    real_send_many = WsSession.send_many  # every push goes through it
 
-    async def recording_send(self, payload, *, counts_prints=0):
+    async def recording_send_many(self, messages):
         began = time.monotonic()
-        await real_send(self, payload, counts_prints=counts_prints)
-        if counts_prints:
-            sent.append((began, self.sim.venue, counts_prints))
+        await real_send_many(self, messages)
+        prints = sum(n for _, n in messages)
+        if prints:
+            sent.append((began, self.sim.venue, prints))
 
-    monkeypatch.setattr(WsSession, "send", recording_send)
+    monkeypatch.setattr(WsSession, "send_many", recording_send_many)
     server = simulator(push_interval_s=0.02)
     venues = ["okx", "hyperliquid"]
     proc = start_collector(home, server, venues)

@@ -33,9 +33,9 @@ PREDICTION_BIAS_8H = 0.00002
 class BiasedPredictions(FundingModel):
     """The simulator's model, its live predictions :data:`PREDICTION_BIAS_8H` off the settlements."""
 
-    def predicted(self, venue, coin, at, *, contract=None):
-        rate, funding_time, hours = super().predicted(venue, coin, at, contract=contract)
-        return rate + PREDICTION_BIAS_8H * hours / 8, funding_time, hours
+    def predicted_many(self, instruments, at):  # what predicted() and the streams' pushes read
+        quotes = super().predicted_many(instruments, at)
+        return [(rate + PREDICTION_BIAS_8H * hours / 8, funding_time, hours) for rate, funding_time, hours in quotes]
 
 
 class HeldClock:

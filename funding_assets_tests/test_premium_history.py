@@ -288,13 +288,13 @@ def test_binance_premium_index_klines_wire(server):
 
 
 def test_binance_kline_weight_follows_the_limit(server):
-    from funding_assets.clients.binance import weight_cost
     from funding_assets.sim.server import Request
 
     sim = server.sims["binance"]
     for limit, weight in [(None, 5), (50, 1), (100, 2), (999, 5), (1000, 5), (1001, 10), (1500, 10)]:
         query = {"symbol": "BTCUSDT", "interval": "1m", **({"limit": str(limit)} if limit else {})}
-        assert sim.cost(Request("GET", "/fapi/v1/premiumIndexKlines", query, b"")) == weight_cost(weight)
+        request = Request("GET", "/fapi/v1/premiumIndexKlines", query, b"")
+        assert sim.cost(request) == weight and sim.bucket(request) == "weight"
 
 
 def test_bybit_premium_index_price_kline_wire(server):
@@ -380,7 +380,7 @@ def test_paging_with_the_venue_budget_is_never_refused_by_the_limited_simulator(
     assert samples.height > 500
     assert client.http.retries == 0  # no 429/403 along the way
     if venue == "okx":  # 44 pages at 20 / 2 s: the client paced itself instead of being refused
-        assert client.http.limiter.waited_s > 1.0
+        assert client.http.limiter_of("premium").waited_s > 1.0
     client.close()
 
 

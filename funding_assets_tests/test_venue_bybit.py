@@ -49,7 +49,7 @@ def model_rows(coin: str, start: dt.datetime, end: dt.datetime) -> pl.DataFrame:
     return MODEL.settlements("bybit", coin, start, end + MS).select(COLUMNS)
 
 
-def make_client(server: SimServer, budget: Budget = bybit.Client.budget) -> bybit.Client:
+def make_client(server: SimServer, budget: Budget | dict = bybit.SPEC.budgets) -> bybit.Client:
     http = HttpClient("bybit", server.rest_url("bybit"), budget, backoff_s=0.01, timeout_s=2)
     return client_for("bybit", server.rest_url("bybit"), server.ws_url("bybit"), http=http)
 
@@ -58,11 +58,11 @@ async def take(client: bybit.Client, coins: list[str], n: int, timeout_s: float 
     """The first ``n`` prints of ``client.stream(coins)``."""
     frames = []
     async with asyncio.timeout(timeout_s), aclosing(client.stream(coins, **kwargs)) as stream:
-        async for frame in stream:
+        async for frame in stream:  # a frame per push, or per burst of pushes received together
             frames.append(frame)
-            if len(frames) == n:
+            if sum(f.height for f in frames) >= n:
                 break
-    return pl.concat(frames)
+    return pl.concat(frames).head(n)
 
 
 def assert_model_predictions(prints: pl.DataFrame) -> None:
@@ -431,7 +431,7 @@ def test_stream_raises_when_the_connection_drops_or_stalls(faults, error):
 
 
 class TinyBudgetSim(bybit_sim.Sim):
-    budget = Budget(2, 0.5)  # one request unit every 0.25 s
+    budgets = {"ip": Budget(2, 0.5)}  # one request unit every 0.25 s
 
 
 class ManualClock:

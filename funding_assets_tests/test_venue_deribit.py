@@ -17,7 +17,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from funding_assets.clients import Budget, HttpClient, VenueError, client_for, prints_frame
-from funding_assets.clients.deribit import Client, history_rows, notification_row
+from funding_assets.clients.deribit import SPEC, Client, history_rows, notification_row
 from funding_assets.sim.model import FundingModel
 from funding_assets.sim.server import Faults, SimClock, SimServer
 from funding_assets.sim.venues import VENUE_SIMS
@@ -62,7 +62,7 @@ def faulty():
     server.stop()
 
 
-def make_client(server: SimServer, budget: Budget = Client.budget) -> Client:
+def make_client(server: SimServer, budget: Budget | dict = SPEC.budgets) -> Client:
     http = HttpClient(VENUE, server.rest_url(VENUE), budget, backoff_s=0.01, timeout_s=2)
     return client_for(VENUE, server.rest_url(VENUE), server.ws_url(VENUE), http=http)
 
@@ -312,7 +312,7 @@ def test_stream_raises_when_the_connection_drops():
 
 
 class TinyBudgetSim(Sim):
-    budget = Budget(1_500.0, 0.5)  # 3 requests of 500 credits, then 6 a second
+    budgets = {"requests": Budget(3, 0.5)}  # 3 requests (of 500 credits), then 6 a second
 
 
 def test_burst_beyond_the_budget_gets_10028_and_the_client_completes(monkeypatch):

@@ -18,6 +18,7 @@ from funding_assets.clients import Budget, HttpClient, VenueError, client_for, e
 from funding_assets.clients.okx import (
     CURRENT_PATH,
     HISTORY_PATH,
+    SPEC,
     Client,
     parse_archive,
     parse_funding_rates,
@@ -49,7 +50,7 @@ def load(*parts: str):
 
 
 def make_client(server: SimServer, client_class: type[Client] = Client, budget: Budget | None = None) -> Client:
-    http = HttpClient("okx", server.rest_url("okx"), budget or Client.budget, backoff_s=0.01, timeout_s=2)
+    http = HttpClient("okx", server.rest_url("okx"), budget or SPEC.budgets, backoff_s=0.01, timeout_s=2)
     if client_class is Client:
         return client_for("okx", server.rest_url("okx"), server.ws_url("okx"), http=http)
     return client_class(server.rest_url("okx"), server.ws_url("okx"), http=http)
@@ -333,7 +334,7 @@ def test_settled_is_exact_through_rest_and_archive_faults():
 
 def test_a_burst_beyond_the_budget_gets_50011_and_the_client_completes(monkeypatch):
     class TightSim(okx_sim.Sim):
-        budget = Budget(2, 0.5)
+        budgets = {"public": Budget(2, 0.5)}
 
     monkeypatch.setitem(VENUE_SIMS, "okx", TightSim)
     with SimServer(clock=SimClock(start=NOW, speed=0.0), limits=True) as sim, httpx.Client() as raw:

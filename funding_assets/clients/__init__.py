@@ -7,7 +7,8 @@ streams) and parses into the print model of :mod:`funding_assets.prints`:
   complete, ordered, deduplicated, each with its interval;
 - :meth:`VenueClient.current` -- the current predicted funding of several coins, in as few
   requests as the venue allows;
-- :meth:`VenueClient.stream` -- live predicted prints from the venue's WebSocket;
+- :meth:`VenueClient.stream` -- live predicted prints from the venue's WebSocket, one frame
+  per message, or per burst of messages received together (:func:`recv_burst`);
 - :meth:`VenueClient.premium_history` -- the premium-index samples a venue publishes to
   rebuild its funding, in :data:`PREMIUM_SCHEMA` (``ts`` = the instant a sample is known);
 - :meth:`VenueClient.instruments` -- every perpetual the venue lists, parsed from its own
@@ -25,6 +26,7 @@ comes from :func:`funding_assets.venues.spec`.
 
 import asyncio
 import datetime as dt
+import functools
 import logging
 import math
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
@@ -37,7 +39,7 @@ from ..errors import FundingInputError
 from ..instruments import Instrument
 from ..premium import PREMIUM_SCHEMA
 from ..prints import PRINT_SCHEMA, REALISED, TS
-from ..venues import SPECS, Named, check_coin, spec, split_multiplier
+from ..venues import SPECS, Named, check_coin, coin_for_symbol, spec, split_multiplier
 from .http import Budget, HttpClient, RateLimiter, VenueError
 
 __all__ = [
@@ -56,6 +58,8 @@ __all__ = [
     "number",
     "premium_frame",
     "prints_frame",
+    "recv_burst",
+    "stream_frame",
 ]
 
 HOUR_MS = 3_600_000
@@ -182,6 +186,13 @@ def _instrument(venue: str, item: "str | Instrument") -> Instrument:
     )
 
 
+@functools.lru_cache(maxsize=16384)
+def coin_of(venue: str, name: str) -> str | None:
+    """:func:`funding_assets.venues.coin_for_symbol` of a venue name (a string), remembered:
+    stream parsers ask it of every message."""
+    return coin_for_symbol(venue, name)
+
+
 def instruments_of(venue: str, items: Iterable["str | Instrument"]) -> dict[str, Instrument]:
     """Coins or instruments -> ``{venue_symbol: Instrument}``, in the order given, once each."""
     out: dict[str, Instrument] = {}
@@ -217,28 +228,52 @@ def prints_frame(rows: list[dict], venue: str, source: str, instrument: Instrume
     ``ts`` keeps the venue's stamp; the frame is sorted and deduplicated on (symbol,
     contract, ts, funding_time), keeping the last row.
     """
-    # Snap, deduplicate (last row wins) and sort in Python, then build the frame once with its
-    # final dtypes: streams call this per message, where a chain of polars steps cost ~1 ms.
     latest: dict[tuple[str, str, int, int], tuple[str, dict]] = {}
     for r in rows:
         coin, contract, name = _names(venue, r, instrument)
         latest[(coin, contract, int(r["ts_ms"]), snap_ms(int(r["funding_time_ms"])))] = (name, r)
-    keys = sorted(latest)
-    chosen = [latest[k] for k in keys]
+    return _frame(venue, source, [(*key, *latest[key]) for key in sorted(latest)])
+
+
+def stream_frame(rows: list[dict], venue: str, source: str) -> pl.DataFrame:
+    """Stream rows (as :func:`prints_frame` takes them) -> a print model frame in arrival
+    order, one print per row: each is a venue message of its own, so nothing is merged or
+    reordered (:func:`prints_frame` deduplicates the overlapping pages of REST answers)."""
+    out = []
+    for r in rows:
+        if "venue_symbol" in r:  # tagged with its instrument, as the clients' streams tag them
+            coin, contract, name = r["coin"], r["contract"], r["venue_symbol"]
+        else:
+            coin, contract, name = _names(venue, r, None)
+        out.append((coin, contract, int(r["ts_ms"]), snap_ms(int(r["funding_time_ms"])), name, r))
+    return _frame(venue, source, out)
+
+
+def _frame(venue: str, source: str, rows: list[tuple]) -> pl.DataFrame:
+    """``(coin, contract, ts_ms, snapped funding_time_ms, venue_symbol, row)`` tuples -> a print
+    model frame. Built once with its final dtypes from Python lists: a chain of polars steps
+    costs ~1 ms, and even this one construction ~0.1 ms, which is why streams build one frame
+    per burst of messages, not per message."""
+    n = len(rows)
+    symbols, contracts, ts_ms, funding_ms, names, found = zip(*rows) if rows else ((),) * 6
+    columns = {
+        "venue": [venue] * n,
+        "symbol": symbols,
+        "contract": contracts,
+        "venue_symbol": names,
+        "ts": ts_ms,
+        "funding_time": funding_ms,
+        "rate": [float(r["rate"]) for r in found],
+        "interval_hours": [float(r["interval_hours"]) for r in found],
+        "kind": [r["kind"] for r in found],
+        "source": [source] * n,
+    }
+    # one eager Series per column with its final dtype (times: epoch ms, cast in place)
     return pl.DataFrame(
-        {
-            "venue": [venue] * len(keys),
-            "symbol": [k[0] for k in keys],
-            "contract": [k[1] for k in keys],
-            "venue_symbol": [name for name, _ in chosen],
-            "ts": pl.Series([k[2] for k in keys], dtype=pl.Int64).cast(TS),
-            "funding_time": pl.Series([k[3] for k in keys], dtype=pl.Int64).cast(TS),
-            "rate": [float(r["rate"]) for _, r in chosen],
-            "interval_hours": [float(r["interval_hours"]) for _, r in chosen],
-            "kind": [r["kind"] for _, r in chosen],
-            "source": [source] * len(keys),
-        },
-        schema=PRINT_SCHEMA,
+        [
+            pl.Series(name, columns[name], pl.Int64).cast(TS) if dtype == TS else pl.Series(name, columns[name], dtype)
+            for name, dtype in PRINT_SCHEMA.items()
+        ]
     )
 
 
@@ -336,6 +371,39 @@ def optional_number(value: Any) -> float | None:
     return None if value in (None, "") else number(value)
 
 
+#: Most messages one stream frame gathers (:func:`recv_burst`).
+BURST_LIMIT = 2000
+#: Per-message compression of the streams (websockets' ``compression``): none. Inflating
+#: every message costs the collector more CPU than funding messages save in bandwidth.
+WS_COMPRESSION = None
+
+
+def received_frames(ws: Any) -> Sequence:
+    """The incoming frame queue of a websockets connection: frames received and not yet read
+    (``recv_messages.frames.queue`` of websockets' asyncio connection, websockets 17 as
+    pinned); empty where that is absent. While its first frame has ``fin``, a whole message
+    is queued, which ``recv()`` returns without waiting (a first frame without ``fin`` is a
+    fragmented message still arriving)."""
+    return getattr(getattr(getattr(ws, "recv_messages", None), "frames", None), "queue", ())
+
+
+async def recv_burst(ws: Any, timeout_s: float | None, limit: int = BURST_LIMIT) -> list[str | bytes]:
+    """The next message of ``ws`` and every further one already received (at most ``limit``).
+
+    Waits at most ``timeout_s`` seconds for the first (then ``TimeoutError``), never for the
+    others: a quiet stream hands over one message at a time, a busy one the whole burst that
+    arrived together, parsed into one frame (building a frame costs more than parsing a
+    message). Raises what ``ws.recv`` raises (websockets' ``ConnectionClosed``).
+    """
+    async with asyncio.timeout(timeout_s):
+        first = await ws.recv()
+    messages = [first]
+    queued = received_frames(ws)
+    while queued and queued[0].fin and len(messages) < limit:
+        messages.append(await ws.recv())
+    return messages
+
+
 async def merge_streams(*streams: AsyncIterator[pl.DataFrame]) -> AsyncIterator[pl.DataFrame]:
     """Frames of several streams as they arrive (one stream per venue host or category).
 
@@ -385,7 +453,8 @@ async def merge_streams(*streams: AsyncIterator[pl.DataFrame]) -> AsyncIterator[
 class VenueClient:
     """The interface every venue module implements.
 
-    ``rest_url`` / ``ws_url`` default to the venue's (:func:`funding_assets.venues.spec`);
+    ``rest_url`` / ``ws_url`` default to the venue's (:func:`funding_assets.venues.spec`), and
+    requests pace to its published budgets unless ``http`` brings others;
     ``source_label`` replaces the ``source`` of every print (``"sim"`` for the simulator),
     otherwise ``"<venue> REST"`` and ``"<venue> WS"``.
     """
@@ -393,7 +462,6 @@ class VenueClient:
     venue: ClassVar[str]
     rest_url: ClassVar[str]
     ws_url: ClassVar[str]
-    budget: ClassVar[Budget]
 
     def __init__(
         self,
@@ -406,11 +474,13 @@ class VenueClient:
         self.spec = spec(self.venue)
         self.rest_base = rest_url or self.rest_url
         self.ws_base = ws_url or self.ws_url
-        self.http = http or HttpClient(self.venue, self.rest_base, self.budget)
+        self.http = http or HttpClient(self.venue, self.rest_base, self.spec.budgets)
         self.default_interval = self.spec.default_interval_hours
         self.source_label = source_label
         #: Rows of the last :meth:`instruments` call that could not be parsed (skipped).
         self.skipped_instruments = 0
+        #: Stream messages that carried prints, over every connection (a frame may hold several).
+        self.stream_messages = 0
 
     @property
     def source(self) -> str:
@@ -447,7 +517,9 @@ class VenueClient:
         raise NotImplementedError
 
     def stream(self, coins: Sequence["str | Instrument"]) -> AsyncIterator[pl.DataFrame]:
-        """Live predicted prints as they arrive, one small frame per venue message."""
+        """Live predicted prints as they arrive, in arrival order: one frame per venue
+        message, or per burst of messages received together (:func:`recv_burst`); each
+        message that carried prints is counted in ``stream_messages``."""
         raise NotImplementedError
 
     def premium_history(self, coin: "str | Instrument", start: dt.datetime, end: dt.datetime) -> pl.DataFrame:

@@ -36,9 +36,10 @@ from ``/fapi/v1/ticker/24hr`` ``quoteVolume`` and ``/dapi/v1/ticker/24hr`` ``vol
 (contracts) x ``contractSize`` (USD a contract). Open interest takes a call per symbol and
 is not read.
 
-Budgets: ``fundingRate`` and ``fundingInfo`` share their own bucket of 500 requests per 5 min
-per IP; ``premiumIndex`` draws 10 weight (1 with a symbol) and ``premiumIndexKlines`` up to 10
-from the 2400 weight/min bucket.
+Budgets (``SPEC.budgets``): ``fundingRate`` and ``fundingInfo`` share their own bucket of 500
+requests per 5 min per IP (:data:`HISTORY`); everything else draws its weight from the 2400
+weight/min bucket (:data:`WEIGHT`): ``premiumIndex`` 10 (1 with a symbol),
+``premiumIndexKlines`` 1 to 10 by ``limit``, ``exchangeInfo`` 1, all-symbol tickers 40.
 """
 
 from __future__ import annotations
@@ -58,9 +59,11 @@ from websockets.asyncio.client import connect
 from ..instruments import Instrument
 from ..prints import PREDICTED
 from ..venues import INVERSE, USDC, USDT, spec
+from ..venues.binance import HISTORY, WEIGHT
 from . import (
     KNOWN_INTERVALS,
     MINUTE_MS,
+    WS_COMPRESSION,
     VenueClient,
     check_print,
     checked,
@@ -73,10 +76,12 @@ from . import (
     parse_rows,
     premium_frame,
     prints_frame,
+    recv_burst,
     settled_rows,
+    stream_frame,
     tagged,
 )
-from .http import Budget, HttpClient, VenueError
+from .http import HttpClient, VenueError
 
 VENUE = "binance"
 SPEC = spec(VENUE)
@@ -98,10 +103,6 @@ COIN_M_STREAM_PATH = "/stream"
 #: The COIN-M hosts of the real venue's USD-M hosts; any other base (the simulator) serves both.
 COIN_M_HOSTS = {"fapi.binance.com": "dapi.binance.com", "fstream.binance.com": "dstream.binance.com"}
 
-#: ``fundingRate`` + ``fundingInfo``: their own bucket, 500 requests / 5 min / IP.
-HISTORY_BUDGET = Budget(500, 300)
-#: ``REQUEST_WEIGHT``: 2400 weight / min / IP (``premiumIndex`` and the rest of the API).
-WEIGHT_BUDGET = Budget(2400, 60)
 PREMIUM_INDEX_WEIGHT_ALL = 10
 PREMIUM_INDEX_WEIGHT_ONE = 1
 EXCHANGE_INFO_WEIGHT = 1
@@ -128,14 +129,6 @@ PING_INTERVAL_S = SPEC.ping_interval_s
 TRADING = "TRADING"
 DELISTED = ("SETTLING", "CLOSE")
 QUOTES = {"USDT": USDT, "USDC": USDC}
-
-
-def weight_cost(weight: float) -> float:
-    """A ``REQUEST_WEIGHT`` cost in units of :data:`HISTORY_BUDGET`, the client's one bucket.
-
-    The weight bucket refills 24 times faster, so ``premiumIndex`` (10) costs 10/24 units.
-    """
-    return weight * HISTORY_BUDGET.per_second / WEIGHT_BUDGET.per_second
 
 
 def kline_weight(limit: int) -> int:
@@ -392,7 +385,6 @@ class Client(VenueClient):
     venue = VENUE
     rest_url = SPEC.rest_url
     ws_url = SPEC.ws_url
-    budget = HISTORY_BUDGET
 
     def __init__(
         self,
@@ -416,11 +408,12 @@ class Client(VenueClient):
 
     @property
     def coin_m_http(self) -> HttpClient:
-        """The COIN-M REST client: the USD-M one when both share a base (the simulator)."""
+        """The COIN-M REST client: the USD-M one when both share a base (the simulator), else
+        one of its own on the same budgets (COIN-M's hosts count their own)."""
         if self.coin_m_rest.rstrip("/") == self.http.base_url:
             return self.http
         if self._coin_m_http is None:
-            self._coin_m_http = HttpClient(VENUE, self.coin_m_rest, HISTORY_BUDGET)
+            self._coin_m_http = HttpClient(VENUE, self.coin_m_rest, self.http.budgets)
         return self._coin_m_http
 
     def close(self) -> None:
@@ -448,9 +441,10 @@ class Client(VenueClient):
             (self.coin_m_http, True, COIN_M_EXCHANGE_INFO, COIN_M_FUNDING_INFO, COIN_M_TICKER_24H, "volume"),
         )
         for http, coin_margined, info_path, caps_path, ticker_path, volume_field in families:
-            caps, bad_caps = parse_funding_caps(http.get(caps_path))
-            volumes = parse_ticker_volumes(http.get(ticker_path, cost=weight_cost(TICKER_24H_WEIGHT_ALL)), volume_field)
-            info = http.get(info_path, cost=weight_cost(EXCHANGE_INFO_WEIGHT))
+            caps, bad_caps = parse_funding_caps(http.get(caps_path, bucket=HISTORY))
+            tickers = http.get(ticker_path, cost=TICKER_24H_WEIGHT_ALL, bucket=WEIGHT)
+            volumes = parse_ticker_volumes(tickers, volume_field)
+            info = http.get(info_path, cost=EXCHANGE_INFO_WEIGHT, bucket=WEIGHT)
             listed, bad = parse_exchange_info(info, coin_margined=coin_margined, caps=caps, volumes=volumes)
             found += listed
             skipped += bad + bad_caps
@@ -484,7 +478,7 @@ class Client(VenueClient):
         points: list[tuple[int, float]] = []
         while start_ms <= end_ms:
             params = {"symbol": symbol, "startTime": start_ms, "endTime": end_ms, "limit": PAGE_LIMIT}
-            page = parse_funding_history(http.get(path, params), symbol, path)
+            page = parse_funding_history(http.get(path, params, bucket=HISTORY), symbol, path)
             points.extend(page)
             if len(page) < PAGE_LIMIT:
                 break
@@ -505,7 +499,7 @@ class Client(VenueClient):
         start_ms, end_ms = epoch_ms(start), epoch_ms(end)
         first, last = start_ms - MINUTE_MS + 1, end_ms - MINUTE_MS  # openTime of samples known in range
         points: list[tuple[int, float]] = []
-        cost = weight_cost(kline_weight(KLINE_LIMIT))
+        cost = kline_weight(KLINE_LIMIT)
         while first <= last:
             params = {
                 "symbol": inst.venue_symbol,
@@ -514,7 +508,7 @@ class Client(VenueClient):
                 "endTime": last,
                 "limit": KLINE_LIMIT,
             }
-            page = parse_premium_klines(http.get(path, params, cost=cost))
+            page = parse_premium_klines(http.get(path, params, cost=cost, bucket=WEIGHT))
             points.extend((open_ms + MINUTE_MS, close) for open_ms, close in page)
             if len(page) < KLINE_LIMIT:
                 break
@@ -531,11 +525,11 @@ class Client(VenueClient):
         now = time.monotonic()
         if coin_m:
             if now >= self._coin_m_intervals_expire:
-                self._coin_m_intervals = parse_funding_info(self.coin_m_http.get(COIN_M_FUNDING_INFO))
+                self._coin_m_intervals = parse_funding_info(self.coin_m_http.get(COIN_M_FUNDING_INFO, bucket=HISTORY))
                 self._coin_m_intervals_expire = now + FUNDING_INFO_TTL_S
             return self._coin_m_intervals
         if now >= self._intervals_expire:
-            self._intervals = parse_funding_info(self.http.get(FUNDING_INFO))
+            self._intervals = parse_funding_info(self.http.get(FUNDING_INFO, bucket=HISTORY))
             self._intervals_expire = now + FUNDING_INFO_TTL_S
         return self._intervals
 
@@ -559,7 +553,7 @@ class Client(VenueClient):
             intervals = self.funding_intervals(coin_m)
             http = self.coin_m_http if coin_m else self.http
             path = COIN_M_PREMIUM_INDEX if coin_m else PREMIUM_INDEX
-            payload = http.get(path, cost=weight_cost(PREMIUM_INDEX_WEIGHT_ALL))
+            payload = http.get(path, cost=PREMIUM_INDEX_WEIGHT_ALL, bucket=WEIGHT)
             frames.append(quote_prints(parse_premium_index(payload, intervals), family, self.source))
         frame = pl.concat(frames) if frames else prints_frame([], VENUE, self.source)
         missing = set(wanted) - set(frame["venue_symbol"])
@@ -574,7 +568,8 @@ class Client(VenueClient):
         ping_interval_s: float | None = PING_INTERVAL_S,
         stale_after_s: float = STALE_AFTER_S,
     ) -> AsyncIterator[pl.DataFrame]:
-        """Predicted prints from ``<sym>@markPrice@1s``, one small frame per message with funding.
+        """Predicted prints from ``<sym>@markPrice@1s``, one frame per message with funding, or
+        per burst of such messages received together (in arrival order).
 
         USD-M instruments on the routed ``/market/stream`` of ``fstream``, inverse ones on
         COIN-M's ``/stream`` of ``dstream`` (a second connection, merged). Intervals come
@@ -600,18 +595,29 @@ class Client(VenueClient):
         base, path = (self.coin_m_ws, COIN_M_STREAM_PATH) if coin_m else (self.ws_base, STREAM_PATH)
         url = stream_url(base, list(wanted.values()), path)
         intervals = await asyncio.to_thread(self.funding_intervals, coin_m)
-        async with connect(url, ping_interval=ping_interval_s, ping_timeout=ping_interval_s, max_size=2**22) as ws:
+        async with connect(
+            url,
+            ping_interval=ping_interval_s,
+            ping_timeout=ping_interval_s,
+            max_size=2**22,
+            compression=WS_COMPRESSION,
+        ) as ws:
             while True:
                 try:
-                    message = await asyncio.wait_for(ws.recv(), stale_after_s)
+                    messages = await recv_burst(ws, stale_after_s)
                 except TimeoutError:
                     raise ConnectionError(f"{self.venue} stream {url}: no frame for {stale_after_s} s") from None
                 if self._expired(coin_m):
                     intervals = await asyncio.to_thread(self.funding_intervals, coin_m)
-                quotes = parse_mark_price(message, intervals)
-                if quotes is None:
-                    self.skipped_frames += 1
-                    continue
-                frame = quote_prints(quotes, wanted, self.stream_source)
-                if frame.height:
-                    yield frame
+                rows = []
+                for message in messages:
+                    quotes = parse_mark_price(message, intervals)
+                    if quotes is None:
+                        self.skipped_frames += 1
+                        continue
+                    mine = [tagged(q, wanted[q["symbol"]]) for q in quotes if q["symbol"] in wanted]
+                    if mine:
+                        self.stream_messages += 1
+                        rows += mine
+                if rows:
+                    yield stream_frame(rows, VENUE, self.stream_source)

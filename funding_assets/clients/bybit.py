@@ -49,7 +49,7 @@ from . import (
     HOUR_MS,
     KNOWN_INTERVALS,
     MINUTE_MS,
-    Budget,
+    WS_COMPRESSION,
     VenueClient,
     VenueError,
     check_print,
@@ -64,7 +64,9 @@ from . import (
     parse_rows,
     premium_frame,
     prints_frame,
+    recv_burst,
     settled_rows,
+    stream_frame,
     tagged,
 )
 
@@ -280,8 +282,6 @@ class Client(VenueClient):
     venue = VENUE
     rest_url = SPEC.rest_url
     ws_url = SPEC.ws_url
-    #: 600 requests per 5 s per IP; beyond it Bybit answers HTTP 403.
-    budget = Budget(600, 5.0)
 
     def __init__(self, rest_url: str | None = None, ws_url: str | None = None, **kwargs) -> None:
         super().__init__(rest_url, ws_url, **kwargs)
@@ -401,8 +401,9 @@ class Client(VenueClient):
     async def stream(
         self, coins: Sequence[str | Instrument], *, ping_interval_s: float = PING_INTERVAL_S
     ) -> AsyncIterator[pl.DataFrame]:
-        """Predicted prints from ``tickers.<SYMBOL>``, one one-row frame per push whose merged
-        state has a funding rate (``ts`` = the push's ``ts``, ms). Linear and inverse
+        """Predicted prints from ``tickers.<SYMBOL>``, one per push whose merged state has a
+        funding rate (``ts`` = the push's ``ts``, ms), a frame per push or per burst of pushes
+        received together (in arrival order). Linear and inverse
         instruments stream on their categories' paths (two connections, merged).
 
         Sends ``{"op":"ping"}`` every ``ping_interval_s`` seconds; a connection silent for two
@@ -423,16 +424,30 @@ class Client(VenueClient):
         self, category: str, symbols: dict[str, Instrument], ping_interval_s: float
     ) -> AsyncIterator[pl.DataFrame]:
         state: dict[str, dict] = {}  # per connection: a reconnect starts from a new snapshot
-        async with connect(self.ws_base + WS_PATHS[category], ping_interval=None) as ws:
+        async with connect(self.ws_base + WS_PATHS[category], ping_interval=None, compression=WS_COMPRESSION) as ws:
             await ws.send(json.dumps({"op": "subscribe", "args": [f"tickers.{s}" for s in symbols]}))
-            async with aclosing(self._messages(ws, ping_interval_s)) as messages:
-                async for message in messages:
-                    row = self._ticker_row(message, symbols, state)
-                    if row is not None:
-                        yield prints_frame([row], self.venue, self.stream_source)
+            async with aclosing(self._messages(ws, ping_interval_s)) as bursts:
+                async for messages in bursts:
+                    rows = []
+                    try:
+                        for message in messages:
+                            row = self._ticker_row(message, symbols, state)
+                            if row is not None:
+                                rows.append(row)
+                    except Exception:
+                        if rows:  # the pushes before a refusal were received: hand them over
+                            yield self._counted(rows)
+                        raise
+                    if rows:
+                        yield self._counted(rows)
 
-    async def _messages(self, ws: ClientConnection, ping_interval_s: float) -> AsyncIterator[dict]:
-        """Decoded JSON objects from ``ws`` while keeping the connection alive with pings."""
+    def _counted(self, rows: list[dict]) -> pl.DataFrame:
+        self.stream_messages += len(rows)
+        return stream_frame(rows, self.venue, self.stream_source)
+
+    async def _messages(self, ws: ClientConnection, ping_interval_s: float) -> AsyncIterator[list[dict]]:
+        """Decoded JSON objects from ``ws``, a burst at a time (:func:`recv_burst`), while
+        keeping the connection alive with pings."""
         loop = asyncio.get_running_loop()
         silence_s = 2 * ping_interval_s
         next_ping = heard = loop.time()
@@ -446,19 +461,21 @@ class Client(VenueClient):
             try:
                 # recv() raises ConnectionClosed on any close, clean or not: the stream never
                 # just ends. Cancelling it on timeout is safe in websockets' asyncio API.
-                text = await asyncio.wait_for(ws.recv(), min(next_ping, heard + silence_s) - now)
+                texts = await recv_burst(ws, min(next_ping, heard + silence_s) - now)
             except TimeoutError:
                 continue
             heard = loop.time()
-            try:
-                message = json.loads(text)
-            except ValueError:
-                self.skipped_frames += 1
-                continue
-            if isinstance(message, dict):
-                yield message
-            else:
-                self.skipped_frames += 1
+            messages = []
+            for text in texts:
+                try:
+                    message = json.loads(text)
+                except ValueError:
+                    message = None
+                if isinstance(message, dict):
+                    messages.append(message)
+                else:
+                    self.skipped_frames += 1
+            yield messages
 
     def _ticker_row(self, message: dict, symbols: Mapping[str, Instrument], state: dict[str, dict]) -> dict | None:
         """The print row of a push, None for acks/pongs/pushes without funding."""
@@ -466,7 +483,12 @@ class Client(VenueClient):
             self._control(message)
             return None
         try:
-            symbol, fields = merge_ticker(dict(state), message)  # a trial: kept below only if it parses
+            # a trial on the push's own symbol (not a copy of every symbol's state): kept below
+            # only if it parses
+            data = message.get("data")
+            named = data.get("symbol") if isinstance(data, dict) else None
+            trial = {named: state[named]} if isinstance(named, str) and named in state else {}
+            symbol, fields = merge_ticker(trial, message)
             inst = symbols.get(symbol)
             row = ticker_row(fields, inst, message["ts"], self.default_interval) if inst else None
             if row is not None:

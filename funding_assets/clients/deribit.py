@@ -35,7 +35,6 @@ intermediate).
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import itertools
 import json
@@ -44,6 +43,7 @@ from typing import Any
 
 import polars as pl
 from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
 
 from ..instruments import Instrument
 from ..prints import PREDICTED, REALISED
@@ -51,6 +51,7 @@ from ..venues import INVERSE, USDC, coin_for_symbol, spec
 from . import (
     HOUR_MS,
     PREMIUM_SCHEMA,
+    WS_COMPRESSION,
     VenueClient,
     checked,
     epoch_ms,
@@ -60,9 +61,11 @@ from . import (
     number,
     parse_rows,
     prints_frame,
+    recv_burst,
+    stream_frame,
     tagged,
 )
-from .http import Budget, VenueError
+from .http import VenueError
 
 VENUE = "deribit"
 SPEC = spec(VENUE)
@@ -217,9 +220,6 @@ class Client(VenueClient):
     venue = VENUE
     rest_url = SPEC.rest_url
     ws_url = SPEC.ws_url
-    # Credit-based: ~500 credits a request from a 50k pool refilled at 10k/s, i.e. about
-    # 20 requests/s sustained for public traffic (VENUES.md section 5.4).
-    budget = Budget(20, 1)
 
     def __init__(self, rest_url: str | None = None, ws_url: str | None = None, **kwargs) -> None:
         super().__init__(rest_url, ws_url, **kwargs)
@@ -262,7 +262,8 @@ class Client(VenueClient):
     async def stream(
         self, coins: Sequence[str | Instrument], *, ping_interval_s: float = DEFAULT_HEARTBEAT_S
     ) -> AsyncIterator[pl.DataFrame]:
-        """Predicted prints from ``ticker.{instrument}.100ms``, one frame per notification.
+        """Predicted prints from ``ticker.{instrument}.100ms``, one per notification: a frame
+        per notification, or per burst of them received together (in arrival order).
 
         Asks for heartbeats every ``ping_interval_s`` seconds and answers each
         ``test_request``. Raises ConnectionError when the server is silent for two heartbeat
@@ -274,7 +275,7 @@ class Client(VenueClient):
         ids = itertools.count(1)
         methods: dict[int, str] = {}
         silence_limit_s = 2 * ping_interval_s + 1.0
-        async with connect(self.ws_base.rstrip("/") + WS_PATH, ping_interval=None) as ws:
+        async with connect(self.ws_base.rstrip("/") + WS_PATH, ping_interval=None, compression=WS_COMPRESSION) as ws:
 
             async def call(method: str, params: dict) -> None:
                 request_id = next(ids)
@@ -285,26 +286,43 @@ class Client(VenueClient):
             await call("public/subscribe", {"channels": sorted(wanted)})
             while True:
                 try:
-                    text = await asyncio.wait_for(ws.recv(), silence_limit_s)
+                    texts = await recv_burst(ws, silence_limit_s)
                 except TimeoutError:
                     raise ConnectionError(f"{self.venue} stream silent for {silence_limit_s:g} s") from None
-                message = self._message(text)
-                if message is None:
-                    continue
-                if message.get("method") == "heartbeat":
-                    if (message.get("params") or {}).get("type") == "test_request":
+                rows, tests = [], 0
+                try:
+                    for text in texts:
+                        message = self._message(text)
+                        if message is None:
+                            continue
+                        if message.get("method") == "heartbeat":
+                            tests += (message.get("params") or {}).get("type") == "test_request"
+                            continue
+                        request_id = message.get("id")
+                        method = methods.pop(request_id, None) if isinstance(request_id, int) else None
+                        if method is not None or "error" in message:
+                            result = rpc_result(message, method or "request")
+                            if method == "public/subscribe":
+                                self._check_subscribed(result, wanted)
+                            continue
+                        row = self._row(message, instruments)
+                        if row is not None:
+                            rows.append(row)
+                except Exception:
+                    if rows:  # the notifications before an error were received: hand them over
+                        yield self._counted(rows)
+                    raise
+                if rows:
+                    yield self._counted(rows)
+                try:
+                    for _ in range(tests):  # answered once the burst's prints are handed over
                         await call("public/test", {})
-                    continue
-                request_id = message.get("id")
-                method = methods.pop(request_id, None) if isinstance(request_id, int) else None
-                if method is not None or "error" in message:
-                    result = rpc_result(message, method or "request")
-                    if method == "public/subscribe":
-                        self._check_subscribed(result, wanted)
-                    continue
-                row = self._row(message, instruments)
-                if row is not None:
-                    yield prints_frame([row], self.venue, self.stream_source)
+                except ConnectionClosed:
+                    pass  # the next recv hands over what was received before the close, then raises
+
+    def _counted(self, rows: list[dict]) -> pl.DataFrame:
+        self.stream_messages += len(rows)
+        return stream_frame(rows, self.venue, self.stream_source)
 
     def _message(self, text: str | bytes) -> dict | None:
         """The frame as a JSON object, or None (counted in ``skipped_frames``) for junk."""

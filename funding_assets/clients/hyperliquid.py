@@ -22,7 +22,8 @@ Venue facts (VENUES.md section 4, DATA.md section 2):
 - WebSocket ``activeAssetCtx``: pushes ``{coin, ctx}`` with no timestamp. The server drops a
   connection that has sent nothing for 60 s: the client sends ``{"method":"ping"}``.
 - Budget: 1200 weight a minute per IP; an info read weighs 20, ``fundingHistory`` one more
-  per 20 rows returned.
+  per 20 rows returned. A history read is charged for the most rows its window can hold, and
+  the difference given back once the answer says how many came.
 
 Live quotes (``current``, ``stream``, ``predicted_fundings``) are stamped with the client's
 receive time and assume the hourly regime Hyperliquid has used since 2023-06-08.
@@ -33,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
@@ -44,12 +46,13 @@ from ..prints import PREDICTED
 from ..venues import coin_for_symbol, spec
 from . import (
     HOUR_MS,
-    Budget,
+    WS_COMPRESSION,
     HttpClient,
     VenueClient,
     VenueError,
     check_print,
     checked,
+    coin_of,
     epoch_ms,
     instruments_of,
     named_perpetual,
@@ -57,7 +60,9 @@ from . import (
     parse_rows,
     premium_frame,
     prints_frame,
+    recv_burst,
     settled_rows,
+    stream_frame,
     tagged,
 )
 
@@ -95,10 +100,15 @@ def next_hour(ms: int) -> int:
     return (ms // HOUR_MS + 1) * HOUR_MS
 
 
-def history_weight(start_ms: int, end_ms: int) -> float:
-    """Weight of a ``fundingHistory`` read, for the largest page the window can hold."""
-    rows = min(PAGE_ROWS, max(0, (end_ms - start_ms) // HOUR_MS + 1))
+def page_weight(rows: int) -> int:
+    """Weight the venue charges for a ``fundingHistory`` answer of ``rows`` rows."""
     return INFO_WEIGHT + rows // ROWS_PER_EXTRA_WEIGHT
+
+
+def history_weight(start_ms: int, end_ms: int) -> float:
+    """Weight of a ``fundingHistory`` read, for the largest page the window can hold (the
+    rows are known only once it is answered)."""
+    return page_weight(min(PAGE_ROWS, max(0, (end_ms - start_ms) // HOUR_MS + 1)))
 
 
 # --- pure parsers: payload -> print rows ------------------------------------------------
@@ -257,7 +267,7 @@ def parse_ws_message(message: dict, received_ms: int) -> dict | None:
     data = message["data"]
     if not isinstance(data["coin"], str):
         raise ValueError(f"activeAssetCtx coin {data['coin']!r}")
-    coin = coin_for_symbol(VENUE, data["coin"])  # HIP-3 names such as "xyz:AAPL" are not listed
+    coin = coin_of(VENUE, data["coin"])  # HIP-3 names such as "xyz:AAPL" are not listed
     if coin is None:
         return None
     return predicted_row(coin, data["ctx"]["funding"], received_ms)
@@ -284,7 +294,6 @@ class Client(VenueClient):
     venue = VENUE
     rest_url = SPEC.rest_url
     ws_url = SPEC.ws_url
-    budget = Budget(1200, 60.0)
 
     def __init__(
         self,
@@ -306,6 +315,8 @@ class Client(VenueClient):
         return self.http.post(INFO_PATH, body, cost=weight, idempotent=True)
 
     def _now_ms(self) -> int:
+        if self.clock is utc_now:  # the wall clock, read without making a datetime (every push)
+            return time.time_ns() // 1_000_000
         return epoch_ms(self.clock())
 
     # --- instruments --------------------------------------------------------------------
@@ -323,9 +334,12 @@ class Client(VenueClient):
         cursor = start_ms
         while cursor <= end_ms:
             body = {"type": "fundingHistory", "coin": coin, "startTime": cursor, "endTime": end_ms}
-            page = self._info(body, history_weight(cursor, end_ms))
+            charged = history_weight(cursor, end_ms)
+            page = self._info(body, charged)
             if not isinstance(page, list):
                 raise VenueError(f"{VENUE} fundingHistory {coin}: expected a list, got {str(page)[:120]!r}")
+            # charged for the rows the window could hold; the venue counts the rows it sent
+            self.http.refund(charged - page_weight(len(page)))
             rows.extend(page)
             if len(page) < PAGE_ROWS:
                 return rows
@@ -400,8 +414,14 @@ class Client(VenueClient):
         return pl.concat(frames) if frames else prints_frame([], VENUE, source)
 
     def _stream_frame(self, text: str | bytes, wanted: dict[str, Instrument] | None = None) -> pl.DataFrame | None:
-        """One frame of print(s) from a WS message, or None (ack, pong, junk, a name not in
-        ``wanted``: venue name -> instrument; None: any name, as the venue's main perpetual)."""
+        """The print of a WS message as a frame, or None (see :meth:`_stream_row`)."""
+        row = self._stream_row(text, wanted)
+        return None if row is None else stream_frame([row], VENUE, self.stream_source)
+
+    def _stream_row(self, text: str | bytes, wanted: dict[str, Instrument] | None = None) -> dict | None:
+        """The print row of a WS message, or None (ack, pong, junk, a name not in ``wanted``:
+        venue name -> instrument; None: any name, as the venue's main perpetual). Stamped
+        with ``clock`` as it is read: the payload has no time of its own."""
         try:
             message = json.loads(text)
             channel = message.get("channel")
@@ -416,12 +436,13 @@ class Client(VenueClient):
         except (AttributeError, KeyError, TypeError, ValueError):
             self.skipped_frames += 1
             return None
-        return None if row is None else prints_frame([row], VENUE, self.stream_source)
+        return row
 
     async def stream(
         self, coins: Sequence[str | Instrument], *, ping_interval_s: float = PING_INTERVAL_S
     ) -> AsyncIterator[pl.DataFrame]:
-        """Predicted prints from ``activeAssetCtx``, one frame per push of one of ``coins``.
+        """Predicted prints from ``activeAssetCtx``, one per push of one of ``coins``: a frame
+        per push, or per burst of pushes received together (in arrival order).
 
         Sends ``{"method":"ping"}`` whenever it has sent nothing for ``ping_interval_s``;
         raises ``ConnectionError`` if a whole ping interval after a ping passes without any
@@ -429,7 +450,7 @@ class Client(VenueClient):
         """
         wanted = instruments_of(VENUE, coins)
         loop = asyncio.get_running_loop()
-        async with connect(self.ws_base.rstrip("/") + WS_PATH) as ws:
+        async with connect(self.ws_base.rstrip("/") + WS_PATH, compression=WS_COMPRESSION) as ws:
             for name in wanted:
                 await ws.send(json.dumps(subscription(name)))
             last_sent, heard = loop.time(), True
@@ -443,10 +464,23 @@ class Client(VenueClient):
                     last_sent, heard = loop.time(), False
                     continue
                 try:
-                    text = await asyncio.wait_for(ws.recv(), wait)
+                    texts = await recv_burst(ws, wait)
                 except TimeoutError:
                     continue
                 heard = True
-                frame = self._stream_frame(text, wanted)
-                if frame is not None:
-                    yield frame
+                rows = []
+                try:
+                    for text in texts:
+                        row = self._stream_row(text, wanted)  # each stamped as it is read
+                        if row is not None:
+                            rows.append(row)
+                except Exception:
+                    if rows:  # the pushes before an error were received: hand them over
+                        yield self._counted(rows)
+                    raise
+                if rows:
+                    yield self._counted(rows)
+
+    def _counted(self, rows: list[dict]) -> pl.DataFrame:
+        self.stream_messages += len(rows)
+        return stream_frame(rows, VENUE, self.stream_source)

@@ -30,11 +30,11 @@ epoch milliseconds sent as strings, UTC. Endpoints (VENUES.md section 3):
 - ``GET /api/v5/public/premium-history?instId=&after=&before=&limit=`` -- premium-index
   rows ``{instId, premium, ts}`` (strings), newest first, at most 100; ``after`` / ``before``
   are exclusive bounds on ``ts`` (older / newer than), so pages go backwards with ``after``
-  = the oldest ``ts`` seen. 20 requests / 2 s per IP. OKX computes the premium once a
-  minute and documents ``ts`` as the "data generation time" (its example,
-  ``1713925924000``, is 4 s past a minute): a row is the sample of the minute that ended
-  at ``ts`` floored to the minute, which is when it is known (UNVERIFIED: the docs do not
-  say which minute a row covers). Only the last months are kept (6 in the 2025 docs).
+  = the oldest ``ts`` seen. 20 requests / 2 s per IP, a budget of its own. OKX computes
+  the premium once a minute and documents ``ts`` as the "data generation time" (its
+  example, ``1713925924000``, is 4 s past a minute): a row is the sample of the minute that
+  ended at ``ts`` floored to the minute, which is when it is known (UNVERIFIED: the docs
+  do not say which minute a row covers). Only the last months are kept (6 in the 2025 docs).
 
 UNVERIFIED archive layout (the public docs do not show it): each archive is a zip of one
 CSV with the header ``instrument_name,contract_type,funding_rate,real_funding_rate,
@@ -47,7 +47,6 @@ DATA.md section 1b; OKX's own rows are not). Columns are found by header name, a
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import datetime as dt
 import io
@@ -63,17 +62,19 @@ from websockets.asyncio.client import connect
 
 from ..instruments import Instrument
 from ..prints import PREDICTED
-from ..venues import INVERSE, USDC, USDT, coin_for_symbol, spec
+from ..venues import INVERSE, USDC, USDT, spec
+from ..venues.okx import PREMIUM
 from . import (
     HOUR_MS,
     KNOWN_INTERVALS,
     MINUTE_MS,
     ROW_ERRORS,
-    Budget,
+    WS_COMPRESSION,
     VenueClient,
     VenueError,
     check_print,
     checked,
+    coin_of,
     epoch_ms,
     instruments_of,
     ms_datetime,
@@ -83,8 +84,10 @@ from . import (
     parse_rows,
     premium_frame,
     prints_frame,
+    recv_burst,
     settled_rows,
     snap_ms,
+    stream_frame,
     tagged,
 )
 
@@ -113,11 +116,6 @@ LISTED_STATES = ("live", "suspend")
 SETTLE_CONTRACTS = {"USDT": USDT, "USDC": USDC}
 #: Rows per premium-history page (the endpoint's maximum and default).
 PREMIUM_LIMIT = 100
-#: premium-history allows 20 requests / 2 s per IP: half a unit of the 10 / 2 s budget.
-PREMIUM_COST = 0.5
-#: Pages go back to back at the venue's rate; a client pacing at exactly that rate is refused
-#: whenever an answer's latency exceeds the previous one's, so it charges itself 5 % more.
-PACING_HEADROOM = 1.05
 
 Point = tuple[int, float]  # (settlement epoch ms, rate per interval)
 
@@ -203,7 +201,7 @@ def _funding_row(row: dict) -> dict:
     return checked(
         {
             "inst_id": inst,
-            "coin": coin_for_symbol("okx", inst),
+            "coin": coin_of(VENUE, inst),
             "ts_ms": int(row["ts"]),
             "funding_time_ms": int(row["fundingTime"]),
             "rate": number(row["fundingRate"]),
@@ -333,8 +331,6 @@ class Client(VenueClient):
     venue = VENUE
     rest_url = SPEC.rest_url
     ws_url = SPEC.ws_url
-    #: 10 requests / 2 s per IP + instId (VENUES.md 3.2-3.3); one bucket for all instIds.
-    budget = Budget(10, 2.0)
     #: Rows asked per history page (400 since 2025; a venue serving 100 still pages right:
     #: a short page is never read as the end).
     page_limit = SPEC.history_page
@@ -433,7 +429,7 @@ class Client(VenueClient):
         points: list[tuple[int, float]] = []
         while True:
             query = {"instId": inst, "after": after, "limit": PREMIUM_LIMIT}
-            payload = self.http.get(PREMIUM_PATH, query, cost=PREMIUM_COST * PACING_HEADROOM)
+            payload = self.http.get(PREMIUM_PATH, query, bucket=PREMIUM)
             page = [(ts, premium) for name, ts, premium in parse_premium_history(payload) if name == inst]
             points.extend((ts // MINUTE_MS * MINUTE_MS, premium) for ts, premium in page)
             oldest = min((ts for ts, _ in page), default=None)
@@ -464,7 +460,8 @@ class Client(VenueClient):
     async def stream(
         self, coins: Sequence[str | Instrument], *, ping_interval_s: float = PING_INTERVAL_S
     ) -> AsyncIterator[pl.DataFrame]:
-        """Predicted prints from the ``funding-rate`` channel, one frame per push.
+        """Predicted prints from the ``funding-rate`` channel, one frame per push, or per burst
+        of pushes received together (in arrival order).
 
         Sends the text ``ping`` after ``ping_interval_s`` without a message and raises
         ``ConnectionError`` if the next interval brings nothing either (not even ``pong``);
@@ -472,12 +469,14 @@ class Client(VenueClient):
         """
         wanted = instruments_of(VENUE, coins)
         args = [{"channel": CHANNEL, "instId": name} for name in sorted(wanted)]
-        async with connect(self.ws_base + WS_PATH, ping_interval=None, open_timeout=10) as ws:
+        async with connect(
+            self.ws_base + WS_PATH, ping_interval=None, open_timeout=10, compression=WS_COMPRESSION
+        ) as ws:
             await ws.send(json.dumps({"op": "subscribe", "args": args}))
             pinged = False
             while True:
                 try:
-                    message = await asyncio.wait_for(ws.recv(), ping_interval_s)
+                    messages = await recv_burst(ws, ping_interval_s)
                 except TimeoutError:
                     if pinged:
                         raise ConnectionError(f"okx: no pong within {ping_interval_s} s of a ping") from None
@@ -485,15 +484,30 @@ class Client(VenueClient):
                     pinged = True
                     continue
                 pinged = False
-                frame = self._stream_frame(message, wanted)
-                if frame is not None:
-                    yield frame
+                rows = []
+                try:
+                    for message in messages:
+                        mine = self._stream_rows(message, wanted)
+                        if mine:
+                            self.stream_messages += 1
+                            rows += mine
+                except Exception:
+                    if rows:  # the pushes before an error event were received: hand them over
+                        yield stream_frame(rows, self.venue, self.stream_source)
+                    raise
+                if rows:
+                    yield stream_frame(rows, self.venue, self.stream_source)
 
     def _stream_frame(self, message: str | bytes, wanted: dict[str, Instrument]) -> pl.DataFrame | None:
-        """The prints of one WS message, or None for pong, acks and (counted) junk."""
+        """The prints of one WS message as a frame, or None (see :meth:`_stream_rows`)."""
+        rows = self._stream_rows(message, wanted)
+        return stream_frame(rows, self.venue, self.stream_source) if rows else None
+
+    def _stream_rows(self, message: str | bytes, wanted: dict[str, Instrument]) -> list[dict]:
+        """The print rows of one WS message; none for pong, acks and (counted) junk."""
         if message == "pong":
             self.pongs += 1
-            return None
+            return []
         try:
             payload = json.loads(message)
         except ValueError:
@@ -502,12 +516,12 @@ class Client(VenueClient):
         if event == "error":
             raise VenueError(f"okx WS error {payload.get('code')}: {payload.get('msg')}")
         if event:
-            return None  # subscribe / unsubscribe acknowledgement
+            return []  # subscribe / unsubscribe acknowledgement
         try:
-            rows = wanted_rows(parse_funding_rates(payload), wanted)
+            return wanted_rows(parse_funding_rates(payload), wanted)
         except (VenueError, KeyError, TypeError, ValueError, OverflowError, AttributeError):
             return self._skip()
-        return prints_frame(rows, self.venue, self.stream_source) if rows else None
 
-    def _skip(self) -> None:
+    def _skip(self) -> list[dict]:
         self.skipped_frames += 1
+        return []

@@ -174,6 +174,8 @@ class SeriesStrip:
         "emitted",
         "last_ts",
         "ignored",
+        "with_realised",
+        "_view",
     )
 
     def __init__(
@@ -211,6 +213,11 @@ class SeriesStrip:
         self.emitted: dict[int, Row] = {}  # grid end ms -> last roll row emitted
         self.last_ts = -1  # ts ms of the last intraday sample
         self.ignored = 0  # prints outside the strip's reach (a day away, or forgotten window)
+        #: grid end ms -> {funding_time ms: span start ms} of its realised native windows
+        self.with_realised: dict[int, dict[int, float]] = {}
+        #: what an intraday row reads of the closed windows before one open window
+        #: (:meth:`_closed_view`), until a closed window's value changes
+        self._view: tuple | None = None
 
     # --- state ---------------------------------------------------------------------------
 
@@ -235,22 +242,25 @@ class SeriesStrip:
             self.ignored += 1
             return False, None
         published = ts if published is None else published
-        reclosed = self._first_print(g, ts)
+        first = self.first_ts.get(g)
+        reclosed = None if first is not None and first <= ts else self._first_print(g, ts)
         cur = self.native.get(ft)
         changed = False
         if cur is None or (realised, ts, published) >= (cur[3], cur[0], cur[4]):
             void = not realised and self._overlaps_realised(g, ft, hours)
-            entry = [ts, rate, hours, realised, published, void]
             if cur is None:
-                self.native[ft] = entry
+                cur = self.native[ft] = [ts, rate, hours, realised, published, void]
                 bisect.insort(self.by_grid.setdefault(g, []), ft)
                 changed = True
             else:
-                changed = cur[1:4] != entry[1:4] or cur[5] != void
-                cur[:] = entry
+                changed = cur[1] != rate or cur[2] != hours or cur[3] != realised or cur[5] != void
+                cur[:] = (ts, rate, hours, realised, published, void)
             if realised:
+                self.with_realised.setdefault(g, {})[ft] = ft - hours * 3_600_000
                 changed = self._supersede(g) or changed
         if changed:
+            if self._view is not None and g != self._view[0]:
+                self._view = None  # a closed window's value moved
             natives = self.native
             total_rate = total_hours = 0.0
             for f in self.by_grid[g]:  # in funding_time order, like the batch engine
@@ -261,9 +271,8 @@ class SeriesStrip:
             self.r8[g] = total_rate * GRID_HOURS / total_hours
             self.cover[g] = total_hours / GRID_HOURS
         seen = self.hours.get(g)
-        n = self.native[ft]
-        if (seen is None or ts >= seen[0]) and not (n[5] and n[0] == ts):  # a voided quote shows nothing
-            self.hours[g] = (ts, n[2] if n[3] else hours)
+        if (seen is None or ts >= seen[0]) and not (cur[5] and cur[0] == ts):  # a voided quote shows nothing
+            self.hours[g] = (ts, cur[2] if cur[3] else hours)
         dirty = None
         newest = self.newest
         if newest is None or g > newest:
@@ -295,10 +304,12 @@ class SeriesStrip:
 
     def _overlaps_realised(self, g: int, ft: int, hours: float) -> bool:
         """Whether the span ``(ft - hours, ft]`` overlaps a realised native window of ``g``."""
+        spans = self.with_realised.get(g)
+        if not spans:
+            return False
         start = ft - hours * 3_600_000
-        for f in self.by_grid.get(g, ()):
-            n = self.native[f]
-            if f != ft and n[3] and f - n[2] * 3_600_000 < ft and start < f:
+        for f, f_start in spans.items():
+            if f != ft and f_start < ft and start < f:
                 return True
         return False
 
@@ -325,6 +336,8 @@ class SeriesStrip:
             self.cover.pop(g, None)
             self.hours.pop(g, None)
             self.settled.discard(g)
+            self.with_realised.pop(g, None)
+        self._view = None
         for g in [g for g in self.first_ts if g <= horizon]:
             del self.first_ts[g]
         for g in [g for g in self.emitted if g <= horizon]:
@@ -333,37 +346,60 @@ class SeriesStrip:
 
     # --- rows ----------------------------------------------------------------------------
 
-    def intraday(self, ts: int) -> Row | None:
-        """The intraday row as of ``ts`` (ms) from the current state, or None."""
+    def intraday(self, ts: int, epoch_ms: bool = False) -> Row | None:
+        """The intraday row as of ``ts`` (ms) from the current state, or None; ``epoch_ms``:
+        its ``ts``, ``funding_time`` and ``as_of`` as epoch ms ints (:meth:`LiveStrip.update_deferred`)."""
         open_end = ts // GRID_MS * GRID_MS + GRID_MS
-        r8, ann = self.r8, self._ann
-        a = []
-        for k in range(self.depth):
-            value = r8.get(open_end - k * GRID_MS)
-            a.append(None if value is None else ann(value))
-        filled = fill_buckets(a, self.max_fill)
-        if filled is None:
+        view = self._view
+        if view is None or view[0] != open_end:
+            view = self._view = self._closed_view(open_end)
+        r8 = self.r8.get(open_end)
+        if r8 is None:
             return None
-        buckets, n_filled = filled
-        cover = self.cover
-        min_coverage = min(
-            cover.get(open_end - k * GRID_MS, 0.0) if a[k] is not None else 0.0 for k in range(1, N_BUCKETS)
-        )
+        a0 = self._ann(r8)
+        _, closed, min_coverage, complete, open_at = view
+        if complete:  # nothing to fill: the common case, no list to build
+            buckets, n_filled = (a0, *closed[: N_BUCKETS - 1]), 0
+        else:
+            filled = fill_buckets([a0, *closed], self.max_fill)
+            if filled is None:
+                return None
+            buckets, n_filled = filled
+        if epoch_ms:
+            at, open_at = ts, open_end
+        else:
+            at = from_ms(ts)
         return (
             self.venue,
             self.symbol,
             self.contract,
             INTRADAY,
-            from_ms(ts),
-            from_ms(open_end),
+            at,
+            open_at,
             self.hours[open_end][1],
             self.annualisation,
             *buckets,
             n_filled,
-            from_ms(ts),
-            cover[open_end],
+            at,
+            self.cover[open_end],
             min_coverage,
         )
+
+    def _closed_view(self, open_end: int) -> tuple:
+        """What an intraday row in the grid window ending ``open_end`` reads of the windows
+        before it: (open_end, annualised values of buckets 1..depth-1 (None: missing),
+        min_coverage of buckets 1..7, whether buckets 1..7 are all known, open_end as a
+        datetime). Kept in ``_view`` until a closed window's value changes (:meth:`add`)."""
+        r8, ann, cover = self.r8, self._ann, self.cover
+        closed = []
+        for k in range(1, self.depth):
+            value = r8.get(open_end - k * GRID_MS)
+            closed.append(None if value is None else ann(value))
+        min_coverage = min(
+            cover.get(open_end - k * GRID_MS, 0.0) if closed[k - 1] is not None else 0.0 for k in range(1, N_BUCKETS)
+        )
+        complete = all(value is not None for value in closed[: N_BUCKETS - 1])
+        return open_end, closed, min_coverage, complete, from_ms(open_end)
 
     def prints_frame(self, lo: int | None = None) -> pl.DataFrame:
         """The retained prints of grid windows ending at or after ``lo`` (ms) as a strip
@@ -478,14 +514,20 @@ class LiveStrip:
         self.max_fill = max_fill
         self.retain_ms = retain_ms
         self.series: dict[Key, SeriesStrip] = {}
+        self._as_given: dict[Key, SeriesStrip] = {}  # by the key as prints give it (contract may be None)
 
     def _series(self, venue: str, symbol: str, contract: str | None) -> SeriesStrip:
+        given = (venue, symbol, contract)
+        s = self._as_given.get(given)
+        if s is not None:
+            return s
         key = (venue, symbol, contract if contract is not None else main_contract(venue, symbol))
         s = self.series.get(key)
         if s is None:
             s = self.series[key] = SeriesStrip(
                 *key, annualisation=self.annualisation, max_fill=self.max_fill, retain_ms=self.retain_ms
             )
+        self._as_given[given] = s
         return s
 
     def update(self, prints: Iterable[Sequence], *, intraday: bool = True) -> list[Row]:
@@ -495,19 +537,28 @@ class LiveStrip:
             rows.extend(job.accept(job.compute()))
         return rows
 
-    def update_deferred(self, prints: Iterable[Sequence], *, intraday: bool = True) -> tuple[list[Row], list[RollJob]]:
+    def update_deferred(
+        self, prints: Iterable[Sequence], *, intraday: bool = True, epoch_ms: bool = False
+    ) -> tuple[list[Row], list[RollJob]]:
         """:meth:`update` without the roll computation: the intraday rows (pure Python,
-        microseconds) and the :class:`RollJob` s to compute elsewhere and accept in order."""
+        microseconds) and the :class:`RollJob` s to compute elsewhere and accept in order.
+
+        ``epoch_ms``: the prints' ``ts``, ``funding_time`` and ``published_at`` are epoch ms
+        ints, and so are the intraday rows' ``ts``, ``funding_time`` and ``as_of`` (the live
+        collector's hot path: no datetime is made per print, :func:`rows_frame` reads them)."""
         rows: list[Row] = []
         dirty: dict[SeriesStrip, tuple[int, int]] = {}
         for p in prints:
             s = self._series(p[_I_VENUE], p[_I_SYMBOL], p[_I_CONTRACT])
             realised = p[_I_KIND] == REALISED
-            ft = to_ms(p[_I_FT])
+            if epoch_ms:
+                ft, stamped = p[_I_FT], p[_I_TS]
+            else:
+                ft, stamped = to_ms(p[_I_FT]), to_ms(p[_I_TS])
             # a realised print counts from its settlement time, as in the batch engine
-            ts = (ft + MINUTE_MS // 2) // MINUTE_MS * MINUTE_MS if realised else to_ms(p[_I_TS])
+            ts = (ft + MINUTE_MS // 2) // MINUTE_MS * MINUTE_MS if realised else stamped
             published = p[_I_PUBLISHED] if len(p) > _I_PUBLISHED else None
-            published_ms = to_ms(p[_I_TS] if published is None else published)
+            published_ms = stamped if published is None else published if epoch_ms else to_ms(published)
             accepted, d = s.add(ts, ft, p[_I_RATE], p[_I_HOURS], realised, published_ms)
             if not accepted:
                 continue
@@ -516,7 +567,7 @@ class LiveStrip:
                 dirty[s] = (min(lo, d[0]), max(hi, d[1]))
             if intraday and ts >= s.last_ts:
                 s.last_ts = ts
-                row = s.intraday(ts)
+                row = s.intraday(ts, epoch_ms)
                 if row is not None:
                     rows.append(row)
         return rows, [s.roll_job(lo, hi) for s, (lo, hi) in dirty.items()]
@@ -568,6 +619,15 @@ def compute_jobs(jobs: Sequence[RollJob]) -> list[pl.DataFrame]:
     return [parts.get(key, empty) for key in keys]
 
 
-def rows_frame(rows: list[Row]) -> pl.DataFrame:
-    """Snapshot row tuples -> a SNAPSHOT_SCHEMA frame."""
-    return pl.DataFrame(rows, schema=SNAPSHOT_SCHEMA, orient="row")
+def rows_frame(rows: list[Row], epoch_ms: bool = False) -> pl.DataFrame:
+    """Snapshot row tuples -> a SNAPSHOT_SCHEMA frame; ``epoch_ms``: their times are epoch ms
+    ints (built column by column, with no datetime per row)."""
+    if not epoch_ms:
+        return pl.DataFrame(rows, schema=SNAPSHOT_SCHEMA, orient="row")
+    columns = zip(*rows) if rows else ((),) * len(SNAPSHOT_SCHEMA)
+    return pl.DataFrame(
+        [
+            pl.Series(name, values, dtype=pl.Int64).cast(TS) if dtype == TS else pl.Series(name, values, dtype=dtype)
+            for (name, dtype), values in zip(SNAPSHOT_SCHEMA.items(), columns)
+        ]
+    )

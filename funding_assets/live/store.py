@@ -12,8 +12,12 @@ symbol, kind, ts)``) is rebuilt with the new key when opened, its rows given eac
 main perpetual of their coin (all the collector followed then).
 
 Rows are queued by :meth:`LiveStore.put` and committed by a background thread in batches
-(one transaction per batch, one Arrow insert, no per-row SQL), which is what lets it keep
-up with tens of thousands of rows per second at a latency of tens of milliseconds.
+(one transaction per batch, no per-row SQL), which is what lets it keep up with tens of
+thousands of rows per second at a latency of tens of milliseconds. A row whose key no
+stored row has (an intraday row later than every stored one of its series: nearly every
+row) is plainly inserted, which costs DuckDB half an insert-or-replace; the others are
+inserted or replaced. The file's connection uses one thread: commits are small and
+frequent, and the collector's own threads need the cores.
 
 Retention: the store keeps what the collector committed in the last :data:`LIVE_RETENTION`
 (7 days, by ``stored_at``): older rows are deleted when the store opens and then every
@@ -32,9 +36,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import polars as pl
 
-from ..prints import MS, TS, main_contracts
+from ..prints import TS, main_contracts
 from ..settings import WAREHOUSE_FILE
 from ..strip import SNAPSHOT_SCHEMA
 
@@ -120,7 +125,8 @@ class LiveStore:
         self.prune_every_s = prune_every_s
         self._clock = clock
         self.rows_pruned = 0
-        self._con = duckdb.connect(str(self.path))
+        # one thread: commits are small and frequent, and the collector's own threads need the cores
+        self._con = duckdb.connect(str(self.path), config={"threads": 1})
         self._db_lock = threading.Lock()
         # column types are DuckDB's own mapping of the Arrow schema every batch arrives in
         # (timestamps become TIMESTAMP_MS), so inserts need no conversion; and no import of
@@ -143,7 +149,27 @@ class LiveStore:
         self._committed = 0  # frames ever committed
         self._stopping = False
         self._error: BaseException | None = None
-        self._latencies: collections.deque[float] = collections.deque(maxlen=LATENCY_SAMPLES)
+        #: per commit, the latency samples (ms) of its rows: from ``received_at`` (every row) and
+        #: from ``ts`` (intraday rows), arrays kept until they hold LATENCY_SAMPLES each
+        self._latencies: dict[str, collections.deque[np.ndarray]] = {
+            "received": collections.deque(),
+            "event": collections.deque(),
+        }
+        #: latency samples ever taken, by kind
+        self.latency_samples = {"received": 0, "event": 0}
+        target = ", ".join(f'"{c}"' for c in LIVE_STRIP_SCHEMA)
+        columns = ", ".join(f'"{c}"' for c in PUT_SCHEMA)
+        source = f"SELECT {columns}, ?::TIMESTAMP_MS FROM incoming"
+        self._insert_new = f"INSERT INTO {TABLE} ({target}) {source} WHERE new_key"
+        self._insert_or_replace = f"INSERT OR REPLACE INTO {TABLE} ({target}) {source} WHERE NOT new_key"
+        #: (venue, symbol, contract) -> ts (epoch ms) of the newest intraday row stored: a later
+        #: intraday row of the series has a key no stored row has (see _commit)
+        self._newest: dict[tuple, int] = {
+            (venue, symbol, contract): newest
+            for venue, symbol, contract, newest in self._con.execute(
+                f"SELECT venue, symbol, contract, epoch_ms(max(ts)) FROM {TABLE} WHERE kind = 'intraday' GROUP BY ALL"
+            ).fetchall()
+        }
         self.rows_stored = 0
         self.batches = 0
         self._thread = threading.Thread(target=self._run, name=f"live-store-{self.path.name}", daemon=True)
@@ -271,35 +297,74 @@ class LiveStore:
                     return
 
     def _commit(self, frames: list[pl.DataFrame]) -> None:
-        # the last row of a key wins, as a later row would replace it in the table
-        batch = pl.concat(frames, rechunk=True).unique(subset=KEY, keep="last", maintain_order=True)
-        cols = ", ".join(f'"{c}"' for c in LIVE_STRIP_SCHEMA)
+        """Insert-or-replace the rows in one transaction. Rows whose key no stored row has (an
+        intraday row later than every stored one of its series: the common case) are plainly
+        inserted, which costs DuckDB half an insert-or-replace; the others (roll rows, and any
+        row that may meet a stored key) are inserted or replaced."""
+        batch = pl.concat(frames, rechunk=True)
+        keys = list(zip(*(batch[c].to_list() for c in KEY[:-1]), batch["ts"].cast(pl.Int64).to_list()))
+        if len(set(keys)) < len(keys):  # the last row of a key wins, as a later row would replace it
+            batch = batch.unique(subset=KEY, keep="last", maintain_order=True)
+            keys = list(dict.fromkeys(reversed(keys)))[::-1]  # the same rows: each key at its last place
+        newest = dict(self._newest)
+        new_key = []
+        for venue, symbol, contract, kind, ts in keys:
+            series = (venue, symbol, contract)
+            fresh = kind == "intraday" and ts > newest.get(series, -1)
+            if fresh:
+                newest[series] = ts
+            new_key.append(fresh)
+        fresh_rows = sum(new_key)
+        incoming = batch.hstack([pl.Series("new_key", new_key, pl.Boolean)])
+        statements = [
+            q for q, n in ((self._insert_new, fresh_rows), (self._insert_or_replace, batch.height - fresh_rows)) if n
+        ]
         with self._db_lock:
             stored_at = self._clock()
-            table = batch.with_columns(stored_at=pl.lit(stored_at, TS)).to_arrow()
-            self._con.register("incoming", table)
+            self._con.register("incoming", incoming)
             try:
-                self._con.execute("BEGIN TRANSACTION")
-                try:
-                    self._con.execute(f"INSERT OR REPLACE INTO {TABLE} ({cols}) SELECT {cols} FROM incoming")
-                    self._con.execute("COMMIT")
-                except BaseException:
-                    self._con.execute("ROLLBACK")
-                    raise
+                if len(statements) == 1:
+                    self._con.execute(statements[0], [stored_at])  # one statement: one transaction
+                else:
+                    self._con.execute("BEGIN TRANSACTION")
+                    try:
+                        for statement in statements:
+                            self._con.execute(statement, [stored_at])
+                        self._con.execute("COMMIT")
+                    except BaseException:
+                        self._con.execute("ROLLBACK")
+                        raise
             finally:
                 self._con.unregister("incoming")
+        self._newest = newest
         done_ms = time.time() * 1000.0
-        received_ms = batch["received_at"].dt.epoch(MS).cast(pl.Float64)
-        self._latencies.extend((done_ms - received_ms).to_list())
+        received = done_ms - batch["received_at"].to_numpy().view(np.int64)
+        intraday = (batch["kind"] == "intraday").to_numpy()
+        event = done_ms - batch["ts"].to_numpy().view(np.int64)[intraday]
+        with self._cond:
+            for since, samples in (("received", received), ("event", event)):
+                kept = self._latencies[since]
+                kept.append(samples)
+                self.latency_samples[since] += samples.size
+                while sum(a.size for a in kept) - kept[0].size >= LATENCY_SAMPLES:
+                    kept.popleft()
         self.rows_stored += batch.height
         self.batches += 1
 
     # -- reading ---------------------------------------------------------------------------
 
-    def latencies_ms(self) -> list[float]:
-        """Per-row latency samples in ms (commit returned - ``received_at``), oldest first."""
+    def latencies_ms(self, since: str = "received", last: int | None = None) -> list[float]:
+        """Per-row latency samples in ms, oldest first (at least the last :data:`LATENCY_SAMPLES`;
+        ``last``: only the newest so many): from ``received_at`` (commit returned - when the
+        collector received the message, every row), or, ``since="event"``, from the print's
+        own ``ts`` (commit returned - the venue's stamp of the message; intraday rows, whose
+        ``ts`` is their print's). ``latency_samples[since]`` counts the samples ever taken."""
         with self._cond:
-            return list(self._latencies)
+            kept = list(self._latencies[since])
+        samples = np.concatenate(kept) if kept else np.zeros(0)
+        if last is not None:
+            samples = samples[max(0, samples.size - last) :] if last else samples[:0]
+        return samples.tolist()
 
     def _query(self, sql: str, params: list) -> pl.DataFrame:
         with self._db_lock:

@@ -59,6 +59,7 @@ settlements, never the other way round, so the two agree by construction as on t
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from functools import lru_cache
@@ -267,21 +268,42 @@ class FundingModel:
         converges to the realised rate as the window closes. Rate is a decimal fraction per
         ``interval_hours``; ``funding_time`` is the window's end (naive UTC).
         """
-        inst = self.instrument(venue, coin, contract)
+        return self.predicted_many([self.instrument(venue, coin, contract)], at)[0]
+
+    def predicted_many(self, instruments: Sequence[Instrument], at: datetime) -> list[tuple[float, datetime, float]]:
+        """:meth:`predicted` of several of the universe's instruments at one instant (a venue
+        stream pushes many at once): one settlement-formula call per venue, the same values.
+        :meth:`predicted` is this of one instrument: a model that changes the predictions
+        overrides this method."""
         at_ms = _utc_ms(at, "at")
         if not EPOCH_MS <= at_ms < HORIZON_MS - BLOCK_HOURS * HOUR_MS:
             raise FundingInputError(f"at: {at} is outside the model span {EPOCH} to {HORIZON}")
-        interval = int(self.interval_hours_at(venue, coin, at, contract=inst.contract))
+        block = (at_ms - EPOCH_MS) // (BLOCK_HOURS * HOUR_MS)
         hours_in = (at_ms - EPOCH_MS) / HOUR_MS
-        end_hour = int(hours_in // interval) * interval + interval
-        start_hour = end_hour - interval
-        elapsed = hours_in - start_hour
-        path = _path(self.seed, inst.key, start_hour, end_hour)
-        whole = int(elapsed)
-        total = float(path[:whole].sum()) + (elapsed - whole) * float(path[whole])
-        average = total / elapsed if elapsed > 0 else float(path[0])
-        rate = float(funding_rate(inst.venue, np.array([average]), np.array([float(interval)]), inst.rate_cap)[0])
-        return rate, EPOCH + end_hour * HOUR, float(interval)
+        windows, by_venue = [], {}
+        for i, inst in enumerate(instruments):
+            key = inst.key
+            interval = int(_block_intervals(self.seed, key)[block])
+            end_hour = int(hours_in // interval) * interval + interval
+            start_hour = end_hour - interval
+            elapsed = hours_in - start_hour
+            sums, path = _window_sums(self.seed, key, start_hour, end_hour)
+            whole = int(elapsed)
+            total = sums[whole] + (elapsed - whole) * path[whole]
+            windows.append((total / elapsed if elapsed > 0 else path[0], interval, end_hour))
+            by_venue.setdefault(inst.venue, []).append(i)
+        rates = [0.0] * len(windows)
+        for venue, members in by_venue.items():
+            caps = [RATE_CAPS[venue] if instruments[i].rate_cap is None else instruments[i].rate_cap for i in members]
+            got = funding_rate(
+                venue,
+                np.array([windows[i][0] for i in members]),
+                np.array([float(windows[i][1]) for i in members]),
+                np.array(caps),
+            )
+            for i, rate in zip(members, got.tolist()):
+                rates[i] = rate
+        return [(rate, EPOCH + end * HOUR, float(hours)) for rate, (_, hours, end) in zip(rates, windows)]
 
     def premium(
         self, venue: str, coin: str, start: datetime, end: datetime, *, contract: str | None = None
@@ -385,13 +407,14 @@ def instrument_formula(instrument: Instrument) -> Formula:
 
 
 def funding_rate(
-    venue: str, premium_avg: np.ndarray, interval_hours: np.ndarray, cap: float | None = None
+    venue: str, premium_avg: np.ndarray, interval_hours: np.ndarray, cap: float | np.ndarray | None = None
 ) -> np.ndarray:
     """Settled rate per native interval from the mean premium over each window.
 
     ``premium_avg`` is a decimal fraction of the index price, ``interval_hours`` the window
-    length in hours; the result is a decimal fraction per window, capped at ``cap`` (None:
-    ``RATE_CAPS[venue]``) and rounded to 8 decimals (see the module docstring).
+    length in hours; the result is a decimal fraction per window, capped at ``cap`` (one or
+    one per window; None: ``RATE_CAPS[venue]``) and rounded to 8 decimals (see the module
+    docstring).
     """
     venue = check_venue(venue)
     share_of_8h = np.asarray(interval_hours, dtype=np.float64) / RATE_BASIS_HOURS
@@ -603,6 +626,14 @@ def _premium_chunk(seed: int, key: Key, chunk: int) -> np.ndarray:
         share, half_life = CONTRACT_NOISE[contract]
         path = path + _ar1_chunk(seed, ("contract", *key), chunk, half_life) * share * sd
     return _frozen(path)
+
+
+@lru_cache(maxsize=_WINDOW_SAMPLES_CACHE)
+def _window_sums(seed: int, key: Key, first: int, stop: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """(sum of the first k hours for k = 0..n, hourly premiums) of hours [first, stop): what a
+    prediction inside the window reads, as floats (each sum exactly ``path[:k].sum()``)."""
+    path = _path(seed, key, first, stop)
+    return tuple(float(path[:k].sum()) for k in range(len(path) + 1)), tuple(path.tolist())
 
 
 def _path(seed: int, key: Key, first: int, stop: int) -> np.ndarray:

@@ -8,20 +8,30 @@ venue's own paths, query semantics, payload shapes and stream protocol, which li
 
 REST is ``http://127.0.0.1:<port>/<venue>/<venue path>`` and streams are
 ``ws://127.0.0.1:<ws port>/<venue>/<venue path>``. Faults are injected on request
-(:class:`Faults`); the venues' real request budgets are enforced on request (``limits``).
+(:class:`Faults`); the venues' published request budgets are enforced on request (``limits``).
 Only loopback addresses are ever bound.
+
+Streams push every ``push_interval_s`` on a fixed cadence (:meth:`VenueSim.next_push`), each
+push all of a connection's instruments at one instant: their predictions in one call of the
+model (:meth:`Feed.predicted_many`), built off the event loop (a worker thread), what moves
+at most hourly (premiums, published settlements) remembered for the day
+(:meth:`Feed.daily`), written in one go with the faults applied per message
+(:meth:`WsSession.send_many`). That is what lets one simulator offer tens of thousands of
+messages a second over hundreds of streams.
 """
 
 import asyncio
+import bisect
 import dataclasses
 import datetime as dt
 import errno
 import json
+import math
 import random
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -29,15 +39,22 @@ from urllib.parse import parse_qsl, urlsplit
 import polars as pl
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
+from websockets.protocol import State
 
 from ..clients.http import Budget
 from ..instruments import Instrument
 from ..prints import PRINT_SCHEMA
+from ..venues import SPECS
 from . import universe
+from .model import EPOCH as MODEL_EPOCH
 from .model import FundingModel
 
 LOOPBACK = "127.0.0.1"
 MS = dt.timedelta(milliseconds=1)
+HOUR = dt.timedelta(hours=1)
+DAY = dt.timedelta(days=1)
+UNIX = dt.datetime(1970, 1, 1)
+_MISSING = object()
 
 
 class PortInUseError(OSError):
@@ -132,6 +149,10 @@ class Response:
     headers: dict[str, str] = dataclasses.field(default_factory=dict)
 
 
+#: Compact JSON text of a payload (one encoder for every message, not one per call).
+_to_json = json.JSONEncoder(separators=(",", ":")).encode
+
+
 def json_response(obj: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     return Response(
         status, json.dumps(obj, separators=(",", ":")).encode(), {"Content-Type": "application/json", **(headers or {})}
@@ -149,6 +170,10 @@ class Feed:
         self.model = model
         self.clock = clock
         self.missing = missing
+        # what streams quote beside the live estimate, kept for one day (daily): (days since 1970, memo)
+        self._memo: tuple[int, dict[tuple, Any]] = (-1, {})
+        self._totals_lock = threading.Lock()
+        self._totals: dict[tuple, tuple[dt.datetime, float]] = {}  # published_sum's running totals
 
     def listing(self, venue: str) -> list[Instrument]:
         """``venue``'s perpetuals listed by now, delisted ones included, sorted by key."""
@@ -160,9 +185,9 @@ class Feed:
         found = universe.lookup(venue, name, self.model.seed) if isinstance(name, str) else None
         return found if found is not None and _listed_by(found, self.clock()) else None
 
-    def trading(self, instrument: Instrument) -> bool:
-        """Listed and not delisted at the simulator's now."""
-        return universe.listed_at(instrument, self.clock())
+    def trading(self, instrument: Instrument, now: dt.datetime | None = None) -> bool:
+        """Listed and not delisted at ``now`` (default: the simulator's now)."""
+        return universe.listed_at(instrument, self.clock() if now is None else now)
 
     def settlements(self, venue: str, coin: str, start: dt.datetime, end: dt.datetime, contract: str | None = None):
         """Realised prints with funding_time in [start, end) that have happened by now (the
@@ -173,8 +198,12 @@ class Feed:
         end = min(end, self.clock() + MS)
         if end <= start:
             return self.model.settlements(venue, coin, start, start, contract=contract)
+        return self._settled(venue, coin, start, end, contract).filter(pl.col("ts") <= self.clock())
+
+    def _settled(self, venue: str, coin: str, start: dt.datetime, end: dt.datetime, contract: str | None):
+        """The model's settlements with funding_time in [start, end), minus the missing ones,
+        published or not."""
         rows = self.model.settlements(venue, coin, start, end, contract=contract)
-        rows = rows.filter(pl.col("ts") <= self.clock())
         if self.missing:
             gone = [t for v, c, t in self.missing if v == venue and c == coin]
             if gone:
@@ -192,10 +221,84 @@ class Feed:
             venue, coin, when.replace(microsecond=when.microsecond // 1000 * 1000), contract=contract
         )
 
+    def predicted_many(
+        self, instruments: Sequence[Instrument], at: dt.datetime
+    ) -> list[tuple[float, dt.datetime, float]]:
+        """:meth:`predicted` of several instruments at one instant ``at`` (a stream's push
+        quotes its instruments together), in one vectorised call of the model."""
+        return self.model.predicted_many(instruments, at.replace(microsecond=at.microsecond // 1000 * 1000))
+
     def interval_hours(self, instrument: Instrument) -> float:
         """The instrument's native interval at the simulator's now (hours)."""
         i = instrument
         return self.model.interval_hours_at(i.venue, i.symbol, self.clock(), contract=i.contract)
+
+    def daily(self, key: tuple, now: dt.datetime, make: Callable[[], Any]) -> Any:
+        """``make()``, remembered under ``key`` for the rest of ``now``'s UTC day: what a stream
+        quotes beside the live estimate moves at most hourly (a value of one hour has the hour
+        in its key), and is built at most once an hour, not per push; a day's worth at a time
+        where that is one query (premiums, settlements)."""
+        day = (now - UNIX) // DAY
+        held, memo = self._memo  # one (day, memo) pair, swapped whole: no lock on the hot path
+        if held != day:
+            memo = {}
+            self._memo = (day, memo)
+        value = memo.get(key, _MISSING)
+        if value is _MISSING:
+            value = memo[key] = make()  # two threads may both make it: the same value
+        return value
+
+    def hour_premium(self, instrument: Instrument, now: dt.datetime) -> float:
+        """The instrument's mean premium over the hour holding ``now`` (decimal fraction of the
+        index, :meth:`FundingModel.premium`), which tickers quote on every push."""
+        day = now.replace(hour=0, minute=0, second=0, microsecond=0)
+        venue, coin, contract = instrument.key
+
+        def make() -> list[float]:
+            return self.model.premium(venue, coin, day, day + DAY, contract=contract)["premium"].to_list()
+
+        return self.daily(("premium", instrument.key), now, make)[now.hour]
+
+    def last_published(self, instrument: Instrument, now: dt.datetime, since: dt.datetime) -> float | None:
+        """The last rate published by ``now`` whose funding_time is at or after ``since`` (at most
+        two days before ``now``'s day), or None, as :meth:`settlements` would give it: what
+        tickers quote beside the live estimate (OKX ``settFundingRate``)."""
+        funding_ms, _, rates, count = self._recent(instrument, now)
+        return rates[count - 1] if count and funding_ms[count - 1] >= (since - UNIX) // MS else None
+
+    def published_sum(self, instrument: Instrument, now: dt.datetime) -> float:
+        """The sum of every rate published by ``now`` (Deribit's ``interest_value``): a running
+        total of the settlements before the two days before ``now``'s day, extended as the
+        clock moves on, plus those since published by ``now``."""
+        venue, coin, contract = instrument.key
+        cut = now.replace(hour=0, minute=0, second=0, microsecond=0) - 2 * DAY
+        with self._totals_lock:
+            upto, total = self._totals.get(instrument.key, (MODEL_EPOCH, 0.0))
+        if cut < upto:  # a clock set back: start over
+            upto, total = MODEL_EPOCH, 0.0
+        if cut > upto:
+            total += float(self._settled(venue, coin, upto, cut, contract)["rate"].sum())
+            with self._totals_lock:
+                self._totals[instrument.key] = (cut, total)
+        _, _, rates, count = self._recent(instrument, now)
+        return total + sum(rates[:count])
+
+    def _recent(self, instrument: Instrument, now: dt.datetime) -> tuple[list[int], list[int], list[float], int]:
+        """(funding_time ms, ts ms, rate) of the settlements from two days before ``now``'s day
+        to two hours after it ends, by ``ts``, and how many of them are published by ``now``."""
+        venue, coin, contract = instrument.key
+        day = now.replace(hour=0, minute=0, second=0, microsecond=0)
+
+        def make() -> tuple[list[int], list[int], list[float]]:
+            rows = self._settled(venue, coin, day - 2 * DAY, day + DAY + 2 * HOUR, contract).sort("ts")
+            return (
+                rows["funding_time"].dt.epoch("ms").to_list(),
+                rows["ts"].dt.epoch("ms").to_list(),
+                rows["rate"].to_list(),
+            )
+
+        funding_ms, ts_ms, rates = self.daily(("recent", instrument.key), now, make)
+        return funding_ms, ts_ms, rates, bisect.bisect_right(ts_ms, (now - UNIX) // MS)
 
 
 def _listed_by(instrument: Instrument, now: dt.datetime) -> bool:
@@ -227,27 +330,62 @@ class WsSession:
 
     async def send(self, payload: Any, *, counts_prints: int = 0) -> None:
         """Send ``payload`` (JSON-encoded unless already text), subject to the faults."""
+        await self.send_many([(payload, counts_prints)])
+
+    async def send_many(self, messages: Sequence[tuple[Any, int]]) -> None:
+        """Send ``(payload, prints it carries)`` messages in order, each subject to the faults
+        as :meth:`send` applies them, in one write to the socket: a push of many instruments
+        at one instant costs one system call, not one per message (what lets one simulator
+        thread offer tens of thousands of messages a second)."""
+        if not messages:
+            return
         faults = self.sim.faults
-        text = payload if isinstance(payload, str) else json.dumps(payload, separators=(",", ":"))
-        if faults.ws_stall_after is not None and self.sent >= faults.ws_stall_after:
-            await self.connection.wait_closed()  # silent: no data, no pong, until the client gives up
-        if faults.ws_drop_after is not None and self.sent >= faults.ws_drop_after:
-            self.connection.transport.abort()  # no close frame: a dropped socket
-            raise ConnectionError("dropped by fault injection")
-        if faults.ws_garbage_rate and self.sim.chance(faults.ws_garbage_rate):
-            await self.connection.send(self.sim.garble(text))
-            self.sim.garbage_frames += 1
-        self.sent += 1
-        await self.connection.send(text)
+        protocol = self.connection.protocol
+        if protocol.state is not State.OPEN:
+            await self.connection.send("")  # raises the connection's ConnectionClosed
+        for payload, prints in messages:
+            text = payload if isinstance(payload, str) else _to_json(payload)
+            if faults.ws_stall_after is not None and self.sent >= faults.ws_stall_after:
+                self._write()
+                await self.connection.wait_closed()  # silent: no data, no pong, until the client gives up
+            if faults.ws_drop_after is not None and self.sent >= faults.ws_drop_after:
+                self._write()
+                self.connection.transport.abort()  # no close frame: a dropped socket
+                raise ConnectionError("dropped by fault injection")
+            if protocol.state is not State.OPEN:
+                self._write()
+                await self.connection.send(text)  # raises the connection's ConnectionClosed
+            if faults.ws_garbage_rate and self.sim.chance(faults.ws_garbage_rate):
+                protocol.send_text(self.sim.garble(text).encode())
+                self.sim.garbage_frames += 1
+            self.sent += 1
+            protocol.send_text(text.encode())
+            self.sim.frames_sent += 1
+            self.sim.prints_sent += prints
+        self._write()
         self.last_sent = time.monotonic()
-        self.sim.prints_sent += counts_prints
+        await self.connection.drain()
+
+    def _write(self) -> None:
+        """Hand the frames the protocol holds to the transport in one write."""
+        chunks = self.connection.protocol.data_to_send()
+        transport = self.connection.transport
+        data = [chunk for chunk in chunks if chunk]
+        if data:
+            transport.writelines(data)
+        if len(data) < len(chunks):  # an empty chunk asks for the end of the stream, as in websockets
+            if transport.can_write_eof():
+                transport.write_eof()
+            else:
+                transport.close()
 
 
 class VenueSim:
     """One venue's protocol. Subclasses answer REST requests and serve WebSocket sessions."""
 
     venue: str = ""
-    budget: Budget = Budget(1e9, 1.0)
+    #: Budgets enforced with ``limits``, by bucket; None: the venue's published ones (its spec).
+    budgets: Mapping[str, Budget] | None = None
     limit_status: int = 429
 
     def __init__(self, feed: Feed, faults: Faults, push_interval_s: float) -> None:
@@ -257,7 +395,15 @@ class VenueSim:
         self._rng = random.Random(f"{faults.seed}:{self.venue}")
         self._rng_lock = threading.Lock()
         self.prints_sent = 0
+        self.frames_sent = 0  # data frames sent on every stream (garbage frames not counted)
         self.garbage_frames = 0
+
+    def next_push(self, due: float, now: float) -> float:
+        """When the push after one due at ``due`` is due (event-loop seconds): one
+        ``push_interval_s`` later, a fixed cadence however late this one ran, so a stream
+        offers the rate its interval says; a push more than an interval late starts again
+        from ``now`` rather than bursting to catch up."""
+        return max(due + self.push_interval_s, now)
 
     def chance(self, share: float) -> bool:
         with self._rng_lock:
@@ -269,8 +415,12 @@ class VenueSim:
         return text[:cut] if cut % 2 else "\x00not json" + text[cut:]
 
     def cost(self, request: Request) -> float:
-        """Request units this request uses of the venue's budget."""
+        """Request units this request uses of its bucket."""
         return 1.0
+
+    def bucket(self, request: Request) -> str | None:
+        """The budget bucket this request draws on (None: the venue's first)."""
+        return None
 
     def error(self, status: int, message: str) -> Response:
         """The venue's error envelope for an HTTP error status."""
@@ -286,7 +436,9 @@ class VenueSim:
 class _Bucket:
     """The server side of a venue budget: refuses (never waits) when it is spent.
 
-    ``clock`` (seconds, monotonic) refills it; tests pass one they advance themselves."""
+    It holds one period's units, starts full and refills at the budget's rate; ``clock``
+    (seconds, monotonic) refills it, and tests pass one they advance themselves.
+    ``granted`` counts the units taken, ``refused`` the requests turned away."""
 
     def __init__(self, budget: Budget, clock: Callable[[], float] = time.monotonic) -> None:
         self.budget = budget
@@ -294,23 +446,37 @@ class _Bucket:
         self.tokens = budget.requests
         self.stamp = clock()
         self.lock = threading.Lock()
+        self.granted = 0.0
+        self.refused = 0
+
+    def _refill(self) -> None:
+        now = self.clock()
+        self.tokens = min(self.budget.requests, self.tokens + (now - self.stamp) * self.budget.per_second)
+        self.stamp = now
+
+    def level(self) -> float:
+        """The units it holds now."""
+        with self.lock:
+            self._refill()
+            return self.tokens
 
     def take(self, cost: float) -> float:
         """0 if granted, else the seconds until it would be."""
         with self.lock:
-            now = self.clock()
-            self.tokens = min(self.budget.requests, self.tokens + (now - self.stamp) * self.budget.per_second)
-            self.stamp = now
+            self._refill()
             if self.tokens >= cost:
                 self.tokens -= cost
+                self.granted += cost
                 return 0.0
+            self.refused += 1
             return (cost - self.tokens) / self.budget.per_second
 
 
 class SimServer:
     """All five venues on loopback. Use as a context manager or call start()/stop().
 
-    With ``limits``, each venue's budget refills on ``limits_clock`` (monotonic seconds)."""
+    With ``limits``, each venue's budgets (its published ones, or ``budgets[venue]``) are
+    enforced, refilling on ``limits_clock`` (monotonic seconds): ``buckets[venue][name]``."""
 
     def __init__(
         self,
@@ -320,10 +486,12 @@ class SimServer:
         faults: Faults | None = None,
         limits: bool = False,
         limits_clock: Callable[[], float] = time.monotonic,
+        budgets: Mapping[str, Mapping[str, Budget]] | None = None,
         push_interval_s: float = 1.0,
         port: int = 0,
         ws_port: int = 0,
     ) -> None:
+        from .rates import RATE_SIMS
         from .venues import VENUE_SIMS
 
         self.clock = clock or SimClock()
@@ -332,8 +500,21 @@ class SimServer:
         self.sims: dict[str, VenueSim] = {
             v: cls(self.feed, self.faults, push_interval_s) for v, cls in VENUE_SIMS.items()
         }
-        self.buckets = {v: _Bucket(s.budget, limits_clock) for v, s in self.sims.items()} if limits else {}
-        self.requests: dict[str, int] = {v: 0 for v in self.sims}
+        budgets = budgets or {}
+        self.buckets: dict[str, dict[str, _Bucket]] = (
+            {
+                v: {
+                    name: _Bucket(b, limits_clock)
+                    for name, b in (budgets.get(v) or s.budgets or SPECS[v].budgets).items()
+                }
+                for v, s in self.sims.items()
+            }
+            if limits
+            else {}
+        )
+        #: Rho and Boros, fixed-rate markets on the venues' funding, served beside the venues.
+        self.rate_sims = {p: cls(self.feed, self.faults, push_interval_s) for p, cls in RATE_SIMS.items()}
+        self.requests: dict[str, int] = {v: 0 for v in [*self.sims, *self.rate_sims]}
         self._counter_lock = threading.Lock()
         self._rng = random.Random(f"{self.faults.seed}:rest")
         # Both ports are bound here, so a taken one is a PortInUseError at once.
@@ -400,7 +581,7 @@ class SimServer:
         """Dispatch one request; None means: drop the connection without answering."""
         parts = urlsplit(raw_path)
         venue, _, rest = parts.path.lstrip("/").partition("/")
-        sim = self.sims.get(venue)
+        sim = self.sims.get(venue) or self.rate_sims.get(venue)
         if sim is None:
             return json_response({"error": f"unknown venue {venue!r}"}, 404)
         with self._counter_lock:
@@ -418,10 +599,13 @@ class SimServer:
             response.headers["Retry-After"] = f"{faults.retry_after_s:g}"
             return response
         if venue in self.buckets:
-            wait = self.buckets[venue].take(sim.cost(request))
+            buckets = self.buckets[venue]
+            bucket = buckets.get(sim.bucket(request)) or next(iter(buckets.values()))
+            wait = bucket.take(sim.cost(request))
             if wait:
                 response = sim.error(sim.limit_status, "too many requests")
-                response.headers["Retry-After"] = f"{wait:.3f}"
+                # in whole milliseconds, rounded up: a refusal never says "0"
+                response.headers["Retry-After"] = f"{max(1, math.ceil(wait * 1000 - 1e-6)) / 1000:.3f}"
                 return response
         response = sim.rest(request)
         if self._roll(faults.malformed_rate):

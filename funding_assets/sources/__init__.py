@@ -7,12 +7,14 @@
 A source answers two questions: which perpetuals a venue lists (:meth:`Source.instruments`),
 and every print of ``venue`` for some of them whose ``ts`` falls on the UTC days
 ``start..end`` (inclusive), in the print model of :mod:`funding_assets.prints`.
+:func:`fetch_all` asks it for several venues at once.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Protocol
 
@@ -37,6 +39,32 @@ class Source(Protocol):
     def check(self, venue: str) -> None:
         """Raise :class:`FundingInputError` now if ``venue`` cannot be served (bad files)."""
         ...
+
+
+#: What to fetch: ``(venue, series, start day, end day)``.
+Task = tuple[str, Sequence[Instrument | str], dt.date, dt.date]
+
+
+def fetch_all(
+    source: Source, settled: Sequence[Task], premium: Sequence[Task] = ()
+) -> tuple[list[pl.DataFrame], list[pl.DataFrame]]:
+    """The prints of every ``settled`` task (:meth:`Source.fetch`) and the premium samples of
+    every ``premium`` task (the source's ``premium``; none from a source without it), in the
+    tasks' order.
+
+    Every task is asked at once, on its own thread: each venue has its own request budgets,
+    so one venue never waits for another, and a venue's premium pages go side by side with
+    its settled history (both draw on the venue's budgets, which its client paces).
+    """
+    fetch_premium = getattr(source, "premium", None)
+    jobs = [(source.fetch, task) for task in settled]
+    jobs += [(fetch_premium, task) for task in premium] if fetch_premium is not None else []
+    if not jobs:
+        return [], []
+    with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
+        futures = [pool.submit(fetch, *task) for fetch, task in jobs]
+        results = [future.result() for future in futures]
+    return results[: len(settled)], results[len(settled) :]
 
 
 def open_source(spec: str) -> Source:

@@ -8,7 +8,7 @@ tests run every line of client code without the internet.
 
 import datetime as dt
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 
 import polars as pl
@@ -45,13 +45,17 @@ def in_process_simulator():
 
 
 class ClientSource:
-    """Each venue's settled history through its client; one client per venue, reused."""
+    """Each venue's settled history through its client; one client per venue, reused.
+
+    ``budget``: what the clients pace to: None, each venue's published budgets; one
+    :class:`Budget` for every venue and request; or per venue, its budgets by bucket.
+    """
 
     def __init__(
         self,
         name: str,
         urls: dict[str, tuple[str, str]] | None = None,
-        budget: Budget | None = None,
+        budget: Budget | Mapping[str, Mapping[str, Budget]] | None = None,
         label: str | None = None,
     ) -> None:
         self.name = name
@@ -67,9 +71,8 @@ class ClientSource:
         with self._lock:
             if venue not in self._clients:
                 rest, ws = self.urls.get(venue, (None, None))
-                http = None
-                if self.budget is not None:
-                    http = HttpClient(venue, rest, self.budget)
+                budget = self.budget.get(venue) if isinstance(self.budget, Mapping) else self.budget
+                http = HttpClient(venue, rest, budget) if budget is not None else None
                 extra = {"source_label": self.label} if self.label else {}
                 self._clients[venue] = client_for(venue, rest, ws, http=http, **extra)
             return self._clients[venue]

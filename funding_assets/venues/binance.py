@@ -11,7 +11,11 @@ at most 1000 rows a page; instruments from ``/fapi/v1/exchangeInfo`` (``contract
 
 from __future__ import annotations
 
-from .spec import INVERSE, USDC, USDT, Named, VenueSpec, multiplier_prefix, named
+from .spec import INVERSE, USDC, USDT, Budget, Named, VenueSpec, multiplier_prefix, named
+
+#: Request budget buckets: ``fundingRate`` and ``fundingInfo`` share one of their own, the rest
+#: of the API draws ``REQUEST_WEIGHT``.
+HISTORY, WEIGHT = "history", "weight"
 
 _QUOTES = ((USDT, "USDT"), (USDC, "USDC"))
 
@@ -48,6 +52,10 @@ SPEC = VenueSpec(
     history_page=1000,
     history_order="asc",
     instrument_paths=("/fapi/v1/exchangeInfo", "/dapi/v1/exchangeInfo", "/fapi/v1/fundingInfo"),
+    budgets={
+        HISTORY: Budget(500, 300.0, "fundingRate + fundingInfo: 500 requests / 5 min / IP (VENUES.md 1.2, 1.4)"),
+        WEIGHT: Budget(2400, 60.0, "REQUEST_WEIGHT: 2400 / min / IP (VENUES.md 1.5, 1.6)"),
+    },
     premium_decimals=8,
     client_class="funding_assets.clients.binance:Client",
     sim_class="funding_assets.sim.venues.binance:Sim",

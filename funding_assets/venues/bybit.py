@@ -9,7 +9,7 @@ up to 1000, ``fundingInterval`` in minutes, ``upperFundingRate``/``lowerFundingR
 
 from __future__ import annotations
 
-from .spec import INVERSE, USDC, USDT, Named, VenueSpec, multiplier_prefix, named
+from .spec import INVERSE, USDC, USDT, Budget, Named, VenueSpec, multiplier_prefix, named
 
 _QUOTES = ((USDT, "USDT"), (USDC, "USDC"), (USDC, "PERP"), (INVERSE, "USD"))
 
@@ -43,6 +43,7 @@ SPEC = VenueSpec(
     history_page=200,
     history_order="desc",
     instrument_paths=("/v5/market/instruments-info",),
+    budgets={"ip": Budget(600, 5.0, "600 requests / 5 s / IP, HTTP 403 beyond it (VENUES.md 2.5)")},
     premium_decimals=6,
     client_class="funding_assets.clients.bybit:Client",
     sim_class="funding_assets.sim.venues.bybit:Sim",

@@ -9,7 +9,7 @@ month per request); perpetual funding is capped at 0.5 % (8 h basis).
 
 from __future__ import annotations
 
-from .spec import INVERSE, USDC, Named, VenueSpec, named
+from .spec import INVERSE, USDC, Budget, Named, VenueSpec, named
 
 
 def name_of(coin: str, contract: str, multiplier: float = 1.0) -> str:
@@ -42,6 +42,8 @@ SPEC = VenueSpec(
     history_page=744,
     history_order="asc",
     instrument_paths=("/api/v2/public/get_instruments",),
+    # credits: 500 a public request from a pool of 50 000 refilled at 10 000 a second
+    budgets={"requests": Budget(100, 5.0, "50 000 credits, 10 000/s, 500 a request / IP (VENUES.md 5.4)")},
     premium_decimals=None,
     client_class="funding_assets.clients.deribit:Client",
     sim_class="funding_assets.sim.venues.deribit:Sim",

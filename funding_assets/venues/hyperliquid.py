@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from .spec import USDC, Named, VenueSpec, multiplier_prefix, named
+from .spec import USDC, Budget, Named, VenueSpec, multiplier_prefix, named
 
 
 def name_of(coin: str, contract: str, multiplier: float = 1.0) -> str:
@@ -38,6 +38,13 @@ SPEC = VenueSpec(
     history_page=500,
     history_order="asc",
     instrument_paths=("/info meta", "/info metaAndAssetCtxs"),
+    budgets={
+        "weight": Budget(
+            1200,
+            60.0,
+            "1200 weight / min / IP; an info read weighs 20, fundingHistory 1 more per 20 rows (VENUES.md 4.5)",
+        )
+    },
     premium_decimals=None,
     client_class="funding_assets.clients.hyperliquid:Client",
     sim_class="funding_assets.sim.venues.hyperliquid:Sim",

@@ -8,7 +8,12 @@ most 400 rows a page (100 before 2025). A silent public stream is normal for up 
 
 from __future__ import annotations
 
-from .spec import INVERSE, USDC, USDT, Named, VenueSpec, named
+from .spec import INVERSE, USDC, USDT, Budget, Named, VenueSpec, named
+
+#: Request budget buckets: ``premium-history`` has a limit of its own; the funding and
+#: instrument reads share the other (OKX counts those per instId too: one bucket for all of
+#: them is the stricter reading).
+PUBLIC, PREMIUM = "public", "premium"
 
 _QUOTES = {USDT: "USDT", USDC: "USDC", INVERSE: "USD"}
 
@@ -42,6 +47,12 @@ SPEC = VenueSpec(
     history_page=400,
     history_order="desc",
     instrument_paths=("/api/v5/public/instruments",),
+    budgets={
+        PUBLIC: Budget(
+            10, 2.0, "funding-rate, funding-rate-history: 10 requests / 2 s / IP + instId (VENUES.md 3.2, 3.3)"
+        ),
+        PREMIUM: Budget(20, 2.0, "premium-history: 20 requests / 2 s / IP (OKX docs v5, Get premium history)"),
+    },
     premium_decimals=10,
     client_class="funding_assets.clients.okx:Client",
     sim_class="funding_assets.sim.venues.okx:Sim",

@@ -2,10 +2,10 @@
 
 A venue module (``funding_assets.venues.binance`` ...) defines ``SPEC``, a :class:`VenueSpec`:
 its endpoints, contract types and how it names them, its default funding interval and cap,
-when it settles, how its streams stay alive, and the client and simulator classes that
-speak its protocol. Everything else (partitions, clients, the simulator, the collector, the
-automation) reads these facts from the registry in :mod:`funding_assets.venues`; adding a
-venue is one new module and one line in the registry.
+when it settles, how its streams stay alive, the request budgets it publishes, and the
+client and simulator classes that speak its protocol. Everything else (partitions, clients,
+the simulator, the collector, the automation) reads these facts from the registry in
+:mod:`funding_assets.venues`; adding a venue is one new module and one line in the registry.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import importlib
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 #: Contract types, by what the contract is margined and settled in: ``usdt`` and ``usdc``
@@ -45,6 +45,24 @@ def multiplier_prefix(multiplier: float, style: str = "digits") -> str:
     if style == "kilo" and multiplier == 1000:
         return "k"
     return str(int(multiplier))
+
+
+@dataclass(frozen=True)
+class Budget:
+    """At most ``requests`` request units per ``period_s`` seconds: a venue's published limit,
+    kept as a token bucket that holds one period's units and refills at ``per_second``.
+
+    A unit is a request, or the weight the venue charges for one where it counts weight;
+    ``source`` says what the budget covers and where the venue publishes it.
+    """
+
+    requests: float
+    period_s: float
+    source: str = ""
+
+    @property
+    def per_second(self) -> float:
+        return self.requests / self.period_s
 
 
 @dataclass(frozen=True)
@@ -94,6 +112,10 @@ class VenueSpec:
     history_order: str
     #: Instruments endpoint(s), for the record and the simulator.
     instrument_paths: tuple[str, ...]
+    #: Request budgets the venue publishes, by bucket name; a request draws on the first
+    #: unless its client names another. The clients pace to them and the simulator enforces
+    #: them (``limits``).
+    budgets: Mapping[str, Budget]
     #: Decimal places of the venue's per-minute premium-index samples (None: publishes none).
     premium_decimals: int | None
     client_class: str

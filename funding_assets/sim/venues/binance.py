@@ -63,24 +63,24 @@ import asyncio
 import datetime as dt
 import json
 import math
+from collections.abc import Sequence
 from urllib.parse import parse_qsl
 
 from websockets.exceptions import ConnectionClosed
 
 from ...clients.binance import (
-    HISTORY_BUDGET,
     KLINE_LIMIT,
     PREMIUM_INDEX_WEIGHT_ALL,
     PREMIUM_INDEX_WEIGHT_ONE,
     kline_weight,
-    weight_cost,
 )
 from ...instruments import Instrument
 from ...venues import INVERSE, SPECS, USDC
+from ...venues.binance import HISTORY, WEIGHT
 from ..model import INTEREST_8H, MINUTE_MS
 from ..server import Request, Response, VenueSim, WsSession, json_response
 from .klines import candles
-from .market import decimals_for, index_price, quote_price
+from .market import decimals_for, index_price, quote_price, remembered_text
 
 VENUE = "binance"
 USD_M, COIN_M = "/fapi/v1", "/dapi/v1"
@@ -150,6 +150,7 @@ def from_ms(ms: int) -> dt.datetime:
     return UNIX + dt.timedelta(milliseconds=ms)
 
 
+@remembered_text
 def rate_text(rate: float) -> str:
     return f"{rate:.8f}"
 
@@ -218,7 +219,6 @@ class Delivery:
 
 class Sim(VenueSim):
     venue = VENUE
-    budget = HISTORY_BUDGET
     limit_status = 429
     ping_interval_s = 180.0
     pong_timeout_s = 600.0
@@ -226,25 +226,31 @@ class Sim(VenueSim):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.pongs = 0
+        self._price_texts: dict[str, tuple[str, str]] = {}
 
     # --- REST -------------------------------------------------------------------------
 
+    def bucket(self, request: Request) -> str:
+        """fundingRate / fundingInfo draw on their own bucket, the rest on REQUEST_WEIGHT."""
+        _, path = self._route(request.path)
+        return HISTORY if path in (FUNDING_RATE, FUNDING_INFO) else WEIGHT
+
     def cost(self, request: Request) -> float:
-        """fundingRate / fundingInfo: 1 of their bucket; the others their weight, rescaled."""
+        """fundingRate / fundingInfo: 1 of their bucket; the others their weight."""
         _, path = self._route(request.path)
         one = "symbol" in request.query
         if path == PREMIUM_INDEX:
-            return weight_cost(PREMIUM_INDEX_WEIGHT_ONE if one else PREMIUM_INDEX_WEIGHT_ALL)
+            return PREMIUM_INDEX_WEIGHT_ONE if one else PREMIUM_INDEX_WEIGHT_ALL
         if path == TICKER_24H:
-            return weight_cost(TICKER_WEIGHT_ONE if one else TICKER_WEIGHT_ALL)
+            return TICKER_WEIGHT_ONE if one else TICKER_WEIGHT_ALL
         if path == EXCHANGE_INFO:
-            return weight_cost(EXCHANGE_INFO_WEIGHT)
+            return EXCHANGE_INFO_WEIGHT
         if path == PREMIUM_KLINES:
             try:
                 limit = int_param(request.query, "limit") or KLINE_DEFAULT
             except BadParam:
                 limit = KLINE_DEFAULT
-            return weight_cost(kline_weight(min(limit, KLINE_LIMIT)))
+            return kline_weight(min(limit, KLINE_LIMIT))
         return 1.0
 
     def error(self, status: int, message: str) -> Response:
@@ -285,7 +291,8 @@ class Sim(VenueSim):
         return [i for i in self.feed.listing(VENUE) if (i.contract == INVERSE) == coin_m]
 
     def _trading(self, coin_m: bool) -> list[Instrument]:
-        return [i for i in self._listed(coin_m) if self.feed.trading(i)]
+        now = self.feed.clock()
+        return [i for i in self._listed(coin_m) if self.feed.trading(i, now)]
 
     def _deliveries(self, coin_m: bool, now: dt.datetime) -> list[Delivery]:
         when = quarterly_delivery(now)
@@ -637,35 +644,69 @@ class Sim(VenueSim):
         return {"result": None, "id": ident}
 
     async def _push(self, session: WsSession, subscribed: set[str], combined: bool, coin_m: bool) -> None:
+        """Every ``push_interval_s``, each subscribed stream's payload of one instant, in one
+        write."""
+        loop = asyncio.get_running_loop()
+        due = loop.time()
         while True:
-            for stream in sorted(subscribed):
-                events = self._stream_events(stream, coin_m)
-                if events is not None:
-                    count = len(events) if isinstance(events, list) else 1
-                    await session.send({"stream": stream, "data": events} if combined else events, counts_prints=count)
-            await asyncio.sleep(self.push_interval_s)
+            messages = []
+            # the model's work off the event loop, which stays free to read the client
+            for stream, events in await asyncio.to_thread(self._stream_events, sorted(subscribed), coin_m):
+                count = len(events) if isinstance(events, list) else 1
+                messages.append(({"stream": stream, "data": events} if combined else events, count))
+            await session.send_many(messages)
+            due = self.next_push(due, loop.time())
+            await asyncio.sleep(max(0.0, due - loop.time()))
 
-    def _stream_events(self, stream: str, coin_m: bool) -> dict | list[dict] | None:
-        """The payload of one stream name now; None for names this path does not serve."""
-        if stream in ("!markPrice@arr", "!markPrice@arr@1s"):
-            return None if coin_m else [self._mark_price_event(i, coin_m) for i in self._trading(coin_m)]
-        name, _, kind = stream.partition("@")
-        if kind not in ("markPrice", "markPrice@1s"):
-            return None
+    def _stream_events(self, streams: Sequence[str], coin_m: bool) -> list[tuple[str, dict | list[dict]]]:
+        """``(stream, payload)`` now of the stream names this path serves, in order: an event
+        for a symbol's stream, a list for ``!markPrice@arr`` and COIN-M pair streams."""
         trading = self._trading(coin_m)
-        found = next((i for i in trading if i.venue_symbol.lower() == name), None)
-        if found is not None:
-            return self._mark_price_event(found, coin_m)
-        of_pair = [i for i in trading if coin_m and pair_of(i).lower() == name]
-        return [self._mark_price_event(i, coin_m) for i in of_pair] or None
+        by_name = {i.venue_symbol.lower(): i for i in trading}
+        by_pair: dict[str, list[Instrument]] = {}
+        if coin_m:
+            for i in trading:
+                by_pair.setdefault(pair_of(i).lower(), []).append(i)
+        served: list[tuple[str, list[Instrument], bool]] = []  # stream, instruments, a list payload
+        for stream in streams:
+            if stream in ("!markPrice@arr", "!markPrice@arr@1s"):
+                if not coin_m:
+                    served.append((stream, trading, True))
+                continue
+            name, _, kind = stream.partition("@")
+            if kind not in ("markPrice", "markPrice@1s"):
+                continue
+            if name in by_name:
+                served.append((stream, [by_name[name]], False))
+            elif by_pair.get(name):
+                served.append((stream, by_pair[name], True))
+        quoted = list({i.key: i for _, insts, _ in served for i in insts}.values())
+        events = dict(zip((i.key for i in quoted), self._mark_price_events(quoted, coin_m)))
+        return [(s, [events[i.key] for i in insts] if many else events[insts[0].key]) for s, insts, many in served]
 
     def _mark_price_event(self, inst: Instrument, coin_m: bool) -> dict:
-        now = self.feed.clock()  # read once: the event's E and its rate are of one instant
-        rate, funding_time, _ = self.feed.predicted(*inst.key, at=now)
-        price = price_text(quote_price(inst))
-        event = {"e": "markPriceUpdate", "E": to_ms(now), "s": inst.venue_symbol, "p": price}
-        if not coin_m:
-            event["ap"] = price
-        event.update(P=price, i=price_text(index_price(inst.symbol) * inst.multiplier), r=rate_text(rate))
-        event["T"] = to_ms(funding_time)
-        return event
+        return self._mark_price_events([inst], coin_m)[0]
+
+    def _mark_price_events(self, insts: Sequence[Instrument], coin_m: bool) -> list[dict]:
+        """``markPriceUpdate`` events of ``insts`` at one instant (the clock read once: each
+        event's ``E`` and its rate are of that instant)."""
+        now = self.feed.clock()
+        now_ms = to_ms(now)
+        out = []
+        for inst, (rate, funding_time, _) in zip(insts, self.feed.predicted_many(insts, now)):
+            price, index = self._prices(inst)
+            event = {"e": "markPriceUpdate", "E": now_ms, "s": inst.venue_symbol, "p": price}
+            if not coin_m:
+                event["ap"] = price
+            event.update(P=price, i=index, r=rate_text(rate))
+            event["T"] = to_ms(funding_time)
+            out.append(event)
+        return out
+
+    def _prices(self, inst: Instrument) -> tuple[str, str]:
+        """(mark, index) price texts of an instrument: fixed placeholders (:mod:`.market`)."""
+        found = self._price_texts.get(inst.venue_symbol)
+        if found is None:
+            found = (price_text(quote_price(inst)), price_text(index_price(inst.symbol) * inst.multiplier))
+            self._price_texts[inst.venue_symbol] = found
+        return found

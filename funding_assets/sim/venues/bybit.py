@@ -53,13 +53,12 @@ from typing import Any
 import numpy as np
 from websockets.exceptions import ConnectionClosed
 
-from ...clients.http import Budget
 from ...instruments import Instrument
 from ...venues import INVERSE, SPECS
 from ..model import EPOCH
 from ..server import Request, Response, VenueSim, WsSession, json_response
 from .klines import candles
-from .market import decimals_for, index_price, quote_price
+from .market import decimals_for, index_price, quote_price, remembered_text
 
 HISTORY_PATH = "/v5/market/funding/history"
 TICKERS_PATH = "/v5/market/tickers"
@@ -92,6 +91,8 @@ TRADING, CLOSED = "Trading", "Closed"
 DEFAULT_CAP = SPECS["bybit"].rate_cap
 UNIX = dt.datetime(1970, 1, 1)
 MS = dt.timedelta(milliseconds=1)
+#: Ticker fields that move (the funding of the open window); a delta carries those that did.
+TICKER_MOVING = ("fundingRate", "nextFundingTime", "fundingIntervalHour")
 PARAMS_ERROR = 10001
 
 
@@ -104,6 +105,7 @@ def ms(when: dt.datetime) -> int:
     return (when - UNIX) // MS
 
 
+@remembered_text
 def decimal_text(value: float) -> str:
     """A rate as Bybit prints it: shortest positional decimal string (``"0.0001"``)."""
     return np.format_float_positional(value, trim="-")
@@ -151,7 +153,6 @@ def decode_cursor(cursor: str) -> int:
 
 class Sim(VenueSim):
     venue = "bybit"
-    budget = Budget(600, 5.0)
     limit_status = 403
     #: Seconds without a client ping before the connection is closed: three of the 20 s
     #: ping intervals Bybit asks for (tests shorten it to check that clients ping).
@@ -161,6 +162,7 @@ class Sim(VenueSim):
         super().__init__(*args, **kwargs)
         self.pings = 0
         self._cross_sequence = itertools.count(1)
+        self._fixed: dict[tuple, tuple[dict[str, str], dict[str, str], str]] = {}
 
     def _now(self) -> dt.datetime:
         """The simulator's now to the ms, so a quote's stamp is the instant it describes."""
@@ -282,10 +284,29 @@ class Sim(VenueSim):
                 tickers.append(self._dated_future(now))
         return {"category": category, "list": tickers}
 
-    def _ticker(self, inst: Instrument, now: dt.datetime) -> dict[str, str]:
-        """A perpetual's ticker (REST row and WS data alike): the open window's funding, fixed
-        prices and the universe's open interest and volume in the category's units."""
-        rate, funding_time, hours = self.feed.predicted(*inst.key, at=now)
+    def _ticker(
+        self, inst: Instrument, now: dt.datetime, quote: tuple[float, dt.datetime, float] | None = None
+    ) -> dict[str, str]:
+        """A perpetual's ticker (REST row and WS data alike): the open window's funding (``quote``,
+        the model's at ``now`` unless given), fixed prices and the universe's open interest and
+        volume in the category's units."""
+        rate, funding_time, hours = quote or self.feed.predicted(*inst.key, at=now)
+        head, tail, cap = self._ticker_fixed(inst)
+        return {
+            **head,
+            "fundingRate": decimal_text(rate),
+            "nextFundingTime": str(ms(funding_time)),
+            **tail,
+            "fundingIntervalHour": str(int(hours)),
+            "fundingCap": cap,
+        }
+
+    def _ticker_fixed(self, inst: Instrument) -> tuple[dict[str, str], dict[str, str], str]:
+        """The fields of a ticker that never move (prices, open interest, volume, cap), by
+        instrument: (those before ``fundingRate``, those between it and the interval, the cap)."""
+        fixed = self._fixed.get(inst.key)
+        if fixed is not None:
+            return fixed
         price = quote_price(inst)
         decimals = decimals_for(price, 5)
         text = f"{price:.{decimals}f}"
@@ -298,7 +319,7 @@ class Sim(VenueSim):
             oi, oi_value = f"{oi_usd / price:.3f}", f"{oi_usd:.2f}"
             volume, turnover = f"{volume_usd / price:.3f}", f"{volume_usd:.4f}"
         cap = inst.rate_cap if inst.rate_cap is not None else DEFAULT_CAP
-        return {
+        head = {
             "symbol": inst.venue_symbol,
             "lastPrice": text,
             "indexPrice": f"{index_price(inst.symbol) * inst.multiplier:.{decimals}f}",
@@ -312,15 +333,10 @@ class Sim(VenueSim):
             "openInterestValue": oi_value,
             "turnover24h": turnover,
             "volume24h": volume,
-            "fundingRate": decimal_text(rate),
-            "nextFundingTime": str(ms(funding_time)),
-            "predictedDeliveryPrice": "",
-            "basisRate": "",
-            "deliveryFeeRate": "",
-            "deliveryTime": "0",
-            "fundingIntervalHour": str(int(hours)),
-            "fundingCap": decimal_text(cap),
         }
+        tail = {"predictedDeliveryPrice": "", "basisRate": "", "deliveryFeeRate": "", "deliveryTime": "0"}
+        fixed = self._fixed[inst.key] = (head, tail, decimal_text(cap))
+        return fixed
 
     @staticmethod
     def _dated_future(now: dt.datetime) -> dict[str, str]:
@@ -458,7 +474,7 @@ class Sim(VenueSim):
                     return
                 if now >= next_push:
                     await self._push(session, subscribed, pushed)
-                    next_push = now + self.push_interval_s
+                    next_push = self.next_push(next_push, now)
                     continue
                 text = await session.recv(min(next_push, last_ping + self.idle_timeout_s) - now)
                 if text is not None and await self._command(session, text, conn_id, category, subscribed, pushed):
@@ -504,14 +520,21 @@ class Sim(VenueSim):
     async def _push(self, session: WsSession, symbols: dict[str, Instrument], pushed: dict[str, dict]) -> None:
         """One ``tickers.<SYMBOL>`` message per symbol: a snapshot the first time, then a
         delta with only the changed fields (funding ones absent when unchanged)."""
+        await session.send_many(await asyncio.to_thread(self._ticker_messages, dict(symbols), pushed))
+
+    def _ticker_messages(self, symbols: dict[str, Instrument], pushed: dict[str, dict]) -> list[tuple[dict, int]]:
+        """The ``tickers.<SYMBOL>`` messages of one instant (run off the event loop, which stays
+        free to read the client)."""
         now = self._now()
-        for symbol, inst in symbols.items():
-            fields = self._ticker(inst, now)
+        messages = []
+        for (symbol, inst), quote in zip(symbols.items(), self.feed.predicted_many(list(symbols.values()), now)):
+            fields = self._ticker(inst, now, quote)
             previous = pushed.get(symbol)
             if previous is None:
                 kind, data = "snapshot", fields
-            else:
-                kind, data = "delta", {"symbol": symbol, **{k: v for k, v in fields.items() if previous.get(k) != v}}
+            else:  # the other fields are the instrument's fixed ones (_ticker_fixed): never in a delta
+                changed = {k: fields[k] for k in TICKER_MOVING if previous.get(k) != fields[k]}
+                kind, data = "delta", {"symbol": symbol, **changed}
             pushed[symbol] = fields
             message = {
                 "topic": f"tickers.{symbol}",
@@ -520,4 +543,5 @@ class Sim(VenueSim):
                 "cs": next(self._cross_sequence),
                 "ts": ms(now),
             }
-            await session.send(message, counts_prints=1)
+            messages.append((message, 1))
+        return messages

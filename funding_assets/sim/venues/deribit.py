@@ -38,8 +38,9 @@ REST (``/api/v2/public/<method>``, answers ``{"jsonrpc", "result" | "error", "us
 - Unknown instruments: error 13020 ``not_found``; dated futures and options (``BTC-27JUN25``)
   are refused with -32602 ``Invalid params`` (code UNVERIFIED); missing or non-integer
   parameters: -32602.
-- Budget: credits, 500 a request from a 50 000 pool refilled at 10 000/s (about 20 req/s
-  sustained); beyond it HTTP 429 with error 10028 ``too_many_requests``.
+- Budget: credits, 500 a request from a 50 000 pool refilled at 10 000/s (100 requests,
+  20 a second: the spec's budget in requests); beyond it HTTP 429 with error 10028
+  ``too_many_requests``.
 
 WebSocket (``/ws/api/v2``): ``public/set_heartbeat {interval}`` (at least
 ``min_heartbeat_s``, 10 s like Deribit; tests may lower it) makes the server send
@@ -64,10 +65,9 @@ import polars as pl
 from websockets.exceptions import ConnectionClosed
 
 from ...clients import epoch_ms
-from ...clients.http import Budget
 from ...instruments import Instrument
 from ...venues import INVERSE
-from ..model import EPOCH, funding_rate
+from ..model import funding_rate
 from ..server import Request, Response, VenueSim, WsSession, json_response
 from .market import index_price
 
@@ -79,7 +79,6 @@ MS = dt.timedelta(milliseconds=1)
 UNIX_EPOCH = dt.datetime(1970, 1, 1)
 MAX_HISTORY_WINDOW = dt.timedelta(hours=744)
 TRAILING_WINDOW = "8h"
-CREDITS_PER_REQUEST = 500.0
 SERVER_VERSION = "1.2.26"
 #: Synthetic index prices, USD (the funding model has no prices).
 INDEX_PRICE = {"BTC": 65_000.0, "ETH": 3_200.0, "SOL": 150.0}
@@ -152,7 +151,6 @@ def quarterly_expiry(now: dt.datetime) -> dt.datetime:
 
 class Sim(VenueSim):
     venue = VENUE
-    budget = Budget(50_000.0, 5.0)  # credits: 50k pool, 10k/s refill
     limit_status = 429
     #: Shortest heartbeat interval accepted, seconds (Deribit: 10).
     min_heartbeat_s = 10.0
@@ -168,9 +166,6 @@ class Sim(VenueSim):
         us_in = epoch_ms(self.feed.clock()) * 1000
         head = {"jsonrpc": "2.0"} if request_id is None else {"jsonrpc": "2.0", "id": request_id}
         return {**head, **fields, "usIn": us_in, "usOut": us_in + 250, "usDiff": 250, "testnet": False}
-
-    def cost(self, request: Request) -> float:
-        return CREDITS_PER_REQUEST
 
     def error(self, status: int, message: str) -> Response:
         code, name = STATUS_ERRORS.get(status) or (SERVER_ERROR if status >= 500 else BAD_REQUEST)
@@ -250,11 +245,15 @@ class Sim(VenueSim):
             raise RpcError(13020, "not_found")
         return self.ticker(inst)
 
-    def ticker(self, inst: Instrument) -> dict:
-        """The perpetual's ticker now (funding fields as JSON numbers, per the module docstring)."""
-        now = self.feed.clock()
+    def ticker(
+        self, inst: Instrument, now: dt.datetime | None = None, quote: tuple[float, dt.datetime, float] | None = None
+    ) -> dict:
+        """The perpetual's ticker at ``now`` (the simulator's now by default; ``quote``: the
+        model's estimate then, when the caller has it), funding fields as JSON numbers, per
+        the module docstring."""
+        now = self.feed.clock() if now is None else now
         index = price_of(inst.symbol)
-        mark, current_8h, funding_8h = self.funding_now(inst)
+        mark, current_8h, funding_8h = self.funding_now(inst, now, quote)
         return {
             "timestamp": epoch_ms(now),
             "state": "open",
@@ -263,22 +262,27 @@ class Sim(VenueSim):
             "mark_price": mark,
             "last_price": mark,
             "estimated_delivery_price": index,
-            "interest_value": float(self.feed.settlements(VENUE, inst.symbol, EPOCH, now, inst.contract)["rate"].sum()),
+            "interest_value": self.feed.published_sum(inst, now),
             "current_funding": current_8h,
             "funding_8h": funding_8h,
         }
 
-    def funding_now(self, inst: Instrument) -> tuple[float, float, float]:
-        """(mark price, ``current_funding``, ``funding_8h``) now: the current hour's premium as
-        an instantaneous 8 h-basis rate, and the open hour's predicted rate x 8."""
-        now = self.feed.clock()
-        rate, _, interval_hours = self.feed.predicted(*inst.key, at=now)
-        hour = now.replace(minute=0, second=0, microsecond=0)
-        premium = float(
-            self.feed.model.premium(VENUE, inst.symbol, hour, hour + HOUR, contract=inst.contract)["premium"][0]
-        )
-        current_8h = float(funding_rate(VENUE, np.array([premium]), np.array([8.0]))[0])
-        return round(price_of(inst.symbol) * (1 + premium), 2), current_8h, rate * (8 / interval_hours)
+    def funding_now(
+        self, inst: Instrument, now: dt.datetime | None = None, quote: tuple[float, dt.datetime, float] | None = None
+    ) -> tuple[float, float, float]:
+        """(mark price, ``current_funding``, ``funding_8h``) at ``now`` (default: the simulator's
+        now): the current hour's premium as an instantaneous 8 h-basis rate, and the open
+        hour's predicted rate (``quote``, the model's then unless given) x 8."""
+        now = self.feed.clock() if now is None else now
+        rate, _, interval_hours = quote or self.feed.predicted(*inst.key, at=now)
+
+        def of_hour() -> tuple[float, float]:
+            premium = self.feed.hour_premium(inst, now)
+            current_8h = float(funding_rate(VENUE, np.array([premium]), np.array([8.0]))[0])
+            return round(price_of(inst.symbol) * (1 + premium), 2), current_8h
+
+        mark, current_8h = self.feed.daily(("deribit-premium", inst.key, now.hour), now, of_hour)
+        return mark, current_8h, rate * (8 / interval_hours)
 
     def perpetual(self, name: str | None) -> Instrument:
         """The perpetual an instrument name names, or Deribit's error for it."""
@@ -447,7 +451,7 @@ class _Stream:
             now = loop.time()
             if now >= next_push:
                 await self.push()
-                next_push = now + self.sim.push_interval_s
+                next_push = self.sim.next_push(next_push, now)
             if next_beat is not None and now >= next_beat:
                 if self.awaiting_test:
                     await self.session.connection.close(1000, "heartbeat test_request not answered")
@@ -504,6 +508,22 @@ class _Stream:
         return {"version": SERVER_VERSION}
 
     async def push(self) -> None:
-        for channel, inst in list(self.channels.items()):
-            params = {"channel": channel, "data": self.sim.ticker(inst)}
-            await self.session.send({"jsonrpc": "2.0", "method": "subscription", "params": params}, counts_prints=1)
+        """One ticker notification per subscribed channel, all of one instant, in one write."""
+        await self.session.send_many(await asyncio.to_thread(self.notifications, list(self.channels.items())))
+
+    def notifications(self, channels: list[tuple[str, Instrument]]) -> list[tuple[dict, int]]:
+        """The ticker notifications of one instant (run off the event loop, which stays free to
+        read the client)."""
+        now = self.sim.feed.clock()
+        quotes = self.sim.feed.predicted_many([inst for _, inst in channels], now)
+        return [
+            (
+                {
+                    "jsonrpc": "2.0",
+                    "method": "subscription",
+                    "params": {"channel": channel, "data": self.sim.ticker(inst, now, quote)},
+                },
+                1,
+            )
+            for (channel, inst), quote in zip(channels, quotes)
+        ]

@@ -36,22 +36,21 @@ import datetime as dt
 import json
 import math
 import time
+from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
 
 import polars as pl
 from websockets.exceptions import ConnectionClosed
 
-from ...clients.http import Budget
+from ...clients.hyperliquid import INFO_WEIGHT, page_weight
 from ...instruments import Instrument
 from .. import universe
 from ..server import Request, Response, VenueSim, WsSession, json_response
-from .market import decimals_for, index_price
+from .market import decimals_for, index_price, remembered_text
 
 VENUE = "hyperliquid"
 PAGE_ROWS = 500
-INFO_WEIGHT = 20
-ROWS_PER_EXTRA_WEIGHT = 20
 HOUR = dt.timedelta(hours=1)
 EPOCH = dt.datetime(1970, 1, 1)
 
@@ -96,6 +95,7 @@ class UnknownCoin(Exception):
     """The venue answers a coin it does not list with HTTP 500 and body ``null``."""
 
 
+@remembered_text
 def decimal_str(value: float) -> str:
     """A float as the venue's plain decimal string (``1.25e-05`` -> ``"0.0000125"``), exact."""
     return format(Decimal(repr(float(value))), "f")
@@ -138,7 +138,6 @@ class Sim(VenueSim):
     """Hyperliquid's ``/info`` reads and ``/ws`` stream, served from the feed."""
 
     venue = VENUE
-    budget = Budget(1200, 60.0)
     limit_status = 429
     #: Seconds a client may stay silent before the server closes its connection.
     idle_timeout_s = 60.0
@@ -149,12 +148,12 @@ class Sim(VenueSim):
         return Response(status, message.encode(), {"Content-Type": "text/plain; charset=utf-8"})
 
     def cost(self, request: Request) -> float:
+        """An info read weighs 20; ``fundingHistory`` one more per 20 rows it returns."""
         try:
             body = parse_body(request)
-            extra = len(self.history(body)) // ROWS_PER_EXTRA_WEIGHT if body["type"] == "fundingHistory" else 0
+            return page_weight(len(self.history(body))) if body["type"] == "fundingHistory" else INFO_WEIGHT
         except (BadRequest, UnknownCoin):
-            extra = 0
-        return INFO_WEIGHT + extra
+            return INFO_WEIGHT
 
     def rest(self, request: Request) -> Response:
         if request.path != "/info":
@@ -242,12 +241,13 @@ class Sim(VenueSim):
     def ctxs(self) -> list[dict]:
         return [self.ctx(inst) for inst in self._listed()]
 
-    def ctx(self, inst: Instrument) -> dict[str, Any]:
-        """The live asset context: the model's running estimate of the open hour, or a
-        book-less one for a delisted asset."""
-        sz, _, _, oracle = asset_figures(inst)
-        decimals = price_decimals(sz, oracle)
-        if not self.feed.trading(inst):
+    def ctx(self, inst: Instrument, rate: float | None = None, now: dt.datetime | None = None) -> dict[str, Any]:
+        """The live asset context at ``now`` (default: the simulator's now): the model's running
+        estimate of the open hour (``rate``, the model's then unless given), or a book-less one
+        for a delisted asset."""
+        now = self.feed.clock() if now is None else now
+        if not self.feed.trading(inst, now):
+            sz, _, _, oracle = asset_figures(inst)
             price = decimal_str(oracle)
             return {
                 "funding": "0.0",
@@ -261,17 +261,22 @@ class Sim(VenueSim):
                 "impactPxs": None,
                 "dayBaseVlm": "0.0",
             }
-        rate, _, _ = self.feed.predicted(*inst.key)
-        now = self.feed.clock()
-        hour = now.replace(minute=0, second=0, microsecond=0)
-        premium = float(
-            self.feed.model.premium(VENUE, inst.symbol, hour, hour + HOUR, contract=inst.contract)["premium"][0]
-        )
+        if rate is None:
+            rate, _, _ = self.feed.predicted(*inst.key, at=now)
+        return {
+            "funding": decimal_str(rate),
+            **self.feed.daily(("hl-ctx", inst.key, now.hour), now, lambda: self._hour_ctx(inst, now)),
+        }
+
+    def _hour_ctx(self, inst: Instrument, now: dt.datetime) -> dict[str, Any]:
+        """The fields of a live context but ``funding``: fixed, or of the hour's premium."""
+        sz, _, _, oracle = asset_figures(inst)
+        decimals = price_decimals(sz, oracle)
+        premium = self.feed.hour_premium(inst, now)
         mark = round(oracle * (1 + premium), decimals)
         tick = 10.0**-decimals
         volume = float(inst.volume_usd or 0.0)
         return {
-            "funding": decimal_str(rate),
             "openInterest": decimal_str(round(float(inst.open_interest_usd or 0.0) / oracle, sz)),
             "prevDayPx": decimal_str(oracle),
             "dayNtlVlm": decimal_str(round(volume, 2)),
@@ -307,9 +312,18 @@ class Sim(VenueSim):
 
     # --- WebSocket ----------------------------------------------------------------------
 
-    async def push(self, session: WsSession, inst: Instrument) -> None:
-        ctx = {"coin": inst.venue_symbol, "ctx": self.ctx(inst)}
-        await session.send({"channel": "activeAssetCtx", "data": ctx}, counts_prints=1)
+    async def push(self, session: WsSession, insts: Sequence[Instrument]) -> None:
+        """One ``activeAssetCtx`` message per instrument, all of one instant, in one write."""
+        await session.send_many(await asyncio.to_thread(self._ctx_messages, insts))
+
+    def _ctx_messages(self, insts: Sequence[Instrument]) -> list[tuple[dict, int]]:
+        """The pushes of one instant (run off the event loop, which stays free to read the client)."""
+        now = self.feed.clock()
+        rates = self.feed.predicted_many(insts, now)
+        return [
+            ({"channel": "activeAssetCtx", "data": {"coin": inst.venue_symbol, "ctx": self.ctx(inst, rate, now)}}, 1)
+            for inst, (rate, _, _) in zip(insts, rates)
+        ]
 
     async def answer(self, session: WsSession, text: str, subscribed: dict[str, Instrument]) -> None:
         """Reply to one client message: ping, subscribe or unsubscribe (activeAssetCtx)."""
@@ -336,7 +350,7 @@ class Sim(VenueSim):
         await session.send({"channel": "subscriptionResponse", "data": message})
         if method == "subscribe":
             subscribed[coin] = inst
-            await self.push(session, inst)
+            await self.push(session, [inst])
         else:
             del subscribed[coin]
 
@@ -355,9 +369,8 @@ class Sim(VenueSim):
                     await session.connection.close(1000, "idle connection")
                     return
                 if now >= next_push:
-                    for inst in list(subscribed.values()):
-                        await self.push(session, inst)
-                    next_push = now + self.push_interval_s
+                    await self.push(session, list(subscribed.values()))
+                    next_push = self.next_push(next_push, now)
                     continue
                 text = await session.recv(min(next_push, idle_until) - now)
                 if text is not None:

@@ -10,8 +10,10 @@ convert them to their own units (coins, contracts) with these prices.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
+from collections.abc import Callable
 
 from ...instruments import Instrument
 from ..universe import COINS
@@ -23,6 +25,20 @@ KNOWN_PRICES = {"BTC": 60_000.0, "ETH": 3_000.0, "SOL": 150.0}
 LOW, HIGH = -4.0, 2.5
 
 
+def remembered_text(text_of: Callable[[float], str]) -> Callable[[float], str]:
+    """``text_of`` (a number -> the venue's text of it) remembered per number: streams print
+    the same few rates over and over. A zero is not remembered (``-0.0 == 0.0``, but the two
+    may print differently)."""
+    remembered = functools.lru_cache(maxsize=1 << 16, typed=True)(text_of)
+
+    @functools.wraps(text_of)
+    def text(value: float) -> str:
+        return text_of(value) if value == 0 else remembered(value)
+
+    return text
+
+
+@functools.cache
 def index_price(coin: str) -> float:
     """USD price of one ``coin`` (six significant digits, fixed per coin)."""
     known = KNOWN_PRICES.get(coin)

@@ -42,7 +42,7 @@ epoch-ms time a string, rates with 16 decimals. Paths (under ``/okx``):
   of the minute it was taken in; ``after`` / ``before`` exclusive bounds on ``ts``, with
   ``before`` alone the newest rows still come first; ``limit`` default and maximum 100.
   OKX keeps about six months; the simulator serves the whole model span (so backfills can
-  be tested). Budget: 20 requests / 2 s, half a unit of the bucket below.
+  be tested). Budget: 20 requests / 2 s, a bucket of its own.
 - WS ``/ws/v5/public``: ``subscribe`` / ``unsubscribe`` to channel ``funding-rate`` (ack
   ``{"event":"subscribe","arg":..,"connId":..}``, error event ``60018`` for an unknown
   instrument), a push of the current row per subscribed instrument on subscribing and every
@@ -50,8 +50,8 @@ epoch-ms time a string, rates with 16 decimals. Paths (under ``/okx``):
   (code 4004) after :attr:`Sim.idle_timeout_s` without traffic either way.
 
 Errors use OKX's envelope with HTTP 400 (``51001`` unknown instrument, ``51000`` bad
-parameter); the budget is OKX's 10 requests / 2 s, enforced per venue rather than per
-IP + instId, answered with HTTP 429 and code ``50011``. Archive downloads cost nothing.
+parameter); the other reads share OKX's 10 requests / 2 s, enforced per venue rather than
+per IP + instId, answered with HTTP 429 and code ``50011``. Archive downloads cost nothing.
 """
 
 from __future__ import annotations
@@ -71,7 +71,6 @@ import polars as pl
 from websockets.exceptions import ConnectionClosed
 
 from ...clients import epoch_ms
-from ...clients.http import Budget
 from ...clients.okx import (
     ALL_PERPETUALS,
     ARCHIVE_COLUMNS,
@@ -80,7 +79,6 @@ from ...clients.okx import (
     CHANNEL,
     CURRENT_PATH,
     HISTORY_PATH,
-    PREMIUM_COST,
     PREMIUM_LIMIT,
     PREMIUM_PATH,
     SWAP,
@@ -89,10 +87,11 @@ from ...clients.okx import (
 from ...instruments import Instrument
 from ...prints import MS as TIME_UNIT
 from ...venues import INVERSE, SPECS
+from ...venues.okx import PREMIUM, PUBLIC
 from ..model import MINUTE_MS
 from ..server import Request, Response, VenueSim, WsSession, json_response
 from .klines import known_minutes, now_ms
-from .market import decimals_for, index_price
+from .market import decimals_for, index_price, remembered_text
 
 INSTRUMENTS_PATH = "/api/v5/public/instruments"
 OPEN_INTEREST_PATH = "/api/v5/public/open-interest"
@@ -112,6 +111,7 @@ IDLE_CLOSE_CODE = 4004
 STATUS_CODES = {400: "51000", 404: "404", 429: "50011"}  # anything else: 50001 service unavailable
 
 
+@remembered_text
 def decimal_string(rate: float) -> str:
     """A rate as OKX prints it: 16 decimals, exactly the float's shortest decimal, padded."""
     return format(Decimal(repr(float(rate))), ".16f")
@@ -167,7 +167,6 @@ class Sim(VenueSim):
     """OKX v5 public data for the USDT swaps of our coins (see the module docstring)."""
 
     venue = "okx"
-    budget = Budget(10, 2.0)
     limit_status = 429
     #: Page size default and maximum of funding-rate-history (100 in older OKX docs).
     history_limit_max = 400
@@ -176,9 +175,10 @@ class Sim(VenueSim):
 
     # --- REST -----------------------------------------------------------------------------
 
+    def bucket(self, request: Request) -> str:
+        return PREMIUM if request.path == PREMIUM_PATH else PUBLIC
+
     def cost(self, request: Request) -> float:
-        if request.path == PREMIUM_PATH:
-            return PREMIUM_COST
         return 0.0 if request.path.startswith(CDN_PREFIX) else 1.0
 
     def error(self, status: int, message: str) -> Response:
@@ -291,20 +291,39 @@ class Sim(VenueSim):
         swaps = self._live() if inst == ALL_PERPETUALS else [self._swap(inst)]
         return [self.funding_row(swap) for swap in swaps]
 
-    def funding_row(self, swap: Instrument) -> dict:
-        """The REST / WS ``funding-rate`` row of ``swap`` at the simulator's now."""
-        now = self.feed.clock()
-        venue, coin, contract = swap.key
-        rate, funding_time, hours = self.feed.predicted(venue, coin, contract, at=now)
-        following = self.feed.model.interval_hours_at(venue, coin, funding_time, contract=contract)
-        hour = now.replace(minute=0, second=0, microsecond=0)
-        premium = self.feed.model.premium(venue, coin, hour, hour + dt.timedelta(hours=1), contract=contract)
-        last = self.feed.settlements(venue, coin, funding_time - dt.timedelta(days=2), now + MS, contract)
-        cap = swap.rate_cap if swap.rate_cap is not None else DEFAULT_CAP
-        floor = swap.rate_floor if swap.rate_floor is not None else -cap
+    def funding_row(
+        self,
+        swap: Instrument,
+        now: dt.datetime | None = None,
+        quote: tuple[float, dt.datetime, float] | None = None,
+    ) -> dict:
+        """The REST / WS ``funding-rate`` row of ``swap`` at ``now`` (the simulator's now by
+        default), with ``quote``, the model's estimate then, when the caller has it."""
+        now = self.feed.clock() if now is None else now
+        rate, funding_time, hours = quote or self.feed.predicted(*swap.key, at=now)
+        fixed = self.feed.daily(
+            ("okx-window", swap.venue_symbol, funding_time, hours, now.hour),
+            now,
+            lambda: self._window_fields(swap, now, funding_time, hours),
+        )
+        last = self.feed.last_published(swap, now, funding_time - dt.timedelta(days=2))
         return {
             "formulaType": "withRate",
             "fundingRate": decimal_string(rate),
+            **fixed,
+            "settFundingRate": "" if last is None else decimal_string(last),
+            "settState": "settled",
+            "ts": str(epoch_ms(now)),
+        }
+
+    def _window_fields(self, swap: Instrument, now: dt.datetime, funding_time: dt.datetime, hours: float) -> dict:
+        """The fields of a ``funding-rate`` row between ``fundingRate`` and ``settFundingRate``:
+        of the open window and the hour's premium, the same for every push of that hour."""
+        venue, coin, contract = swap.key
+        following = self.feed.model.interval_hours_at(venue, coin, funding_time, contract=contract)
+        cap = swap.rate_cap if swap.rate_cap is not None else DEFAULT_CAP
+        floor = swap.rate_floor if swap.rate_floor is not None else -cap
+        return {
             "fundingTime": str(epoch_ms(funding_time)),
             "impactValue": "20000.0000000000000000",
             "instId": swap.venue_symbol,
@@ -315,11 +334,8 @@ class Sim(VenueSim):
             "minFundingRate": decimal_string(floor).rstrip("0"),
             "nextFundingRate": "",
             "nextFundingTime": str(epoch_ms(funding_time + dt.timedelta(hours=following))),
-            "premium": decimal_string(premium["premium"][0]),
+            "premium": decimal_string(self.feed.hour_premium(swap, now)),
             "prevFundingTime": str(epoch_ms(funding_time - dt.timedelta(hours=hours))),
-            "settFundingRate": decimal_string(last["rate"][-1]) if last.height else "",
-            "settState": "settled",
-            "ts": str(epoch_ms(now)),
         }
 
     # --- instruments -----------------------------------------------------------------------
@@ -493,10 +509,9 @@ class Sim(VenueSim):
                 await session.connection.close(IDLE_CLOSE_CODE, "No data received in 30s.")
                 return
             if now >= next_push:
-                for inst, swap in list(subscribed.items()):
-                    push = {"arg": {"channel": CHANNEL, "instId": inst}, "data": [self.funding_row(swap)]}
-                    await session.send(push, counts_prints=1)
-                last_traffic, next_push = loop.time(), now + self.push_interval_s
+                # the model's work off the event loop, which stays free to read the client
+                await session.send_many(await asyncio.to_thread(self._pushes, dict(subscribed)))
+                last_traffic, next_push = loop.time(), self.next_push(next_push, now)
                 continue
             message = await session.recv(min(last_traffic + self.idle_timeout_s, next_push) - now)
             if message is None:
@@ -509,6 +524,16 @@ class Sim(VenueSim):
                 next_push = last_traffic  # OKX pushes the current row right after subscribing
             elif not subscribed:
                 next_push = float("inf")
+
+    def _pushes(self, subscribed: dict[str, Instrument]) -> list[tuple[dict, int]]:
+        """One ``funding-rate`` push per subscribed swap, all of one instant."""
+        now = self.feed.clock()
+        swaps = list(subscribed.items())
+        quotes = self.feed.predicted_many([swap for _, swap in swaps], now)
+        return [
+            ({"arg": {"channel": CHANNEL, "instId": inst}, "data": [self.funding_row(swap, now, quote)]}, 1)
+            for (inst, swap), quote in zip(swaps, quotes)
+        ]
 
     def _ws_replies(self, message: str, subscribed: dict[str, Instrument], session: WsSession) -> list:
         """The answers to one client message; updates ``subscribed`` in place."""
