@@ -1,8 +1,9 @@
 """Range backfills as Dagster runs: one run per asset group per range, never one per day.
 
 A backfill of days ``start..end`` comes out complete: the declared lookbacks of every asset
-are materialised first (prints feed the strips, which feed the PCA fits' windows and the
-features, whose bucket 0 feeds the spreads' trailing window), so the requested days hold
+are materialised first (prints feed the strips, which feed the PCA fits' windows, the
+features and bucket 0, which feeds the spreads' trailing window; candles, settlements and
+strips back to the longest fixed-rate term feed fixed_vs_floating), so the requested days hold
 exactly the rows a full-history backfill would give them. The lookbacks come from the same
 configuration object as the assets' declared partition mappings.
 """
@@ -20,12 +21,15 @@ from . import instruments, strip
 from .clients.http import VenueError, VenueUnreachable
 from .definitions import ASSETS
 from .defs.assets import FEATURES_LOOKBACK_DAYS, PCA_LOOKBACK_DAYS, SPREADS_LOOKBACK_DAYS, require_declared
+from .defs.fixed import FIXED_LOOKBACK_DAYS, STRIP_LOOKBACK_DAYS, require_fixed_declared
 from .errors import FundingInputError
+from .io_manager import wanted_series
 from .partitions import START_DATE
 from .partitions import venues as venue_partitions
 from .resources import FundingConfig, build_resources
 from .settings import debug_enabled, ensure_writable_home
 from .sources import open_source
+from .warehouse import Warehouse
 
 FIRST_DAY = dt.date.fromisoformat(START_DATE)
 #: More coins than this (or ``all`` / ``top:N``): one run per venue and asset instead of one
@@ -97,11 +101,18 @@ def plan(start: dt.date, end: dt.date, config: FundingConfig, today: dt.date) ->
     days = dt.timedelta
     require_declared(config)  # the run's configuration must fit the loaded declarations
     b0_from = clamp(start - days(SPREADS_LOOKBACK_DAYS))
-    features_from = b0_from
+    if config.rates:
+        # fixed_vs_floating reads candles, settlements and strips back to the longest term's start
+        require_fixed_declared(config)
+        fixed_from = clamp(start - days(FIXED_LOOKBACK_DAYS))
+        b0_from = min(b0_from, clamp(start - days(STRIP_LOOKBACK_DAYS)))
+    features_from = start  # nothing reads features: roll_b0 takes bucket 0 from the strips
     # the fit that scores the first requested days is stored too (its day is a pca_fits partition)
     pca_from = clamp(start - days(config.pca_refit_days + strip.MAX_CLOSE_LAG_DAYS))
-    snaps_from = clamp(min(features_from - days(FEATURES_LOOKBACK_DAYS), pca_from - days(PCA_LOOKBACK_DAYS)))
+    snaps_from = clamp(min(b0_from, features_from - days(FEATURES_LOOKBACK_DAYS), pca_from - days(PCA_LOOKBACK_DAYS)))
     raw_from = clamp(snaps_from - days(strip.LOOKBACK_DAYS))
+    if config.rates:
+        raw_from = min(raw_from, fixed_from)
     steps = []
     # Prints of adjacent venues are fetched in one run (side by side: separate request
     # budgets). A universe-sized selection computes its strips venue by venue: one venue's
@@ -123,7 +134,44 @@ def plan(start: dt.date, end: dt.date, config: FundingConfig, today: dt.date) ->
             ]
     steps.append(Step("bucket 0 all venues", ("roll_b0",), b0_from, end, None))
     steps.append(Step("spreads  all venues", ("spread_signals",), start, end, None))
+    if config.rates:
+        steps.append(Step("fixed-rate candles", ("fixed_rate_candles",), fixed_from, end, None))
+        steps.append(Step("settlements all venues", ("realised_funding",), fixed_from, end, None))
+        steps.append(Step("fixed vs floating", ("fixed_vs_floating", "fixed_rate_spreads"), start, end, None))
     return steps
+
+
+def trim_lookbacks(steps: Sequence[Step], start: dt.date, warehouse: Warehouse, config: FundingConfig) -> list[Step]:
+    """Start each run at the first day of its lookback the warehouse does not hold yet.
+
+    :func:`plan` re-materialises every lookback so that a backfill into an empty warehouse
+    comes out complete. Lookback days already materialised (per asset, venue, coin and
+    contract, as ``funding._partitions`` records them) hold the rows a new run would write,
+    so the daily increment after a backfill runs one day per asset, not the lookbacks again.
+    A selection that needs discovery (``all``, ``top:N``) keeps every lookback, and so does
+    a step any of whose lookback days are missing (from the first missing day on).
+    """
+    if config.selection.explicit_coins is None:
+        return list(steps)
+    trimmed = []
+    for step in steps:
+        if step.start >= start:
+            trimmed.append(step)
+            continue
+        venues = step.venues or tuple(config.venues)
+        series = instruments.series(warehouse.instruments(), config.selection, list(venues))
+        days = [step.start + dt.timedelta(days=i) for i in range((start - step.start).days)]
+        keys = {d: [f"{d}|{v}" for v in venues] if step.venues else [d.isoformat()] for d in days}
+        every = [k for ks in keys.values() for k in ks]
+        have = set()
+        for asset in step.assets:
+            if asset == "instruments":
+                continue
+            held = warehouse.materialised(asset, wanted_series(every, series))
+            have = held if not have else have & held
+        missing = [d for d in days if not set(keys[d]) <= have]
+        trimmed.append(dataclasses.replace(step, start=missing[0] if missing else start))
+    return trimmed
 
 
 def _ticker(label: str, done_runs: int, total_runs: int, show: Callable[[str], None], stop: threading.Event) -> None:
@@ -238,6 +286,8 @@ def backfill(
     today = today or dt.datetime.now(dt.UTC).date()
     steps = plan(start, end, settings, today)
     preflight(settings, settings.venues, coins_setting)
+    warehouse = Warehouse(database=str(settings.warehouse_path), lock_timeout_s=settings.lock_timeout_s)
+    steps = trim_lookbacks(steps, start, warehouse, settings)
     outcomes = []
     for i, step in enumerate(steps, 1):
         outcome = run_step(step, settings, instance, show, (i - 1, len(steps)))

@@ -262,7 +262,7 @@ def cmd_backfill(args: argparse.Namespace, console: Console) -> int:
 
 def cmd_demo(args: argparse.Namespace, console: Console) -> int:
     from .partitions import START_DATE
-    from .report import build_report, format_summary, summary
+    from .report import build_report, fixed_summary, format_summary, summary
 
     settings = _settings(args, source="sim", venues=VENUES)
     _check_dagster_home(PROJECT_INSTANCE)
@@ -280,6 +280,9 @@ def cmd_demo(args: argparse.Namespace, console: Console) -> int:
     if code:
         return code
     print(format_summary(summary(settings.warehouse_path)))
+    fixed = fixed_summary(settings.warehouse_path)
+    if fixed:
+        print(f"\nfixed-rate futures (latest candle; annualised %, UTC):\n{fixed}")
     out = build_report(settings.warehouse_path, settings.home / "report.html")
     print(f"\nreport: {out.resolve()}")
     print(f"dagster runs: recorded in {dagster_home}; {_ui_hint(dagster_home)} shows the partitions materialised")
@@ -364,6 +367,8 @@ def cmd_sim(args: argparse.Namespace, console: Console) -> int:
     )
     for venue in server.sims:
         console.log(f"  {venue:<12} REST {server.rest_url(venue):<34} WS {server.ws_url(venue)}")
+    for provider in server.rate_sims:
+        console.log(f"  {provider:<12} REST {server.rest_url(provider)}  (fixed-rate futures)")
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())

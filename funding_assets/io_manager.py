@@ -143,7 +143,7 @@ class WarehouseIOManager(dg.ConfigurableIOManager):
         if not keys:
             return empty(table)
         series = self._series(keys)
-        missing = sorted(set(keys) - self.warehouse.materialised(table, _wanted(keys, series)))
+        missing = sorted(set(keys) - self.warehouse.materialised(table, wanted_series(keys, series)))
         if missing:
             raise FundingInputError(
                 f"{SCHEMA}.{table} is not materialised for {len(missing)} of the {len(keys)} partition(s) "
@@ -168,7 +168,8 @@ def _series_of_key(key: str, series: pl.DataFrame) -> list[tuple[str, str]]:
     return sorted(set(rows.select("symbol", "contract").iter_rows()))
 
 
-def _wanted(keys: list[str], series: pl.DataFrame) -> dict[str, list[tuple[str, str]]]:
+def wanted_series(keys: list[str], series: pl.DataFrame) -> dict[str, list[tuple[str, str]]]:
+    """Per partition key, the (coin, contract) pairs it must hold to count as materialised."""
     cache: dict[str | None, list[tuple[str, str]]] = {}
     out = {}
     for key in keys:
@@ -184,7 +185,7 @@ def _rows_per_key(
 ) -> dict[tuple[str, str, str], int]:
     """Rows written per (partition key, coin, contract); 0 for a series with no rows: it is
     still materialised (a coin listed later, or delisted, has days without prints)."""
-    counts = {(k, c, t): 0 for k, pairs in _wanted(keys, series).items() for c, t in pairs}
+    counts = {(k, c, t): 0 for k, pairs in wanted_series(keys, series).items() for c, t in pairs}
     contract = SERIES_CONTRACT.get(expr.get("venue", ""), "contract")
     if obj.height and contract in obj.columns:
         by = [pl.col(expr["date"]).dt.date().alias("_date"), pl.col("symbol"), pl.col(contract).alias("_contract")]

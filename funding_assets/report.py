@@ -255,6 +255,12 @@ FROM {{curve_snapshots}} WHERE kind = 'roll' AND list_contains($coins, symbol)
 ORDER BY symbol, venue, contract, funding_time, ts
 """
 
+FIXED_ROLL_SQL = f"""
+SELECT venue, symbol, contract, kind, funding_time, as_of, annualisation, {", ".join(BUCKETS)}
+FROM {{curve_snapshots}} WHERE kind = 'roll' AND list_contains($coins, symbol)
+ORDER BY symbol, venue, contract, funding_time, ts
+"""
+
 FEATURES_SQL = """
 SELECT venue, symbol, contract, funding_time, level, slope, level_z, slope_z
 FROM {curve_features} WHERE kind = 'roll' AND list_contains($coins, symbol)
@@ -367,6 +373,68 @@ def format_summary(df: pl.DataFrame) -> str:
 
     rule = "  ".join("-" * w for w in widths)
     return "\n".join([line(header), rule, *(line(r) for r in rows)])
+
+
+FIXED_SUMMARY_SQL = """
+WITH latest AS (
+    SELECT provider, venue, symbol, maturity, count(*) OVER w AS candles,
+           row_number() OVER (PARTITION BY provider, market_id ORDER BY ts DESC) AS newest,
+           ts, implied_apr, realised_apr_to_date, carry_apr
+    FROM funding.fixed_vs_floating WHERE kind = 'candle'
+    WINDOW w AS (PARTITION BY provider, market_id)
+)
+SELECT provider, venue, symbol, maturity, candles, ts AS last_candle,
+       implied_apr, realised_apr_to_date, carry_apr
+FROM latest WHERE newest = 1 ORDER BY symbol, provider, maturity, venue
+"""
+
+
+def fixed_summary(warehouse: Path) -> str:
+    """The fixed-rate futures of ``warehouse``, one line each: the latest candle's implied
+    APR, the realised APR of its underlying since term start and the carry (annualised
+    percent, times UTC); empty when the warehouse has no ``fixed_vs_floating`` rows."""
+    with _read_only(Path(warehouse), ()) as con:
+        if not _has_table(con, "fixed_vs_floating"):
+            return ""
+        frame = con.sql(FIXED_SUMMARY_SQL).pl()
+    if frame.height == 0:
+        return ""
+
+    def pct(value: float | None) -> str:
+        return "" if value is None else f"{value * 100:.2f}"
+
+    header = [
+        "provider",
+        "venue",
+        "coin",
+        "maturity (UTC)",
+        "candles",
+        "last candle",
+        "implied %",
+        "realised %",
+        "carry %",
+    ]
+    cells = [
+        [
+            r["provider"],
+            r["venue"],
+            r["symbol"],
+            f"{r['maturity']:%Y-%m-%d %H:%M}",
+            f"{r['candles']:,}",
+            f"{r['last_candle']:%Y-%m-%d %H:%M}",
+            pct(r["implied_apr"]),
+            pct(r["realised_apr_to_date"]),
+            pct(r["carry_apr"]),
+        ]
+        for r in frame.iter_rows(named=True)
+    ]
+    widths = [max(len(c) for c in column) for column in zip(header, *cells)]
+    text = 4
+
+    def line(row: list[str]) -> str:
+        return "  ".join(c.ljust(w) if i < text else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))).rstrip()
+
+    return "\n".join([line(header), "  ".join("-" * w for w in widths), *(line(r) for r in cells)])
 
 
 def _table_html(header: list[str], rows: list[list[str]], text: Iterable[int], css: str = "summary") -> str:
@@ -801,6 +869,9 @@ class _ReportData:
     features: pl.DataFrame
     fits: pl.DataFrame
     spreads: pl.DataFrame
+    fixed: pl.DataFrame  # fixed_vs_floating rows of the short list (empty in a warehouse without them)
+    fixed_spreads: pl.DataFrame
+    fixed_roll: pl.DataFrame  # roll snapshots (with as_of) of the short list, when there are fixed rows
 
 
 def default_coins(summary_rows: pl.DataFrame, size: int = SHORT_LIST_SIZE) -> list[str]:
@@ -851,7 +922,24 @@ def _load(warehouse: Path, coins: Sequence[str] | None) -> _ReportData:
             features=detail(FEATURES_SQL),
             fits=detail(FITS_SQL),
             spreads=detail(SPREADS_SQL),
+            fixed=(fixed := _optional(con, "fixed_vs_floating", short)),
+            fixed_spreads=_optional(con, "fixed_rate_spreads", short),
+            fixed_roll=detail(FIXED_ROLL_SQL) if fixed.height else pl.DataFrame(),
         )
+
+
+def _has_table(con: duckdb.DuckDBPyConnection, table: str) -> bool:
+    present = con.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?", [SCHEMA, table]
+    ).fetchall()
+    return bool(present[0][0])
+
+
+def _optional(con: duckdb.DuckDBPyConnection, table: str, coins: list[str]) -> pl.DataFrame:
+    """The short list's rows of a table a warehouse may not have yet (empty if absent)."""
+    if not _has_table(con, table):
+        return pl.DataFrame()
+    return con.sql(f"SELECT * FROM {SCHEMA}.{table} WHERE list_contains($coins, symbol)", params={"coins": coins}).pl()
 
 
 # --------------------------------------------------------------------------- page
@@ -1060,13 +1148,19 @@ section.coin { border-top: 3px solid #444; margin-top: 2rem; }
 
 def _page(warehouse: Path, data: _ReportData) -> str:
     universe, embedded = _sections_html(_universe_sections(data), "universe", False)
-    coins, _ = _sections_html(_coin_sections(data), "coin", embedded)
+    coins, embedded = _sections_html(_coin_sections(data), "coin", embedded)
+    # imported here: report_fixed builds on this module's helpers
+    from .report_fixed import fixed_sections
+
+    fixed, _ = _sections_html(
+        fixed_sections(data.fixed, data.fixed_spreads, data.fixed_roll, data.coins), "coin", embedded
+    )
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         f"<title>Funding strip report: {html.escape(warehouse.name)}</title>"
         f"<style>{PAGE_STYLE}</style></head><body>\n"
         f"{_header_html(warehouse, data)}\n"
-        f"{universe}\n{coins}\n"
+        f"{universe}\n{coins}\n{fixed}\n"
         f"<h2>Summary</h2>{_summary_html(data.summary)}\n"
         "</body></html>\n"
     )

@@ -13,10 +13,12 @@ from pathlib import Path
 
 import dagster as dg
 
-from . import pca, strip
+from . import fixedfloat, pca, strip
 from .errors import FundingInputError
 from .instruments import MAIN, Selection, parse_coins, parse_contracts
 from .io_manager import WarehouseIOManager
+from .rates import schema as rates_schema
+from .rates.sources import RatesSource, open_rates_source
 from .rolling import RollingWindow
 from .settings import (
     ENV_ALLOW_FEWER_PRINTS,
@@ -24,11 +26,15 @@ from .settings import (
     ENV_BAND_K,
     ENV_COINS,
     ENV_CONTRACTS,
+    ENV_FIXED_BANDS,
+    ENV_FIXED_MAX_TERM_DAYS,
     ENV_HOME,
     ENV_INTRADAY_EVERY,
     ENV_LOCK_TIMEOUT,
     ENV_PCA_REFIT_DAYS,
     ENV_PCA_WINDOW_DAYS,
+    ENV_RATES,
+    ENV_RATES_INTERVAL,
     ENV_RECONSTRUCT,
     ENV_SOURCE,
     ENV_VENUES,
@@ -54,6 +60,17 @@ from .warehouse import Warehouse
 def _source(spec: str) -> Source:
     # One source per process: a replay directory is parsed once, not once per run.
     return open_source(spec)
+
+
+@functools.lru_cache(maxsize=8)
+def _rates_source(spec: str) -> RatesSource:
+    return open_rates_source(spec)
+
+
+#: ``FUNDING_ASSETS_FIXED_BANDS`` values: the pipeline's rolling convention over 72 hourly
+#: candles, or the seed notebook's pandas ``rolling(72)`` (current candle included) with
+#: bands at 1.5 std.
+FIXED_BANDS = {"trailing": fixedfloat.FIXED_ROLLING, "notebook": fixedfloat.NOTEBOOK_FIXED_ROLLING}
 
 
 class FundingConfig(dg.ConfigurableResource):
@@ -85,6 +102,14 @@ class FundingConfig(dg.ConfigurableResource):
     reconstruct: bool = True
     #: Coins whose intraday history is rebuilt from premium indices (``all``: every selected one).
     reconstruct_coins: list[str] = list(DEFAULT_COINS)
+    #: Fixed-rate providers read (``rho``, ``boros``; empty: none) and their candle interval.
+    rates: list[str] = list(rates_schema.PROVIDERS)
+    rates_interval: str = "1h"
+    #: The longest term (days, term start to maturity) of a fixed-rate future followed: the
+    #: history of realised prints ``fixed_vs_floating`` reads back.
+    fixed_max_term_days: int = 130
+    #: Rolling statistics of the fixed-rate spreads: ``trailing`` or ``notebook`` (:data:`FIXED_BANDS`).
+    fixed_bands: str = "trailing"
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> "FundingConfig":
@@ -108,6 +133,14 @@ class FundingConfig(dg.ConfigurableResource):
             lock_timeout_s=parse_positive_float(env.get(ENV_LOCK_TIMEOUT) or "120", ENV_LOCK_TIMEOUT),
             allow_fewer_prints=parse_flag(env.get(ENV_ALLOW_FEWER_PRINTS) or "0", ENV_ALLOW_FEWER_PRINTS),
             **parse_reconstruct(env.get(ENV_RECONSTRUCT) or "1"),
+            rates=parse_rates(env.get(ENV_RATES) or ",".join(rates_schema.PROVIDERS)),
+            rates_interval=rates_schema.check_interval(
+                (env.get(ENV_RATES_INTERVAL) or "1h").strip(), who=ENV_RATES_INTERVAL
+            ),
+            fixed_max_term_days=parse_days(
+                env.get(ENV_FIXED_MAX_TERM_DAYS) or "130", ENV_FIXED_MAX_TERM_DAYS, lo=7, hi=730
+            ),
+            fixed_bands=parse_fixed_bands(env.get(ENV_FIXED_BANDS) or "trailing"),
         )
         config.rolling()  # refuse an inconsistent window now, naming the settings
         return config
@@ -170,6 +203,24 @@ class FundingConfig(dg.ConfigurableResource):
     def open_source(self) -> Source:
         return _source(self.source)
 
+    def open_rates_source(self) -> RatesSource:
+        """Where the fixed-rate candles come from: the same ``FUNDING_ASSETS_SOURCE`` as the prints."""
+        return _rates_source(self.source)
+
+    def fixed_rolling(self) -> RollingWindow:
+        """The fixed-rate spreads' rolling statistics (``FUNDING_ASSETS_FIXED_BANDS``)."""
+        return FIXED_BANDS[self.fixed_bands]
+
+    @property
+    def fixed_lookback_days(self) -> int:
+        """Days of candles and prints before a day that its ``fixed_vs_floating`` rows read."""
+        return fixedfloat.lookback_days(self.fixed_max_term_days)
+
+    @property
+    def fixed_spreads_lookback_days(self) -> int:
+        """Days of candles before a day that its fixed-rate spreads' rolling statistics read."""
+        return self.fixed_rolling().lookback_days()
+
 
 def parse_reconstruct(value: str) -> dict[str, object]:
     """``FUNDING_ASSETS_RECONSTRUCT``: ``1`` (BTC and ETH), ``0`` (none), ``all`` (every
@@ -180,6 +231,20 @@ def parse_reconstruct(value: str) -> dict[str, object]:
         on = parse_flag(text, ENV_RECONSTRUCT)
         return {"reconstruct": on, "reconstruct_coins": list(DEFAULT_COINS)}
     return {"reconstruct": True, "reconstruct_coins": list(parse_coins(value.split(","), ENV_RECONSTRUCT))}
+
+
+def parse_rates(value: str) -> list[str]:
+    """``FUNDING_ASSETS_RATES``: fixed-rate providers (``rho,boros``) or ``none``."""
+    if value.strip().lower() == "none":
+        return []
+    return list(parse_list(value, rates_schema.check_provider, ENV_RATES))
+
+
+def parse_fixed_bands(value: str) -> str:
+    name = value.strip().lower()
+    if name not in FIXED_BANDS:
+        raise FundingInputError(f"{ENV_FIXED_BANDS}={value!r}: expected one of {', '.join(FIXED_BANDS)}")
+    return name
 
 
 def build_resources(config: FundingConfig | None = None) -> dict[str, object]:

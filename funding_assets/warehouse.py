@@ -35,13 +35,16 @@ from dagster_duckdb import DuckDBResource
 
 from .errors import FundingInputError
 from .features import FEATURE_COLUMNS
+from .fixedfloat import FIXED_PAIR, FIXED_SPREAD_SCHEMA, FIXED_VS_FLOATING_SCHEMA
 from .instruments import INSTRUMENT_SCHEMA
 from .partitions import split_key
 from .pca import FITS_SCHEMA
 from .prints import PRINT_SCHEMA, STORED_PRINT_SCHEMA, TS
+from .rates.schema import CANDLE_SCHEMA
+from .rates.schema import KEY as CANDLE_KEY
 from .settings import ensure_writable_home
 from .spreads import SPREAD_SCHEMA
-from .strip import SNAPSHOT_SCHEMA
+from .strip import BUCKETS, SNAPSHOT_SCHEMA
 from .venues import INVERSE, SPECS
 
 SCHEMA = "funding"
@@ -77,10 +80,17 @@ TABLES: dict[str, dict[str, pl.DataType]] = {
         "contract": pl.String(),
         "funding_time": TS,
         "as_of": TS,
-        "b0": pl.Float64(),
+        **{b: pl.Float64() for b in BUCKETS},
+        "annualisation": pl.String(),
     },
     "spread_signals": {**SPREAD_SCHEMA, "as_of": TS},
     "instruments": INSTRUMENT_SCHEMA,
+    "realised_funding": STORED_PRINT_SCHEMA,
+    "fixed_rate_candles": CANDLE_SCHEMA,
+    # partition_day: the UTC day whose partition holds the row (a candle's day, an outcome
+    # row's maturity day)
+    "fixed_vs_floating": {**FIXED_VS_FLOATING_SCHEMA, "partition_day": pl.Date()},
+    "fixed_rate_spreads": FIXED_SPREAD_SCHEMA,
 }
 
 
@@ -96,12 +106,16 @@ TABLE_KEYS: dict[str, list[str]] = {
     "roll_b0": ["venue", "symbol", "contract", "funding_time"],
     "spread_signals": ["symbol", "venue_a", "contract_a", "venue_b", "contract_b", "funding_time"],
     "instruments": ["venue", "symbol", "contract"],
+    "realised_funding": ["venue", "symbol", "contract", "ts", "funding_time"],
+    "fixed_rate_candles": list(CANDLE_KEY),
+    "fixed_vs_floating": ["provider", "market_id", "interval", "ts", "kind"],
+    "fixed_rate_spreads": [*FIXED_PAIR, "ts"],
 }
 #: The (venue, contract) column pairs that place a table's row in a series (venue, symbol,
 #: contract); a spread row belongs to two series and is in a run's scope when both are.
 SERIES_LEGS: dict[str, list[tuple[str, str]]] = {
     table: [("venue_a", "contract_a"), ("venue_b", "contract_b")]
-    if table == "spread_signals"
+    if table in ("spread_signals", "fixed_rate_spreads")
     else [("venue", "contract")]
     for table in TABLES
 }
@@ -120,6 +134,7 @@ def duckdb_type(dtype: pl.DataType) -> str:
         pl.Int32: "INTEGER",
         pl.Int8: "TINYINT",
         pl.Boolean: "BOOLEAN",
+        pl.Date: "DATE",
     }
     for polars_type, sql in names.items():
         if isinstance(dtype, polars_type):

@@ -24,10 +24,11 @@ ORDERS = {
 }
 
 
+ENV = {"FUNDING_ASSETS_VENUES": "okx,hyperliquid", "FUNDING_ASSETS_COINS": "BTC", "FUNDING_ASSETS_RATES": "none"}
+
+
 def _backfill(home, ranges):
-    config = FundingConfig.from_env(
-        {"FUNDING_ASSETS_HOME": str(home), "FUNDING_ASSETS_VENUES": "okx,hyperliquid", "FUNDING_ASSETS_COINS": "BTC"}
-    )
+    config = FundingConfig.from_env({**ENV, "FUNDING_ASSETS_HOME": str(home)})
     with dg.DagsterInstance.ephemeral() as instance:
         for start, end in ranges:
             outcomes = backfill(start, end, config, instance, lambda _: None, lambda _: None, today=TODAY)
@@ -56,3 +57,21 @@ def test_forwards_and_backwards_in_two_halves_store_identical_fits_and_factors(h
     assert a["pca_factors"].height > 1000
     for name in ORDERS:
         assert a[name].equals(b[name]), name
+
+
+def test_the_day_after_a_backfill_runs_one_day_per_asset_and_stores_what_a_full_backfill_does(tmp_path):
+    """The daily increment: once a range is back-filled, the next day reuses the stored
+    lookbacks (every run starts at the new day) and its rows equal a full backfill's."""
+    last = START + dt.timedelta(days=6)
+    day = last + dt.timedelta(days=1)
+    incremental, full = tmp_path / "incremental", tmp_path / "full"
+    _backfill(incremental, [(START, last)])
+    config = FundingConfig.from_env({**ENV, "FUNDING_ASSETS_HOME": str(incremental)})
+    with dg.DagsterInstance.ephemeral() as instance:
+        outcomes = backfill(day, day, config, instance, lambda _: None, lambda _: None, today=TODAY)
+    assert all(o.success for o in outcomes), [o.error for o in outcomes if not o.success]
+    assert {(o.step.start, o.step.end) for o in outcomes} == {(day, day)}
+    _backfill(full, [(START, day)])
+    a, b = _tables(incremental, START, day + dt.timedelta(days=1)), _tables(full, START, day + dt.timedelta(days=1))
+    for name in ORDERS:
+        assert a[name].height and a[name].equals(b[name]), name

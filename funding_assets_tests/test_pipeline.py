@@ -64,6 +64,10 @@ def test_definitions_load_with_their_assets_checks_sensors_and_schedules():
         "pca_fits",
         "roll_b0",
         "spread_signals",
+        "fixed_rate_candles",
+        "realised_funding",
+        "fixed_vs_floating",
+        "fixed_rate_spreads",
     }
     graph = defs.resolve_asset_graph()
     raw = graph.get(dg.AssetKey("raw_prints"))

@@ -30,6 +30,7 @@ from ..instruments import Instrument
 from ..partitions import daily, date_venue, lookback, split_key
 from ..prints import normalise
 from ..resources import FundingConfig
+from ..sources import fetch_all
 from ..venues import venue_symbol
 from ..warehouse import Warehouse, conform, empty
 from . import checks
@@ -210,10 +211,8 @@ def raw_prints(
     ]
     rebuilt = rebuilt_instruments(funding, instruments, per_venue)
     rebuild = [(venue, rebuilt[venue], start, end) for venue, _, start, end in tasks if rebuilt[venue]]
-    # Venues have separate request budgets: fetch them side by side.
-    with ThreadPoolExecutor(max_workers=max(1, len({t[0] for t in tasks}))) as pool:
-        frames = list(pool.map(lambda t: source.fetch(*t), tasks))
-        samples = list(pool.map(lambda t: source.premium(*t), rebuild)) if hasattr(source, "premium") else []
+    # Venues have separate request budgets: every venue's history and premium side by side.
+    frames, samples = fetch_all(source, tasks, rebuild)
     fetched = [normalise(f) for f in frames if f.height]  # normalised once, for the rebuild and the store
     settled = pl.concat(fetched) if fetched else None
     caps = {one.key: one.rate_cap for listed in per_venue.values() for one in listed if one.rate_cap}
@@ -475,7 +474,7 @@ def pca_factors(context: dg.AssetExecutionContext, funding: FundingConfig, curve
 @dg.asset(
     partitions_def=daily,
     ins={
-        "curve_features": dg.AssetIn(
+        "curve_snapshots": dg.AssetIn(
             partition_mapping=dg.MultiToSingleDimensionPartitionMapping(partition_dimension_name="date")
         )
     },
@@ -485,13 +484,14 @@ def pca_factors(context: dg.AssetExecutionContext, funding: FundingConfig, curve
     backfill_policy=SINGLE_RUN,
     pool="duckdb",
 )
-def roll_b0(context: dg.AssetExecutionContext, curve_features: pl.DataFrame) -> pl.DataFrame:
+def roll_b0(context: dg.AssetExecutionContext, curve_snapshots: pl.DataFrame) -> pl.DataFrame:
     """Bucket 0 (annualised) of every roll snapshot of every configured series (venue, coin, contract),
-    by the UTC day the window closed (``as_of``): the one cross-venue input of the spreads,
-    so that their trailing window is a declared day lookback."""
+    by the UTC day the window closed (``as_of``), with the rest of its strip (``b1..b7``) and
+    its ``annualisation``: the one cross-venue input of the spreads and of the fixed-rate
+    comparison, so that their trailing windows are declared day lookbacks."""
     keys = partition_keys(context)
-    roll = curve_features.filter(pl.col("kind") == "roll")
-    b0 = roll.select("venue", "symbol", "contract", "funding_time", "as_of", b0="level")
+    roll = curve_snapshots.filter(pl.col("kind") == "roll")
+    b0 = roll.select("venue", "symbol", "contract", "funding_time", "as_of", *strip.BUCKETS, "annualisation")
     return keep_partitions(b0, keys, ts_col="as_of").sort("venue", "symbol", "contract", "funding_time")
 
 

@@ -12,7 +12,7 @@ from ..partitions import multi_key
 from ..pca import EPOCH
 from ..resources import FundingConfig
 from ..venues import SPECS
-from .jobs import instruments_job, pca_refit_job, roll_job, spreads_job
+from .jobs import fixed_job, instruments_job, pca_refit_job, roll_job, spreads_job
 
 
 def utcnow() -> dt.datetime:
@@ -143,5 +143,26 @@ def daily_spreads_schedule(context: dg.ScheduleEvaluationContext):
     return dg.RunRequest(run_key=f"spreads|{day}", partition_key=day.isoformat())
 
 
+@dg.schedule(
+    job=fixed_job,
+    cron_schedule="15 1 * * *",
+    execution_timezone="UTC",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+)
+def daily_fixed_schedule(context: dg.ScheduleEvaluationContext):
+    """Yesterday's fixed-rate candles and their comparison with floating, after the venues'
+    partitions (00:30) and bucket 0 (01:00) were completed. Nothing without a provider."""
+    if not FundingConfig.from_env().rates:
+        return dg.SkipReason("FUNDING_ASSETS_RATES=none: no fixed-rate provider configured")
+    day = context.scheduled_execution_time.astimezone(dt.UTC).date() - dt.timedelta(days=1)
+    return dg.RunRequest(run_key=f"fixed|{day}", partition_key=day.isoformat())
+
+
 SENSORS = [funding_roll_sensor]
-SCHEDULES = [instruments_schedule, pca_refit_schedule, daily_completion_schedule, daily_spreads_schedule]
+SCHEDULES = [
+    instruments_schedule,
+    pca_refit_schedule,
+    daily_completion_schedule,
+    daily_spreads_schedule,
+    daily_fixed_schedule,
+]

@@ -372,3 +372,71 @@ def pca_factors_checks(scores: pl.DataFrame, verified: pl.DataFrame, scope: str)
 
 def spread_signals_checks(signals: pl.DataFrame, scope: str) -> list[dg.AssetCheckResult]:
     return [_duplicates(SPREAD_SIGNALS[0], signals, SPREAD_KEY, scope)]
+
+
+#: An implied or realised APR beyond this (annualised decimal, 500 %) is a unit error (a
+#: percent or a 1e16-scaled integer stored as a decimal), not a market.
+FIXED_APR_LIMIT = 5.0
+CANDLE_KEY = ["provider", "market_id", "interval", "ts"]
+FIXED_VS_FLOATING_KEY = [*CANDLE_KEY, "kind"]
+FIXED_SPREAD_KEY = [
+    "provider",
+    "symbol",
+    "maturity",
+    "interval",
+    "venue_a",
+    "contract_a",
+    "market_id_a",
+    "venue_b",
+    "contract_b",
+    "market_id_b",
+    "ts",
+]
+
+FIXED_RATE_CANDLES = [
+    _spec(
+        "fixed_rate_candles",
+        "fixed_rate_candles_unique_keys",
+        "No two candles share (provider, market_id, interval, ts).",
+    ),
+    _spec(
+        "fixed_rate_candles",
+        "fixed_rate_candles_in_units",
+        f"Implied rates are annualised decimals: |open, high, low, close| <= {FIXED_APR_LIMIT:g} (500 %), low <= close <= high.",
+    ),
+]
+FIXED_VS_FLOATING = [
+    _spec(
+        "fixed_vs_floating",
+        "fixed_vs_floating_unique_keys",
+        "No two rows share (provider, market_id, interval, ts, kind).",
+    ),
+]
+FIXED_RATE_SPREADS = [
+    _spec("fixed_rate_spreads", "fixed_rate_spreads_unique_keys", "No two rows share a pair and candle."),
+]
+
+
+def fixed_rate_candles_checks(candles: pl.DataFrame, scope: str) -> list[dg.AssetCheckResult]:
+    rates = ["open", "high", "low", "close"]
+    beyond = candles.filter(
+        pl.any_horizontal(pl.col(c).abs() > FIXED_APR_LIMIT for c in rates)
+        | (pl.col("low") > pl.col("close"))
+        | (pl.col("close") > pl.col("high"))
+    )
+    units = _result(
+        FIXED_RATE_CANDLES[1],
+        beyond.height == 0,
+        scope,
+        beyond=beyond.height,
+        examples=dg.MetadataValue.json(_examples(beyond.select("provider", "market_id", "ts", *rates))),
+    )
+    return [_duplicates(FIXED_RATE_CANDLES[0], candles, CANDLE_KEY, scope), units]
+
+
+def fixed_vs_floating_checks(rows: pl.DataFrame, scope: str) -> list[dg.AssetCheckResult]:
+    return [_duplicates(FIXED_VS_FLOATING[0], rows, FIXED_VS_FLOATING_KEY, scope)]
+
+
+def fixed_rate_spreads_checks(rows: pl.DataFrame, scope: str) -> list[dg.AssetCheckResult]:
+    return [_duplicates(FIXED_RATE_SPREADS[0], rows, FIXED_SPREAD_KEY, scope)]

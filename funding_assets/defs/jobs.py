@@ -3,6 +3,7 @@
 import dagster as dg
 
 from .assets import curve_features, curve_snapshots, instruments, pca_factors, raw_prints, roll_b0, spread_signals
+from .fixed import FIXED_ASSETS
 
 instruments_job = dg.define_asset_job(
     "instruments_job",
@@ -26,4 +27,10 @@ spreads_job = dg.define_asset_job(
     description="Bucket 0 of every venue, then the cross-venue spread signals, for a UTC day.",
 )
 
-JOBS = [instruments_job, roll_job, pca_refit_job, spreads_job]
+fixed_job = dg.define_asset_job(
+    "fixed_job",
+    selection=dg.AssetSelection.assets(*FIXED_ASSETS),
+    description="Fixed-rate candles (Rho, Boros), the day's settlements, fixed against floating and fixed-rate spreads.",
+)
+
+JOBS = [instruments_job, roll_job, pca_refit_job, spreads_job, fixed_job]
