@@ -1142,7 +1142,7 @@ table.summary, table.ranks { border-collapse: collapse; font-size: .85rem; }
 table th, table td { border: 1px solid #ccc; padding: .2rem .5rem; }
 table td { text-align: right; font-variant-numeric: tabular-nums; }
 table td.text { text-align: left; }
-section.coin { border-top: 3px solid #444; margin-top: 2rem; }
+section.coin, section.fixed { border-top: 3px solid #444; margin-top: 2rem; }
 """
 
 
@@ -1153,7 +1153,7 @@ def _page(warehouse: Path, data: _ReportData) -> str:
     from .report_fixed import fixed_sections
 
     fixed, _ = _sections_html(
-        fixed_sections(data.fixed, data.fixed_spreads, data.fixed_roll, data.coins), "coin", embedded
+        fixed_sections(data.fixed, data.fixed_spreads, data.fixed_roll, data.coins), "fixed", embedded
     )
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
