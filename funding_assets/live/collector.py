@@ -131,6 +131,9 @@ SETTLE_RETRIES = 10
 #: thread); everything older is in the landing journal, on disk within JOURNAL_FSYNC_S.
 #: Measured by test_live_reliability.py against the simulator.
 CRASH_LOSS_S = 0.1
+#: Turns of the event loop the watchdog gives a stream, once its time is up, to deliver the
+#: messages that had already arrived (:meth:`Collector._next_frame`).
+WATCHDOG_GRACE_TURNS = 4
 #: Longest wall-clock sleep (s) between two readings of ``clock`` while waiting for a
 #: settlement: ``clock`` may run faster than the wall clock (a simulator).
 CLOCK_CHECK_S = 1.0
@@ -678,14 +681,7 @@ class Collector:
         watchdog_s = self.watchdog_for(rt.venue)
         try:
             while True:
-                try:
-                    async with asyncio.timeout(watchdog_s):
-                        frame = await anext(stream)
-                except TimeoutError:
-                    rt.watchdog_expiries += 1
-                    raise StreamSilent(f"{rt.venue}: no message for {watchdog_s:g} s (watchdog)") from None
-                except StopAsyncIteration:
-                    raise ConnectionError(f"{rt.venue}: stream ended") from None
+                frame = await self._next_frame(rt, stream, watchdog_s)
                 if rt.state != "live":
                     self._set_state(rt, "live")
                 rt.last_message_at = utcnow()
@@ -703,6 +699,33 @@ class Collector:
         finally:
             with contextlib.suppress(Exception):
                 await stream.aclose()
+
+    async def _next_frame(self, rt: VenueRuntime, stream, watchdog_s: float) -> pl.DataFrame:
+        """The stream's next frame; :class:`StreamSilent` when none came for ``watchdog_s``.
+
+        A busy event loop can run the watchdog after messages arrived but before the stream
+        read them (the timer's callback comes first): the loop gets
+        :data:`WATCHDOG_GRACE_TURNS` more turns to deliver what already arrived, so a backlog
+        is not taken for a dead stream (whose unread messages would be lost with it)."""
+        pending = asyncio.ensure_future(anext(stream))
+        try:
+            await asyncio.wait({pending}, timeout=watchdog_s)
+            for _ in range(WATCHDOG_GRACE_TURNS):
+                if pending.done():
+                    break
+                await asyncio.sleep(0)
+        finally:
+            if not pending.done():  # silent, or this task is being cancelled: stop the read
+                pending.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await pending
+        if pending.cancelled():
+            rt.watchdog_expiries += 1
+            raise StreamSilent(f"{rt.venue}: no message for {watchdog_s:g} s (watchdog)")
+        try:
+            return pending.result()
+        except StopAsyncIteration:
+            raise ConnectionError(f"{rt.venue}: stream ended") from None
 
     async def _venue_task(self, rt: VenueRuntime) -> None:
         self._set_state(rt, "connecting")
