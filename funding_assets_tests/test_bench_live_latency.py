@@ -17,7 +17,7 @@ def test_the_live_path_benchmark_measures_what_the_simulator_sent_end_to_end():
     assert result.streams == 10 and result.offered == 200
     assert result.push_interval_s == 10 / 200
     # every message sent was received, stored as a live strip row and landed once
-    assert result.sent > 200 and result.received > 200
+    assert result.sent > 100 and result.received > 100  # messages per second
     assert abs(result.received - result.sent) <= 0.25 * result.sent
     assert result.stored > 0.5 * result.received
     assert result.landed_ok and result.landed == result.received_total > 0
