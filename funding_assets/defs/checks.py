@@ -12,7 +12,8 @@ import datetime as dt
 import dagster as dg
 import polars as pl
 
-from .. import premium
+from .. import fixedfloat, premium
+from ..rates import schema as rates_schema
 from ..venues import RATE_CAPS
 
 MISSING_SHARE_LIMIT = 0.02
@@ -377,21 +378,10 @@ def spread_signals_checks(signals: pl.DataFrame, scope: str) -> list[dg.AssetChe
 #: An implied or realised APR beyond this (annualised decimal, 500 %) is a unit error (a
 #: percent or a 1e16-scaled integer stored as a decimal), not a market.
 FIXED_APR_LIMIT = 5.0
-CANDLE_KEY = ["provider", "market_id", "interval", "ts"]
-FIXED_VS_FLOATING_KEY = [*CANDLE_KEY, "kind"]
-FIXED_SPREAD_KEY = [
-    "provider",
-    "symbol",
-    "maturity",
-    "interval",
-    "venue_a",
-    "contract_a",
-    "market_id_a",
-    "venue_b",
-    "contract_b",
-    "market_id_b",
-    "ts",
-]
+#: The fixed-rate tables' keys, from the modules that define their rows.
+CANDLE_KEY = list(rates_schema.KEY)
+FIXED_VS_FLOATING_KEY = list(fixedfloat.KEY)
+FIXED_SPREAD_KEY = [*fixedfloat.FIXED_PAIR, "ts"]
 
 FIXED_RATE_CANDLES = [
     _spec(
