@@ -152,7 +152,9 @@ def main() -> int:
             # the plugin is a top-level module of the tests folder, like the other test helpers
             "PYTHONPATH": os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")])),
         }
-        cmd = [sys.executable, "-m", "pytest", "-m", "reliability", "-p", "reliability", "-q", f"--junitxml={junit}"]
+        # one process (-n 0): the plugin writes its rows file from the process that runs the cases
+        cmd = [sys.executable, "-m", "pytest", "-n", "0", "-m", "reliability", "-p", "reliability", "-q"]
+        cmd += [f"--junitxml={junit}"]
         cmd += args.pytest_args
         shown = f"{SIZE_ENV}={size} " + shlex.join(["pytest", *cmd[3:]]).replace(str(junit), "<junit.xml>")
         print(f"running: {shown}", flush=True)

@@ -12,11 +12,15 @@ from funding_assets.settings import ENV_VARS
 
 @pytest.fixture
 def home(tmp_path, monkeypatch) -> Path:
-    """FUNDING_ASSETS_HOME in a temp dir, simulator source, default venues and coins."""
+    """FUNDING_ASSETS_HOME in a temp dir, simulator source, default venues and coins, no
+    fixed-rate markets: with them every backfill also reads the prints and strips of the
+    longest fixed-rate term (130 days) before its first day. The tests of fixed against
+    floating (``test_fixed_pipeline.py``, ``test_rates_*.py``) set their own."""
     data = tmp_path / "data"
     for var in (*ENV_VARS, "DAGSTER_HOME"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("FUNDING_ASSETS_HOME", str(data))
+    monkeypatch.setenv("FUNDING_ASSETS_RATES", "none")
     return data
 
 
@@ -67,3 +71,14 @@ def no_network_beyond_loopback():
     socket.getaddrinfo, socket.socket.connect = getaddrinfo, connect
     yield
     socket.getaddrinfo, socket.socket.connect = real_getaddrinfo, real_connect
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups (--dist loadgroup)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests sharing a module- or class-scoped fixture (a backfilled warehouse, a simulator)
+    run in one worker, which builds it once; every other test goes wherever a worker is free."""
+    for item in items:
+        defs = getattr(item, "_fixtureinfo", None)
+        scopes = {d.scope for fixture in (defs.name2fixturedefs.values() if defs else ()) for d in fixture}
+        if scopes & {"module", "class", "package"}:
+            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
