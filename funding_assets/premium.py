@@ -99,10 +99,15 @@ class Formula:
         depends on what follows it, nor on other windows.
         """
         p = np.asarray(premiums, dtype=np.float64)
-        win = np.zeros(p.size, dtype=np.int64) if window is None else np.asarray(window)
+        linear = self.averaging == "linear"
+        if window is None:
+            # one window: numpy's running sum adds in the same order as polars' (same floats)
+            k = np.arange(1, p.size + 1, dtype=np.float64)
+            sums = np.cumsum(p * k if linear else p)
+            return sums / (k * (k + 1.0) / 2.0 if linear else k)
+        win = np.asarray(window)
         first = np.flatnonzero(np.r_[True, win[1:] != win[:-1]]) if p.size else np.zeros(0, dtype=np.int64)
         k = (np.arange(p.size) - np.repeat(first, np.diff(np.r_[first, p.size])) + 1).astype(np.float64)
-        linear = self.averaging == "linear"
         frame = pl.DataFrame({"win": win, "x": p * k if linear else p})
         sums = frame.select(pl.col("x").cum_sum().over("win"))["x"].to_numpy()
         return sums / (k * (k + 1.0) / 2.0 if linear else k)

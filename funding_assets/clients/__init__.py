@@ -25,6 +25,7 @@ comes from :func:`funding_assets.venues.spec`.
 """
 
 import asyncio
+import collections
 import datetime as dt
 import functools
 import logging
@@ -34,6 +35,7 @@ from contextlib import aclosing
 from typing import Any, ClassVar
 
 import polars as pl
+from websockets.frames import Opcode
 
 from ..errors import FundingInputError
 from ..instruments import Instrument
@@ -56,6 +58,7 @@ __all__ = [
     "infer_intervals",
     "merge_streams",
     "number",
+    "parse_burst",
     "premium_frame",
     "prints_frame",
     "recv_burst",
@@ -278,24 +281,31 @@ def _frame(venue: str, source: str, rows: list[tuple]) -> pl.DataFrame:
 
 
 def premium_frame(
-    venue: str, coin: "str | Instrument", points: Iterable[tuple[int, float]], start_ms: int, end_ms: int
+    venue: str,
+    coin: "str | Instrument",
+    times_ms: Sequence[int] | pl.Series,
+    premiums: Sequence[float] | pl.Series,
+    start_ms: int,
+    end_ms: int,
 ) -> pl.DataFrame:
-    """``(known-at epoch ms, premium)`` points -> a :data:`PREMIUM_SCHEMA` frame of those known in
-    ``(start_ms, end_ms]``, one row per instant (the last point wins), sorted by ``ts``.
-    ``coin`` is the coin or the instrument (whose contract and venue name fill those columns
-    where the schema has them)."""
+    """Points ``(times_ms[i], premiums[i])`` (known-at epoch ms, premium) -> a
+    :data:`PREMIUM_SCHEMA` frame of those known in ``(start_ms, end_ms]``, one row per instant
+    (the last point wins), sorted by ``ts``. ``coin`` is the coin or the instrument (whose
+    contract and venue name fill those columns where the schema has them)."""
     inst = _instrument(venue, coin)
-    latest = {ts_ms: premium for ts_ms, premium in points if start_ms < ts_ms <= end_ms}
-    times = sorted(latest)
-    columns = {
-        "venue": [venue] * len(times),
-        "symbol": [inst.symbol] * len(times),
-        "contract": [inst.contract] * len(times),
-        "venue_symbol": [inst.venue_symbol] * len(times),
-        "ts": pl.Series(times, dtype=pl.Int64).cast(TS),
-        "premium": pl.Series([latest[t] for t in times], dtype=pl.Float64),
-    }
-    return pl.DataFrame({k: columns[k] for k in PREMIUM_SCHEMA}, schema=PREMIUM_SCHEMA)
+    points = pl.DataFrame({"ts": pl.Series(times_ms, dtype=pl.Int64), "premium": pl.Series(premiums, dtype=pl.Float64)})
+    latest = (
+        points.filter((pl.col("ts") > start_ms) & (pl.col("ts") <= end_ms))
+        .unique("ts", keep="last", maintain_order=True)
+        .sort("ts")
+    )
+    names = {"venue": venue, "symbol": inst.symbol, "contract": inst.contract, "venue_symbol": inst.venue_symbol}
+    return latest.select(
+        *(
+            pl.lit(names[k], pl.String).alias(k) if k in names else pl.col(k).cast(dtype)
+            for k, dtype in PREMIUM_SCHEMA.items()
+        )
+    )
 
 
 def settled_rows(coin: str, points: list[tuple[int, float]], default_hours: float) -> list[dict]:
@@ -378,13 +388,13 @@ BURST_LIMIT = 2000
 WS_COMPRESSION = None
 
 
-def received_frames(ws: Any) -> Sequence:
+def received_frames(ws: Any) -> collections.deque:
     """The incoming frame queue of a websockets connection: frames received and not yet read
     (``recv_messages.frames.queue`` of websockets' asyncio connection, websockets 17 as
     pinned); empty where that is absent. While its first frame has ``fin``, a whole message
     is queued, which ``recv()`` returns without waiting (a first frame without ``fin`` is a
     fragmented message still arriving)."""
-    return getattr(getattr(getattr(ws, "recv_messages", None), "frames", None), "queue", ())
+    return getattr(getattr(getattr(ws, "recv_messages", None), "frames", None), "queue", collections.deque())
 
 
 async def recv_burst(ws: Any, timeout_s: float | None, limit: int = BURST_LIMIT) -> list[str | bytes]:
@@ -399,9 +409,43 @@ async def recv_burst(ws: Any, timeout_s: float | None, limit: int = BURST_LIMIT)
         first = await ws.recv()
     messages = [first]
     queued = received_frames(ws)
+    if not queued:
+        return messages
+    # the whole messages already queued are taken off the queue here, as ``recv()`` would take
+    # them (a final text or binary frame is a whole message; control frames never queue), at a
+    # fraction of a ``recv()`` per message; the reader resumes once, if the queue had paused it
     while queued and queued[0].fin and len(messages) < limit:
-        messages.append(await ws.recv())
+        frame = queued.popleft()
+        messages.append(frame.data.decode() if frame.opcode is Opcode.TEXT else bytes(frame.data))
+    ws.recv_messages.maybe_resume()
     return messages
+
+
+def parse_burst(
+    messages: Iterable[Any], row_of: Callable[[Any], dict | list[dict] | None]
+) -> tuple[list[dict], Exception | None]:
+    """The print rows of a burst of stream messages (:func:`recv_burst`), in arrival order, and
+    the exception that stopped it, if any.
+
+    ``row_of(message)`` gives a message's print row, its rows (a list) or None (an ack, a pong,
+    junk it counted). An exception it raises (a venue's error event, a refused subscription)
+    ends the burst there: the rows of the messages before it come back with it, and the caller
+    hands them over before raising it, since they were received and a reconnect's gap fill
+    brings back realised prints only, never predictions.
+    """
+    rows: list[dict] = []
+    try:
+        for message in messages:
+            got = row_of(message)
+            if got is None:
+                continue
+            if isinstance(got, list):
+                rows += got
+            else:
+                rows.append(got)
+    except Exception as exc:  # noqa: BLE001 - handed to the caller, which re-raises it
+        return rows, exc
+    return rows, None
 
 
 async def merge_streams(*streams: AsyncIterator[pl.DataFrame]) -> AsyncIterator[pl.DataFrame]:

@@ -46,13 +46,15 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import json
+import functools
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import aclosing
 from decimal import Decimal, InvalidOperation
+from operator import itemgetter
 from typing import Any
 
+import orjson
 import polars as pl
 from websockets.asyncio.client import connect
 
@@ -73,6 +75,7 @@ from . import (
     ms_datetime,
     named_perpetual,
     number,
+    parse_burst,
     parse_rows,
     premium_frame,
     prints_frame,
@@ -81,7 +84,7 @@ from . import (
     stream_frame,
     tagged,
 )
-from .http import HttpClient, VenueError
+from .http import HttpClient, VenueError, page_json
 
 VENUE = "binance"
 SPEC = spec(VENUE)
@@ -171,12 +174,20 @@ def parse_funding_history(payload: Any, symbol: str, path: str = FUNDING_RATE) -
     return points
 
 
-def parse_premium_klines(payload: Any) -> list[tuple[int, float]]:
-    """``premiumIndexKlines`` candles -> ``(openTime ms, close)``, as sent (ascending)."""
+def parse_premium_klines(payload: Any) -> tuple[list[int], list[float]]:
+    """``premiumIndexKlines`` candles -> ``(openTime ms, close)`` columns, as sent (ascending).
+
+    ``openTime`` must be a JSON integer and ``close`` a decimal string (:func:`_ms`,
+    :func:`_rate`), checked column by column."""
     if not isinstance(payload, list):
         raise VenueError(f"{VENUE} {PREMIUM_KLINES}: expected a list, got {str(payload)[:200]}")
     try:
-        return [(_ms(row[0]), _rate(row[4])) for row in payload]
+        times, closes = list(map(itemgetter(0), payload)), list(map(itemgetter(4), payload))
+        if not set(map(type, times)) <= {int}:
+            _ms(next(t for t in times if type(t) is not int))
+        if not set(map(type, closes)) <= {str}:
+            _rate(next(c for c in closes if type(c) is not str))
+        return times, list(map(float, closes))  # float("") is a ValueError, as _rate's
     except (IndexError, KeyError, TypeError, ValueError) as exc:
         raise VenueError(f"{VENUE} {PREMIUM_KLINES}: malformed candle ({exc})") from None
 
@@ -318,8 +329,8 @@ def parse_mark_price(text: str | bytes, intervals: Mapping[str, float]) -> list[
     ``[]``; events with ``r: ""`` or ``T: 0`` (delivery contracts) carry no funding.
     """
     try:
-        message = json.loads(text)
-    except ValueError:
+        message = orjson.loads(text)
+    except orjson.JSONDecodeError:
         return None
     if isinstance(message, dict) and "stream" in message:
         message = message.get("data")
@@ -498,7 +509,8 @@ class Client(VenueClient):
         path = COIN_M_PREMIUM_KLINES if coin_m else PREMIUM_KLINES
         start_ms, end_ms = epoch_ms(start), epoch_ms(end)
         first, last = start_ms - MINUTE_MS + 1, end_ms - MINUTE_MS  # openTime of samples known in range
-        points: list[tuple[int, float]] = []
+        times: list[int] = []
+        premiums: list[float] = []
         cost = kline_weight(KLINE_LIMIT)
         while first <= last:
             params = {
@@ -508,14 +520,16 @@ class Client(VenueClient):
                 "endTime": last,
                 "limit": KLINE_LIMIT,
             }
-            page = parse_premium_klines(http.get(path, params, cost=cost, bucket=WEIGHT))
-            points.extend((open_ms + MINUTE_MS, close) for open_ms, close in page)
-            if len(page) < KLINE_LIMIT:
+            opens, closes = parse_premium_klines(http.get(path, params, cost=cost, bucket=WEIGHT, decode=page_json))
+            times += opens
+            premiums += closes
+            if len(opens) < KLINE_LIMIT:
                 break
-            if page[-1][0] < first:
-                raise VenueError(f"{VENUE} {path}: page went backwards ({page[-1][0]} < {first})")
-            first = page[-1][0] + 1
-        return premium_frame(self.venue, inst, points, start_ms, end_ms)
+            if opens[-1] < first:
+                raise VenueError(f"{VENUE} {path}: page went backwards ({opens[-1]} < {first})")
+            first = opens[-1] + 1
+        known = pl.Series(times, dtype=pl.Int64) + MINUTE_MS  # a sample is known at its minute's end
+        return premium_frame(self.venue, inst, known, premiums, start_ms, end_ms)
 
     # live ----------------------------------------------------------------------------------
 
@@ -609,15 +623,23 @@ class Client(VenueClient):
                     raise ConnectionError(f"{self.venue} stream {url}: no frame for {stale_after_s} s") from None
                 if self._expired(coin_m):
                     intervals = await asyncio.to_thread(self.funding_intervals, coin_m)
-                rows = []
-                for message in messages:
-                    quotes = parse_mark_price(message, intervals)
-                    if quotes is None:
-                        self.skipped_frames += 1
-                        continue
-                    mine = [tagged(q, wanted[q["symbol"]]) for q in quotes if q["symbol"] in wanted]
-                    if mine:
-                        self.stream_messages += 1
-                        rows += mine
+                rows, error = parse_burst(
+                    messages, functools.partial(self._stream_rows, intervals=intervals, wanted=wanted)
+                )
                 if rows:
                     yield stream_frame(rows, VENUE, self.stream_source)
+                if error is not None:
+                    raise error
+
+    def _stream_rows(
+        self, message: str | bytes, intervals: Mapping[str, float], wanted: dict[str, Instrument]
+    ) -> list[dict]:
+        """The print rows of one stream message of the ``wanted`` instruments (counted in
+        ``stream_messages`` when it has some); none for replies and (counted) junk."""
+        quotes = parse_mark_price(message, intervals)
+        if quotes is None:
+            self.skipped_frames += 1
+            return []
+        mine = [tagged(q, wanted[q["symbol"]]) for q in quotes if q["symbol"] in wanted]
+        self.stream_messages += bool(mine)
+        return mine

@@ -36,8 +36,10 @@ import datetime as dt
 import json
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import aclosing
+from operator import itemgetter
 from typing import Any
 
+import orjson
 import polars as pl
 from websockets.asyncio.client import ClientConnection, connect
 
@@ -61,6 +63,7 @@ from . import (
     named_perpetual,
     number,
     optional_number,
+    parse_burst,
     parse_rows,
     premium_frame,
     prints_frame,
@@ -69,6 +72,7 @@ from . import (
     stream_frame,
     tagged,
 )
+from .http import page_json
 
 VENUE = "bybit"
 SPEC = spec(VENUE)
@@ -131,11 +135,12 @@ def _history_row(row: Mapping[str, Any]) -> tuple[str, int, float]:
     return symbol, ts_ms, rate
 
 
-def parse_premium_klines(payload: Any) -> list[tuple[int, float]]:
-    """premium-index-price-kline candles as ``(startTime ms, close)``, in the venue's order
-    (newest first); a close is a decimal fraction. Anything else is a :class:`VenueError`."""
+def parse_premium_klines(payload: Any) -> tuple[list[int], list[float]]:
+    """premium-index-price-kline candles as ``(startTime ms, close)`` columns, in the venue's
+    order (newest first); a close is a decimal fraction. Anything else is a :class:`VenueError`."""
+    rows = result_list(payload)
     try:
-        return [(int(row[0]), float(row[4])) for row in result_list(payload)]
+        return list(map(int, map(itemgetter(0), rows))), list(map(float, map(itemgetter(4), rows)))
     except (IndexError, TypeError, ValueError) as exc:
         raise VenueError(f"bybit: malformed premium-index candle ({exc!r})") from None
 
@@ -364,7 +369,8 @@ class Client(VenueClient):
         symbol = inst.venue_symbol
         start_ms, end_ms = epoch_ms(start), epoch_ms(end)
         first, last = start_ms - MINUTE_MS + 1, end_ms - MINUTE_MS  # startTime of samples known in range
-        points: list[tuple[int, float]] = []
+        times: list[int] = []
+        premiums: list[float] = []
         while last >= first:
             params = {
                 "category": LINEAR,
@@ -374,15 +380,17 @@ class Client(VenueClient):
                 "end": last,
                 "limit": KLINE_LIMIT,
             }
-            page = parse_premium_klines(self.http.get(PREMIUM_KLINE_PATH, params))
-            points.extend((open_ms + MINUTE_MS, close) for open_ms, close in page)
-            if len(page) < KLINE_LIMIT:
+            opens, closes = parse_premium_klines(self.http.get(PREMIUM_KLINE_PATH, params, decode=page_json))
+            times += opens
+            premiums += closes
+            if len(opens) < KLINE_LIMIT:
                 break  # the whole of [first, last] fitted in this page
-            oldest = min(open_ms for open_ms, _ in page)
+            oldest = min(opens)
             if oldest > last:
                 raise VenueError(f"bybit: premium-index candles for {symbol} past the asked end ({oldest} > {last})")
             last = oldest - 1
-        return premium_frame(self.venue, inst, points, start_ms, end_ms)
+        known = pl.Series(times, dtype=pl.Int64) + MINUTE_MS  # a sample is known at its minute's end
+        return premium_frame(self.venue, inst, known, premiums, start_ms, end_ms)
 
     def current(self, coins: Sequence[str | Instrument]) -> pl.DataFrame:
         """Current predicted prints, one all-symbols tickers request per category asked; ``ts``
@@ -426,28 +434,21 @@ class Client(VenueClient):
         state: dict[str, dict] = {}  # per connection: a reconnect starts from a new snapshot
         async with connect(self.ws_base + WS_PATHS[category], ping_interval=None, compression=WS_COMPRESSION) as ws:
             await ws.send(json.dumps({"op": "subscribe", "args": [f"tickers.{s}" for s in symbols]}))
-            async with aclosing(self._messages(ws, ping_interval_s)) as bursts:
-                async for messages in bursts:
-                    rows = []
-                    try:
-                        for message in messages:
-                            row = self._ticker_row(message, symbols, state)
-                            if row is not None:
-                                rows.append(row)
-                    except Exception:
-                        if rows:  # the pushes before a refusal were received: hand them over
-                            yield self._counted(rows)
-                        raise
-                    if rows:
+            async with aclosing(self._bursts(ws, ping_interval_s)) as bursts:
+                async for texts in bursts:
+                    rows, error = parse_burst(texts, lambda text: self._push_row(text, symbols, state))
+                    if rows:  # the pushes before a refusal were received: handed over first
                         yield self._counted(rows)
+                    if error is not None:
+                        raise error
 
     def _counted(self, rows: list[dict]) -> pl.DataFrame:
         self.stream_messages += len(rows)
         return stream_frame(rows, self.venue, self.stream_source)
 
-    async def _messages(self, ws: ClientConnection, ping_interval_s: float) -> AsyncIterator[list[dict]]:
-        """Decoded JSON objects from ``ws``, a burst at a time (:func:`recv_burst`), while
-        keeping the connection alive with pings."""
+    async def _bursts(self, ws: ClientConnection, ping_interval_s: float) -> AsyncIterator[list[str | bytes]]:
+        """Frames from ``ws``, a burst at a time (:func:`recv_burst`), while keeping the
+        connection alive with pings."""
         loop = asyncio.get_running_loop()
         silence_s = 2 * ping_interval_s
         next_ping = heard = loop.time()
@@ -465,17 +466,19 @@ class Client(VenueClient):
             except TimeoutError:
                 continue
             heard = loop.time()
-            messages = []
-            for text in texts:
-                try:
-                    message = json.loads(text)
-                except ValueError:
-                    message = None
-                if isinstance(message, dict):
-                    messages.append(message)
-                else:
-                    self.skipped_frames += 1
-            yield messages
+            yield texts
+
+    def _push_row(self, text: str | bytes, symbols: Mapping[str, Instrument], state: dict[str, dict]) -> dict | None:
+        """The print row of one frame (:meth:`_ticker_row`); None for junk (counted in
+        ``skipped_frames``), acks and pongs."""
+        try:
+            message = orjson.loads(text)
+        except orjson.JSONDecodeError:
+            message = None
+        if not isinstance(message, dict):
+            self.skipped_frames += 1
+            return None
+        return self._ticker_row(message, symbols, state)
 
     def _ticker_row(self, message: dict, symbols: Mapping[str, Instrument], state: dict[str, dict]) -> dict | None:
         """The print row of a push, None for acks/pongs/pushes without funding."""

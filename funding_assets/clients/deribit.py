@@ -41,6 +41,7 @@ import json
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
+import orjson
 import polars as pl
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
@@ -59,6 +60,7 @@ from . import (
     ms_datetime,
     named_perpetual,
     number,
+    parse_burst,
     parse_rows,
     prints_frame,
     recv_burst,
@@ -282,6 +284,26 @@ class Client(VenueClient):
                 methods[request_id] = method
                 await ws.send(rpc_request(request_id, method, params))
 
+            tests = 0  # test_requests in the burst being read
+
+            def row_of(text: str | bytes) -> dict | None:
+                """A notification's print row; None for heartbeats, answers and junk."""
+                nonlocal tests
+                message = self._message(text)
+                if message is None:
+                    return None
+                if message.get("method") == "heartbeat":
+                    tests += (message.get("params") or {}).get("type") == "test_request"
+                    return None
+                request_id = message.get("id")
+                method = methods.pop(request_id, None) if isinstance(request_id, int) else None
+                if method is not None or "error" in message:
+                    result = rpc_result(message, method or "request")
+                    if method == "public/subscribe":
+                        self._check_subscribed(result, wanted)
+                    return None
+                return self._row(message, instruments)
+
             await call("public/set_heartbeat", {"interval": ping_interval_s})
             await call("public/subscribe", {"channels": sorted(wanted)})
             while True:
@@ -289,31 +311,12 @@ class Client(VenueClient):
                     texts = await recv_burst(ws, silence_limit_s)
                 except TimeoutError:
                     raise ConnectionError(f"{self.venue} stream silent for {silence_limit_s:g} s") from None
-                rows, tests = [], 0
-                try:
-                    for text in texts:
-                        message = self._message(text)
-                        if message is None:
-                            continue
-                        if message.get("method") == "heartbeat":
-                            tests += (message.get("params") or {}).get("type") == "test_request"
-                            continue
-                        request_id = message.get("id")
-                        method = methods.pop(request_id, None) if isinstance(request_id, int) else None
-                        if method is not None or "error" in message:
-                            result = rpc_result(message, method or "request")
-                            if method == "public/subscribe":
-                                self._check_subscribed(result, wanted)
-                            continue
-                        row = self._row(message, instruments)
-                        if row is not None:
-                            rows.append(row)
-                except Exception:
-                    if rows:  # the notifications before an error were received: hand them over
-                        yield self._counted(rows)
-                    raise
-                if rows:
+                tests = 0
+                rows, error = parse_burst(texts, row_of)
+                if rows:  # the notifications before an error were received: handed over first
                     yield self._counted(rows)
+                if error is not None:
+                    raise error
                 try:
                     for _ in range(tests):  # answered once the burst's prints are handed over
                         await call("public/test", {})
@@ -327,8 +330,8 @@ class Client(VenueClient):
     def _message(self, text: str | bytes) -> dict | None:
         """The frame as a JSON object, or None (counted in ``skipped_frames``) for junk."""
         try:
-            message = json.loads(text)
-        except ValueError:
+            message = orjson.loads(text)
+        except orjson.JSONDecodeError:
             message = None
         if not isinstance(message, dict):
             self.skipped_frames += 1

@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import httpx
+import orjson
 
 from ..venues.spec import Budget
 
@@ -116,6 +117,17 @@ def retry_after_s(response: httpx.Response) -> float | None:
         return max(0.0, float(value)) if value is not None else None
     except ValueError:
         return None
+
+
+def page_json(response: httpx.Response) -> Any:
+    """The JSON value of a history page, parsed by orjson: the same objects ``response.json()``
+    gives for bodies whose integers fit 64 bits (epoch times, counts; orjson reads a longer one
+    as a float), which the history pages' are. A body orjson refuses (``NaN``, another
+    encoding) is left to ``response.json()``, which also raises for a malformed one."""
+    try:
+        return orjson.loads(response.content)
+    except orjson.JSONDecodeError:
+        return response.json()
 
 
 class HttpClient:

@@ -38,6 +38,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
+import orjson
 import polars as pl
 from websockets.asyncio.client import connect
 
@@ -57,6 +58,7 @@ from . import (
     instruments_of,
     named_perpetual,
     number,
+    parse_burst,
     parse_rows,
     premium_frame,
     prints_frame,
@@ -371,10 +373,11 @@ class Client(VenueClient):
         # A stamp trails its hour by less than SNAP_MS; hours up to `start` are not wanted.
         payload = self.history_pages(inst.venue_symbol, start_ms + 1, end_ms + SNAP_MS - 1)
         try:
-            points = [(snap_hour(int(row["time"])), float(row["premium"])) for row in payload]
+            times = [snap_hour(int(row["time"])) for row in payload]
+            premiums = [float(row["premium"]) for row in payload]
         except (KeyError, TypeError, ValueError) as exc:
             raise VenueError(f"{VENUE} fundingHistory {inst.venue_symbol}: malformed row ({exc!r})") from None
-        return premium_frame(VENUE, inst, points, start_ms, end_ms)  # a repeated hour: latest stamp wins
+        return premium_frame(VENUE, inst, times, premiums, start_ms, end_ms)  # a repeated hour: latest stamp wins
 
     # --- live ---------------------------------------------------------------------------
 
@@ -423,7 +426,7 @@ class Client(VenueClient):
         venue name -> instrument; None: any name, as the venue's main perpetual). Stamped
         with ``clock`` as it is read: the payload has no time of its own."""
         try:
-            message = json.loads(text)
+            message = orjson.loads(text)
             channel = message.get("channel")
             if channel == "error":
                 raise VenueError(f"{VENUE} stream: {message.get('data')}")
@@ -468,18 +471,12 @@ class Client(VenueClient):
                 except TimeoutError:
                     continue
                 heard = True
-                rows = []
-                try:
-                    for text in texts:
-                        row = self._stream_row(text, wanted)  # each stamped as it is read
-                        if row is not None:
-                            rows.append(row)
-                except Exception:
-                    if rows:  # the pushes before an error were received: hand them over
-                        yield self._counted(rows)
-                    raise
-                if rows:
+                # each push stamped as it is read
+                rows, error = parse_burst(texts, lambda text: self._stream_row(text, wanted))
+                if rows:  # the pushes before an error were received: handed over first
                     yield self._counted(rows)
+                if error is not None:
+                    raise error
 
     def _counted(self, rows: list[dict]) -> pl.DataFrame:
         self.stream_messages += len(rows)

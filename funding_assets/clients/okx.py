@@ -53,10 +53,12 @@ import io
 import json
 import zipfile
 from collections.abc import AsyncIterator, Sequence
+from operator import itemgetter
 from typing import Any
 from urllib.parse import urljoin
 
 import httpx
+import orjson
 import polars as pl
 from websockets.asyncio.client import connect
 
@@ -81,6 +83,7 @@ from . import (
     named_perpetual,
     number,
     optional_number,
+    parse_burst,
     parse_rows,
     premium_frame,
     prints_frame,
@@ -90,6 +93,7 @@ from . import (
     stream_frame,
     tagged,
 )
+from .http import page_json
 
 VENUE = "okx"
 SPEC = spec(VENUE)
@@ -156,11 +160,16 @@ def _history_row(row: dict) -> tuple[str, int, float]:
     return inst, ts_ms, rate
 
 
-def parse_premium_history(payload: Any) -> list[tuple[str, int, float]]:
-    """premium-history envelope -> ``(instId, ts ms, premium)`` as sent (newest first); the
-    premium is a decimal fraction of the index price."""
+def parse_premium_history(payload: Any) -> tuple[list[str], list[int], list[float]]:
+    """premium-history envelope -> ``(instId, ts ms, premium)`` columns as sent (newest first);
+    the premium is a decimal fraction of the index price."""
+    rows = envelope_rows(payload)
     try:
-        return [(row["instId"], int(row["ts"]), float(row["premium"])) for row in envelope_rows(payload)]
+        return (
+            list(map(itemgetter("instId"), rows)),
+            list(map(int, map(itemgetter("ts"), rows))),
+            list(map(float, map(itemgetter("premium"), rows))),
+        )
     except (KeyError, TypeError, ValueError) as exc:
         raise VenueError(f"okx: malformed premium-history row ({exc!r})") from None
 
@@ -426,15 +435,21 @@ class Client(VenueClient):
         inst = instrument.venue_symbol
         start_ms, end_ms = epoch_ms(start), epoch_ms(end)
         after = end_ms // MINUTE_MS * MINUTE_MS + MINUTE_MS  # rows before it are known by `end`
-        points: list[tuple[int, float]] = []
+        times: list[int] = []
+        premiums: list[float] = []
         while True:
             query = {"instId": inst, "after": after, "limit": PREMIUM_LIMIT}
-            payload = self.http.get(PREMIUM_PATH, query, bucket=PREMIUM)
-            page = [(ts, premium) for name, ts, premium in parse_premium_history(payload) if name == inst]
-            points.extend((ts // MINUTE_MS * MINUTE_MS, premium) for ts, premium in page)
-            oldest = min((ts for ts, _ in page), default=None)
+            page = self.http.get(PREMIUM_PATH, query, bucket=PREMIUM, decode=page_json)
+            names, stamps, values = parse_premium_history(page)
+            if any(name != inst for name in names):
+                mine = [i for i, name in enumerate(names) if name == inst]
+                stamps, values = [stamps[i] for i in mine], [values[i] for i in mine]
+            times += stamps
+            premiums += values
+            oldest = min(stamps, default=None)
             if oldest is None or oldest // MINUTE_MS * MINUTE_MS <= start_ms:
-                return premium_frame(self.venue, instrument, points, start_ms, end_ms)
+                known = pl.Series(times, dtype=pl.Int64) // MINUTE_MS * MINUTE_MS  # floored to the minute
+                return premium_frame(self.venue, instrument, known, premiums, start_ms, end_ms)
             if oldest >= after:
                 raise VenueError(f"okx: premium-history for {inst} ignored `after` ({oldest} >= {after})")
             after = oldest
@@ -484,19 +499,11 @@ class Client(VenueClient):
                     pinged = True
                     continue
                 pinged = False
-                rows = []
-                try:
-                    for message in messages:
-                        mine = self._stream_rows(message, wanted)
-                        if mine:
-                            self.stream_messages += 1
-                            rows += mine
-                except Exception:
-                    if rows:  # the pushes before an error event were received: hand them over
-                        yield stream_frame(rows, self.venue, self.stream_source)
-                    raise
-                if rows:
+                rows, error = parse_burst(messages, lambda message: self._stream_rows(message, wanted))
+                if rows:  # the pushes before an error event were received: handed over first
                     yield stream_frame(rows, self.venue, self.stream_source)
+                if error is not None:
+                    raise error
 
     def _stream_frame(self, message: str | bytes, wanted: dict[str, Instrument]) -> pl.DataFrame | None:
         """The prints of one WS message as a frame, or None (see :meth:`_stream_rows`)."""
@@ -504,13 +511,14 @@ class Client(VenueClient):
         return stream_frame(rows, self.venue, self.stream_source) if rows else None
 
     def _stream_rows(self, message: str | bytes, wanted: dict[str, Instrument]) -> list[dict]:
-        """The print rows of one WS message; none for pong, acks and (counted) junk."""
+        """The print rows of one WS message (counted in ``stream_messages`` when it has some);
+        none for pong, acks and (counted) junk."""
         if message == "pong":
             self.pongs += 1
             return []
         try:
-            payload = json.loads(message)
-        except ValueError:
+            payload = orjson.loads(message)
+        except orjson.JSONDecodeError:
             return self._skip()
         event = payload.get("event") if isinstance(payload, dict) else None
         if event == "error":
@@ -518,9 +526,11 @@ class Client(VenueClient):
         if event:
             return []  # subscribe / unsubscribe acknowledgement
         try:
-            return wanted_rows(parse_funding_rates(payload), wanted)
+            rows = wanted_rows(parse_funding_rates(payload), wanted)
         except (VenueError, KeyError, TypeError, ValueError, OverflowError, AttributeError):
             return self._skip()
+        self.stream_messages += bool(rows)
+        return rows
 
     def _skip(self) -> list[dict]:
         self.skipped_frames += 1

@@ -37,7 +37,7 @@ from typing import Any
 import polars as pl
 
 from ..clients.http import Budget, HttpClient
-from .paging import RatesError, error_message, get, records, windows
+from .paging import RatesError, error_message, get, records, term_range, windows
 from .schema import BOROS, Market, candle_frame, check_interval, empty_candles, in_range, resolve_underlying
 from .units import decimal_apr, from_unix_s, unix_seconds
 
@@ -173,7 +173,7 @@ class BorosClient:
         :data:`~funding_assets.rates.schema.CANDLE_SCHEMA` with ``underlying_apr`` from ``u``."""
         check_interval(interval, INTERVALS, f"{BOROS} chart timeFrame")
         rows = []
-        for lo, hi in windows(start, end, interval, CHART_STEP):
+        for lo, hi in windows(*term_range(start, end, None, market.maturity, interval), interval, CHART_STEP):
             params = {"marketId": market.market_id, "timeFrame": interval, "startTimestamp": lo, "endTimestamp": hi - 1}
             what = (
                 f"{BOROS} chart of market {market.market_id} ({market.venue} {market.venue_symbol}, {interval}) "

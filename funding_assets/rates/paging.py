@@ -11,9 +11,9 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from ..clients.http import HttpClient, VenueError, VenueUnreachable
+from ..clients.http import HttpClient, VenueError, VenueUnreachable, page_json
 from .schema import INTERVALS, candle_open_s
-from .units import unix_s
+from .units import UNIX, unix_s
 
 
 class RatesError(VenueError):
@@ -21,9 +21,10 @@ class RatesError(VenueError):
 
 
 def get(http: HttpClient, path: str, params: dict | None, what: str) -> Any:
-    """``http.get``, any error but an unreachable host reworded to say ``what`` was asked."""
+    """``http.get`` (the body parsed by :func:`~funding_assets.clients.http.page_json`), any
+    error but an unreachable host reworded to say ``what`` was asked."""
     try:
-        return http.get(path, params)
+        return http.get(path, params, decode=page_json)
     except VenueUnreachable:
         raise
     except VenueError as exc:
@@ -47,6 +48,18 @@ def records(payload: Any, keys: tuple[str, ...]) -> list:
             if isinstance(payload.get(key), list):
                 return payload[key]
     raise ValueError(f"expected a list of records, got {str(payload)[:200]}")
+
+
+def term_range(
+    start: dt.datetime, end: dt.datetime, term_start: dt.datetime | None, maturity: dt.datetime, interval: str
+) -> tuple[dt.datetime, dt.datetime]:
+    """``[start, end)`` narrowed to the ``interval`` candles that can hold a minute of a future's
+    term: from the candle holding ``term_start`` (None, not stated: not narrowed) to the last
+    one opening before ``maturity``. A provider has no rate outside the term, so the walk asks
+    for no window that can only come back empty."""
+    if term_start is not None:
+        start = max(start, UNIX + dt.timedelta(seconds=candle_open_s(unix_s(term_start), interval)))
+    return start, max(start, min(end, maturity))
 
 
 def windows(start: dt.datetime, end: dt.datetime, interval: str, per_request: int) -> list[tuple[int, int]]:

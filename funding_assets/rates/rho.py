@@ -46,7 +46,10 @@ import polars as pl
 
 from ..clients.http import Budget, HttpClient
 from ..errors import FundingInputError
-from .paging import RatesError, error_message, get, records, windows
+from .paging import RatesError, error_message, get, records, term_range, windows
+from .schema import (
+    INTERVALS as CANDLE_SECONDS,
+)
 from .schema import (
     RHO,
     Market,
@@ -204,7 +207,9 @@ class RhoClient:
         Rho X floating-rate candles when configured (and the interval is one Rho X has)."""
         check_interval(interval, INTERVALS, f"{RHO} candles")
         rows = []
-        for lo, hi in windows(start, end, interval, CANDLE_LIMIT):
+        for lo, hi in windows(
+            *term_range(start, end, market.term_start, market.maturity, interval), interval, CANDLE_LIMIT
+        ):
             params = {"futureId": market.market_id, "from": lo, "to": hi - 1, "interval": interval}
             what = (
                 f"{RHO} candles of future {market.market_id} ({market.venue} {market.venue_symbol}, {interval}) "
@@ -220,7 +225,10 @@ class RhoClient:
                 raise RatesError(f"{what}: malformed candles ({exc})") from None
         floating = {}
         if self.floating_http is not None and market.underlying_id and interval in RHOX_INTERVALS and rows:
-            got = self.floating_candles(market.underlying_id, start, end, interval)
+            # only the candles' own span: the floating rate of a candle does not depend on the range asked
+            first, last = min(r[0] for r in rows), max(r[0] for r in rows)
+            span_end = min(end, last + dt.timedelta(seconds=CANDLE_SECONDS[interval]))
+            got = self.floating_candles(market.underlying_id, max(start, first), span_end, interval)
             floating = dict(zip(got["ts"].to_list(), got["close"].to_list()))
         frame = candle_frame(market, interval, [(*r, floating.get(r[0])) for r in rows], self.source)
         return in_range(frame, start, end) if frame.height else empty_candles()

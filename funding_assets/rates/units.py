@@ -31,6 +31,7 @@ first could lose the last digits of a 17-digit value).
 from __future__ import annotations
 
 import datetime as dt
+import math
 import re
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -108,9 +109,12 @@ def iso_utc(text: Any) -> dt.datetime:
     if not isinstance(text, str) or "T" not in text and " " not in text.strip():
         raise ValueError(f"expected an ISO-8601 date-time, got {text!r}")
     when = dt.datetime.fromisoformat(text.strip())
-    if when.tzinfo is not None:
+    if when.tzinfo is dt.UTC:  # "Z": already UTC
+        when = when.replace(tzinfo=None)
+    elif when.tzinfo is not None:
         when = when.astimezone(dt.UTC).replace(tzinfo=None)
-    when = when.replace(microsecond=when.microsecond // 1000 * 1000)
+    if when.microsecond % 1000:
+        when = when.replace(microsecond=when.microsecond // 1000 * 1000)
     from_unix_s(unix_s(when))  # plausibility
     return when
 
@@ -143,6 +147,8 @@ def _decimal(value: Any) -> Decimal:
 
 def decimal_apr(value: Any) -> float:
     """An annualised decimal APR as a JSON number or decimal string (Boros, Rho X)."""
+    if type(value) is float and math.isfinite(value):
+        return value  # float(Decimal(repr(x))) is x: repr gives back the same float
     return float(_decimal(value))
 
 

@@ -338,29 +338,35 @@ class FundingModel:
         Samples are generated per window when asked (the same minute always has the same
         value) and a few thousand windows are cached; none outside the instrument's listing.
         """
+        minute_ms, premium = self.minute_samples(venue, coin, start, end, contract=contract)
+        return pl.DataFrame({"ts": pl.Series(minute_ms).cast(TS), "premium": premium})
+
+    def minute_samples(
+        self, venue: str, coin: str, start: datetime, end: datetime, *, contract: str | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`premium_minutes` as arrays: (minute start in epoch ms, premium), oldest first."""
         inst = self.instrument(venue, coin, contract)
         if inst.venue not in MINUTE_VENUES:
             raise FundingInputError(f"venue: {venue} publishes no per-minute premium index (only {MINUTE_VENUES})")
         start_ms, end_ms = _range_ms(start, end)
         first = max(0, -(-(start_ms - EPOCH_MS) // MINUTE_MS))
-        stop = max(first, -(-(end_ms - EPOCH_MS) // MINUTE_MS))
-        if stop == first:
-            return _empty_minutes()
+        stop = -(-(end_ms - EPOCH_MS) // MINUTE_MS)
+        # A minute is listed when its end m + 1 min is after listed_at and not after delisted_at.
+        if inst.listed_at is not None:
+            first = max(first, _us_since_epoch(inst.listed_at) // (MINUTE_MS * 1000))
+        if inst.delisted_at is not None:
+            stop = min(stop, _us_since_epoch(inst.delisted_at) // (MINUTE_MS * 1000))
+        if stop <= first:
+            return np.zeros(0, dtype=np.int64), np.zeros(0)
         hour_lo, hour_hi = first // 60, (stop - 1) // 60
         block_lo, block_hi = hour_lo // BLOCK_HOURS, hour_hi // BLOCK_HOURS
         blocks = _block_intervals(self.seed, inst.key)[block_lo : block_hi + 1]
         ends, lengths = _schedule(blocks, block_lo)
         lo, hi = np.searchsorted(ends, [hour_lo, hour_hi], side="right")
-        samples = np.concatenate([_window_samples(self.seed, inst.key, int(ends[w])) for w in range(lo, hi + 1)])
+        parts = [_window_samples(self.seed, inst.key, int(ends[w])) for w in range(lo, hi + 1)]
+        samples = parts[0] if len(parts) == 1 else np.concatenate(parts)
         offset = first - int(ends[lo] - lengths[lo]) * 60
-        minutes = np.arange(first, stop, dtype=np.int64)
-        out = pl.DataFrame(
-            {
-                "ts": pl.Series(EPOCH_MS + minutes * MINUTE_MS).cast(TS),
-                "premium": samples[offset : offset + minutes.size],
-            }
-        )
-        return out.filter(_listed(inst, pl.col("ts") + pl.duration(minutes=1)))
+        return EPOCH_MS + np.arange(first, stop, dtype=np.int64) * MINUTE_MS, samples[offset : offset + stop - first]
 
     def window_premiums(
         self, venue: str, coin: str, start: datetime, end: datetime, *, contract: str | None = None
@@ -483,6 +489,11 @@ def _utc_ms(when: datetime, name: str) -> int:
     return EPOCH_MS + (when - EPOCH) // timedelta(milliseconds=1)
 
 
+def _us_since_epoch(when: datetime) -> int:
+    """Whole microseconds from :data:`EPOCH` to a naive-UTC datetime."""
+    return (when - EPOCH) // timedelta(microseconds=1)
+
+
 def _at(ms: int) -> datetime:
     return EPOCH + timedelta(milliseconds=ms - EPOCH_MS)
 
@@ -517,10 +528,6 @@ def _listed(inst: Instrument, at: pl.Expr) -> pl.Expr:
     if inst.delisted_at is not None:
         inside = inside & (at <= inst.delisted_at)
     return inside
-
-
-def _empty_minutes() -> pl.DataFrame:
-    return pl.DataFrame({"ts": pl.Series([], dtype=TS), "premium": pl.Series([], dtype=pl.Float64)})
 
 
 # --- random streams ---------------------------------------------------------------------
@@ -792,11 +799,15 @@ def _with_weighted_sum(units: np.ndarray, total: int) -> np.ndarray:
     common = int(np.trunc(rest / int(weights.sum())))
     units = units + common
     rest -= common * int(weights.sum())
+    # Greedy from the heaviest weight down: a run of the heaviest n, n-1, ..., n-c+1 whose
+    # sum fits, then the one weight equal to what is left (lighter than the run's last).
     step = 1 if rest > 0 else -1
-    for i in range(n, 0, -1):
-        if abs(rest) >= i:
-            units[i - 1] += step
-            rest -= step * i
+    run = np.cumsum(weights[::-1])
+    count = int(np.searchsorted(run, abs(rest), side="right"))
+    left = abs(rest) - (int(run[count - 1]) if count else 0)
+    units[n - count :] += step
+    if 0 < left < n - count + 1:
+        units[left - 1] += step
     return units
 
 

@@ -176,15 +176,26 @@ def futures(provider: str, seed: int, until: dt.datetime) -> list[SimFuture]:
 
     Boros ids count up from 1 in that order (a month's maturities, then the next month's);
     Rho ids are 32-byte hex, as on chain."""
-    underlyings = UNDERLYINGS[provider]
+    month = _month_index(until)  # the last term to start by `until` starts this month or the one before
+    stop = month + TERM_MONTHS + (1 if last_friday(*_month(month)) <= until else 0)
+    return list(_futures_of_months(provider, seed, max(stop, _first_maturity_month())))
+
+
+def _first_maturity_month() -> int:
+    """The month index of the first maturity (the first term starting from :data:`RATES_START`)."""
     first = _month_index(RATES_START) + TERM_MONTHS
-    if last_friday(*_month(first - TERM_MONTHS)) < RATES_START:
-        first += 1
+    return first + 1 if last_friday(*_month(first - TERM_MONTHS)) < RATES_START else first
+
+
+@lru_cache(maxsize=64)
+def _futures_of_months(provider: str, seed: int, stop: int) -> tuple[SimFuture, ...]:
+    """:func:`futures` of the maturities of months before month index ``stop`` (each request
+    asks for the listing: its ids are hashes, made once)."""
+    underlyings = UNDERLYINGS[provider]
+    first = _first_maturity_month()
     out = []
-    for k in range(first, _month_index(until) + TERM_MONTHS + 1):
+    for k in range(first, stop):
         start, maturity = last_friday(*_month(k - TERM_MONTHS)), last_friday(*_month(k))
-        if start > until:
-            break
         for u, (venue, coin) in enumerate(underlyings):
             if provider == BOROS:
                 market_id, underlying_id = str(1 + (k - first) * len(underlyings) + u), None
@@ -192,7 +203,7 @@ def futures(provider: str, seed: int, until: dt.datetime) -> list[SimFuture]:
                 market_id = _hex_id(seed, RHO, "future", venue, coin, f"{maturity:%Y%m%d}")
                 underlying_id = descriptor_id(seed, venue, coin)
             out.append(SimFuture(provider, venue, coin, start, maturity, market_id, underlying_id))
-    return out
+    return tuple(out)
 
 
 # --------------------------------------------------------------------------- implied rates

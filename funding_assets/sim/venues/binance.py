@@ -66,6 +66,7 @@ import math
 from collections.abc import Sequence
 from urllib.parse import parse_qsl
 
+import orjson
 from websockets.exceptions import ConnectionClosed
 
 from ...clients.binance import (
@@ -77,9 +78,10 @@ from ...clients.binance import (
 from ...instruments import Instrument
 from ...venues import INVERSE, SPECS, USDC
 from ...venues.binance import HISTORY, WEIGHT
-from ..model import INTEREST_8H, MINUTE_MS
+from ..model import INTEREST_8H, MINUTE_DECIMALS, MINUTE_MS
 from ..server import Request, Response, VenueSim, WsSession, json_response
-from .klines import candles
+from . import wire
+from .klines import Candles, candles
 from .market import decimals_for, index_price, quote_price, remembered_text
 
 VENUE = "binance"
@@ -153,6 +155,26 @@ def from_ms(ms: int) -> dt.datetime:
 @remembered_text
 def rate_text(rate: float) -> str:
     return f"{rate:.8f}"
+
+
+def kline_rows(page: Candles, minutes: int) -> bytes:
+    """JSON text of ``premiumIndexKlines`` candles: ``[openTime, open, high, low, close, "0",
+    closeTime, "0", samples x 12, "0", "0", "0"]`` (OHLC as :func:`rate_text` writes them)."""
+    rows = page.open_ms.size
+    zero = wire.literal(',"0",', rows)
+    ohlc = wire.quoted_decimals(page[1:5], MINUTE_DECIMALS["binance"], 8, rate_text)
+    return wire.array_of_rows(
+        [
+            wire.integers(page.open_ms),
+            *(part for column in ohlc for part in (wire.literal(",", rows), column)),
+            zero,
+            wire.integers(page.open_ms + minutes * MINUTE_MS - 1),
+            zero,
+            wire.integers(page.samples * SAMPLES_PER_MINUTE),
+            wire.literal(',"0","0","0"', rows),
+        ],
+        rows,
+    )
 
 
 def price_text(price: float) -> str:
@@ -420,7 +442,7 @@ class Sim(VenueSim):
                 )
         return rows
 
-    def premium_klines(self, query: dict[str, str], coin_m: bool) -> list[list]:
+    def premium_klines(self, query: dict[str, str], coin_m: bool) -> orjson.Fragment:
         """Premium-index candles of one perpetual (see the module docstring)."""
         symbol, interval = required(query, "symbol"), required(query, "interval")
         inst = self._perpetual(symbol, coin_m)
@@ -435,25 +457,8 @@ class Sim(VenueSim):
             raise BadParam(-1023, "Start time is greater than end time.")
         minutes = KLINE_MINUTES[interval]
         count = min(limit or KLINE_DEFAULT, KLINE_LIMIT)
-        frame = candles(self.feed, inst, minutes, start, end, count, newest=start is None)
-        width = minutes * MINUTE_MS
-        return [
-            [
-                open_ms,
-                rate_text(o),
-                rate_text(h),
-                rate_text(lo),
-                rate_text(c),
-                "0",
-                open_ms + width - 1,
-                "0",
-                n * SAMPLES_PER_MINUTE,
-                "0",
-                "0",
-                "0",
-            ]
-            for open_ms, o, h, lo, c, n in frame.iter_rows()
-        ]
+        page = candles(self.feed, inst, minutes, start, end, count, newest=start is None)
+        return orjson.Fragment(kline_rows(page, minutes))
 
     # --- instruments ------------------------------------------------------------------
 

@@ -51,13 +51,15 @@ import uuid
 from typing import Any
 
 import numpy as np
+import orjson
 from websockets.exceptions import ConnectionClosed
 
 from ...instruments import Instrument
 from ...venues import INVERSE, SPECS
-from ..model import EPOCH
+from ..model import EPOCH, MINUTE_DECIMALS
 from ..server import Request, Response, VenueSim, WsSession, json_response
-from .klines import candles
+from . import wire
+from .klines import Candles, candles
 from .market import decimals_for, index_price, quote_price, remembered_text
 
 HISTORY_PATH = "/v5/market/funding/history"
@@ -109,6 +111,21 @@ def ms(when: dt.datetime) -> int:
 def decimal_text(value: float) -> str:
     """A rate as Bybit prints it: shortest positional decimal string (``"0.0001"``)."""
     return np.format_float_positional(value, trim="-")
+
+
+def premium_text(value: float) -> str:
+    """A premium-index price as the kline endpoint prints it (6 decimals)."""
+    return f"{value:.6f}"
+
+
+def kline_rows(page: Candles) -> bytes:
+    """JSON text of premium-index candles ``[startTime, open, high, low, close]``, all strings
+    (:func:`premium_text`), in ``page``'s order."""
+    rows = page.open_ms.size
+    ohlc = wire.quoted_decimals(page[1:5], MINUTE_DECIMALS["bybit"], 6, premium_text)
+    return wire.array_of_rows(
+        [wire.quoted(wire.integers(page.open_ms)), *(p for c in ohlc for p in (wire.literal(",", rows), c))], rows
+    )
 
 
 def quarterly_expiry(now: dt.datetime) -> dt.datetime:
@@ -267,12 +284,8 @@ class Sim(VenueSim):
         if not 1 <= limit <= KLINE_MAX_LIMIT:
             raise ParamsError("limit invalid")
         start_ms, end_ms = self._int(query, "start"), self._int(query, "end")
-        frame = candles(self.feed, inst, minutes, start_ms, end_ms, limit, newest=True)
-        rows = [
-            [str(open_ms), f"{o:.6f}", f"{h:.6f}", f"{lo:.6f}", f"{c:.6f}"]
-            for open_ms, o, h, lo, c, _ in frame.reverse().iter_rows()
-        ]
-        return {"symbol": inst.venue_symbol, "category": category_of(inst), "list": rows}
+        page = candles(self.feed, inst, minutes, start_ms, end_ms, limit, newest=True).reversed()
+        return {"symbol": inst.venue_symbol, "category": category_of(inst), "list": orjson.Fragment(kline_rows(page))}
 
     def _tickers(self, query: dict[str, str], now: dt.datetime) -> dict:
         category = self._category(query)

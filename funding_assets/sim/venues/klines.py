@@ -12,16 +12,15 @@ since the Unix epoch. Times are epoch ms (UTC), premiums decimal fractions.
 from __future__ import annotations
 
 import datetime as dt
+from typing import NamedTuple
 
-import polars as pl
+import numpy as np
 
 from ...instruments import Instrument
-from ...prints import MS
 from ..model import EPOCH_MS, HORIZON_MS, MINUTE_MS
 from ..server import Feed
 
 UNIX = dt.datetime(1970, 1, 1)
-CANDLE_COLUMNS = ("open_ms", "open", "high", "low", "close", "samples")
 
 
 def at_ms(ms: int) -> dt.datetime:
@@ -37,10 +36,26 @@ def to_ms(when: dt.datetime) -> int:
     return (when - UNIX) // dt.timedelta(milliseconds=1)
 
 
-def known_minutes(feed: Feed, instrument: Instrument, lo_ms: int, hi_ms: int) -> pl.DataFrame:
-    """Samples (``ts`` = start of the minute, ``premium``) of the minutes starting in
-    ``[lo_ms, hi_ms)`` that have ended by the simulator's now while ``instrument`` was
-    listed, oldest first."""
+class Candles(NamedTuple):
+    """Premium-index candles, ascending: ``open_ms`` (epoch ms), OHLC of the candle's samples
+    (decimal fractions) and ``samples``, how many minutes it holds."""
+
+    open_ms: np.ndarray
+    open: np.ndarray
+    high: np.ndarray
+    low: np.ndarray
+    close: np.ndarray
+    samples: np.ndarray
+
+    def reversed(self) -> Candles:
+        """The same candles, newest first (columns that were one array stay one array)."""
+        views: dict[int, np.ndarray] = {}
+        return Candles(*(views.setdefault(id(column), column[::-1]) for column in self))
+
+
+def known_minutes(feed: Feed, instrument: Instrument, lo_ms: int, hi_ms: int) -> tuple[np.ndarray, np.ndarray]:
+    """Samples ``(minute start in epoch ms, premium)`` of the minutes starting in ``[lo_ms, hi_ms)``
+    that have ended by the simulator's now while ``instrument`` was listed, oldest first."""
     hi_ms = min(hi_ms, now_ms(feed) // MINUTE_MS * MINUTE_MS, HORIZON_MS)
     lo_ms = max(lo_ms, EPOCH_MS)
     if instrument.listed_at is not None:
@@ -48,7 +63,7 @@ def known_minutes(feed: Feed, instrument: Instrument, lo_ms: int, hi_ms: int) ->
     if instrument.delisted_at is not None:
         hi_ms = min(hi_ms, to_ms(instrument.delisted_at))
     venue, coin, contract = instrument.key
-    return feed.model.premium_minutes(venue, coin, at_ms(lo_ms), at_ms(max(lo_ms, hi_ms)), contract=contract)
+    return feed.model.minute_samples(venue, coin, at_ms(lo_ms), at_ms(max(lo_ms, hi_ms)), contract=contract)
 
 
 def candles(
@@ -60,12 +75,11 @@ def candles(
     limit: int,
     *,
     newest: bool,
-) -> pl.DataFrame:
+) -> Candles:
     """``instrument``'s candles of ``minutes`` minutes opening in ``[lo_ms, hi_ms]`` (None: unbounded), ascending.
 
     ``newest``: the last ``limit`` of them (up to ``hi_ms`` or now), else the first
-    ``limit`` from ``lo_ms``. Columns :data:`CANDLE_COLUMNS`: ``open_ms`` (epoch ms), OHLC
-    of the candle's samples (decimal fractions) and ``samples``, how many minutes it holds.
+    ``limit`` from ``lo_ms``.
     """
     width = minutes * MINUTE_MS
     known_end = min(now_ms(feed) // MINUTE_MS * MINUTE_MS, HORIZON_MS)  # minutes before it have ended
@@ -80,16 +94,24 @@ def candles(
     else:
         last_open = min(last_open, first_open + (limit - 1) * width)
     if last_open < first_open:
-        return pl.DataFrame(schema={c: pl.Int64 if c in ("open_ms", "samples") else pl.Float64 for c in CANDLE_COLUMNS})
-    samples = known_minutes(feed, instrument, first_open, last_open + width)
-    return (
-        samples.group_by((pl.col("ts").dt.epoch(MS) // width * width).alias("open_ms"), maintain_order=True)
-        .agg(
-            open=pl.col("premium").first(),
-            high=pl.col("premium").max(),
-            low=pl.col("premium").min(),
-            close=pl.col("premium").last(),
-            samples=pl.len().cast(pl.Int64),
-        )
-        .sort("open_ms")
+        return _no_candles()
+    minute_ms, premium = known_minutes(feed, instrument, first_open, last_open + width)
+    if minute_ms.size == 0:
+        return _no_candles()
+    if minutes == 1:
+        return Candles(minute_ms, premium, premium, premium, premium, np.ones(minute_ms.size, dtype=np.int64))
+    open_ms = minute_ms // width * width
+    first = np.flatnonzero(np.r_[True, open_ms[1:] != open_ms[:-1]])
+    last = np.r_[first[1:], open_ms.size] - 1
+    return Candles(
+        open_ms[first],
+        premium[first],
+        np.maximum.reduceat(premium, first),
+        np.minimum.reduceat(premium, first),
+        premium[last],
+        last - first + 1,
     )
+
+
+def _no_candles() -> Candles:
+    return Candles(np.zeros(0, dtype=np.int64), *(np.zeros(0),) * 4, np.zeros(0, dtype=np.int64))

@@ -67,7 +67,7 @@ import zipfile
 from decimal import Decimal
 
 import numpy as np
-import polars as pl
+import orjson
 from websockets.exceptions import ConnectionClosed
 
 from ...clients import epoch_ms
@@ -85,11 +85,11 @@ from ...clients.okx import (
     WS_PATH,
 )
 from ...instruments import Instrument
-from ...prints import MS as TIME_UNIT
 from ...venues import INVERSE, SPECS
 from ...venues.okx import PREMIUM, PUBLIC
-from ..model import MINUTE_MS
+from ..model import MINUTE_DECIMALS, MINUTE_MS
 from ..server import Request, Response, VenueSim, WsSession, json_response
+from . import wire
 from .klines import known_minutes, now_ms
 from .market import decimals_for, index_price, remembered_text
 
@@ -123,6 +123,25 @@ def premium_stamps(minute_ms: np.ndarray) -> np.ndarray:
     minute = minute_ms // MINUTE_MS
     delay_s = (minute * 2654435761 % 2**32) >> 16
     return minute_ms + MINUTE_MS + delay_s % 10 * 1000
+
+
+def premium_rows(inst_id: str, premium: np.ndarray, stamps: np.ndarray) -> bytes:
+    """JSON text of premium-history rows ``{instId, premium, ts}`` (strings; the premium as
+    :func:`decimal_string` writes it), in the order given."""
+    rows = premium.size
+    return wire.array_of_rows(
+        [
+            wire.literal('"instId":', rows),
+            wire.json_string(inst_id, rows),
+            wire.literal(',"premium":', rows),
+            wire.quoted(wire.decimals(premium, MINUTE_DECIMALS["okx"], 16, decimal_string)),
+            wire.literal(',"ts":', rows),
+            wire.quoted(wire.integers(stamps)),
+        ],
+        rows,
+        open_row="{",
+        close_row="}",
+    )
 
 
 def published_rate(rate: float, funding_ms: int) -> float:
@@ -251,7 +270,7 @@ class Sim(VenueSim):
             self._history_row(inst, epoch_ms(t), rate) for t, rate in rows.select("funding_time", "rate").iter_rows()
         ]
 
-    def _premium_history(self, query: dict[str, str]) -> list[dict]:
+    def _premium_history(self, query: dict[str, str]) -> orjson.Fragment:
         """premium-history rows, newest first (see the module docstring)."""
         inst = query.get("instId")
         swap = self._swap(inst)
@@ -264,15 +283,12 @@ class Sim(VenueSim):
         # Stamps rise with the minute and trail its start by 60-69 s: the newest row before
         # `upper` is among the two minutes starting just before upper - 60 s.
         top = (upper - MINUTE_MS) // MINUTE_MS * MINUTE_MS
-        samples = known_minutes(self.feed, swap, top - limit * MINUTE_MS, top + MINUTE_MS)
-        stamps = premium_stamps(samples["ts"].dt.epoch(TIME_UNIT).to_numpy())
-        rows = samples.with_columns(stamp=pl.Series(stamps)).filter(pl.col("stamp") < upper)
+        minute_ms, premium = known_minutes(self.feed, swap, top - limit * MINUTE_MS, top + MINUTE_MS)
+        stamps = premium_stamps(minute_ms)
+        keep = stamps < upper
         if before is not None:
-            rows = rows.filter(pl.col("stamp") > before)
-        return [
-            {"instId": inst, "premium": decimal_string(premium), "ts": str(stamp)}
-            for premium, stamp in rows.select("premium", "stamp").reverse().head(limit).iter_rows()
-        ]
+            keep &= stamps > before
+        return orjson.Fragment(premium_rows(inst, premium[keep][::-1][:limit], stamps[keep][::-1][:limit]))
 
     @staticmethod
     def _history_row(inst: str, funding_ms: int, rate: float) -> dict:
