@@ -27,7 +27,8 @@ After the pre-warm, every stream live and ``WARMUP_S`` more, it measures for ``-
   from the collector's receipt of the message (``received_at``);
 - CPU seconds per second of the collector process (and of its event loop's thread and its
   live store's writer) and of the simulator process, which runs at ``nice`` :data:`SIM_NICENESS`;
-  the machine's load average.
+  the collector's (and its event loop's) CPU microseconds per message received; the machine's
+  load average.
 
 ``--write`` puts the table in BENCHMARKS.md (``## Live path``), with the machine and the command.
 """
@@ -294,6 +295,7 @@ COLUMNS = (
     "p99 from receipt ms",
     "landed once",
     "collector CPU",
+    "collector CPU µs/msg",
     "simulator CPU",
     "load avg",
 )
@@ -302,6 +304,9 @@ COLUMNS = (
 def row(r: Result) -> dict[str, str]:
     def pct(a: np.ndarray, q: float) -> str:
         return f"{np.percentile(a, q):,.0f}" if a.size else "-"
+
+    def per_msg(cpu: float) -> str:
+        return f"{cpu / r.received * 1e6:.0f}" if r.received else "-"
 
     return {
         "offered msg/s": f"{r.offered:,.0f}",
@@ -315,6 +320,7 @@ def row(r: Result) -> dict[str, str]:
         "p99 from receipt ms": pct(r.received_ms, 99),
         "landed once": f"{'yes' if r.landed_ok else 'NO'} ({r.landed:,})",
         "collector CPU": f"{r.collector_cpu:.0%} (loop {r.loop_cpu:.0%}, store {r.store_cpu:.0%})",
+        "collector CPU µs/msg": f"{per_msg(r.collector_cpu)} (loop {per_msg(r.loop_cpu)})",
         "simulator CPU": f"{r.sim_cpu:.0%}",
         "load avg": f"{r.load:.1f}",
     }
@@ -341,7 +347,9 @@ def section(results: list[Result], command: str) -> str:
             "commit of its live strip row in the live store having returned, over every stored intraday",
             "row of the period; the p99 from the collector's receipt is shown beside it. CPU: CPU seconds",
             "per second of each process (100 % = one core), the collector's split into its event loop's",
-            "thread (clients, live strip, hand-over) and the live store's writer (DuckDB commits); the",
+            "thread (clients, live strip, hand-over) and the live store's writer (DuckDB commits), and",
+            "the collector's CPU microseconds per message received (the work a message costs, which a",
+            "busy machine changes less than it changes the latency); the",
             f"simulator runs at `nice {SIM_NICENESS}` (it stands for venues on machines of their own). Load avg: the",
             "machine's 1-minute load average at the end of the period, other work on it included.",
             "Target (DESIGN section 9): p99 under 250 ms, 20,000 messages/s.",

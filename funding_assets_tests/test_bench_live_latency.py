@@ -34,6 +34,8 @@ def test_the_live_path_benchmark_measures_what_the_simulator_sent_end_to_end():
     cells = dict(zip(bench.COLUMNS, line.strip("| ").split(" | ")))
     assert cells["offered msg/s"] == "200" and cells["landed once"].startswith("yes")
     assert "(loop " in cells["collector CPU"] and float(cells["load avg"]) >= 0
+    per_msg, loop_per_msg = cells["collector CPU µs/msg"].rstrip(")").split(" (loop ")
+    assert int(per_msg) == round(result.collector_cpu / result.received * 1e6) >= int(loop_per_msg) > 0
     assert int(cells["p99 ms"].replace(",", "")) >= int(cells["p50 ms"].replace(",", ""))
     section = bench.section([result], "the command")
     assert section.startswith(bench.SECTION + "\n") and table in section and "Machine: " in section

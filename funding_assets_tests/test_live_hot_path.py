@@ -15,23 +15,26 @@ what makes it fast changes what it produces.
 import asyncio
 import datetime as dt
 import json
+from contextlib import aclosing
 
 import hypothesis.strategies as st
+import orjson
 import polars as pl
 import pytest
 from hypothesis import HealthCheck, given, settings
 from websockets.asyncio.client import connect
 from websockets.asyncio.server import serve
 from websockets.exceptions import ConnectionClosed
+from websockets.frames import Frame, Opcode
 
-from funding_assets.clients import prints_frame, recv_burst, stream_frame
+from funding_assets.clients import VenueError, client_for, parse_burst, prints_frame, recv_burst, stream_frame
 from funding_assets.live.collector import Collector
 from funding_assets.live.livestrip import LiveStrip, from_ms, rows_frame
 from funding_assets.live.store import KEY, PUT_SCHEMA, LiveStore, live_store_path
 from funding_assets.prints import PRINT_SCHEMA
 from funding_assets.sim import FundingModel, universe
 from funding_assets.sim.model import EPOCH as MODEL_EPOCH
-from funding_assets.sim.server import Faults, Feed, VenueSim, WsSession
+from funding_assets.sim.server import Faults, Feed, VenueSim, WsSession, text_frame
 from funding_assets.strip import SNAPSHOT_SCHEMA
 
 MODEL = FundingModel()
@@ -124,7 +127,7 @@ def test_a_stream_frame_is_every_message_in_arrival_order(rows):
     # the REST builder merges duplicates and sorts: the same prints as a set
     assert prints_frame(rows, "bybit", "bybit WS").equals(
         frame.unique(keep="last", maintain_order=True)
-        .sort("symbol", "contract", "ts", "funding_time")
+        .sort("symbol", "contract", "ts", "funding_time", maintain_order=True)  # ties keep arrival order
         .unique(["symbol", "contract", "ts", "funding_time"], keep="last", maintain_order=True)
     )
 
@@ -375,3 +378,185 @@ def test_garbage_frames_go_out_before_the_message_they_spoil():
         except (ValueError, KeyError, TypeError):
             pass
     assert good == list(range(40)) and 0 < sim.garbage_frames == len(got) - 40 and sim.prints_sent == 40
+
+
+# --- clients: a burst's rows, and the error that ends it ----------------------------------------
+
+
+class Refused(Exception):
+    """What a scripted message raises (a venue's error event)."""
+
+
+MESSAGE = st.one_of(
+    st.none(),  # an ack, a pong, junk
+    st.integers(0, 99).map(lambda n: {"n": n}),  # one print row
+    st.lists(st.integers(0, 99).map(lambda n: {"n": n}), max_size=3),  # a message of several prints
+    st.just("refuse"),
+)
+
+
+@given(st.lists(MESSAGE, max_size=20))
+def test_a_burst_hands_over_every_row_before_the_error_that_ends_it(messages):
+    def row_of(message):
+        if message == "refuse":
+            raise Refused(len(seen))
+        seen.append(message)
+        return message
+
+    seen: list = []
+    rows, error = parse_burst(messages, row_of)
+    stop = messages.index("refuse") if "refuse" in messages else len(messages)
+    before = [m for m in messages[:stop] if m is not None]
+    assert rows == [r for m in before for r in (m if isinstance(m, list) else [m])]
+    assert seen == messages[:stop]  # nothing after the error is read
+    assert (error is None) == (stop == len(messages))
+    assert error is None or (isinstance(error, Refused) and error.args == (stop,))
+
+
+T0_MS = ms(T0)
+#: per venue: a push of BTC's main perpetual at ``ts`` (ms) and an error event of the venue
+PUSHES = {
+    "bybit": (
+        lambda ts: {
+            "topic": "tickers.BTCUSDT",
+            "type": "snapshot",
+            "data": {"symbol": "BTCUSDT", "fundingRate": "0.0001", "nextFundingTime": str(T0_MS + 7_200_000)},
+            "cs": 1,
+            "ts": ts,
+        },
+        {"op": "subscribe", "success": False, "ret_msg": "refused"},
+    ),
+    "okx": (
+        lambda ts: {
+            "arg": {"channel": "funding-rate", "instId": "BTC-USDT-SWAP"},
+            "data": [
+                {
+                    "instType": "SWAP",
+                    "instId": "BTC-USDT-SWAP",
+                    "fundingRate": "0.0001",
+                    "fundingTime": str(T0_MS + 7_200_000),
+                    "nextFundingTime": str(T0_MS + 36_000_000),
+                    "ts": str(ts),
+                }
+            ],
+        },
+        {"event": "error", "code": "60012", "msg": "refused"},
+    ),
+    "hyperliquid": (
+        lambda ts: {"channel": "activeAssetCtx", "data": {"coin": "BTC", "ctx": {"funding": "0.0000125"}}},
+        {"channel": "error", "data": "refused"},
+    ),
+    "deribit": (
+        lambda ts: {
+            "jsonrpc": "2.0",
+            "method": "subscription",
+            "params": {"channel": "ticker.BTC-PERPETUAL.100ms", "data": {"timestamp": ts, "funding_8h": 0.0001}},
+        },
+        {"jsonrpc": "2.0", "id": 77, "error": {"code": 11050, "message": "refused"}},
+    ),
+}
+
+
+@pytest.mark.parametrize("venue", sorted(PUSHES))
+def test_a_stream_hands_over_the_pushes_before_an_error_then_raises_it(venue):
+    """The pushes that arrived in the same burst as a venue's error event are handed over as a
+    frame before the stream raises: they were received, and no gap fill brings predictions back."""
+    push, error = PUSHES[venue]
+
+    async def run():
+        async def server(connection) -> None:
+            await connection.recv()  # the client's first request (subscription, heartbeat)
+            texts = [json.dumps(push(T0_MS + 1000 * i)) for i in range(3)] + [json.dumps(error)]
+            for text in texts:
+                connection.protocol.send_text(text.encode())
+            connection.transport.write(b"".join(connection.protocol.data_to_send()))  # one burst
+            await connection.wait_closed()
+
+        async with serve(server, "127.0.0.1", 0) as sim:
+            ws = f"ws://127.0.0.1:{sim.sockets[0].getsockname()[1]}"
+            kwargs = {"clock": lambda: T0} if venue == "hyperliquid" else {}
+            client = client_for(venue, "http://127.0.0.1:9", ws, **kwargs)
+            frames = []
+            with pytest.raises(VenueError, match="refused"):
+                async with aclosing(client.stream(["BTC"])) as stream:
+                    async for frame in stream:
+                        frames.append(frame)
+            return frames, client
+
+    frames, client = asyncio.run(asyncio.wait_for(run(), 20))
+    assert [f.height for f in frames] == [3] and client.stream_messages == 3
+    assert frames[0]["symbol"].to_list() == ["BTC"] * 3
+
+
+def test_a_burst_that_emptied_a_full_queue_lets_the_connection_read_again():
+    """More messages than the connection queues (websockets pauses reading past its high-water
+    mark) are read as bursts, and what the venue sends after them still arrives: the reader is
+    resumed once a burst has taken them."""
+    sends = [[f"m{i}" for i in range(200)], ["after"], [f"n{i}" for i in range(40)]]
+    got = asyncio.run(_bursts(sends))
+    assert [m for b in got for m in b] == [m for group in sends for m in group]
+
+
+def test_a_burst_keeps_binary_messages_as_bytes():
+    async def run() -> list[list]:
+        async def venue(connection) -> None:
+            connection.protocol.send_text(b"a")
+            connection.protocol.send_binary(b"\x00\x01")
+            connection.protocol.send_text("é".encode())
+            connection.transport.write(b"".join(connection.protocol.data_to_send()))
+            await connection.wait_closed()
+
+        async with (
+            serve(venue, "127.0.0.1", 0) as server,
+            connect(f"ws://127.0.0.1:{server.sockets[0].getsockname()[1]}") as ws,
+        ):
+            await asyncio.sleep(0.1)  # all three received
+            return await recv_burst(ws, 1.0)
+
+    assert asyncio.run(run()) == ["a", b"\x00\x01", "é"]
+
+
+@given(st.binary(max_size=70_000) | st.sampled_from([b"x" * n for n in (125, 126, 65_535, 65_536)]))
+@settings(max_examples=40, suppress_health_check=[HealthCheck.too_slow])
+def test_a_prebuilt_text_frame_is_the_frame_websockets_writes(data):
+    assert text_frame(data) == Frame(Opcode.TEXT, data).serialize(mask=False, extensions=[])
+
+
+def test_a_push_without_extensions_or_faults_goes_out_as_prebuilt_frames():
+    sim = VenueSim(Feed(MODEL, lambda: NOW), Faults(), push_interval_s=1.0)
+    payloads = [{"n": i, "rate": 1e-05 * i, "name": "é"} for i in range(5)] + ["pong"]
+
+    async def run() -> list[str]:
+        async def venue(connection) -> None:
+            assert not connection.protocol.extensions  # the fast path is taken
+            await WsSession(connection, "/", sim).send_many([(p, 1) for p in payloads])
+            await connection.wait_closed()
+
+        async with (
+            serve(venue, "127.0.0.1", 0, compression=None) as server,
+            connect(f"ws://127.0.0.1:{server.sockets[0].getsockname()[1]}", compression=None) as ws,
+        ):
+            return [await asyncio.wait_for(ws.recv(), 2.0) for _ in payloads]
+
+    got = asyncio.run(run())
+    assert [json.loads(m) for m in got[:-1]] == payloads[:-1] and got[-1] == "pong"
+    assert sim.frames_sent == len(payloads) and sim.prints_sent == len(payloads)
+
+
+JSON_VALUE = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**63 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=5), inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@given(JSON_VALUE)
+def test_orjson_reads_what_json_reads(value):
+    """The clients decode stream messages with orjson: the same Python objects (floats to the
+    bit) as ``json.loads``, from the simulator's orjson text and from ``json.dumps`` text alike."""
+    for text in (json.dumps(value), orjson.dumps(value).decode()):
+        assert repr(orjson.loads(text)) == repr(json.loads(text)) == repr(value)

@@ -180,6 +180,31 @@ def test_a_store_written_before_as_of_and_coverage_opens_and_gains_them(home):
     assert after["as_of"].to_list() == [None, T0 + dt.timedelta(milliseconds=5)]
 
 
+def test_rows_built_by_the_writer_are_stored_as_the_same_rows_put_as_a_frame(home, tmp_path):
+    """A function that builds the rows (called by the writer thread, off the caller's event
+    loop) stores what putting its frame stores; an empty build stores nothing."""
+    received = utcnow()
+    batches = [strip_rows(4, symbols=("BTC", "ETH"), received_at=received), strip_rows(2, b0=0.3, received_at=received)]
+    tables = []
+    for folder, lazily in ((home, False), (tmp_path / "other", True)):
+        with LiveStore(live_store_path(folder)) as store:
+            for batch in batches:
+                store.put((lambda batch=batch: batch) if lazily else batch)
+            store.put(lambda: strip_rows(0)) if lazily else None
+            store.flush()
+            tables.append(store._query("SELECT * FROM live_strip ORDER BY venue, symbol, ts", []).drop("stored_at"))
+    assert tables[0].height == 5 and tables[0].equals(tables[1])  # BTC at +0 ms put twice
+
+
+def test_a_build_that_fails_is_reported_as_a_failed_commit(home):
+    store = LiveStore(live_store_path(home))
+    store.put(lambda: strip_rows(1).drop("received_at"))
+    with pytest.raises(RuntimeError, match="writer failed"):
+        store.flush()
+    with pytest.raises(RuntimeError):
+        store.close()
+
+
 def test_rows_lacking_a_column_are_refused_at_put(store):
     with pytest.raises(ValueError, match="received_at"):
         store.put(strip_rows(1).drop("received_at"))

@@ -57,7 +57,8 @@ client hands over a whole burst as one frame; :meth:`Collector.handle` reads a f
 times as epoch-ms ints (no datetime per print), folds its prints into the strip, whose
 intraday rows come back with epoch-ms times too, and queues the frame itself; a
 micro-batch becomes one frame of prints (a concatenation) and one frame of strip rows
-(built column by column). ``rt.messages`` counts venue messages (the client's
+(built column by column), both built off the event loop, by the landing worker's thread and
+the store's writer. ``rt.messages`` counts venue messages (the client's
 ``stream_messages``), ``rt.frames`` the frames. The same
 housekeeping task writes ``<home>/live/status.json`` every ``status_interval_s`` (1 s) and
 logs each venue's state and lag (``logging``, logger ``funding_assets.live``; lag = the
@@ -88,6 +89,7 @@ import asyncio
 import contextlib
 import dataclasses
 import datetime as dt
+import functools
 import inspect
 import logging
 import random
@@ -192,6 +194,28 @@ def _epoch_ms_rows(frame: pl.DataFrame) -> list[tuple]:
     for i in (_TS, _FT):
         columns[i] = columns[i].cast(pl.Int64)  # Datetime("ms") is epoch ms underneath
     return list(zip(*(c.to_list() for c in columns)))
+
+
+def landing_frame(prints: Sequence[tuple[pl.DataFrame, int]]) -> pl.DataFrame:
+    """Print frames, each with the epoch ms its message was received at, as one frame with a
+    ``received_at`` column (naive UTC ms), in order."""
+    frames = [frame for frame, _ in prints]
+    received = np.repeat(np.array([at for _, at in prints], dtype=np.int64), [f.height for f in frames])
+    return pl.concat(frames, rechunk=True).hstack([pl.Series("received_at", received).cast(TS)])
+
+
+def store_frame(intraday: Sequence[tuple[list[tuple], int]], rolls: Sequence[tuple]) -> pl.DataFrame:
+    """A micro-batch's strip rows as one :data:`~funding_assets.live.store.PUT_SCHEMA` frame:
+    ``intraday``, per message, its epoch-ms intraday rows (:meth:`LiveStrip.update_deferred`)
+    and the epoch ms it was received at; ``rolls``, roll rows with their ``received_at``."""
+    parts = []
+    if intraday:
+        snaps = [row for batch, _ in intraday for row in batch]
+        received = np.repeat(np.array([at for _, at in intraday], dtype=np.int64), [len(b) for b, _ in intraday])
+        parts.append(rows_frame(snaps, epoch_ms=True).hstack([pl.Series("received_at", received).cast(TS)]))
+    if rolls:
+        parts.append(pl.DataFrame(list(rolls), schema=PUT_SCHEMA, orient="row"))
+    return pl.concat(parts) if len(parts) > 1 else parts[0] if parts else pl.DataFrame(schema=PUT_SCHEMA)
 
 
 class StreamSilent(ConnectionError):
@@ -485,39 +509,34 @@ class Collector:
     async def flush_pending(self) -> None:
         """Hand everything pending over: strip rows to the store (a queue: returns at once),
         prints to the landing worker (files are written in a thread, in arrival order), each
-        as one frame built from the whole micro-batch."""
+        as one frame of the whole micro-batch, built off the event loop (the store's writer
+        and the landing worker's threads): building a frame waits for polars' thread pool,
+        which those threads' commits and Parquet writes may hold for tens of milliseconds."""
         prints, intraday, rows = self._take_pending()
-        parts = []
-        if intraday:  # epoch-ms rows (update_deferred), stamped with their message's receipt
-            snaps = [row for batch, _ in intraday for row in batch]
-            received = np.repeat(np.array([at for _, at in intraday], dtype=np.int64), [len(b) for b, _ in intraday])
-            parts.append(rows_frame(snaps, epoch_ms=True).hstack([pl.Series("received_at", received).cast(TS)]))
-        if rows:
-            parts.append(pl.DataFrame(rows, schema=PUT_SCHEMA, orient="row"))
-        if parts:
-            put = pl.concat(parts) if len(parts) > 1 else parts[0]
-            self.store.put(put)
-            self.rows_handled += put.height
+        if intraday or rows:
+            self.store.put(functools.partial(store_frame, intraday, rows))
+            self.rows_handled += sum(len(batch) for batch, _ in intraday) + len(rows)
         if prints:
-            frames = [frame for frame, _ in prints]
-            received = np.repeat(np.array([at for _, at in prints], dtype=np.int64), [f.height for f in frames])
-            landing = pl.concat(frames, rechunk=True).hstack([pl.Series("received_at", received).cast(TS)])
-            self._landing_q.put_nowait(landing)
-            self.prints_handled += landing.height
+            self._landing_q.put_nowait(prints)
+            self.prints_handled += sum(frame.height for frame, _ in prints)
+
+    def _land(self, prints: list[tuple[pl.DataFrame, int]]) -> None:
+        """Write a micro-batch's prints to the landing writer as one frame (a worker thread)."""
+        self.landing.write(landing_frame(prints))
 
     async def _landing_worker(self) -> None:
-        """Write queued print frames to the landing writer in a thread, one at a time (a file
-        landing takes a Parquet write and an fsync); tick it when idle so a quiet stream's
-        rows still land within ``rotate_s``."""
+        """Write queued micro-batches of prints to the landing writer in a thread, one at a
+        time (a file landing takes a Parquet write and an fsync); tick it when idle so a quiet
+        stream's rows still land within ``rotate_s``."""
         queue = self._landing_q
         while True:
             try:
-                frame = await asyncio.wait_for(queue.get(), self.status_interval_s)
+                batch = await asyncio.wait_for(queue.get(), self.status_interval_s)
             except TimeoutError:
                 await asyncio.to_thread(self.landing.tick)
                 continue
             try:
-                await asyncio.to_thread(self.landing.write, frame)
+                await asyncio.to_thread(self._land, batch)
             finally:
                 queue.task_done()
 
@@ -841,7 +860,7 @@ class Collector:
         try:
             await self.flush_pending()
             while self._landing_q is not None and not self._landing_q.empty():
-                await asyncio.to_thread(self.landing.write, self._landing_q.get_nowait())
+                await asyncio.to_thread(self._land, self._landing_q.get_nowait())
             if self.landing is not None:
                 await asyncio.to_thread(self.landing.close)
             if self.store is not None:

@@ -144,7 +144,7 @@ class LiveStore:
         self._pruned_at = time.monotonic()
 
         self._cond = threading.Condition()
-        self._queue: list[pl.DataFrame] = []
+        self._queue: list[pl.DataFrame | Callable[[], pl.DataFrame]] = []
         self._queued = 0  # frames ever queued
         self._committed = 0  # frames ever committed
         self._stopping = False
@@ -177,17 +177,21 @@ class LiveStore:
 
     # -- writing ---------------------------------------------------------------------------
 
-    def put(self, rows: pl.DataFrame) -> None:
-        """Queue strip rows (:data:`PUT_SCHEMA`: snapshot columns + ``received_at``, naive UTC ms)."""
-        rows = _conform(rows)
+    def put(self, rows: pl.DataFrame | Callable[[], pl.DataFrame]) -> None:
+        """Queue strip rows (:data:`PUT_SCHEMA`: snapshot columns + ``received_at``, naive UTC
+        ms), or a function that builds them, which the writer thread calls before its commit
+        (the caller's thread, an event loop, then never waits for polars' thread pool)."""
+        if not callable(rows):
+            rows = _conform(rows)
+            if not rows.height:
+                return
         with self._cond:
             self._raise_if_failed()
             if self._stopping:
                 raise LiveStoreError(f"live store {self.path} is closed")
-            if rows.height:
-                self._queue.append(rows)
-                self._queued += 1
-                self._cond.notify_all()
+            self._queue.append(rows)
+            self._queued += 1
+            self._cond.notify_all()
 
     def flush(self, timeout: float | None = None) -> None:
         """Block until every row queued before this call is committed."""
@@ -296,12 +300,16 @@ class LiveStore:
                         self._cond.notify_all()
                     return
 
-    def _commit(self, frames: list[pl.DataFrame]) -> None:
-        """Insert-or-replace the rows in one transaction. Rows whose key no stored row has (an
-        intraday row later than every stored one of its series: the common case) are plainly
-        inserted, which costs DuckDB half an insert-or-replace; the others (roll rows, and any
-        row that may meet a stored key) are inserted or replaced."""
-        batch = pl.concat(frames, rechunk=True)
+    def _commit(self, frames: list[pl.DataFrame | Callable[[], pl.DataFrame]]) -> None:
+        """Insert-or-replace the rows in one transaction (frames given as functions are built
+        first). Rows whose key no stored row has (an intraday row later than every stored one
+        of its series: the common case) are plainly inserted, which costs DuckDB half an
+        insert-or-replace; the others (roll rows, and any row that may meet a stored key) are
+        inserted or replaced."""
+        built = [_conform(f()) if callable(f) else f for f in frames]
+        batch = pl.concat([f for f in built if f.height], rechunk=True) if any(f.height for f in built) else None
+        if batch is None:
+            return
         keys = list(zip(*(batch[c].to_list() for c in KEY[:-1]), batch["ts"].cast(pl.Int64).to_list()))
         if len(set(keys)) < len(keys):  # the last row of a key wins, as a later row would replace it
             batch = batch.unique(subset=KEY, keep="last", maintain_order=True)
