@@ -219,9 +219,15 @@ def _window(
 ) -> pl.DataFrame:
     """The rows of ``series`` (venue, symbol, contract; a None contract matches null) with
     ``ts`` in ``[start, fitted_at)`` known before ``fitted_at``, in ts order."""
-    known = (pl.col("as_of").is_null() | (pl.col("as_of") < fitted_at)) if "as_of" in roll.columns else pl.lit(True)
     same = [pl.col(key).eq_missing(pl.lit(value, pl.String)) for key, value in zip(KEYS, series)]
-    return roll.filter(*same, (pl.col("ts") >= start) & (pl.col("ts") < fitted_at) & known).sort("ts")
+    return _known(roll.filter(*same, (pl.col("ts") >= start) & (pl.col("ts") < fitted_at)), fitted_at).sort("ts")
+
+
+def _known(rows: pl.DataFrame, fitted_at: dt.datetime) -> pl.DataFrame:
+    """``rows`` known before ``fitted_at``: ``as_of < fitted_at``, a null ``as_of`` (or none) at ``ts``."""
+    if "as_of" not in rows.columns:
+        return rows
+    return rows.filter(pl.col("as_of").is_null() | (pl.col("as_of") < fitted_at))
 
 
 def fit_one(
@@ -242,6 +248,19 @@ def fit_one(
     """
     start = fitted_at - dt.timedelta(days=window_days)
     x = _window(with_contract(roll), (venue, symbol, contract), start, fitted_at).select(BUCKETS).to_numpy()
+    return _fit(x, venue, symbol, contract, fitted_at, start, n_components)
+
+
+def _fit(
+    x: np.ndarray,
+    venue: str,
+    symbol: str,
+    contract: str | None,
+    fitted_at: dt.datetime,
+    start: dt.datetime,
+    n_components: int,
+) -> Fit | None:
+    """The fit of a window's buckets ``x`` (rows in ts order), None with too few rows or no variance."""
     if x.shape[0] < max(MIN_OBS, n_components + 1) or not (x != x[0]).any():
         return None
     model = PCA(n_components=n_components, svd_solver="full").fit(x)
@@ -274,18 +293,18 @@ def fit_walk_forward(
     :func:`fit_one` of its own window.
     """
     roll = with_contract(snapshots).filter(pl.col("kind") == "roll")
+    window = dt.timedelta(days=window_days)
     fits = []
     for (venue, symbol, contract), series in sorted(roll.partition_by(KEYS, as_dict=True).items(), key=_series_order):
+        # sorted once; each window is then a slice found by binary search (the rows and their
+        # order are those of fit_one's filter and sort)
+        ordered = series.filter(pl.col("ts").is_not_null()).sort("ts", maintain_order=True)
+        ts = ordered["ts"].to_numpy()
         for fitted_at in sorted(times):
-            fit = fit_one(
-                series,
-                venue,
-                symbol,
-                fitted_at,
-                window_days=window_days,
-                n_components=n_components,
-                contract=contract,
-            )
+            start = fitted_at - window
+            lo, hi = np.searchsorted(ts, [np.datetime64(start, "ms"), np.datetime64(fitted_at, "ms")])
+            rows = _known(ordered.slice(lo, hi - lo), fitted_at)
+            fit = _fit(rows.select(BUCKETS).to_numpy(), venue, symbol, contract, fitted_at, start, n_components)
             if fit is not None:
                 fits.append(fit)
     return fits

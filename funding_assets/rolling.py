@@ -43,6 +43,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 import polars as pl
 
@@ -242,39 +243,159 @@ class RollingWindow:
         )
 
 
-def _moments(values: dict[str, np.ndarray], lo: np.ndarray, hi: np.ndarray, min_obs: int) -> dict[str, np.ndarray]:
-    """Mean and sample std of ``values[lo:hi]`` per window, vectorised over the windows.
+_JIT = dict(cache=True, nogil=True, error_model="numpy")
 
-    Each window's observations are laid out in one row of a (windows x widest window)
-    matrix; the mean is corrected by a second pass and the variance is the corrected
+
+#: numpy sums a contiguous row in blocks of at most this many terms.
+_BLOCK = 128
+
+
+@numba.njit(**_JIT)
+def _block_sum(a: np.ndarray, lo: int, n: int) -> float:
+    """numpy's sum of ``a[lo:lo + n]``, ``n <= 128``: 8 interleaved partial sums, then the rest."""
+    if n < 8:
+        res = 0.0
+        for i in range(n):
+            res += a[lo + i]
+        return res
+    r0, r1, r2, r3 = a[lo], a[lo + 1], a[lo + 2], a[lo + 3]
+    r4, r5, r6, r7 = a[lo + 4], a[lo + 5], a[lo + 6], a[lo + 7]
+    i = 8
+    while i < n - n % 8:
+        r0 += a[lo + i]
+        r1 += a[lo + i + 1]
+        r2 += a[lo + i + 2]
+        r3 += a[lo + i + 3]
+        r4 += a[lo + i + 4]
+        r5 += a[lo + i + 5]
+        r6 += a[lo + i + 6]
+        r7 += a[lo + i + 7]
+        i += 8
+    res = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
+    while i < n:
+        res += a[lo + i]
+        i += 1
+    return res
+
+
+@numba.njit(**_JIT)
+def _pairwise_sum(a: np.ndarray, lo: int, n: int) -> float:
+    """``a[lo:lo + n]`` summed in numpy's order (pairwise summation of a contiguous row:
+    blocks of up to 128 terms, halves above, the half a multiple of 8), so the sum equals
+    ``np.sum`` of that row to the bit. The halving is walked with an explicit stack."""
+    if n <= _BLOCK:
+        return _block_sum(a, lo, n)
+    starts = np.empty(64, np.int64)
+    sizes = np.empty(64, np.int64)
+    stage = np.zeros(64, np.int64)
+    sums = np.empty(64)
+    top, done = 0, 0
+    starts[0], sizes[0], stage[0] = lo, n, 0
+    while top >= 0:
+        size = sizes[top]
+        half = size // 2
+        half -= half % 8
+        if size <= _BLOCK:
+            sums[done] = _block_sum(a, starts[top], size)
+            done += 1
+            top -= 1
+        elif stage[top] < 2:
+            child = starts[top] + (half if stage[top] == 1 else 0)
+            stage[top] += 1
+            top += 1
+            starts[top], sizes[top], stage[top] = child, (size - half if stage[top - 1] == 2 else half), 0
+        else:
+            done -= 1
+            sums[done - 1] = sums[done - 1] + sums[done]
+            top -= 1
+    return sums[0]
+
+
+@numba.njit(**_JIT)
+def _window_moments(
+    series: np.ndarray, lo: np.ndarray, hi: np.ndarray, ok: np.ndarray, width: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per window ``[lo, hi)`` with ``ok``: mean and sample std of ``series[lo:hi]``, NaN
+    elsewhere, and whether the window is flat at zero (its mean's sign is then numpy's pick).
+
+    The arithmetic of a (windows x widest window) matrix in numpy, one window at a time:
+    each row padded to ``width`` with terms that count 0, NaN terms counted as 0 (as
+    ``np.nansum``), sums in numpy's pairwise order, so every value is the one the matrix
+    layout gives, to the bit, at a fraction of its memory and time.
+    """
+    m = lo.size
+    mean = np.full(m, np.nan)
+    std = np.full(m, np.nan)
+    zero_flat = np.zeros(m, np.bool_)
+    buf = np.zeros(width)
+    for w in range(m):
+        if not ok[w]:
+            continue
+        start, n = lo[w], hi[w] - lo[w]
+        count = float(n)
+        low, high = np.inf, -np.inf
+        for i in range(n):
+            x = series[start + i]
+            buf[i] = x if x == x else 0.0
+            if x < low:
+                low = x
+            if x > high:
+                high = x
+        for i in range(n, width):
+            buf[i] = 0.0
+        first = _pairwise_sum(buf, 0, width) / count
+        for i in range(n):
+            d = series[start + i] - first
+            buf[i] = d if d == d else 0.0
+        centre = first + _pairwise_sum(buf, 0, width) / count
+        for i in range(n):
+            d = series[start + i] - centre
+            buf[i] = d if d == d else 0.0
+        resid = _pairwise_sum(buf, 0, width)
+        for i in range(n):
+            d = series[start + i] - centre
+            sq = d * d
+            buf[i] = sq if sq == sq else 0.0
+        var = (_pairwise_sum(buf, 0, width) - resid * resid / count) / (count - 1)
+        if low == high:
+            mean[w] = low
+            std[w] = 0.0
+            zero_flat[w] = low == 0.0
+        else:
+            mean[w] = centre
+            # np.maximum(var, 0): a NaN variance (overflowed squares) stays NaN
+            std[w] = np.sqrt(var if var >= 0.0 or var != var else 0.0)
+    return mean, std, zero_flat
+
+
+def _moments(values: dict[str, np.ndarray], lo: np.ndarray, hi: np.ndarray, min_obs: int) -> dict[str, pl.Series]:
+    """Mean and sample std of ``values[lo:hi]`` per window (numba, :func:`_window_moments`).
+
+    Two passes: the mean is corrected by a second pass and the variance is the corrected
     two-pass sum of squared deviations, so both are exact to a few ulps. A window whose
     values are all equal gets exactly that mean and std 0.
     """
     n = (hi - lo).astype(np.int64)
     ok = n >= min_obs
     out: dict[str, np.ndarray] = {"n_obs": n.astype(np.uint32)}
-    rows = np.flatnonzero(ok)
-    width = int(n[rows].max()) if rows.size else 0
-    offsets = np.arange(width)
-    in_window = offsets[None, :] < n[rows, None]
-    index = np.where(in_window, lo[rows, None] + offsets[None, :], 0)
-    count = n[rows].astype(np.float64)
+    width = int(n[ok].max()) if ok.any() else 0
+    lo64 = lo.astype(np.int64)
+    hi64 = hi.astype(np.int64)
     for name, series in values.items():
-        mean = np.full(n.shape, np.nan)
-        std = np.full(n.shape, np.nan)
-        if rows.size:
-            x = np.where(in_window, series[index], np.nan)
-            first = np.nansum(x, axis=1) / count
-            dev = x - first[:, None]
-            m = first + np.nansum(dev, axis=1) / count
-            dev = x - m[:, None]
-            resid = np.nansum(dev, axis=1)
-            var = (np.nansum(dev * dev, axis=1) - resid * resid / count) / (count - 1)
-            low, high = np.nanmin(x, axis=1), np.nanmax(x, axis=1)
-            flat = low == high
-            mean[rows] = np.where(flat, low, m)
-            std[rows] = np.where(flat, 0.0, np.sqrt(np.maximum(var, 0.0)))
+        series = np.ascontiguousarray(series, dtype=np.float64)
+        mean, std, zero_flat = _window_moments(series, lo64, hi64, ok, width)
+        if zero_flat.any():
+            # all values +-0.0: which zero is the mean is numpy's nanmin's choice
+            rows = np.flatnonzero(zero_flat)
+            offsets = np.arange(width)
+            in_window = offsets[None, :] < n[rows, None]
+            index = np.where(in_window, lo64[rows, None] + offsets[None, :], 0)
+            mean[rows] = np.nanmin(np.where(in_window, series[index], np.nan), axis=1)
         out[f"{name}_mean"] = mean
         out[f"{name}_std"] = std
+    return _as_series(out)
+
+
+def _as_series(out: dict[str, np.ndarray]) -> dict[str, pl.Series]:
     # NaN marks "no statistics": null in the frame
     return {k: pl.Series(k, v, nan_to_null=True) if v.dtype.kind == "f" else pl.Series(k, v) for k, v in out.items()}

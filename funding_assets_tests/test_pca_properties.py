@@ -278,3 +278,43 @@ def test_honest_scores_pass_the_lookahead_check_and_leaky_ones_fail(seed, shift_
     passed = leaky.filter("ok").join(scores, on=key).join(lookahead_scores(0), on=key, suffix="_honest")
     for pc in ("pc1", "pc2"):
         assert np.allclose(passed[pc], passed[f"{pc}_honest"], rtol=0, atol=1e-9)
+
+
+@settings(PROPERTY, max_examples=6)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    refit=st.sampled_from([1, 7]),
+    n_components=st.integers(1, 3),
+    late_share=st.sampled_from([0.0, 0.2, 0.9]),
+)
+def test_every_walk_forward_fit_is_fit_one_of_its_window_whatever_the_row_order(seed, refit, n_components, late_share):
+    """The walk-forward slices each series' sorted rows; every fit it makes (and every one it
+    does not) is :func:`fit_one`'s, bit for bit, on rows in any order, some known only late."""
+    rng = np.random.default_rng(seed)
+    snaps = history().filter(pl.col("ts") < START + 75 * DAY)
+    late = rng.random(snaps.height) < late_share
+    lag = pl.Series(rng.integers(1, 72, snaps.height) * late, dtype=pl.Int64) * 3_600_000
+    snaps = snaps.with_columns(as_of=pl.col("ts") + pl.duration(milliseconds=lag))
+    shuffled = snaps[rng.permutation(snaps.height).tolist()]
+    times = fit_times(START + 30 * DAY, START + 75 * DAY, refit)
+    fits = {f.fit_id: f for f in fit_walk_forward(shuffled, times, window_days=WINDOW_DAYS, n_components=n_components)}
+    made = 0
+    for (venue, symbol, contract), _ in snaps.partition_by(KEYS, as_dict=True).items():
+        for fitted_at in times:
+            own = fit_one(
+                shuffled,
+                venue,
+                symbol,
+                fitted_at,
+                window_days=WINDOW_DAYS,
+                n_components=n_components,
+                contract=contract,
+            )
+            if own is None:
+                assert not any(
+                    f.venue == venue and f.symbol == symbol and f.fitted_at == fitted_at for f in fits.values()
+                )
+            else:
+                made += 1
+                assert same_fit(fits[own.fit_id], own)
+    assert made == len(fits) > 0
