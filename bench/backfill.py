@@ -9,8 +9,9 @@ venues x BTC, ETH; every asset; intraday history rebuilt for BTC and ETH as by d
 1. **Full history**: ``backfill --start START --end END``: wall time, peak resident memory
    of the child, and the seconds of each run it printed (where the time goes).
 2. **One new day**: then ``backfill --start END+1 --end END+1``: the lookbacks are already
-   stored, so every run covers that one day; wall time end to end (a process start, the
-   Dagster runs, the venue requests and the writes).
+   stored, so the day runs as one Dagster run per partitioning (the date x venue assets,
+   then the daily ones); wall time end to end (a process start, the venue discovery, the
+   Dagster runs with their venue requests and writes) and the runs' share of it.
 3. **Storage**: bytes on disk per stored row of ``raw_prints`` (per print) and
    ``curve_snapshots`` (per snapshot): each table copied, in its stored order, into a fresh
    DuckDB file, checkpointed, file size / rows; and the warehouse file itself / its rows.
@@ -123,6 +124,8 @@ def table(result: dict, start: dt.date, end: dt.date, command: str) -> str:
         f"| full history, wall | {minutes(full_wall)} | 2 min |",
         f"| full history, peak resident memory | {full_peak:.1f} GB | |",
         f"| one new day ({day}), wall, end to end | {minutes(day_wall)} | 10 s |",
+        f"| one new day: its {len(day_runs)} Dagster runs together (the rest: start-up, discovery) "
+        f"| {sum(s for _, _, s in day_runs):.1f} s | |",
     ]
     for t, (rows, per) in result["stored"].items():
         unit = "print" if t == "raw_prints" else "snapshot"

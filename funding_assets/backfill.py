@@ -8,11 +8,14 @@ exactly the rows a full-history backfill would give them. The lookbacks come fro
 configuration object as the assets' declared partition mappings.
 """
 
+import contextlib
 import dataclasses
 import datetime as dt
+import os
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import dagster as dg
 from dagster._core.events import DagsterEventType
@@ -28,13 +31,15 @@ from .partitions import START_DATE
 from .partitions import venues as venue_partitions
 from .resources import FundingConfig, build_resources
 from .settings import debug_enabled, ensure_writable_home
-from .sources import open_source
 from .warehouse import Warehouse
 
 FIRST_DAY = dt.date.fromisoformat(START_DATE)
 #: More coins than this (or ``all`` / ``top:N``): one run per venue and asset instead of one
 #: per block of adjacent venues, to bound a run's memory.
 WIDE_COINS = 20
+#: Ranges of at most this many days run as few Dagster runs as the partitionings allow
+#: (:func:`merge_short_runs`): the daily increment and short catch-ups.
+MERGE_DAYS = 7
 #: Dagster's console log of a run: silent unless ``FUNDING_ASSETS_DEBUG=1``. A failed run's
 #: events stay in the instance; the command line prints its root cause as one line.
 QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
@@ -45,11 +50,15 @@ DEBUG_LOG = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
 class Step:
     """One Dagster run: some assets over a date range for a block of venues."""
 
-    label: str
+    what: str
     assets: tuple[str, ...]
     start: dt.date
     end: dt.date
     venues: tuple[str, ...] | None  # None: a daily (all-venue) asset
+
+    @property
+    def label(self) -> str:
+        return f"{self.what:<8} {','.join(self.venues) if self.venues else 'all venues'}"
 
     @property
     def tags(self) -> dict[str, str]:
@@ -120,23 +129,21 @@ def plan(start: dt.date, end: dt.date, config: FundingConfig, today: dt.date) ->
     wide = config.selection.explicit_coins is None or len(config.selection.explicit_coins) > WIDE_COINS
     blocks = venue_blocks(config.venues)
     for i, block in enumerate(blocks):
-        label = ",".join(block)
         # the first run discovers the instruments the coin and contract settings select,
         # then fetches their prints (one run: Dagster orders the unpartitioned asset first)
         assets = ("instruments", "raw_prints") if i == 0 else ("raw_prints",)
-        steps.append(Step(f"prints   {label}", assets, raw_from, end, block))
+        steps.append(Step("prints", assets, raw_from, end, block))
         for part in [(v,) for v in block] if wide else [block]:
-            label = ",".join(part)
             steps += [
-                Step(f"strips   {label}", ("curve_snapshots",), snaps_from, end, part),
-                Step(f"features {label}", ("curve_features",), features_from, end, part),
-                Step(f"pca      {label}", ("pca_factors", "pca_fits"), pca_from, end, part),
+                Step("strips", ("curve_snapshots",), snaps_from, end, part),
+                Step("features", ("curve_features",), features_from, end, part),
+                Step("pca", ("pca_factors", "pca_fits"), pca_from, end, part),
             ]
-    steps.append(Step("bucket 0 all venues", ("roll_b0",), b0_from, end, None))
-    steps.append(Step("spreads  all venues", ("spread_signals",), start, end, None))
+    steps.append(Step("bucket 0", ("roll_b0",), b0_from, end, None))
+    steps.append(Step("spreads", ("spread_signals",), start, end, None))
     if config.rates:
         steps.append(Step("fixed-rate candles", ("fixed_rate_candles",), fixed_from, end, None))
-        steps.append(Step("settlements all venues", ("realised_funding",), fixed_from, end, None))
+        steps.append(Step("settlements", ("realised_funding",), fixed_from, end, None))
         steps.append(Step("fixed vs floating", ("fixed_vs_floating", "fixed_rate_spreads"), start, end, None))
     return steps
 
@@ -153,25 +160,49 @@ def trim_lookbacks(steps: Sequence[Step], start: dt.date, warehouse: Warehouse, 
     """
     if config.selection.explicit_coins is None:
         return list(steps)
+    discovered = warehouse.instruments()
     trimmed = []
     for step in steps:
         if step.start >= start:
             trimmed.append(step)
             continue
         venues = step.venues or tuple(config.venues)
-        series = instruments.series(warehouse.instruments(), config.selection, list(venues))
+        series = instruments.series(discovered, config.selection, list(venues))
         days = [step.start + dt.timedelta(days=i) for i in range((start - step.start).days)]
         keys = {d: [f"{d}|{v}" for v in venues] if step.venues else [d.isoformat()] for d in days}
         every = [k for ks in keys.values() for k in ks]
-        have = set()
+        have: set[str] | None = None  # the keys every asset of the step holds
         for asset in step.assets:
             if asset == "instruments":
                 continue
             held = warehouse.materialised(asset, wanted_series(every, series))
-            have = held if not have else have & held
+            have = held if have is None else have & held
+        have = have or set()
         missing = [d for d in days if not set(keys[d]) <= have]
         trimmed.append(dataclasses.replace(step, start=missing[0] if missing else start))
     return trimmed
+
+
+def merge_short_runs(steps: Sequence[Step], max_days: int = MERGE_DAYS) -> list[Step]:
+    """Adjacent runs over the same range of at most ``max_days`` days and the same venues,
+    as one run (in the plan's order: Dagster orders the assets of a run by their deps).
+
+    A run's assets must share a partitioning, so the daily increment after a backfill is two
+    runs (the date x venue assets, then the daily all-venue ones) instead of one per asset
+    group: each run costs Dagster's set-up and the reads of its inputs, not its one day of
+    compute. The stored rows are those of separate runs: each asset still reads its inputs
+    through the IO manager, from the warehouse. Longer ranges keep one run per asset group
+    (a run holds its range of one asset in memory at a time).
+    """
+    merged: list[Step] = []
+    for step in steps:
+        last = merged[-1] if merged else None
+        short = (step.end - step.start).days < max_days
+        if last is not None and short and (last.start, last.end, last.venues) == (step.start, step.end, step.venues):
+            merged[-1] = dataclasses.replace(last, what=f"{last.what}, {step.what}", assets=last.assets + step.assets)
+        else:
+            merged.append(step)
+    return merged
 
 
 def _ticker(label: str, done_runs: int, total_runs: int, show: Callable[[str], None], stop: threading.Event) -> None:
@@ -206,6 +237,26 @@ def _failure(result: dg.ExecuteInProcessResult) -> str:
     return "run failed"
 
 
+#: Dagster's switch (read when a run is created) for one "materialisation planned" event per
+#: asset of a range run instead of one per partition: a history run plans thousands of
+#: partitions, and each event is a write to the instance. The cost: a run that fails leaves
+#: its partitions missing in the UI rather than marked failed (the command names the run).
+PLANNED_EVENTS_ENV = "DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS"
+
+
+@contextlib.contextmanager
+def _planned_events_per_asset() -> Iterator[None]:
+    before = os.environ.get(PLANNED_EVENTS_ENV)
+    os.environ[PLANNED_EVENTS_ENV] = "true"
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ[PLANNED_EVENTS_ENV]
+        else:
+            os.environ[PLANNED_EVENTS_ENV] = before
+
+
 def run_step(
     step: Step,
     settings: FundingConfig,
@@ -218,15 +269,16 @@ def run_step(
     t0 = time.monotonic()
     ticker.start()
     try:
-        result = dg.materialize(
-            ASSETS,
-            selection=list(step.assets),
-            instance=instance,
-            resources=build_resources(settings),
-            tags=step.tags,
-            run_config=DEBUG_LOG if debug_enabled() else QUIET,
-            raise_on_error=False,
-        )
+        with _planned_events_per_asset():
+            result = dg.materialize(
+                ASSETS,
+                selection=list(step.assets),
+                instance=instance,
+                resources=build_resources(settings),
+                tags=step.tags,
+                run_config=DEBUG_LOG if debug_enabled() else QUIET,
+                raise_on_error=False,
+            )
     finally:
         done.set()
         ticker.join()
@@ -258,12 +310,14 @@ def preflight(settings: FundingConfig, venues: Sequence[str], coins_setting: str
     named coins that no configured venue lists (the source's instrument lists are read once
     per process: the ``instruments`` run that follows reuses them)."""
     ensure_writable_home(settings.home)
-    source = open_source(settings.source)
+    source = settings.open_source()  # the runs' own source, so they reuse its discovery
     for venue in venues:
         source.check(venue)
     if settings.selection.explicit_coins is not None:
         try:
-            listed = instruments.frame(i for venue in venues for i in source.instruments(venue))
+            # venue by venue side by side, as the ``instruments`` asset asks them
+            with ThreadPoolExecutor(max_workers=len(venues)) as pool:
+                listed = instruments.frame(i for found in pool.map(source.instruments, venues) for i in found)
         except VenueUnreachable:
             raise
         except VenueError as exc:
@@ -287,7 +341,24 @@ def backfill(
     steps = plan(start, end, settings, today)
     preflight(settings, settings.venues, coins_setting)
     warehouse = Warehouse(database=str(settings.warehouse_path), lock_timeout_s=settings.lock_timeout_s)
-    steps = trim_lookbacks(steps, start, warehouse, settings)
+    with contextlib.ExitStack() as held:
+        if (end - start).days < MERGE_DAYS:
+            # A short backfill keeps the file open in this process: the runs' many short
+            # connections then share the open database instead of each reading it again.
+            # A long one lets other processes in between its connections.
+            held.enter_context(warehouse.connect())
+        return _run_steps(
+            merge_short_runs(trim_lookbacks(steps, start, warehouse, settings)), settings, instance, show, log
+        )
+
+
+def _run_steps(
+    steps: Sequence[Step],
+    settings: FundingConfig,
+    instance: dg.DagsterInstance,
+    show: Callable[[str], None],
+    log: Callable[[str], None],
+) -> list[Outcome]:
     outcomes = []
     for i, step in enumerate(steps, 1):
         outcome = run_step(step, settings, instance, show, (i - 1, len(steps)))

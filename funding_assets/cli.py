@@ -464,6 +464,28 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The command line; ``argv`` None: this process's arguments, and the process ends here."""
+    code = run(argv)
+    if argv is None:
+        _end_process(code)
+    return code
+
+
+def _end_process(code: int) -> None:
+    """Exit with ``code`` once the exit handlers have run (temporary files removed, logs
+    flushed), skipping the interpreter's teardown: its garbage collection passes over every
+    object Dagster and the libraries made take 1-2 s and change nothing on disk (each
+    warehouse connection is closed, each write committed, when its command returns)."""
+    import atexit
+
+    atexit._run_exitfuncs()  # logging's flush, the replay source's spill folder, ...
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+def run(argv: list[str] | None = None) -> int:
+    """Run one command; its exit code."""
     from .clients.http import VenueError
     from .warehouse import WarehouseError
 

@@ -198,15 +198,22 @@ def main_contract_sql(venue: str, symbol: str) -> str:
 
 
 def _where(expr: dict[str, str], keys: pl.DataFrame) -> tuple[str, list]:
-    """SQL selecting the rows of ``keys``: a date-range prefilter plus an exact key join."""
+    """SQL selecting the rows of ``keys``: a date-range prefilter plus an exact key join, or
+    the venues alone when the keys are every day of the range for each of their venues."""
     ts = expr["date"]
     first, last = keys["_date"].min(), keys["_date"].max()
     params = [dt.datetime.combine(first, dt.time()), dt.datetime.combine(last, dt.time()) + dt.timedelta(days=1)]
+    where = f"{ts} >= ? AND {ts} < ?"
+    days = (last - first).days + 1
+    venues = keys["_venue"].drop_nulls().n_unique()
+    if keys.unique().height == days * max(venues, 1) and keys["_venue"].null_count() in (0, keys.height):
+        # every day of the range for every venue (a range run): the range and the venues
+        # select exactly the keys' rows, without matching each row's day against them
+        return where + (f" AND {expr['venue']} IN (SELECT _venue FROM _keys)" if "venue" in expr else ""), params
     match = f"CAST({ts} AS DATE) = _k._date"
     if "venue" in expr:
         match += f" AND {expr['venue']} = _k._venue"
-    where = f"{ts} >= ? AND {ts} < ? AND EXISTS (SELECT 1 FROM _keys AS _k WHERE {match})"
-    return where, params
+    return where + f" AND EXISTS (SELECT 1 FROM _keys AS _k WHERE {match})", params
 
 
 #: Bookkeeping of materialised partitions (not a user table: no wall-clock time either).
@@ -286,6 +293,9 @@ def conform(table: str, frame: pl.DataFrame) -> pl.DataFrame:
 #: Warehouse paths whose directory was proven writable in this process (checked once, not
 #: with a probe file on every connection).
 _WRITABLE: set[str] = set()
+#: Warehouse files (path, inode) this process brought to the current tables and columns: a
+#: connection to one skips the schema statements (a file created since is brought up again).
+_EVOLVED: set[tuple[str, int]] = set()
 
 
 class WarehouseError(RuntimeError):
@@ -362,12 +372,17 @@ class Warehouse(DuckDBResource):
         if not read_only and self.database not in _WRITABLE:
             ensure_writable_home(Path(self.database).parent)
             _WRITABLE.add(self.database)
+        path = Path(self.database)
+        existed = path.is_file()
         con = open_database(self.database, read_only, self.lock_timeout_s)
         try:
             if not read_only:
-                for statement in create_statements():
-                    con.execute(statement)
-                add_missing_columns(con)
+                if not existed or (self.database, path.stat().st_ino) not in _EVOLVED:
+                    for statement in create_statements():
+                        con.execute(statement)
+                    add_missing_columns(con)
+                    if path.is_file():
+                        _EVOLVED.add((self.database, path.stat().st_ino))
             yield con
         finally:
             con.close()

@@ -102,6 +102,46 @@ def test_a_narrowed_write_replaces_exactly_its_partitions_and_series(tmp_path_fa
     assert after.sort(order).select(cell, "rate").rows() == expected.select(cell, "rate").rows()
 
 
+EDGE_DAYS = [dt.date(2024, 1, 1) + dt.timedelta(days=i) for i in range(5)]
+#: Prints at the first and last millisecond of a day and one mid-day.
+EDGE_TIMES = [dt.time(0), dt.time(8), dt.time(23, 59, 59, 999000)]
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    days=st.sets(st.sampled_from(EDGE_DAYS), min_size=1),
+    venues=st.sets(st.sampled_from(VENUES), min_size=1),
+    extra=st.sets(st.sampled_from([f"{d}|{v}" for d in EDGE_DAYS for v in VENUES])),
+    daily=st.booleans(),
+)
+def test_a_partition_read_is_exactly_its_keys_rows_whatever_their_shape(tmp_path_factory, days, venues, extra, daily):
+    """Keys that are every day of a range for each venue (a range run) and scattered keys
+    select the same rows as the per-key rule: the UTC day of ts and the venue are a key."""
+    warehouse = Warehouse(database=str(tmp_path_factory.mktemp("wh") / "warehouse.duckdb"))
+    stored = pl.concat(
+        prints([(d, v, "BTC")], 0.0001).with_columns(ts=pl.lit(dt.datetime.combine(d, t)))
+        for d in EDGE_DAYS
+        for v in VENUES
+        for t in EDGE_TIMES
+    )
+    warehouse.replace("raw_prints", stored)
+    first, last = min(days), max(days)
+    span = [first + dt.timedelta(days=i) for i in range((last - first).days + 1)]
+    if daily:
+        keys = sorted({str(d) for d in span} | {k.split("|")[0] for k in extra})
+        expr = {"date": "ts"}
+        wanted = stored.filter(pl.col("ts").dt.date().cast(pl.String).is_in(keys))
+    else:
+        keys = sorted({f"{d}|{v}" for d in span for v in venues} | extra)
+        expr = {"date": "ts", "venue": "venue"}
+        key = pl.concat_str(pl.col("ts").dt.date().cast(pl.String), pl.lit("|"), pl.col("venue"))
+        wanted = stored.filter(key.is_in(keys))
+    where, params, relations = partition_filter(expr, keys)
+    got = warehouse.read("raw_prints", where, params, relations=relations)
+    order = ["venue", "ts"]
+    assert got.sort(order).select(order).rows() == wanted.sort(order).select(order).rows()
+
+
 def test_materialised_means_every_series_of_the_run(tmp_path):
     warehouse = Warehouse(database=str(tmp_path / "warehouse.duckdb"))
     where, params, relations = partition_filter(
