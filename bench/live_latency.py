@@ -162,6 +162,7 @@ class Result:
     received_total: int  # stream prints the clients handed over, the whole run
     event_ms: np.ndarray  # latency samples from the message's event time
     received_ms: np.ndarray  # latency samples from the collector's receipt
+    commit_ms: np.ndarray  # wall ms of each store commit of the period (its statements, checkpoints included)
     collector_cpu: float  # CPU seconds per second of this process
     loop_cpu: float  # ... of its event loop's thread (clients, live strip, hand-over)
     store_cpu: float  # ... of the live store's writer thread (DuckDB commits)
@@ -238,12 +239,14 @@ async def measure(rate: float, seconds: float, coins_per_venue: int, warmup_s: f
             return sum(rt.prints for rt in runtimes), sum(rt.frames for rt in runtimes), store.rows_stored
 
         take()
+        commits0 = len(store.commit_ms)
         sent0, frames_sent0, sim_cpu0 = await asyncio.to_thread(sim.stats)
         (prints0, frames0, stored0), cpu0, t0 = counts(), cpu_s(), time.monotonic()
         while time.monotonic() - t0 < seconds:
             await asyncio.sleep(SAMPLE_EVERY_S)
             take()
         (prints1, frames1, stored1), cpu1, t1 = counts(), cpu_s(), time.monotonic()
+        commit_ms = list(store.commit_ms)[commits0:] if len(store.commit_ms) < store.commit_ms.maxlen else []
         load = os.getloadavg()[0]
         sent1, frames_sent1, sim_cpu1 = await asyncio.to_thread(sim.stats)
         elapsed = t1 - t0
@@ -269,6 +272,7 @@ async def measure(rate: float, seconds: float, coins_per_venue: int, warmup_s: f
             received_total=streamed,
             event_ms=np.asarray(event_ms),
             received_ms=np.asarray(received_ms),
+            commit_ms=np.asarray(commit_ms),
             collector_cpu=(cpu1["process"] - cpu0["process"]) / elapsed,
             loop_cpu=(cpu1["loop"] - cpu0["loop"]) / elapsed,
             store_cpu=(cpu1["store"] - cpu0["store"]) / elapsed,
@@ -293,6 +297,7 @@ COLUMNS = (
     "p99 ms",
     "max ms",
     "p99 from receipt ms",
+    "store commits p50 / p99 / max ms (over 100 ms)",
     "landed once",
     "collector CPU",
     "collector CPU µs/msg",
@@ -318,6 +323,11 @@ def row(r: Result) -> dict[str, str]:
         "p99 ms": pct(r.event_ms, 99),
         "max ms": f"{r.event_ms.max():,.0f}" if r.event_ms.size else "-",
         "p99 from receipt ms": pct(r.received_ms, 99),
+        "store commits p50 / p99 / max ms (over 100 ms)": (
+            f"{pct(r.commit_ms, 50)} / {pct(r.commit_ms, 99)} / {r.commit_ms.max():,.0f} ({(r.commit_ms > 100).sum()})"
+            if r.commit_ms.size
+            else "-"
+        ),
         "landed once": f"{'yes' if r.landed_ok else 'NO'} ({r.landed:,})",
         "collector CPU": f"{r.collector_cpu:.0%} (loop {r.loop_cpu:.0%}, store {r.store_cpu:.0%})",
         "collector CPU µs/msg": f"{per_msg(r.collector_cpu)} (loop {per_msg(r.loop_cpu)})",
@@ -345,7 +355,10 @@ def section(results: list[Result], command: str) -> str:
             f"{r0.seconds:.0f} s after every stream is live. Latency: from the message's own event time (the",
             "simulator's stamp of the message; Hyperliquid's carry none and are stamped on arrival) to the",
             "commit of its live strip row in the live store having returned, over every stored intraday",
-            "row of the period; the p99 from the collector's receipt is shown beside it. CPU: CPU seconds",
+            "row of the period; the p99 from the collector's receipt is shown beside it. Store commits: the",
+            "wall time of each live store commit of the period (its DuckDB statements; a commit that",
+            "triggers DuckDB's automatic checkpoint, every 16 MB of WAL, includes it): rows arriving",
+            "meanwhile wait for it. CPU: CPU seconds",
             "per second of each process (100 % = one core), the collector's split into its event loop's",
             "thread (clients, live strip, hand-over) and the live store's writer (DuckDB commits), and",
             "the collector's CPU microseconds per message received (the work a message costs, which a",

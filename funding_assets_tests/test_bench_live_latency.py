@@ -37,5 +37,9 @@ def test_the_live_path_benchmark_measures_what_the_simulator_sent_end_to_end():
     per_msg, loop_per_msg = cells["collector CPU µs/msg"].rstrip(")").split(" (loop ")
     assert int(per_msg) == round(result.collector_cpu / result.received * 1e6) >= int(loop_per_msg) > 0
     assert int(cells["p99 ms"].replace(",", "")) >= int(cells["p50 ms"].replace(",", ""))
+    # every commit of the period timed (one per batch of 50 ms at most), slow ones counted
+    assert 0 < result.commit_ms.size <= result.seconds / 0.05 + 2 and result.commit_ms.min() > 0
+    p50, p99, rest = cells["store commits p50 / p99 / max ms (over 100 ms)"].split(" / ")
+    assert int(rest.split(" (")[1].rstrip(")")) == int((result.commit_ms > 100).sum())
     section = bench.section([result], "the command")
     assert section.startswith(bench.SECTION + "\n") and table in section and "Machine: " in section

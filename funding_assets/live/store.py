@@ -172,6 +172,9 @@ class LiveStore:
         }
         self.rows_stored = 0
         self.batches = 0
+        #: wall ms of each recent commit's database statements (the last LATENCY_SAMPLES):
+        #: what a row waits for beyond its batch, checkpoints included
+        self.commit_ms: collections.deque[float] = collections.deque(maxlen=LATENCY_SAMPLES)
         self._thread = threading.Thread(target=self._run, name=f"live-store-{self.path.name}", daemon=True)
         self._thread.start()
 
@@ -329,6 +332,7 @@ class LiveStore:
         ]
         with self._db_lock:
             stored_at = self._clock()
+            started = time.perf_counter()
             self._con.register("incoming", incoming)
             try:
                 if len(statements) == 1:
@@ -344,6 +348,7 @@ class LiveStore:
                         raise
             finally:
                 self._con.unregister("incoming")
+            self.commit_ms.append((time.perf_counter() - started) * 1000.0)
         self._newest = newest
         done_ms = time.time() * 1000.0
         received = done_ms - batch["received_at"].to_numpy().view(np.int64)
