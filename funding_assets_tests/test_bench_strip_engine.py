@@ -16,7 +16,7 @@ def load_bench(monkeypatch):
 
 def test_the_benchmark_measures_builder_and_engine_on_the_same_prints(tmp_path, monkeypatch):
     bench = load_bench(monkeypatch)
-    rows = bench.main(["--sizes", "2e4", "--builder-max", "1e4", "--data-dir", str(tmp_path)])
+    rows = bench.main(["--sizes", "2e4", "--builder-max", "1e4", "--data-dir", str(tmp_path), "--repeat", "2"])
     modes = ["tick", "10m", "roll"]
     assert [r["mode"] for r in rows] == ["builder", *modes, *(f"memory {m}" for m in modes)]
     builder, tick, ten_minutes, roll, *in_memory = rows
@@ -35,3 +35,13 @@ def test_the_benchmark_measures_builder_and_engine_on_the_same_prints(tmp_path, 
     assert not list(tmp_path.iterdir())  # generated prints are removed
     table = bench.render(rows)
     assert "| 20," in table and "engine from parquet: roll snapshots" in table and "x builder" in table
+
+
+def test_repeated_runs_count_the_fastest_with_the_highest_peak(monkeypatch):
+    bench = load_bench(monkeypatch)
+    runs = [
+        {"mode": "tick", "seconds": 2.0, "rows": 5, "peak_gb": 1.5},
+        {"mode": "tick", "seconds": 1.0, "rows": 5, "peak_gb": 1.0},
+        {"mode": "tick", "seconds": 3.0, "rows": 5, "peak_gb": None},
+    ]
+    assert bench._best(runs) == {"mode": "tick", "seconds": 1.0, "rows": 5, "peak_gb": 1.5, "runs": 3}
