@@ -32,17 +32,18 @@ def matrix_moments(values: dict[str, np.ndarray], lo: np.ndarray, hi: np.ndarray
         mean = np.full(n.shape, np.nan)
         std = np.full(n.shape, np.nan)
         if rows.size:
-            x = np.where(in_window, series[index], np.nan)
-            first = np.nansum(x, axis=1) / count
-            dev = x - first[:, None]
-            m = first + np.nansum(dev, axis=1) / count
-            dev = x - m[:, None]
-            resid = np.nansum(dev, axis=1)
-            var = (np.nansum(dev * dev, axis=1) - resid * resid / count) / (count - 1)
-            low, high = np.nanmin(x, axis=1), np.nanmax(x, axis=1)
-            flat = low == high
-            mean[rows] = np.where(flat, low, m)
-            std[rows] = np.where(flat, 0.0, np.sqrt(np.maximum(var, 0.0)))
+            with np.errstate(invalid="ignore", over="ignore"):  # inf and overflow cases, as the old code ran them
+                x = np.where(in_window, series[index], np.nan)
+                first = np.nansum(x, axis=1) / count
+                dev = x - first[:, None]
+                m = first + np.nansum(dev, axis=1) / count
+                dev = x - m[:, None]
+                resid = np.nansum(dev, axis=1)
+                var = (np.nansum(dev * dev, axis=1) - resid * resid / count) / (count - 1)
+                low, high = np.nanmin(x, axis=1), np.nanmax(x, axis=1)
+                flat = low == high
+                mean[rows] = np.where(flat, low, m)
+                std[rows] = np.where(flat, 0.0, np.sqrt(np.maximum(var, 0.0)))
         out[f"{name}_mean"] = mean
         out[f"{name}_std"] = std
     return {k: pl.Series(k, v, nan_to_null=True) if v.dtype.kind == "f" else pl.Series(k, v) for k, v in out.items()}
