@@ -411,7 +411,7 @@ def section(rows: list[dict], results: list[dict], command: str, load: float, co
             ),
             f"Parquet ({compression}) on disk: {disk}. Each size runs in a child process; peak RSS is per run.",
             "",
-            f"Machine: {machine()}; load average {load:.2f} when the run started (the cores are shared with other work).",
+            f"Machine: {machine()}; load average {load:.2f} when the run started (other work on the machine would slow every method).",
             f"Reproduce: `{command}`.",
             "",
             *verdict(rows),
