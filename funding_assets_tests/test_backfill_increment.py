@@ -122,9 +122,14 @@ def test_a_range_run_plans_each_asset_once_and_still_records_every_partition(hom
     with dg.DagsterInstance.ephemeral() as instance:
         outcomes = backfill(start, end, config, instance, lambda _: None, lambda _: None, today=TODAY)
         assert all(o.success for o in outcomes), [o.error for o in outcomes]
-        planned = instance.fetch_planned_materializations(dg.AssetKey("curve_features"), limit=1000).records
+        planned = [
+            entry
+            for run in instance.get_runs()
+            for entry in instance.all_logs(run.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION_PLANNED)
+            if entry.dagster_event.asset_key == dg.AssetKey("curve_features")
+        ]
         stored = instance.get_materialized_partitions(dg.AssetKey("curve_features"))
-    runs = {r.event_log_entry.run_id for r in planned}
+    runs = {entry.run_id for entry in planned}
     assert len(planned) == len(runs) == 1  # one range run, one planned event
     assert {f"{day}|okx" for day in ("2024-03-01", "2024-03-02", "2024-03-03", "2024-03-04")} <= stored
     assert PLANNED_EVENTS_ENV not in __import__("os").environ  # the switch is the command's, not the process's
