@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime as dt
-import os
 import sys
 import time
 from pathlib import Path
@@ -31,20 +30,23 @@ import dagster as dg
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _report import machine, write_section  # noqa: E402
 
-from funding_assets.backfill import PLANNED_EVENTS_ENV  # noqa: E402
+from funding_assets.backfill import planned_events_per_asset  # noqa: E402
+from funding_assets.definitions import defs  # noqa: E402
 from funding_assets.partitions import START_DATE, daily, date_venue, venues  # noqa: E402
 
 SECTION = "## Dagster per-partition floor"
-#: Assets of a full-history backfill by partitioning (funding_assets.definitions).
-DATE_VENUE_ASSETS = ("raw_prints", "curve_snapshots", "curve_features", "pca_factors", "pca_fits")
-DAILY_ASSETS = (
-    "roll_b0",
-    "spread_signals",
-    "fixed_rate_candles",
-    "realised_funding",
-    "fixed_vs_floating",
-    "fixed_rate_spreads",
-)
+
+
+def _assets_partitioned_by(partitions: dg.PartitionsDefinition) -> tuple[str, ...]:
+    """The pipeline's assets on ``partitions`` (``funding_assets.definitions``)."""
+    graph = defs.resolve_asset_graph()
+    keys = graph.get_all_asset_keys()
+    return tuple(sorted(k.to_user_string() for k in keys if graph.get(k).partitions_def == partitions))
+
+
+#: Assets of a full-history backfill by partitioning.
+DATE_VENUE_ASSETS = _assets_partitioned_by(date_venue)
+DAILY_ASSETS = _assets_partitioned_by(daily)
 
 
 class _Nothing(dg.IOManager):
@@ -84,9 +86,7 @@ def measure(start: dt.date, end: dt.date) -> list[Run]:
         ("daily", _asset("noop_daily", daily), start.isoformat(), end.isoformat()),
     ]
     runs = []
-    before = os.environ.get(PLANNED_EVENTS_ENV)
-    os.environ[PLANNED_EVENTS_ENV] = "true"  # as funding-assets backfill runs them
-    try:
+    with planned_events_per_asset():  # as funding-assets backfill runs them
         for label, asset, lo, hi in cases:
             with dg.DagsterInstance.ephemeral() as instance:
                 t0 = time.perf_counter()
@@ -101,11 +101,6 @@ def measure(start: dt.date, end: dt.date) -> list[Run]:
             if not result.success or not done:
                 raise SystemExit(f"the {label} run failed")
             runs.append(Run(label, done, seconds))
-    finally:
-        if before is None:
-            os.environ.pop(PLANNED_EVENTS_ENV, None)
-        else:
-            os.environ[PLANNED_EVENTS_ENV] = before
     return runs
 
 

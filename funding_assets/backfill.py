@@ -245,7 +245,9 @@ PLANNED_EVENTS_ENV = "DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS"
 
 
 @contextlib.contextmanager
-def _planned_events_per_asset() -> Iterator[None]:
+def planned_events_per_asset() -> Iterator[None]:
+    """Runs created inside plan each asset once (:data:`PLANNED_EVENTS_ENV`); the process's
+    setting is restored on leaving."""
     before = os.environ.get(PLANNED_EVENTS_ENV)
     os.environ[PLANNED_EVENTS_ENV] = "true"
     try:
@@ -269,7 +271,7 @@ def run_step(
     t0 = time.monotonic()
     ticker.start()
     try:
-        with _planned_events_per_asset():
+        with planned_events_per_asset():
             result = dg.materialize(
                 ASSETS,
                 selection=list(step.assets),
